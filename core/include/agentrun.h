@@ -1,0 +1,459 @@
+/* agentrun.h -- record AI-agent runs durably in SQLite: the public C API. */
+#ifndef AGENTRUN_H
+#define AGENTRUN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define AR_VERSION "0.1.0"
+#define AR_SCHEMA_VERSION 1
+
+/*
+ * Conventions
+ * -----------
+ * - Functions return an int code: AR_OK (0) or one of the AR_E... codes below.
+ *   Out-parameters come first and are named `out`; on failure they are set to
+ *   NULL / 0. What comes back through `**out` is owned by the caller and is
+ *   released with the matching *_free / *_close function.
+ * - Every failing call leaves a message on the handle it was made on
+ *   (ar_store_errmsg, ar_run_errmsg); the message stays until the next failing
+ *   call on that handle. No error is sticky: a later call works as soon as the
+ *   cause is gone.
+ * - JSON crosses the API as UTF-8 text with an explicit length (a length of
+ *   AR_NUL_TERMINATED means strlen). It is validated here: bad JSON, invalid
+ *   UTF-8, integers outside +-2^53, nesting deeper than 512, NaN/Infinity are
+ *   AR_EJSON and nothing is stored. Valid JSON is stored byte for byte as given.
+ * - Strings that are not JSON (agent, goal, kind, ...) must be valid UTF-8
+ *   without NUL bytes (AR_EMISUSE otherwise), except a run's error text, which
+ *   is never refused: invalid bytes are replaced by U+FFFD.
+ * - Times are integer milliseconds since the Unix epoch (UTC).
+ * - Cost is kept exactly in micro-units (1e-6); it crosses the API as a double
+ *   and reads back as the double nearest the six-decimal value.
+ * - Destructors accept NULL. No global mutable state: two stores in two threads
+ *   work independently; one store must not be used by two threads at once.
+ */
+
+enum {
+    AR_OK = 0,
+    AR_EMISUSE,   /* bad argument: NULL where required, unknown value, negative limit, closed handle */
+    AR_EJSON,     /* a value is not valid JSON / not storable as JSON */
+    AR_EBUSY,     /* the file stayed locked past the busy timeout */
+    AR_EIO,       /* the file system failed a read, write or sync */
+    AR_EFULL,     /* the disk (or the store's size limit) is full */
+    AR_ECORRUPT,  /* the file is damaged or not an agentrun store */
+    AR_ESTATE,    /* the operation does not fit the run's state (e.g. step on a finished run) */
+    AR_ENOTFOUND, /* no run with that id */
+    AR_EPERM,     /* no permission (read-only store, file mode) */
+    AR_ENOMEM,    /* an allocation failed */
+    AR_EBUDGET,   /* ar_run_check: a budget limit is reached */
+    AR_EVERSION,  /* the file was written by a newer agentrun */
+    AR_ECALLBACK  /* a caller's callback asked to stop (retention rule) */
+};
+
+/* The code's name: "EBUSY", "EJSON", ... ("OK" for 0, "EUNKNOWN" otherwise). Static text. */
+const char *ar_code_name(int code);
+
+#define AR_NUL_TERMINATED ((size_t)-1)
+#define AR_UNSET INT64_MIN /* "not given" for optional int64 fields */
+
+/* ------------------------------------------------------------------------- */
+/* Allocation                                                                */
+
+/* A store may use the caller's allocator (tests use it to fail the Nth
+ * allocation). All three functions must be given, or none. */
+typedef struct ar_allocator {
+    void *(*malloc)(void *ud, size_t size);
+    void *(*realloc)(void *ud, void *ptr, size_t size);
+    void (*free)(void *ud, void *ptr);
+    void *ud;
+} ar_allocator;
+
+/* ------------------------------------------------------------------------- */
+/* Store                                                                     */
+
+typedef struct ar_store ar_store;
+
+enum { AR_DURABILITY_FULL = 0, AR_DURABILITY_NORMAL = 1 };
+
+typedef struct ar_open_opts {
+    int durability;        /* AR_DURABILITY_FULL: an acknowledged write survives power loss;
+                              AR_DURABILITY_NORMAL: it survives a process crash */
+    int busy_timeout_ms;   /* how long a call waits for another writer; >= 0 */
+    int readonly;          /* open for reading only; the file must exist */
+    const ar_allocator *allocator; /* NULL: malloc/realloc/free */
+} ar_open_opts;
+#define AR_OPEN_OPTS_INIT { AR_DURABILITY_FULL, 5000, 0, NULL }
+
+/* Opens (creating if missing, mode 0600) the store at `path`, or an in-memory
+ * store for ":memory:". `opts` may be NULL for the defaults. Like sqlite3_open,
+ * *out is set even on failure (unless memory ran out) so that the message can
+ * be read with ar_store_errmsg; the caller then closes it.
+ * Returns AR_OK, AR_EMISUSE, AR_EIO, AR_EPERM, AR_ECORRUPT (not an agentrun
+ * store), AR_EVERSION (newer schema), AR_EBUSY, AR_ENOMEM. */
+int ar_store_open(ar_store **out, const char *path, const ar_open_opts *opts);
+
+/* Finishes the store's still-open runs as failed with "store closed before
+ * the run finished" (their handles then return AR_ESTATE), releases the file
+ * and frees the store. NULL is accepted. */
+void ar_store_close(ar_store *store);
+
+/* The message of the last failing call on the store ("" if none). Owned by the store. */
+const char *ar_store_errmsg(const ar_store *store);
+/* The code of the last failing call on the store (AR_OK if none). */
+int ar_store_errcode(const ar_store *store);
+
+typedef struct ar_store_info {
+    const char *path;      /* owned by the store */
+    int schema_version;
+    int64_t runs, steps, events;
+    int64_t file_bytes, wal_bytes, free_bytes;
+} ar_store_info;
+
+/* Fills *out with counts and sizes. Returns AR_OK or a store error. */
+int ar_store_info_get(ar_store_info *out, ar_store *store);
+
+/* ------------------------------------------------------------------------- */
+/* Values shared by runs, steps and records                                  */
+
+typedef enum ar_status {
+    AR_RUNNING = 0,
+    AR_COMPLETED,
+    AR_BUDGET_EXHAUSTED,
+    AR_FAILED,
+    AR_INTERRUPTED
+} ar_status;
+
+/* "running", "completed", "budget_exhausted", "failed", "interrupted"; NULL if out of range. */
+const char *ar_status_name(ar_status status);
+/* Parses a status name; returns AR_OK or AR_EMISUSE. */
+int ar_status_parse(ar_status *out, const char *name);
+
+/* A named integer counter beyond input/output tokens, e.g. cache_read_tokens. */
+typedef struct ar_counter {
+    const char *name;
+    int64_t value;
+} ar_counter;
+
+typedef struct ar_usage {
+    int64_t input_tokens;
+    int64_t output_tokens;
+    int64_t total_tokens;   /* always input + output; on input 0 means "compute it" */
+    double cost;
+    size_t n_extra;         /* other counters, by name, each >= 0 */
+    const ar_counter *extra;
+} ar_usage;
+
+/* Budget limits; a negative value (AR_NO_LIMIT) means no limit. */
+#define AR_NO_LIMIT (-1)
+typedef struct ar_budget {
+    int64_t max_steps;
+    int64_t max_input_tokens;
+    int64_t max_output_tokens;
+    int64_t max_tokens;      /* input + output */
+    double max_cost;
+    double max_seconds;
+} ar_budget;
+#define AR_BUDGET_INIT { AR_NO_LIMIT, AR_NO_LIMIT, AR_NO_LIMIT, AR_NO_LIMIT, AR_NO_LIMIT, AR_NO_LIMIT }
+
+/* Which limit was reached: limit is "max_steps", "max_input_tokens",
+ * "max_output_tokens", "max_tokens", "max_cost" or "max_seconds"; limit_value
+ * and value are in the limit's unit (steps, tokens, cost, seconds). */
+typedef struct ar_exhaustion {
+    const char *limit;
+    double limit_value;
+    double value;
+} ar_exhaustion;
+
+/* One step of a run. On input (ar_run_step, records) seq and at are ignored
+ * (at: AR_UNSET means now when writing a record). On output every pointer is
+ * owned by the object it came from. */
+typedef struct ar_step {
+    int64_t seq;
+    const char *kind;        /* required, non-empty */
+    const char *name;        /* NULL: none */
+    const char *content;     /* JSON text; NULL: JSON null */
+    size_t content_len;      /* bytes of content, or AR_NUL_TERMINATED */
+    ar_usage usage;          /* usage.cost is the step's cost */
+    int64_t duration_ms;     /* >= 0 */
+    int64_t at;
+} ar_step;
+#define AR_STEP_INIT { 0, NULL, NULL, NULL, AR_NUL_TERMINATED, { 0, 0, 0, 0.0, 0, NULL }, 0, AR_UNSET }
+
+/* ------------------------------------------------------------------------- */
+/* Records                                                                   */
+
+/* The one uniform record of a run. Records returned by the library own all
+ * their strings and steps (free with ar_record_free). A caller may also fill
+ * one (start from AR_RECORD_INIT) as the `fields` of the record factory; then
+ * it only borrows. JSON fields (output, metadata) are JSON text; metadata is
+ * an object. */
+typedef struct ar_record {
+    const char *id;
+    const char *agent;
+    const char *goal;
+    const char *user;
+    const char *edition;
+    const char *parent;
+    ar_status status;
+    const char *output;      /* JSON text of a completed run's output, or NULL */
+    const char *error;       /* failed runs */
+    ar_exhaustion limit;     /* budget_exhausted runs; limit.limit NULL otherwise */
+    ar_budget budget;
+    int64_t iterations;      /* in fields: negative means "count the steps" */
+    ar_usage usage;          /* in fields: total_tokens < 0 means "sum the steps" */
+    int64_t latency_ms;      /* finished_at - created_at, AR_UNSET while running */
+    int64_t created_at;      /* in fields: AR_UNSET means now */
+    int64_t finished_at;     /* AR_UNSET while running; in fields AR_UNSET means now */
+    int64_t updated_at;
+    const char *metadata;    /* JSON object text, or NULL */
+    size_t n_steps;          /* steps, when asked for */
+    const ar_step *steps;
+} ar_record;
+#define AR_RECORD_INIT { NULL, NULL, NULL, NULL, NULL, NULL, AR_RUNNING, NULL, NULL, \
+    { NULL, 0, 0 }, AR_BUDGET_INIT, -1, { 0, 0, -1, 0.0, 0, NULL }, AR_UNSET, \
+    AR_UNSET, AR_UNSET, AR_UNSET, NULL, 0, NULL }
+
+void ar_record_free(ar_record *record);
+/* Frees an array of records returned by a listing, and the array. */
+void ar_records_free(ar_record **records, size_t n);
+
+/* The record factory: builds a finished record from `fields` (agent, goal,
+ * user, edition, parent, metadata, budget, steps, created_at, finished_at;
+ * usage and iterations computed from the steps when not given), validating
+ * everything ar_run_step and ar_run_begin would. *out is a deep copy owned by
+ * the caller; `fields` is only read. The record has no id until written.
+ * Returns AR_OK, AR_EMISUSE, AR_EJSON, AR_ENOMEM. Error text is in `errbuf`
+ * (may be NULL) of `errlen` bytes. */
+int ar_record_completed(ar_record **out, const ar_record *fields,
+                        const char *output_json, size_t output_len,
+                        char *errbuf, size_t errlen);
+int ar_record_budget_exhausted(ar_record **out, const ar_record *fields,
+                               const ar_exhaustion *why, char *errbuf, size_t errlen);
+int ar_record_failed(ar_record **out, const ar_record *fields, const char *error,
+                     char *errbuf, size_t errlen);
+
+/* Writes a finished record and all its steps in one transaction. *out receives
+ * the new run id (caller frees with ar_free). Returns AR_OK, AR_EMISUSE (not a
+ * finished record), AR_EJSON, or a store error; on failure nothing is written. */
+int ar_store_write(char **out, ar_store *store, const ar_record *record);
+
+/* Frees a string returned by the library (ids, cursors, checkpoint states). */
+void ar_free(void *ptr);
+
+/* ------------------------------------------------------------------------- */
+/* Recording a run                                                           */
+
+typedef struct ar_run ar_run;
+
+typedef struct ar_run_spec {
+    const char *agent;       /* required, non-empty */
+    const char *goal;        /* required */
+    const char *user;        /* optional */
+    const char *edition;     /* optional */
+    const char *parent;      /* optional parent run id */
+    const char *metadata;    /* optional JSON object text */
+    ar_budget budget;
+} ar_run_spec;
+#define AR_RUN_SPEC_INIT { NULL, NULL, NULL, NULL, NULL, NULL, AR_BUDGET_INIT }
+
+/* Begins a run: its row is durable when this returns. *out is a handle owned
+ * by the caller (ar_run_close). Returns AR_OK, AR_EMISUSE, AR_EJSON, or a
+ * store error. */
+int ar_run_begin(ar_run **out, ar_store *store, const ar_run_spec *spec);
+
+/* Continues a budget_exhausted or interrupted run under the same id: seq,
+ * usage and elapsed time continue. `budget` (may be NULL) replaces the old
+ * one. Returns AR_OK, AR_ENOTFOUND, AR_ESTATE (other statuses), or a store error. */
+int ar_run_resume(ar_run **out, ar_store *store, const char *run_id, const ar_budget *budget);
+
+/* Views of the run; owned by the run. usage->extra is valid until the next step. */
+const char *ar_run_id(const ar_run *run);
+ar_status ar_run_status(const ar_run *run);
+int64_t ar_run_iterations(const ar_run *run);
+const ar_usage *ar_run_usage(const ar_run *run);
+const ar_budget *ar_run_budget(const ar_run *run);
+int64_t ar_run_created_at(const ar_run *run);
+const char *ar_run_errmsg(const ar_run *run);
+
+/* Appends a step; it is durable when this returns and *out (may be NULL) holds
+ * its seq. Never refuses a step for budget reasons. On failure nothing is
+ * written and the same step can be retried.
+ * Returns AR_OK, AR_EMISUSE, AR_EJSON, AR_ESTATE (run finished or store
+ * closed), or a store error. */
+int ar_run_step(int64_t *out, ar_run *run, const ar_step *step);
+
+/* AR_OK when no limit is reached; AR_EBUDGET with *out filled (may be NULL)
+ * when iterations >= max_steps, a token total >= its limit, cost >= max_cost
+ * or elapsed >= max_seconds. Checked in that order. AR_ESTATE when finished. */
+int ar_run_check(ar_exhaustion *out, ar_run *run);
+
+/* Saves a resumable state (JSON text) after the latest step. */
+int ar_run_checkpoint(ar_run *run, const char *state_json, size_t len);
+
+/* Finish the run. *out (may be NULL) receives the final record without steps.
+ * A further step or finish returns AR_ESTATE. */
+int ar_run_complete(ar_record **out, ar_run *run, const char *output_json, size_t len);
+int ar_run_fail(ar_record **out, ar_run *run, const char *error);
+int ar_run_exhaust(ar_record **out, ar_run *run, const ar_exhaustion *why);
+
+/* Frees the handle; a run still running is first finished as failed with
+ * "run closed before it finished". NULL is accepted. */
+void ar_run_close(ar_run *run);
+
+/* ------------------------------------------------------------------------- */
+/* Reading                                                                   */
+
+/* *out is the run, or NULL (with AR_ENOTFOUND) when there is none. With
+ * `with_steps`, the record holds its whole transcript. */
+int ar_store_get(ar_record **out, ar_store *store, const char *id, int with_steps);
+
+/* Streams a run's steps in seq order in bounded memory, from seq `from`
+ * (inclusive; <= 1 for all), at most `limit` steps (< 0: all). */
+typedef struct ar_step_iter ar_step_iter;
+int ar_steps_open(ar_step_iter **out, ar_store *store, const char *run_id, int64_t from, int64_t limit);
+/* *out is the next step (owned by the iterator, valid until the next call),
+ * or NULL at the end. */
+int ar_steps_next(const ar_step **out, ar_step_iter *iter);
+void ar_steps_close(ar_step_iter *iter);
+
+enum { AR_ORDER_DESC = 0, AR_ORDER_ASC = 1 };
+
+typedef struct ar_run_query {
+    const char *agent, *user, *edition, *parent;  /* NULL: any */
+    const ar_status *status; size_t n_status;     /* n_status 0: any */
+    int64_t since;          /* created_at >= since; AR_UNSET: no bound */
+    int64_t until;          /* created_at < until; AR_UNSET: no bound */
+    int64_t limit;          /* default 50; >= 0 */
+    const char *after;      /* cursor: the items that follow it */
+    const char *before;     /* cursor: the `limit` items that precede it */
+    int order;              /* AR_ORDER_DESC (default) or AR_ORDER_ASC */
+} ar_run_query;
+#define AR_RUN_QUERY_INIT { NULL, NULL, NULL, NULL, NULL, 0, AR_UNSET, AR_UNSET, 50, NULL, NULL, AR_ORDER_DESC }
+
+/* Lists runs (records without steps) in the query's order by (created_at, id).
+ * *out is an array of *n records (ar_records_free); *next_cursor (may be NULL)
+ * receives the cursor for the following page or NULL on the last page
+ * (ar_free). A malformed cursor is AR_EMISUSE. */
+int ar_runs_list(ar_record ***out, size_t *n, char **next_cursor,
+                 ar_store *store, const ar_run_query *query);
+/* Counts the runs matching the query's filters (limit and cursors ignored). */
+int ar_runs_count(int64_t *out, ar_store *store, const ar_run_query *query);
+
+typedef struct ar_stats {
+    int64_t runs;
+    int64_t by_status[5];   /* indexed by ar_status */
+    int64_t iterations, input_tokens, output_tokens, total_tokens;
+    double cost;
+    double avg_latency_ms;  /* mean over finished runs; 0 when none */
+} ar_stats;
+int ar_runs_stats(ar_stats *out, ar_store *store, const ar_run_query *query);
+
+/* Clears `user` on every run of that user; *out (may be NULL) gets the count. */
+int ar_store_forget_user(int64_t *out, ar_store *store, const char *user);
+
+/* ------------------------------------------------------------------------- */
+/* Checkpoints and recovery                                                  */
+
+/* *out is the latest state (JSON text, ar_free) of the run and *seq the step
+ * it follows, or *out NULL when the run has none. AR_ENOTFOUND for an unknown run. */
+int ar_store_checkpoint(char **out, int64_t *seq, ar_store *store, const char *run_id);
+
+/* Marks `running` runs with no activity for `stale_after_s` seconds as
+ * interrupted; *out (may be NULL) gets the count. */
+int ar_store_recover(int64_t *out, ar_store *store, double stale_after_s);
+
+/* ------------------------------------------------------------------------- */
+/* Events: a conversation stream per agent, independent of runs              */
+
+typedef struct ar_event {
+    int64_t id;             /* output only */
+    const char *agent;      /* required */
+    int64_t session;        /* >= 0 */
+    const char *type;       /* required */
+    const char *content;    /* text, may be NULL */
+    const char *metadata;   /* JSON object text, may be NULL */
+    const char *run;        /* optional run id */
+    int64_t at;             /* AR_UNSET: now */
+} ar_event;
+#define AR_EVENT_INIT { 0, NULL, 0, NULL, NULL, NULL, NULL, AR_UNSET }
+
+int ar_event_append(int64_t *out, ar_store *store, const ar_event *event);
+
+typedef struct ar_event_query {
+    const char *agent;      /* required */
+    int64_t session;        /* AR_UNSET: any */
+    const char *const *types; size_t n_types;
+    int64_t since, until;   /* on at: since inclusive, until exclusive; AR_UNSET: no bound */
+    int64_t limit;          /* default 100 */
+    const char *after, *before;
+    int order;              /* AR_ORDER_ASC (default) or AR_ORDER_DESC */
+} ar_event_query;
+#define AR_EVENT_QUERY_INIT { NULL, AR_UNSET, NULL, 0, AR_UNSET, AR_UNSET, 100, NULL, NULL, AR_ORDER_ASC }
+
+/* An array of events returned by ar_events_list; owns its strings. */
+typedef struct ar_event_list {
+    size_t n;
+    ar_event *items;
+} ar_event_list;
+void ar_event_list_free(ar_event_list *list);
+
+int ar_events_list(ar_event_list **out, char **next_cursor, ar_store *store, const ar_event_query *query);
+int ar_events_count(int64_t *out, ar_store *store, const ar_event_query *query);
+
+typedef struct ar_type_count { const char *type; int64_t count; } ar_type_count;
+typedef struct ar_event_summary {
+    int64_t total;
+    size_t n_types; ar_type_count *by_type;
+    int64_t sessions;
+    int64_t first_at, last_at;   /* AR_UNSET when there are no events */
+} ar_event_summary;
+int ar_events_summary(ar_event_summary **out, ar_store *store, const char *agent);
+void ar_event_summary_free(ar_event_summary *summary);
+
+/* Deletes every event of one agent; *out gets the count. */
+int ar_events_delete(int64_t *out, ar_store *store, const char *agent);
+
+typedef struct ar_event_retention {
+    double older_than;      /* seconds; < 0: no age limit */
+    int64_t keep_last;      /* per agent, newest by at then id; < 0: no count limit */
+} ar_event_retention;
+#define AR_EVENT_RETENTION_INIT { -1, -1 }
+int ar_events_retain(int64_t *out, ar_store *store, const ar_event_retention *policy);
+
+/* ------------------------------------------------------------------------- */
+/* Retention of runs                                                         */
+
+enum { AR_RULE_UNDECIDED = 0, AR_RULE_KEEP = 1, AR_RULE_DELETE = 2 };
+
+/* Called for each considered run (a record without steps; age in seconds since
+ * finished_at). Sets *verdict to AR_RULE_KEEP, AR_RULE_DELETE or
+ * AR_RULE_UNDECIDED and returns 0; a non-zero return stops retention with
+ * AR_ECALLBACK and nothing is deleted. */
+typedef int (*ar_rule_fn)(void *ud, const ar_record *run, double age, int *verdict);
+
+typedef struct ar_retention {
+    double older_than;      /* seconds since finished_at; < 0: no age criterion */
+    int64_t keep_last;      /* newest finished runs kept per agent; < 0: no count criterion */
+    const ar_status *status; size_t n_status;  /* statuses considered; 0: all finished */
+    ar_rule_fn rule; void *rule_ud;
+    int dry_run;
+    int vacuum;
+} ar_retention;
+#define AR_RETENTION_INIT { -1, -1, NULL, 0, NULL, NULL, 0, 0 }
+
+typedef struct ar_retention_report {
+    int64_t considered, deleted, kept_by_rule, deleted_by_rule, steps_deleted;
+    int64_t bytes_before, bytes_after;
+    int dry_run;
+} ar_retention_report;
+
+int ar_store_retain(ar_retention_report *out, ar_store *store, const ar_retention *policy);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,147 @@
+/* internal.h -- the core's shared structures and helpers (not installed). */
+#ifndef AR_INTERNAL_H
+#define AR_INTERNAL_H
+
+#include <stdarg.h>
+#include <stdint.h>
+#include <stddef.h>
+
+#include "agentrun.h"
+#include "backend.h"
+
+#define AR_ID_LEN 26
+#define AR_ERRMSG_MAX 512
+#define AR_COUNTER_NAME_MAX 64
+
+/* An error slot: the code and message of the last failing call. */
+typedef struct ar_err {
+    int code;
+    char msg[AR_ERRMSG_MAX];
+} ar_err;
+
+/* Sets the slot and returns `code`, so failures read `return ar_fail(...)`. */
+int ar_fail(ar_err *err, int code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+void ar_err_clear(ar_err *err);
+
+/* ---- memory ------------------------------------------------------------- */
+
+void *ar_mem_alloc(const ar_allocator *a, size_t n);
+void *ar_mem_realloc(const ar_allocator *a, void *p, size_t n);
+void ar_mem_free(const ar_allocator *a, void *p);
+extern const ar_allocator ar_default_allocator;
+
+/* A string handed to the caller (freed with ar_free): it carries its allocator. */
+char *ar_out_strdup(const ar_allocator *a, const char *s, size_t n);
+/* Memory handed to the caller (freed with ar_free). */
+void *ar_out_alloc(const ar_allocator *a, size_t n);
+
+/* An arena: many small allocations released together (records, listings). */
+typedef struct ar_arena_block ar_arena_block;
+typedef struct ar_arena {
+    const ar_allocator *alloc;
+    ar_arena_block *head;
+} ar_arena;
+void *ar_arena_alloc(ar_arena *arena, size_t n);
+/* Copies s[0..n) plus a NUL; NULL stays NULL. Sets *failed on failure. */
+char *ar_arena_strndup(ar_arena *arena, const char *s, size_t n, int *failed);
+char *ar_arena_strdup(ar_arena *arena, const char *s, int *failed);
+void ar_arena_release(ar_arena *arena);
+
+/* A record owned by the library: the public record plus its arena. */
+typedef struct ar_record_box {
+    ar_allocator alloc;
+    ar_arena arena;
+    ar_record rec;
+} ar_record_box;
+ar_record_box *ar_record_box_new(const ar_allocator *a);
+
+/* ---- usage counters ----------------------------------------------------- */
+
+/* Sums of a run: the named extra counters live in a small sorted array. */
+typedef struct ar_totals {
+    int64_t iterations;
+    int64_t input_tokens, output_tokens;
+    int64_t cost_micros;
+    size_t n_extra, cap_extra;
+    ar_counter *extra;        /* names owned (allocated) */
+} ar_totals;
+
+void ar_totals_free(const ar_allocator *a, ar_totals *t);
+/* Adds one step's usage into t (copying new counter names). AR_ENOMEM on failure, t unchanged. */
+int ar_totals_add(const ar_allocator *a, ar_totals *t, const ar_usage *u, int64_t cost_micros);
+/* Copies src into *dst (deep). */
+int ar_totals_copy(const ar_allocator *a, ar_totals *dst, const ar_totals *src);
+/* Writes extra counters as a JSON object into buf (grown); NULL/0 when none. */
+int ar_counters_json(const ar_allocator *a, char **buf, size_t *cap, size_t *len,
+                     const ar_counter *c, size_t n);
+/* Parses a counters object into t (replacing t's extras). */
+int ar_counters_parse(const ar_allocator *a, ar_totals *t, const char *json, size_t len);
+
+/* Checks a step's usage for misuse (negative, total mismatch, bad counter names). */
+int ar_usage_check(ar_err *err, const ar_usage *u);
+
+/* Cost conversions: exact micro-units. AR_EMISUSE for NaN/negative/huge. */
+int ar_cost_to_micros(int64_t *out, double cost);
+double ar_micros_to_cost(int64_t micros);
+
+/* Budget <-> JSON text ({"max_steps":10,...}); "{}" when unlimited. */
+int ar_budget_check(ar_err *err, const ar_budget *b);
+size_t ar_budget_json(char *buf, size_t cap, const ar_budget *b);
+void ar_budget_parse(ar_budget *out, const char *json, size_t len);
+
+/* Checks a limit against totals at `elapsed_ms`; fills *out on AR_EBUDGET. */
+int ar_budget_reached(ar_exhaustion *out, const ar_budget *b, const ar_totals *t, int64_t elapsed_ms);
+/* Normalises a limit name to its static text; NULL when unknown. */
+const char *ar_limit_name(const char *name);
+
+/* ---- store and runs ----------------------------------------------------- */
+
+struct ar_store {
+    ar_allocator alloc;
+    ar_db *db;
+    char *path;
+    ar_err err;
+    int readonly;
+    struct ar_run *runs;            /* open run handles, to finish on close */
+    uint64_t id_last_ms;            /* id generation state (monotonic per store) */
+    uint64_t id_rand_hi;            /* 16 high bits of the random part */
+    uint64_t id_rand_lo;            /* 64 low bits of the random part */
+    uint64_t prng;                  /* splitmix64 state */
+};
+
+struct ar_run {
+    ar_store *store;                /* NULL once the store is closed */
+    struct ar_run *next, *prev;
+    ar_allocator alloc;
+    int64_t rowid;
+    char id[AR_ID_LEN + 1];
+    ar_status status;
+    ar_budget budget;
+    ar_totals totals;
+    int64_t created_at;
+    int64_t elapsed_base_ms;        /* active time before this handle */
+    int64_t opened_at;              /* when this handle started */
+    ar_err err;
+    ar_usage usage_view;
+    char *scratch; size_t scratch_cap;   /* counters JSON */
+    char *scratch2; size_t scratch2_cap;
+};
+
+int64_t ar_now_ms(void);
+/* A new run id for created_at `ms`: time-ordered, monotonic within the store. */
+void ar_id_new(ar_store *store, int64_t ms, char out[AR_ID_LEN + 1]);
+int ar_id_valid(const char *id);
+
+/* Validates a required/optional plain text field (UTF-8, no NUL). */
+int ar_text_check(ar_err *err, const char *field, const char *s, int required, int nonempty);
+/* Validates JSON text (AR_EJSON with the field name in the message). */
+int ar_json_check(ar_err *err, const char *field, const char *json, size_t len, int object);
+
+/* Validates a step for ar_run_step / records. Sets *cost_micros and *content_len. */
+int ar_step_check(ar_err *err, const ar_step *s, int64_t *cost_micros, size_t *content_len);
+
+#endif

@@ -1,0 +1,257 @@
+/* read.c -- reading runs back: get, streamed steps, listings with keyset cursors, counts, stats. */
+#include "internal.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define STEP_BATCH 256
+
+static int usable(ar_store *store)
+{
+    if (!store)
+        return AR_EMISUSE;
+    if (!store->db)
+        return ar_fail(&store->err, AR_EMISUSE, "the store is not open");
+    return AR_OK;
+}
+
+int ar_store_get(ar_record **out, ar_store *store, const char *id, int with_steps)
+{
+    int rc = usable(store);
+    if (out)
+        *out = NULL;
+    if (rc)
+        return rc;
+    if (!out || !id)
+        return ar_fail(&store->err, AR_EMISUSE, "out and id are required");
+    ar_record_box *box = ar_record_box_new(&store->alloc);
+    if (!box)
+        return ar_fail(&store->err, AR_ENOMEM, "out of memory reading a run");
+    int64_t rowid;
+    if ((rc = ar_db_run_load(store->db, id, box, &rowid, NULL, &store->err)))
+        goto cleanup;
+    if (with_steps) {
+        ar_step *steps;
+        size_t n;
+        /* totals and steps are written in one transaction: iterations is the count */
+        size_t max = (size_t)box->rec.iterations + 1;
+        if ((rc = ar_db_steps_fetch(store->db, rowid, 1, max, &box->arena, &steps, &n, &store->err)))
+            goto cleanup;
+        box->rec.steps = steps;
+        box->rec.n_steps = n;
+    }
+    *out = &box->rec;
+    return AR_OK;
+cleanup:
+    ar_record_free(&box->rec);
+    return rc;
+}
+
+struct ar_step_iter {
+    ar_store *store;
+    int64_t rowid;
+    int64_t next_seq;
+    int64_t remaining;      /* < 0: no limit */
+    ar_arena arena;
+    ar_step *batch;
+    size_t n, pos;
+    int done;
+};
+
+int ar_steps_open(ar_step_iter **out, ar_store *store, const char *run_id, int64_t from, int64_t limit)
+{
+    int rc = usable(store);
+    if (out)
+        *out = NULL;
+    if (rc)
+        return rc;
+    if (!out || !run_id)
+        return ar_fail(&store->err, AR_EMISUSE, "out and run_id are required");
+    int64_t rowid;
+    if ((rc = ar_db_run_rowid(store->db, run_id, &rowid, &store->err)))
+        return rc;
+    ar_step_iter *it = ar_mem_alloc(&store->alloc, sizeof *it);
+    if (!it)
+        return ar_fail(&store->err, AR_ENOMEM, "out of memory reading steps");
+    memset(it, 0, sizeof *it);
+    it->store = store;
+    it->rowid = rowid;
+    it->next_seq = from > 1 ? from : 1;
+    it->remaining = limit;
+    it->arena.alloc = &store->alloc;
+    *out = it;
+    return AR_OK;
+}
+
+int ar_steps_next(const ar_step **out, ar_step_iter *it)
+{
+    if (!out || !it)
+        return AR_EMISUSE;
+    *out = NULL;
+    if (it->pos == it->n) {
+        if (it->done || it->remaining == 0)
+            return AR_OK;
+        ar_arena_release(&it->arena);
+        it->batch = NULL;
+        it->n = it->pos = 0;
+        size_t want = STEP_BATCH;
+        if (it->remaining > 0 && (uint64_t)it->remaining < want)
+            want = (size_t)it->remaining;
+        int rc = ar_db_steps_fetch(it->store->db, it->rowid, it->next_seq, want, &it->arena,
+                                   &it->batch, &it->n, &it->store->err);
+        if (rc)
+            return rc;
+        if (it->n < want)
+            it->done = 1;
+        if (it->n == 0)
+            return AR_OK;
+        it->next_seq = it->batch[it->n - 1].seq + 1;
+    }
+    *out = &it->batch[it->pos++];
+    if (it->remaining > 0)
+        it->remaining--;
+    return AR_OK;
+}
+
+void ar_steps_close(ar_step_iter *it)
+{
+    if (!it)
+        return;
+    ar_allocator a = it->store->alloc;
+    ar_arena_release(&it->arena);
+    a.free(a.ud, it);
+}
+
+/* ---- listings ----------------------------------------------------------- */
+
+/* Cursor text: "r1:<created_at>:<id>". */
+static int cursor_parse(ar_err *err, const char *name, const char *c, ar_db_run_key *key)
+{
+    const char *p = c;
+    if (strncmp(p, "r1:", 3) != 0)
+        goto bad;
+    p += 3;
+    char *end;
+    if (!(*p >= '0' && *p <= '9') && *p != '-')
+        goto bad;
+    long long t = strtoll(p, &end, 10);
+    if (end == p || *end != ':')
+        goto bad;
+    p = end + 1;
+    if (!ar_id_valid(p))
+        goto bad;
+    key->created_at = (int64_t)t;
+    memcpy(key->id, p, AR_ID_LEN + 1);
+    return AR_OK;
+bad:
+    return ar_fail(err, AR_EMISUSE, "%s is not a valid runs cursor", name);
+}
+
+static char *cursor_make(ar_store *store, const ar_record *r)
+{
+    char text[96];
+    int n = snprintf(text, sizeof text, "r1:%" PRId64 ":%s", r->created_at, r->id);
+    return ar_out_strdup(&store->alloc, text, (size_t)n);
+}
+
+static int query_check(ar_store *store, const ar_run_query *q)
+{
+    ar_err *err = &store->err;
+    int rc;
+    if (!q)
+        return ar_fail(err, AR_EMISUSE, "query is NULL");
+    if ((rc = ar_text_check(err, "agent", q->agent, 0, 0)) ||
+        (rc = ar_text_check(err, "user", q->user, 0, 0)) ||
+        (rc = ar_text_check(err, "edition", q->edition, 0, 0)) ||
+        (rc = ar_text_check(err, "parent", q->parent, 0, 0)))
+        return rc;
+    if (q->n_status && !q->status)
+        return ar_fail(err, AR_EMISUSE, "status is NULL with n_status > 0");
+    if (q->n_status > 16)
+        return ar_fail(err, AR_EMISUSE, "too many statuses in the query");
+    for (size_t i = 0; i < q->n_status; i++)
+        if (!ar_status_name(q->status[i]))
+            return ar_fail(err, AR_EMISUSE, "unknown status %d", (int)q->status[i]);
+    if (q->limit < 0)
+        return ar_fail(err, AR_EMISUSE, "limit must not be negative");
+    if (q->order != AR_ORDER_ASC && q->order != AR_ORDER_DESC)
+        return ar_fail(err, AR_EMISUSE, "order must be AR_ORDER_ASC or AR_ORDER_DESC");
+    if (q->after && q->before)
+        return ar_fail(err, AR_EMISUSE, "after and before cannot be given together");
+    return AR_OK;
+}
+
+int ar_runs_list(ar_record ***out, size_t *n, char **next_cursor, ar_store *store, const ar_run_query *q)
+{
+    int rc = usable(store);
+    if (out)
+        *out = NULL;
+    if (n)
+        *n = 0;
+    if (next_cursor)
+        *next_cursor = NULL;
+    if (rc)
+        return rc;
+    if (!out || !n)
+        return ar_fail(&store->err, AR_EMISUSE, "out and n are required");
+    if ((rc = query_check(store, q)))
+        return rc;
+    ar_db_run_key key;
+    const ar_db_run_key *keyp = NULL;
+    int asc = q->order == AR_ORDER_ASC;
+    int backwards = q->before != NULL;
+    if (q->after || q->before) {
+        if ((rc = cursor_parse(&store->err, q->after ? "after" : "before", q->after ? q->after : q->before, &key)))
+            return rc;
+        keyp = &key;
+    }
+    /* `before` walks the other way from the cursor and the page is turned around */
+    int sql_asc = backwards ? !asc : asc;
+    int64_t fetch = backwards ? q->limit : q->limit + 1;
+    ar_record **list;
+    size_t count;
+    if ((rc = ar_db_runs_list(store->db, q, keyp, sql_asc, fetch, &list, &count, &store->err)))
+        return rc;
+    int more = !backwards && (int64_t)count > q->limit;
+    if (more)
+        ar_record_free(list[--count]);
+    if (backwards) {
+        for (size_t i = 0; i < count / 2; i++) {
+            ar_record *t = list[i];
+            list[i] = list[count - 1 - i];
+            list[count - 1 - i] = t;
+        }
+        more = count > 0;
+    }
+    if (more && next_cursor && !(*next_cursor = cursor_make(store, list[count - 1]))) {
+        ar_records_free(list, count);
+        return ar_fail(&store->err, AR_ENOMEM, "out of memory listing runs");
+    }
+    *out = list;
+    *n = count;
+    return AR_OK;
+}
+
+int ar_runs_count(int64_t *out, ar_store *store, const ar_run_query *q)
+{
+    int rc = usable(store);
+    if (out)
+        *out = 0;
+    if (rc || (rc = query_check(store, q)))
+        return rc;
+    if (!out)
+        return ar_fail(&store->err, AR_EMISUSE, "out is required");
+    return ar_db_runs_count(store->db, q, out, &store->err);
+}
+
+int ar_runs_stats(ar_stats *out, ar_store *store, const ar_run_query *q)
+{
+    int rc = usable(store);
+    if (rc || (rc = query_check(store, q)))
+        return rc;
+    if (!out)
+        return ar_fail(&store->err, AR_EMISUSE, "out is required");
+    return ar_db_runs_stats(store->db, q, out, &store->err);
+}

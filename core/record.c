@@ -1,0 +1,261 @@
+/* record.c -- the record factory (completed, budget exhausted, failed) and whole-record writes. */
+#include "internal.h"
+#include "json.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* Checks the fields every record needs, as ar_run_begin and ar_run_step would. */
+static int fields_check(ar_err *err, const ar_record *f)
+{
+    int rc;
+    if (!f)
+        return ar_fail(err, AR_EMISUSE, "fields is NULL");
+    if ((rc = ar_text_check(err, "agent", f->agent, 1, 1)) ||
+        (rc = ar_text_check(err, "goal", f->goal, 1, 0)) ||
+        (rc = ar_text_check(err, "user", f->user, 0, 0)) ||
+        (rc = ar_text_check(err, "edition", f->edition, 0, 0)) ||
+        (rc = ar_text_check(err, "parent", f->parent, 0, 0)) ||
+        (rc = ar_budget_check(err, &f->budget)))
+        return rc;
+    if (f->metadata && (rc = ar_json_check(err, "metadata", f->metadata, strlen(f->metadata), 1)))
+        return rc;
+    if (f->n_steps && !f->steps)
+        return ar_fail(err, AR_EMISUSE, "steps is NULL with n_steps > 0");
+    for (size_t i = 0; i < f->n_steps; i++) {
+        int64_t cost;
+        size_t len;
+        if ((rc = ar_step_check(err, &f->steps[i], &cost, &len))) {
+            char msg[AR_ERRMSG_MAX];
+            snprintf(msg, sizeof msg, "%s", err->msg);
+            return ar_fail(err, rc, "steps[%zu]: %s", i + 1, msg);
+        }
+    }
+    if (f->usage.total_tokens >= 0 && (rc = ar_usage_check(err, &f->usage)))
+        return rc;
+    if (f->usage.total_tokens >= 0 && !(f->usage.cost >= 0.0))
+        return ar_fail(err, AR_EMISUSE, "usage.cost must be a non-negative number");
+    if (f->created_at != AR_UNSET && f->finished_at != AR_UNSET && f->finished_at < f->created_at)
+        return ar_fail(err, AR_EMISUSE, "finished_at is before created_at");
+    return AR_OK;
+}
+
+static ar_counter *copy_counters(ar_arena *a, const ar_counter *c, size_t n, int *failed)
+{
+    if (!n)
+        return NULL;
+    ar_counter *out = ar_arena_alloc(a, n * sizeof *out);
+    if (!out) {
+        *failed = 1;
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        out[i].name = ar_arena_strdup(a, c[i].name, failed);
+        out[i].value = c[i].value;
+    }
+    return out;
+}
+
+/* Builds the normalised deep copy of `f` with the given ending. */
+static int build(ar_record **out, const ar_record *f, ar_status status,
+                 const char *output, size_t output_len, const char *error,
+                 const ar_exhaustion *why, ar_err *err)
+{
+    *out = NULL;
+    int rc = fields_check(err, f);
+    if (rc)
+        return rc;
+    if (output) {
+        if (output_len == AR_NUL_TERMINATED)
+            output_len = strlen(output);
+        if ((rc = ar_json_check(err, "output", output, output_len, 0)))
+            return rc;
+    }
+    ar_exhaustion e = { NULL, 0, 0 };
+    if (status == AR_BUDGET_EXHAUSTED) {
+        if (!why || !(e.limit = ar_limit_name(why->limit)))
+            return ar_fail(err, AR_EMISUSE, "a budget_exhausted record needs a known limit (max_steps, max_cost, ...)");
+        e.limit_value = why->limit_value;
+        e.value = why->value;
+    }
+    ar_record_box *box = ar_record_box_new(&ar_default_allocator);
+    if (!box)
+        return ar_fail(err, AR_ENOMEM, "out of memory building a record");
+    ar_arena *a = &box->arena;
+    ar_record *r = &box->rec;
+    int failed = 0;
+    int64_t now = ar_now_ms();
+    r->agent = ar_arena_strdup(a, f->agent, &failed);
+    r->goal = ar_arena_strdup(a, f->goal, &failed);
+    r->user = ar_arena_strdup(a, f->user, &failed);
+    r->edition = ar_arena_strdup(a, f->edition, &failed);
+    r->parent = ar_arena_strdup(a, f->parent, &failed);
+    r->metadata = ar_arena_strdup(a, f->metadata, &failed);
+    r->status = status;
+    r->output = output ? ar_arena_strndup(a, output, output_len, &failed) : NULL;
+    if (error) {
+        size_t n = strlen(error);
+        char *clean = ar_arena_alloc(a, 3 * n + 1);
+        if (clean)
+            clean[ar_utf8_sanitize(clean, error, n)] = '\0';
+        failed |= !clean;
+        r->error = clean;
+    }
+    r->limit = e;
+    r->budget = f->budget;
+    r->created_at = f->created_at != AR_UNSET ? f->created_at : now;
+    r->finished_at = f->finished_at != AR_UNSET ? f->finished_at : (now > r->created_at ? now : r->created_at);
+    r->updated_at = r->finished_at;
+    r->latency_ms = r->finished_at - r->created_at;
+
+    ar_totals sums = { 0, 0, 0, 0, 0, 0, NULL };
+    ar_step *steps = f->n_steps ? ar_arena_alloc(a, f->n_steps * sizeof *steps) : NULL;
+    failed |= f->n_steps && !steps;
+    for (size_t i = 0; !failed && i < f->n_steps; i++) {
+        const ar_step *s = &f->steps[i];
+        int64_t cost = 0;
+        size_t len = s->content ? (s->content_len == AR_NUL_TERMINATED ? strlen(s->content) : s->content_len) : 0;
+        ar_cost_to_micros(&cost, s->usage.cost);
+        steps[i] = *s;
+        steps[i].seq = (int64_t)i + 1;
+        steps[i].kind = ar_arena_strdup(a, s->kind, &failed);
+        steps[i].name = ar_arena_strdup(a, s->name, &failed);
+        steps[i].content = s->content ? ar_arena_strndup(a, s->content, len, &failed) : NULL;
+        steps[i].content_len = len;
+        steps[i].usage.total_tokens = s->usage.input_tokens + s->usage.output_tokens;
+        steps[i].usage.cost = ar_micros_to_cost(cost);
+        steps[i].usage.extra = copy_counters(a, s->usage.extra, s->usage.n_extra, &failed);
+        steps[i].at = s->at != AR_UNSET ? s->at : r->finished_at;
+        if (!failed && ar_totals_add(&ar_default_allocator, &sums, &s->usage, cost))
+            failed = 1;
+    }
+    r->steps = steps;
+    r->n_steps = f->n_steps;
+    r->iterations = f->iterations >= 0 ? f->iterations : (int64_t)f->n_steps;
+    if (f->usage.total_tokens >= 0) {
+        int64_t cost = 0;
+        ar_cost_to_micros(&cost, f->usage.cost);
+        r->usage = f->usage;
+        r->usage.total_tokens = f->usage.input_tokens + f->usage.output_tokens;
+        r->usage.cost = ar_micros_to_cost(cost);
+        r->usage.extra = copy_counters(a, f->usage.extra, f->usage.n_extra, &failed);
+    } else {
+        r->usage.input_tokens = sums.input_tokens;
+        r->usage.output_tokens = sums.output_tokens;
+        r->usage.total_tokens = sums.input_tokens + sums.output_tokens;
+        r->usage.cost = ar_micros_to_cost(sums.cost_micros);
+        r->usage.n_extra = sums.n_extra;
+        r->usage.extra = copy_counters(a, sums.extra, sums.n_extra, &failed);
+    }
+    ar_totals_free(&ar_default_allocator, &sums);
+    if (failed) {
+        ar_record_free(r);
+        return ar_fail(err, AR_ENOMEM, "out of memory building a record");
+    }
+    *out = r;
+    return AR_OK;
+}
+
+static int report(int rc, const ar_err *err, char *errbuf, size_t errlen)
+{
+    if (rc && errbuf && errlen)
+        snprintf(errbuf, errlen, "%s", err->msg);
+    return rc;
+}
+
+int ar_record_completed(ar_record **out, const ar_record *fields, const char *output_json,
+                        size_t output_len, char *errbuf, size_t errlen)
+{
+    ar_err err = { 0, "" };
+    if (!out)
+        return AR_EMISUSE;
+    return report(build(out, fields, AR_COMPLETED, output_json, output_len, NULL, NULL, &err),
+                  &err, errbuf, errlen);
+}
+
+int ar_record_budget_exhausted(ar_record **out, const ar_record *fields, const ar_exhaustion *why,
+                               char *errbuf, size_t errlen)
+{
+    ar_err err = { 0, "" };
+    if (!out)
+        return AR_EMISUSE;
+    return report(build(out, fields, AR_BUDGET_EXHAUSTED, NULL, 0, NULL, why, &err), &err, errbuf, errlen);
+}
+
+int ar_record_failed(ar_record **out, const ar_record *fields, const char *error,
+                     char *errbuf, size_t errlen)
+{
+    ar_err err = { 0, "" };
+    if (!out)
+        return AR_EMISUSE;
+    return report(build(out, fields, AR_FAILED, NULL, 0, error ? error : "failed", NULL, &err),
+                  &err, errbuf, errlen);
+}
+
+/* Inserts the normalised record `r` and its steps inside the caller's transaction. */
+static int write_rows(ar_store *store, const ar_record *r, const char *id, char **buf, size_t *cap)
+{
+    ar_err *err = &store->err;
+    ar_db *db = store->db;
+    char budget[320];
+    ar_budget_json(budget, sizeof budget, &r->budget);
+    int64_t cost = 0;
+    ar_cost_to_micros(&cost, r->usage.cost);
+    size_t clen = 0;
+    if (ar_counters_json(&store->alloc, buf, cap, &clen, r->usage.extra, r->usage.n_extra))
+        return ar_fail(err, AR_ENOMEM, "out of memory writing a record");
+    ar_db_run row = { id, r->agent, r->goal, r->user, r->edition, r->parent, r->metadata, budget,
+                      r->status, r->output, r->output ? strlen(r->output) : 0, r->error,
+                      r->limit.limit, r->limit.limit_value, r->limit.value,
+                      { r->iterations, r->usage.input_tokens, r->usage.output_tokens, cost,
+                        clen ? *buf : NULL, clen, r->latency_ms, r->finished_at },
+                      r->created_at, r->finished_at };
+    int64_t rowid;
+    int rc = ar_db_run_insert(db, &row, &rowid, err);
+    for (size_t i = 0; rc == AR_OK && i < r->n_steps; i++) {
+        const ar_step *s = &r->steps[i];
+        ar_cost_to_micros(&cost, s->usage.cost);
+        if (ar_counters_json(&store->alloc, buf, cap, &clen, s->usage.extra, s->usage.n_extra))
+            return ar_fail(err, AR_ENOMEM, "out of memory writing a record");
+        ar_db_step st = { s->seq, s->kind, s->name, s->content, s->content_len,
+                          s->usage.input_tokens, s->usage.output_tokens, cost,
+                          clen ? *buf : NULL, clen, s->duration_ms, s->at };
+        rc = ar_db_step_insert(db, rowid, &st, err);
+    }
+    return rc;
+}
+
+int ar_store_write(char **out, ar_store *store, const ar_record *record)
+{
+    if (out)
+        *out = NULL;
+    if (!store)
+        return AR_EMISUSE;
+    if (!store->db)
+        return ar_fail(&store->err, AR_EMISUSE, "the store is not open");
+    if (!out || !record)
+        return ar_fail(&store->err, AR_EMISUSE, "out and record are required");
+    if (record->status == AR_RUNNING || !ar_status_name(record->status))
+        return ar_fail(&store->err, AR_EMISUSE, "only a finished record can be written (status is not final)");
+    /* normalise through the factory so a hand-made record is checked like any other */
+    ar_record *r = NULL;
+    int rc = build(&r, record, record->status, record->output, AR_NUL_TERMINATED,
+                   record->status == AR_FAILED ? (record->error ? record->error : "failed") : NULL,
+                   &record->limit, &store->err);
+    if (rc)
+        return rc;
+    char id[AR_ID_LEN + 1];
+    ar_id_new(store, r->created_at, id);
+    char *buf = NULL;
+    size_t cap = 0;
+    if ((rc = ar_db_txn_begin(store->db, &store->err)) == AR_OK &&
+        (rc = write_rows(store, r, id, &buf, &cap)) == AR_OK)
+        rc = ar_db_txn_commit(store->db, &store->err);
+    if (rc)
+        ar_db_txn_rollback(store->db);
+    else if (!(*out = ar_out_strdup(&store->alloc, id, AR_ID_LEN)))
+        rc = ar_fail(&store->err, AR_ENOMEM, "the record is written (id %s), but returning its id ran out of memory", id);
+    ar_mem_free(&store->alloc, buf);
+    ar_record_free(r);
+    return rc;
+}

@@ -1,0 +1,425 @@
+/* run.c -- recording a run: begin, append steps durably, budgets, checkpoints, finish, resume. */
+#include "internal.h"
+#include "json.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void ar_run_detach(ar_run *run, const char *why);
+
+static void link_run(ar_store *store, ar_run *run)
+{
+    run->store = store;
+    run->prev = NULL;
+    run->next = store->runs;
+    if (store->runs)
+        store->runs->prev = run;
+    store->runs = run;
+}
+
+static void unlink_run(ar_run *run)
+{
+    if (!run->store)
+        return;
+    if (run->prev)
+        run->prev->next = run->next;
+    else
+        run->store->runs = run->next;
+    if (run->next)
+        run->next->prev = run->prev;
+    run->next = run->prev = NULL;
+    run->store = NULL;
+}
+
+static ar_run *run_new(ar_store *store)
+{
+    ar_run *run = ar_mem_alloc(&store->alloc, sizeof *run);
+    if (!run)
+        return NULL;
+    memset(run, 0, sizeof *run);
+    run->alloc = store->alloc;
+    run->status = AR_RUNNING;
+    return run;
+}
+
+static void run_free(ar_run *run)
+{
+    ar_allocator a = run->alloc;
+    ar_totals_free(&a, &run->totals);
+    ar_mem_free(&a, run->scratch);
+    ar_mem_free(&a, run->scratch2);
+    a.free(a.ud, run);
+}
+
+/* Copies the store's error into the run's slot (run calls report on the run). */
+static int from_store(ar_run *run, int rc)
+{
+    if (rc && run->store) {
+        run->err = run->store->err;
+        run->err.code = rc;
+    }
+    return rc;
+}
+
+/* The run can take a step or a finish: AR_OK or AR_ESTATE/AR_EMISUSE. */
+static int writable(ar_run *run)
+{
+    if (!run->store)
+        return ar_fail(&run->err, AR_ESTATE, "the run's store is closed");
+    if (run->status != AR_RUNNING)
+        return ar_fail(&run->err, AR_ESTATE, "the run is %s; it takes no more steps", ar_status_name(run->status));
+    return AR_OK;
+}
+
+static int64_t elapsed_ms(const ar_run *run, int64_t now)
+{
+    int64_t d = now - run->opened_at;
+    return run->elapsed_base_ms + (d > 0 ? d : 0);
+}
+
+static int spec_check(ar_err *err, const ar_run_spec *spec)
+{
+    int rc;
+    if (!spec)
+        return ar_fail(err, AR_EMISUSE, "spec is NULL");
+    if ((rc = ar_text_check(err, "agent", spec->agent, 1, 1)) ||
+        (rc = ar_text_check(err, "goal", spec->goal, 1, 0)) ||
+        (rc = ar_text_check(err, "user", spec->user, 0, 0)) ||
+        (rc = ar_text_check(err, "edition", spec->edition, 0, 0)) ||
+        (rc = ar_text_check(err, "parent", spec->parent, 0, 0)) ||
+        (rc = ar_budget_check(err, &spec->budget)))
+        return rc;
+    if (spec->metadata)
+        return ar_json_check(err, "metadata", spec->metadata, strlen(spec->metadata), 1);
+    return AR_OK;
+}
+
+int ar_run_begin(ar_run **out, ar_store *store, const ar_run_spec *spec)
+{
+    if (!out || !store)
+        return AR_EMISUSE;
+    *out = NULL;
+    if (!store->db)
+        return ar_fail(&store->err, AR_EMISUSE, "the store is not open");
+    int rc = spec_check(&store->err, spec);
+    if (rc)
+        return rc;
+    ar_run *run = run_new(store);
+    if (!run)
+        return ar_fail(&store->err, AR_ENOMEM, "out of memory beginning a run");
+    char budget[320];
+    ar_budget_json(budget, sizeof budget, &spec->budget);
+    int64_t now = ar_now_ms();
+    ar_id_new(store, now, run->id);
+    ar_db_run row = { run->id, spec->agent, spec->goal, spec->user, spec->edition, spec->parent,
+                      spec->metadata, budget, AR_RUNNING, NULL, 0, NULL, NULL, 0, 0,
+                      { 0, 0, 0, 0, NULL, 0, 0, now }, now, AR_UNSET };
+    if ((rc = ar_db_run_insert(store->db, &row, &run->rowid, &store->err))) {
+        run_free(run);
+        return rc;
+    }
+    run->budget = spec->budget;
+    run->created_at = now;
+    run->opened_at = now;
+    link_run(store, run);
+    *out = run;
+    return AR_OK;
+}
+
+int ar_run_resume(ar_run **out, ar_store *store, const char *run_id, const ar_budget *budget)
+{
+    if (!out || !store)
+        return AR_EMISUSE;
+    *out = NULL;
+    if (!store->db)
+        return ar_fail(&store->err, AR_EMISUSE, "the store is not open");
+    if (!run_id)
+        return ar_fail(&store->err, AR_EMISUSE, "run_id is required");
+    int rc;
+    if (budget && (rc = ar_budget_check(&store->err, budget)))
+        return rc;
+    ar_record_box *box = ar_record_box_new(&store->alloc);
+    ar_run *run = run_new(store);
+    int64_t elapsed = 0;
+    if (!box || !run) {
+        rc = ar_fail(&store->err, AR_ENOMEM, "out of memory resuming a run");
+        goto cleanup;
+    }
+    if ((rc = ar_db_run_load(store->db, run_id, box, &run->rowid, &elapsed, &store->err)))
+        goto cleanup;
+    const ar_record *r = &box->rec;
+    if (r->status != AR_BUDGET_EXHAUSTED && r->status != AR_INTERRUPTED) {
+        rc = ar_fail(&store->err, AR_ESTATE, "run %s is %s; only budget_exhausted and interrupted runs can be resumed",
+                     run_id, ar_status_name(r->status));
+        goto cleanup;
+    }
+    run->budget = budget ? *budget : r->budget;
+    run->totals.iterations = r->iterations;
+    ar_usage u = r->usage;
+    int64_t cost = 0;
+    ar_cost_to_micros(&cost, r->usage.cost);
+    if (ar_totals_add(&store->alloc, &run->totals, &u, cost)) {
+        rc = ar_fail(&store->err, AR_ENOMEM, "out of memory resuming a run");
+        goto cleanup;
+    }
+    char budget_json[320];
+    ar_budget_json(budget_json, sizeof budget_json, &run->budget);
+    int64_t now = ar_now_ms();
+    if ((rc = ar_db_run_reopen(store->db, run->rowid, budget_json, now, &store->err)))
+        goto cleanup;
+    memcpy(run->id, r->id, AR_ID_LEN + 1);
+    run->created_at = r->created_at;
+    run->elapsed_base_ms = elapsed;
+    run->opened_at = now;
+    link_run(store, run);
+    *out = run;
+    run = NULL;
+cleanup:
+    ar_record_free(box ? &box->rec : NULL);
+    if (run)
+        run_free(run);
+    return rc;
+}
+
+const char *ar_run_id(const ar_run *run) { return run ? run->id : NULL; }
+ar_status ar_run_status(const ar_run *run) { return run ? run->status : AR_FAILED; }
+int64_t ar_run_iterations(const ar_run *run) { return run ? run->totals.iterations : 0; }
+const ar_budget *ar_run_budget(const ar_run *run) { return run ? &run->budget : NULL; }
+int64_t ar_run_created_at(const ar_run *run) { return run ? run->created_at : AR_UNSET; }
+const char *ar_run_errmsg(const ar_run *run) { return run ? run->err.msg : "no run"; }
+
+const ar_usage *ar_run_usage(const ar_run *run)
+{
+    if (!run)
+        return NULL;
+    ar_usage *u = &((ar_run *)run)->usage_view;
+    u->input_tokens = run->totals.input_tokens;
+    u->output_tokens = run->totals.output_tokens;
+    u->total_tokens = u->input_tokens + u->output_tokens;
+    u->cost = ar_micros_to_cost(run->totals.cost_micros);
+    u->n_extra = run->totals.n_extra;
+    u->extra = run->totals.extra;
+    return u;
+}
+
+/* Removes a step's usage from the totals after a failed write: counters the
+ * step introduced are dropped again, so a failure leaves the run unchanged. */
+static void totals_undo(ar_run *run, const ar_usage *u, int64_t cost, const ar_totals *before_names)
+{
+    ar_totals *t = &run->totals;
+    t->input_tokens -= u->input_tokens;
+    t->output_tokens -= u->output_tokens;
+    t->cost_micros -= cost;
+    for (size_t i = 0; i < u->n_extra; i++) {
+        for (size_t k = 0; k < t->n_extra; k++) {
+            if (strcmp(t->extra[k].name, u->extra[i].name) != 0)
+                continue;
+            t->extra[k].value -= u->extra[i].value;
+            int existed = 0;
+            for (size_t j = 0; j < before_names->n_extra && !existed; j++)
+                existed = before_names->extra[j].name == t->extra[k].name;
+            if (!existed) {
+                ar_mem_free(&run->alloc, (void *)t->extra[k].name);
+                memmove(t->extra + k, t->extra + k + 1, (t->n_extra - k - 1) * sizeof *t->extra);
+                t->n_extra--;
+            }
+            break;
+        }
+    }
+}
+
+int ar_run_step(int64_t *out, ar_run *run, const ar_step *step)
+{
+    if (out)
+        *out = 0;
+    if (!run)
+        return AR_EMISUSE;
+    int64_t cost = 0;
+    size_t content_len = 0;
+    int rc;
+    if ((rc = writable(run)) || (rc = ar_step_check(&run->err, step, &cost, &content_len)))
+        return rc;
+    ar_store *store = run->store;
+    /* the names the totals had before, to undo exactly on failure */
+    ar_counter names_small[16];
+    ar_totals before = { 0, 0, 0, 0, run->totals.n_extra, 0, names_small };
+    if (before.n_extra > 16 && !(before.extra = ar_mem_alloc(&run->alloc, before.n_extra * sizeof *before.extra)))
+        return ar_fail(&run->err, AR_ENOMEM, "out of memory recording a step");
+    if (before.n_extra)
+        memcpy(before.extra, run->totals.extra, before.n_extra * sizeof *before.extra);
+    if (ar_totals_add(&run->alloc, &run->totals, &step->usage, cost)) {
+        rc = ar_fail(&run->err, AR_ENOMEM, "out of memory recording a step");
+        goto cleanup;
+    }
+    size_t run_counters_len = 0, step_counters_len = 0;
+    if (ar_counters_json(&run->alloc, &run->scratch, &run->scratch_cap, &run_counters_len,
+                         run->totals.extra, run->totals.n_extra) ||
+        ar_counters_json(&run->alloc, &run->scratch2, &run->scratch2_cap, &step_counters_len,
+                         step->usage.extra, step->usage.n_extra)) {
+        totals_undo(run, &step->usage, cost, &before);
+        rc = ar_fail(&run->err, AR_ENOMEM, "out of memory recording a step");
+        goto cleanup;
+    }
+    int64_t now = ar_now_ms();
+    int64_t seq = run->totals.iterations + 1;
+    ar_db_step row = { seq, step->kind, step->name, step->content, content_len,
+                       step->usage.input_tokens, step->usage.output_tokens, cost,
+                       step_counters_len ? run->scratch2 : NULL, step_counters_len,
+                       step->duration_ms, now };
+    ar_db_progress p = { seq, run->totals.input_tokens, run->totals.output_tokens, run->totals.cost_micros,
+                         run_counters_len ? run->scratch : NULL, run_counters_len,
+                         elapsed_ms(run, now), now };
+    if ((rc = ar_db_txn_begin(store->db, &store->err)) == AR_OK &&
+        (rc = ar_db_step_insert(store->db, run->rowid, &row, &store->err)) == AR_OK &&
+        (rc = ar_db_run_progress(store->db, run->rowid, &p, &store->err)) == AR_OK)
+        rc = ar_db_txn_commit(store->db, &store->err);
+    if (rc) {
+        ar_db_txn_rollback(store->db);
+        totals_undo(run, &step->usage, cost, &before);
+        from_store(run, rc);
+        goto cleanup;
+    }
+    run->totals.iterations = seq;
+    if (out)
+        *out = seq;
+cleanup:
+    if (before.extra != names_small)
+        ar_mem_free(&run->alloc, before.extra);
+    return rc;
+}
+
+int ar_run_check(ar_exhaustion *out, ar_run *run)
+{
+    if (!run)
+        return AR_EMISUSE;
+    int rc = writable(run);
+    if (rc)
+        return rc;
+    rc = ar_budget_reached(out, &run->budget, &run->totals, elapsed_ms(run, ar_now_ms()));
+    if (rc == AR_EBUDGET && out)
+        ar_fail(&run->err, AR_EBUDGET, "budget exhausted: %s", out->limit);
+    return rc;
+}
+
+int ar_run_checkpoint(ar_run *run, const char *state_json, size_t len)
+{
+    if (!run)
+        return AR_EMISUSE;
+    int rc = writable(run);
+    if (rc)
+        return rc;
+    if (!state_json)
+        return ar_fail(&run->err, AR_EMISUSE, "state is required");
+    if (len == AR_NUL_TERMINATED)
+        len = strlen(state_json);
+    if ((rc = ar_json_check(&run->err, "state", state_json, len, 0)))
+        return rc;
+    return from_store(run, ar_db_checkpoint_put(run->store->db, run->rowid, run->totals.iterations,
+                                                state_json, len, ar_now_ms(), &run->store->err));
+}
+
+/* Ends the run in the file with `f`, then reads the final record back. */
+static int finish(ar_record **out, ar_run *run, ar_db_finish *f)
+{
+    ar_store *store = run->store;
+    int64_t now = ar_now_ms();
+    f->finished_at = now;
+    f->elapsed_ms = elapsed_ms(run, now);
+    int rc = ar_db_run_finish(store->db, run->rowid, f, &store->err);
+    if (rc)
+        return from_store(run, rc);
+    run->status = f->status;
+    if (!out)
+        return AR_OK;
+    ar_record_box *box = ar_record_box_new(&store->alloc);
+    if (!box)
+        return ar_fail(&run->err, AR_ENOMEM, "the run is finished, but reading its record ran out of memory");
+    if ((rc = ar_db_run_load(store->db, run->id, box, NULL, NULL, &store->err))) {
+        ar_record_free(&box->rec);
+        return from_store(run, rc);
+    }
+    *out = &box->rec;
+    return AR_OK;
+}
+
+int ar_run_complete(ar_record **out, ar_run *run, const char *output_json, size_t len)
+{
+    if (out)
+        *out = NULL;
+    if (!run)
+        return AR_EMISUSE;
+    int rc = writable(run);
+    if (rc)
+        return rc;
+    if (output_json && len == AR_NUL_TERMINATED)
+        len = strlen(output_json);
+    if (output_json && (rc = ar_json_check(&run->err, "output", output_json, len, 0)))
+        return rc;
+    ar_db_finish f = { AR_COMPLETED, output_json, output_json ? len : 0, NULL, NULL, 0, 0, 0, 0 };
+    return finish(out, run, &f);
+}
+
+int ar_run_fail(ar_record **out, ar_run *run, const char *error)
+{
+    if (out)
+        *out = NULL;
+    if (!run)
+        return AR_EMISUSE;
+    int rc = writable(run);
+    if (rc)
+        return rc;
+    if (!error)
+        error = "failed";
+    /* error text is never refused: invalid UTF-8 becomes U+FFFD */
+    size_t n = strlen(error);
+    char small[512];
+    char *clean = n * 3 + 1 <= sizeof small ? small : ar_mem_alloc(&run->alloc, n * 3 + 1);
+    if (!clean)
+        return ar_fail(&run->err, AR_ENOMEM, "out of memory recording the failure");
+    clean[ar_utf8_sanitize(clean, error, n)] = '\0';
+    ar_db_finish f = { AR_FAILED, NULL, 0, clean, NULL, 0, 0, 0, 0 };
+    rc = finish(out, run, &f);
+    if (clean != small)
+        ar_mem_free(&run->alloc, clean);
+    return rc;
+}
+
+int ar_run_exhaust(ar_record **out, ar_run *run, const ar_exhaustion *why)
+{
+    if (out)
+        *out = NULL;
+    if (!run)
+        return AR_EMISUSE;
+    int rc = writable(run);
+    if (rc)
+        return rc;
+    ar_exhaustion e;
+    if (why) {
+        e = *why;
+        if (!(e.limit = ar_limit_name(why->limit)))
+            return ar_fail(&run->err, AR_EMISUSE, "unknown budget limit '%s'", why->limit ? why->limit : "(null)");
+    } else if (ar_budget_reached(&e, &run->budget, &run->totals, elapsed_ms(run, ar_now_ms())) != AR_EBUDGET) {
+        return ar_fail(&run->err, AR_EMISUSE, "no budget limit is reached");
+    }
+    ar_db_finish f = { AR_BUDGET_EXHAUSTED, NULL, 0, NULL, e.limit, e.limit_value, e.value, 0, 0 };
+    return finish(out, run, &f);
+}
+
+void ar_run_detach(ar_run *run, const char *why)
+{
+    if (run->store && run->status == AR_RUNNING) {
+        ar_db_finish f = { AR_FAILED, NULL, 0, why, NULL, 0, 0, 0, 0 };
+        finish(NULL, run, &f);
+    }
+    if (run->status == AR_RUNNING)
+        run->status = AR_FAILED;
+    unlink_run(run);
+}
+
+void ar_run_close(ar_run *run)
+{
+    if (!run)
+        return;
+    ar_run_detach(run, "run closed before it finished");
+    run_free(run);
+}

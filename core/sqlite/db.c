@@ -1,0 +1,340 @@
+/* db.c -- the SQLite backend: opening, schema and migrations, transactions, info. */
+#include "sq.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define AR_APPLICATION_ID 0x41477275 /* "AGru": marks a file as an agentrun store */
+
+/* Schema version 1. Later versions append a migration below; files are
+ * upgraded in place, in one transaction, when they are opened. */
+static const char schema_v1[] =
+    "CREATE TABLE runs("
+    " n INTEGER PRIMARY KEY,"
+    " id TEXT NOT NULL UNIQUE,"
+    " agent TEXT NOT NULL, goal TEXT NOT NULL, user TEXT, edition TEXT, parent TEXT,"
+    " status TEXT NOT NULL,"
+    " output TEXT, error TEXT, limit_name TEXT, limit_value REAL, limit_reached REAL,"
+    " budget TEXT NOT NULL DEFAULT '{}',"
+    " iterations INTEGER NOT NULL DEFAULT 0,"
+    " input_tokens INTEGER NOT NULL DEFAULT 0, output_tokens INTEGER NOT NULL DEFAULT 0,"
+    " cost_micros INTEGER NOT NULL DEFAULT 0, counters TEXT,"
+    " elapsed_ms INTEGER NOT NULL DEFAULT 0,"
+    " created_at INTEGER NOT NULL, finished_at INTEGER, updated_at INTEGER NOT NULL,"
+    " metadata TEXT);"
+    "CREATE INDEX runs_by_created ON runs(created_at, id);"
+    "CREATE INDEX runs_by_agent ON runs(agent, created_at, id);"
+    "CREATE INDEX runs_by_user ON runs(user, created_at, id);"
+    "CREATE INDEX runs_by_status ON runs(status, created_at, id);"
+    "CREATE INDEX runs_by_edition ON runs(edition, created_at, id) WHERE edition IS NOT NULL;"
+    "CREATE INDEX runs_by_parent ON runs(parent, created_at, id) WHERE parent IS NOT NULL;"
+    "CREATE TABLE steps("
+    " n INTEGER PRIMARY KEY,"
+    " run INTEGER NOT NULL, seq INTEGER NOT NULL,"
+    " kind TEXT NOT NULL, name TEXT, content TEXT,"
+    " input_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL,"
+    " cost_micros INTEGER NOT NULL, counters TEXT,"
+    " duration_ms INTEGER NOT NULL, at INTEGER NOT NULL);"
+    "CREATE UNIQUE INDEX steps_by_run ON steps(run, seq);"
+    "CREATE TABLE checkpoints("
+    " run INTEGER PRIMARY KEY, seq INTEGER NOT NULL, state TEXT, at INTEGER NOT NULL);"
+    "CREATE TABLE events("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " agent TEXT NOT NULL, session INTEGER NOT NULL, type TEXT NOT NULL,"
+    " content TEXT, metadata TEXT, run TEXT, at INTEGER NOT NULL);"
+    "CREATE INDEX events_by_agent ON events(agent, id);"
+    "CREATE INDEX events_by_session ON events(agent, session, id);"
+    "CREATE INDEX events_by_type ON events(agent, type, id);"
+    "CREATE INDEX events_by_at ON events(agent, at, id);"
+    "CREATE INDEX events_by_run ON events(run) WHERE run IS NOT NULL;";
+
+/* migrations[v] upgrades a file from version v to v + 1 (index 0 creates it). */
+static const char *const migrations[] = { schema_v1 };
+#define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
+
+int sq_fail(ar_db *db, ar_err *err, int rc, const char *what)
+{
+    int code;
+    switch (rc & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED: code = AR_EBUSY; break;
+    case SQLITE_FULL: code = AR_EFULL; break;
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB: code = AR_ECORRUPT; break;
+    case SQLITE_READONLY:
+    case SQLITE_PERM:
+    case SQLITE_AUTH: code = AR_EPERM; break;
+    case SQLITE_NOMEM: code = AR_ENOMEM; break;
+    case SQLITE_TOOBIG: code = AR_EMISUSE; break;
+    case SQLITE_CONSTRAINT: code = AR_ESTATE; break;
+    default: code = AR_EIO; break;
+    }
+    const char *detail = db && db->conn ? sqlite3_errmsg(db->conn) : sqlite3_errstr(rc);
+    if (code == AR_EBUSY)
+        return ar_fail(err, code, "%s: the store is locked by another writer (%s)", what, detail);
+    if (code == AR_EFULL)
+        return ar_fail(err, code, "%s: the disk or the store is full (%s)", what, detail);
+    return ar_fail(err, code, "%s: %s", what, detail);
+}
+
+sqlite3_stmt *sq_stmt(ar_db *db, int slot, const char *sql, ar_err *err)
+{
+    if (db->stmt[slot])
+        return db->stmt[slot];
+    int rc = sqlite3_prepare_v3(db->conn, sql, -1, SQLITE_PREPARE_PERSISTENT, &db->stmt[slot], NULL);
+    if (rc != SQLITE_OK) {
+        sq_fail(db, err, rc, "preparing a statement");
+        sqlite3_finalize(db->stmt[slot]);
+        db->stmt[slot] = NULL;
+    }
+    return db->stmt[slot];
+}
+
+int sq_bind_text(sqlite3_stmt *st, int i, const char *s)
+{
+    return s ? sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC) : sqlite3_bind_null(st, i);
+}
+
+int sq_bind_textn(sqlite3_stmt *st, int i, const char *s, size_t n)
+{
+    return s ? sqlite3_bind_text64(st, i, s, n, SQLITE_STATIC, SQLITE_UTF8) : sqlite3_bind_null(st, i);
+}
+
+int sq_exec(ar_db *db, const char *sql, ar_err *err)
+{
+    int rc = sqlite3_exec(db->conn, sql, NULL, NULL, NULL);
+    return rc == SQLITE_OK ? AR_OK : sq_fail(db, err, rc, "store");
+}
+
+/* Runs a cached statement with no parameters and no rows. */
+static int exec_cached(ar_db *db, int slot, const char *sql, ar_err *err, const char *what)
+{
+    sqlite3_stmt *st = sq_stmt(db, slot, sql, err);
+    if (!st)
+        return err->code;
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? AR_OK : sq_fail(db, err, rc, what);
+}
+
+int ar_db_txn_begin(ar_db *db, ar_err *err)
+{
+    return exec_cached(db, SQ_BEGIN, "BEGIN IMMEDIATE", err, "starting a write");
+}
+
+int ar_db_txn_commit(ar_db *db, ar_err *err)
+{
+    int rc = exec_cached(db, SQ_COMMIT, "COMMIT", err, "committing");
+    if (rc)
+        ar_db_txn_rollback(db);
+    return rc;
+}
+
+void ar_db_txn_rollback(ar_db *db)
+{
+    if (!sqlite3_get_autocommit(db->conn)) {
+        ar_err ignored;
+        exec_cached(db, SQ_ROLLBACK, "ROLLBACK", &ignored, "rolling back");
+        if (!sqlite3_get_autocommit(db->conn))
+            sqlite3_exec(db->conn, "ROLLBACK", NULL, NULL, NULL);
+    }
+}
+
+static int pragma_int(ar_db *db, const char *sql, int64_t *out, ar_err *err)
+{
+    sqlite3_stmt *st;
+    int rc = sqlite3_prepare_v2(db->conn, sql, -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            *out = sqlite3_column_int64(st, 0);
+            rc = SQLITE_OK;
+        } else if (rc == SQLITE_DONE) {
+            *out = 0;
+            rc = SQLITE_OK;
+        }
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_OK ? AR_OK : sq_fail(db, err, rc, "reading the store header");
+}
+
+/* Brings a file at `version` up to SCHEMA_VERSION inside one transaction.
+ * Another process may have done it meanwhile: the version is read again
+ * under the write lock. */
+static int migrate(ar_db *db, ar_err *err)
+{
+    int rc = ar_db_txn_begin(db, err);
+    if (rc)
+        return rc;
+    int64_t version = 0;
+    if ((rc = pragma_int(db, "PRAGMA user_version", &version, err)))
+        goto cleanup;
+    for (int64_t v = version; v < SCHEMA_VERSION; v++)
+        if ((rc = sq_exec(db, migrations[v], err)))
+            goto cleanup;
+    if (version < SCHEMA_VERSION) {
+        char sql[96];
+        snprintf(sql, sizeof sql, "PRAGMA application_id = %d; PRAGMA user_version = %d",
+                 AR_APPLICATION_ID, SCHEMA_VERSION);
+        if ((rc = sq_exec(db, sql, err)))
+            goto cleanup;
+    }
+    return ar_db_txn_commit(db, err);
+cleanup:
+    ar_db_txn_rollback(db);
+    return rc;
+}
+
+/* Creates a missing file with mode 0600 (runs hold prompts and outputs). */
+static int create_private(const char *path, ar_err *err)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd >= 0) {
+        close(fd);
+        return AR_OK;
+    }
+    if (errno == EEXIST)
+        return AR_OK;
+    return ar_fail(err, errno == EACCES || errno == EROFS ? AR_EPERM : AR_EIO,
+                   "cannot create %s: %s", path, strerror(errno));
+}
+
+static int check_path(const char *path, int readonly, ar_err *err)
+{
+    struct stat sb;
+    if (stat(path, &sb) == 0) {
+        if (S_ISDIR(sb.st_mode))
+            return ar_fail(err, AR_EIO, "cannot open %s: it is a directory", path);
+        return AR_OK;
+    }
+    if (errno != ENOENT)
+        return ar_fail(err, errno == EACCES ? AR_EPERM : AR_EIO, "cannot open %s: %s", path, strerror(errno));
+    if (readonly)
+        return ar_fail(err, AR_EIO, "cannot open %s read-only: no such file", path);
+    return create_private(path, err);
+}
+
+/* Reads the header and decides whether the file is a store this library can use. */
+static int check_header(ar_db *db, const char *path, int64_t *version, ar_err *err)
+{
+    int64_t app_id = 0, objects = 0;
+    int rc;
+    if ((rc = pragma_int(db, "PRAGMA application_id", &app_id, err)) ||
+        (rc = pragma_int(db, "PRAGMA user_version", version, err)) ||
+        (rc = pragma_int(db, "SELECT count(*) FROM sqlite_schema", &objects, err))) {
+        if (rc == AR_ECORRUPT)
+            return ar_fail(err, AR_ECORRUPT, "%s is not an agentrun store (not a database file)", path);
+        return rc;
+    }
+    if (*version == 0 && objects == 0 && app_id == 0)
+        return AR_OK; /* new, empty */
+    if (app_id != AR_APPLICATION_ID)
+        return ar_fail(err, AR_ECORRUPT, "%s is not an agentrun store (another application's database)", path);
+    if (*version > SCHEMA_VERSION)
+        return ar_fail(err, AR_EVERSION,
+                       "%s was created by a newer agentrun (schema %lld; this library knows up to %d)",
+                       path, (long long)*version, SCHEMA_VERSION);
+    return AR_OK;
+}
+
+int ar_db_open(ar_db **out, const char *path, const ar_open_opts *opts,
+               const ar_allocator *alloc, ar_err *err)
+{
+    *out = NULL;
+    ar_db *db = ar_mem_alloc(alloc, sizeof *db);
+    if (!db)
+        return ar_fail(err, AR_ENOMEM, "out of memory opening %s", path);
+    memset(db, 0, sizeof *db);
+    db->alloc = alloc;
+    db->readonly = opts->readonly;
+    int memory = strcmp(path, ":memory:") == 0;
+    int rc = memory ? AR_OK : check_path(path, opts->readonly, err);
+    if (rc)
+        goto fail;
+    int flags = (opts->readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) |
+                SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE;
+    int src = sqlite3_open_v2(path, &db->conn, flags, NULL);
+    if (src != SQLITE_OK) {
+        rc = sq_fail(db, err, src, path);
+        if (rc == AR_EIO && src == SQLITE_CANTOPEN)
+            rc = ar_fail(err, access(path, F_OK) == 0 ? AR_EPERM : AR_EIO, "cannot open %s", path);
+        goto fail;
+    }
+    sqlite3_busy_timeout(db->conn, opts->busy_timeout_ms);
+    int64_t version = 0;
+    if ((rc = check_header(db, path, &version, err)))
+        goto fail;
+    if (version == 0 && opts->readonly) {
+        rc = ar_fail(err, AR_ECORRUPT, "%s is not an agentrun store (empty file opened read-only)", path);
+        goto fail;
+    }
+    if (!opts->readonly) {
+        if (version == 0 && (rc = sq_exec(db, "PRAGMA page_size = 8192", err)))
+            goto fail;
+        if (!memory && (rc = sq_exec(db, "PRAGMA journal_mode = WAL", err)))
+            goto fail;
+    }
+    rc = sq_exec(db, opts->durability == AR_DURABILITY_NORMAL ? "PRAGMA synchronous = NORMAL"
+                                                               : "PRAGMA synchronous = FULL", err);
+    if (rc || (rc = sq_exec(db, "PRAGMA journal_size_limit = 67108864", err)))
+        goto fail;
+    if (!opts->readonly && version < SCHEMA_VERSION && (rc = migrate(db, err)))
+        goto fail;
+    size_t n = strlen(path);
+    if (!(db->path = ar_mem_alloc(alloc, n + 1))) {
+        rc = ar_fail(err, AR_ENOMEM, "out of memory opening %s", path);
+        goto fail;
+    }
+    memcpy(db->path, path, n + 1);
+    *out = db;
+    return AR_OK;
+fail:
+    ar_db_close(db);
+    return rc;
+}
+
+void ar_db_close(ar_db *db)
+{
+    if (!db)
+        return;
+    for (int i = 0; i < SQ_COUNT; i++)
+        sqlite3_finalize(db->stmt[i]);
+    if (db->conn) {
+        ar_db_txn_rollback(db);
+        sqlite3_close_v2(db->conn);
+    }
+    ar_mem_free(db->alloc, db->path);
+    ar_mem_free(db->alloc, db);
+}
+
+int ar_db_info(ar_db *db, ar_store_info *out, ar_err *err)
+{
+    int64_t version = 0, page_size = 0, pages = 0, free_pages = 0;
+    int rc;
+    if ((rc = pragma_int(db, "PRAGMA user_version", &version, err)) ||
+        (rc = pragma_int(db, "PRAGMA page_size", &page_size, err)) ||
+        (rc = pragma_int(db, "PRAGMA page_count", &pages, err)) ||
+        (rc = pragma_int(db, "PRAGMA freelist_count", &free_pages, err)) ||
+        (rc = pragma_int(db, "SELECT count(*) FROM runs", &out->runs, err)) ||
+        (rc = pragma_int(db, "SELECT count(*) FROM steps", &out->steps, err)) ||
+        (rc = pragma_int(db, "SELECT count(*) FROM events", &out->events, err)))
+        return rc;
+    out->schema_version = (int)version;
+    out->file_bytes = pages * page_size;
+    out->free_bytes = free_pages * page_size;
+    out->wal_bytes = 0;
+    if (strcmp(db->path, ":memory:") != 0) {
+        char wal[4096];
+        struct stat sb;
+        snprintf(wal, sizeof wal, "%s-wal", db->path);
+        if (stat(wal, &sb) == 0)
+            out->wal_bytes = (int64_t)sb.st_size;
+        if (stat(db->path, &sb) == 0)
+            out->file_bytes = (int64_t)sb.st_size;
+    }
+    return AR_OK;
+}

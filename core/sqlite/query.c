@@ -1,0 +1,180 @@
+/* query.c -- the SQLite backend's run listings, counts and statistics (SQL built per filter shape). */
+#include "sq.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* A small SQL text builder on the stack; queries stay well inside it. */
+typedef struct sqlbuf {
+    char text[2048];
+    size_t len;
+    int overflow;
+} sqlbuf;
+
+static void add(sqlbuf *b, const char *s)
+{
+    size_t n = strlen(s);
+    if (b->len + n >= sizeof b->text) {
+        b->overflow = 1;
+        return;
+    }
+    memcpy(b->text + b->len, s, n + 1);
+    b->len += n;
+}
+
+/* Appends the WHERE clause of the query's filters and binds nothing yet. */
+static void add_filters(sqlbuf *b, const ar_run_query *q)
+{
+    add(b, " WHERE 1");
+    if (q->agent) add(b, " AND agent = ?");
+    if (q->user) add(b, " AND user = ?");
+    if (q->edition) add(b, " AND edition = ?");
+    if (q->parent) add(b, " AND parent = ?");
+    if (q->n_status) {
+        add(b, " AND status IN (");
+        for (size_t i = 0; i < q->n_status; i++)
+            add(b, i ? ",?" : "?");
+        add(b, ")");
+    }
+    if (q->since != AR_UNSET) add(b, " AND created_at >= ?");
+    if (q->until != AR_UNSET) add(b, " AND created_at < ?");
+}
+
+/* Binds the filters in the order add_filters wrote them; returns the next index. */
+static int bind_filters(sqlite3_stmt *st, const ar_run_query *q)
+{
+    int i = 1;
+    if (q->agent) sq_bind_text(st, i++, q->agent);
+    if (q->user) sq_bind_text(st, i++, q->user);
+    if (q->edition) sq_bind_text(st, i++, q->edition);
+    if (q->parent) sq_bind_text(st, i++, q->parent);
+    for (size_t k = 0; k < q->n_status; k++)
+        sq_bind_text(st, i++, ar_status_name(q->status[k]));
+    if (q->since != AR_UNSET) sqlite3_bind_int64(st, i++, q->since);
+    if (q->until != AR_UNSET) sqlite3_bind_int64(st, i++, q->until);
+    return i;
+}
+
+static int prepare(ar_db *db, sqlbuf *b, sqlite3_stmt **st, ar_err *err)
+{
+    if (b->overflow)
+        return ar_fail(err, AR_EMISUSE, "query has too many filters");
+    int rc = sqlite3_prepare_v2(db->conn, b->text, (int)b->len, st, NULL);
+    return rc == SQLITE_OK ? AR_OK : sq_fail(db, err, rc, "preparing the query");
+}
+
+int ar_db_runs_list(ar_db *db, const ar_run_query *q, const ar_db_run_key *key, int ascending, int64_t limit,
+                    ar_record ***out, size_t *n, ar_err *err)
+{
+    *out = NULL;
+    *n = 0;
+    sqlbuf b = { "", 0, 0 };
+    add(&b, "SELECT " SQ_RUN_COLUMNS " FROM runs");
+    add_filters(&b, q);
+    if (key)
+        add(&b, ascending ? " AND (created_at, id) > (?, ?)" : " AND (created_at, id) < (?, ?)");
+    add(&b, ascending ? " ORDER BY created_at ASC, id ASC LIMIT ?" : " ORDER BY created_at DESC, id DESC LIMIT ?");
+    sqlite3_stmt *st = NULL;
+    int rc = prepare(db, &b, &st, err);
+    if (rc)
+        return rc;
+    int i = bind_filters(st, q);
+    if (key) {
+        sqlite3_bind_int64(st, i++, key->created_at);
+        sq_bind_text(st, i++, key->id);
+    }
+    sqlite3_bind_int64(st, i, limit);
+
+    size_t cap = limit > 0 && limit < 1024 ? (size_t)limit : 16, count = 0;
+    ar_record **list = ar_out_alloc(db->alloc, cap * sizeof *list);
+    if (!list) {
+        rc = ar_fail(err, AR_ENOMEM, "out of memory listing runs");
+        goto cleanup;
+    }
+    int src;
+    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+        if (count == cap) {
+            ar_record **grown = ar_out_alloc(db->alloc, 2 * cap * sizeof *grown);
+            if (!grown) {
+                rc = ar_fail(err, AR_ENOMEM, "out of memory listing runs");
+                goto cleanup;
+            }
+            memcpy(grown, list, count * sizeof *list);
+            ar_free(list);
+            list = grown;
+            cap *= 2;
+        }
+        ar_record_box *box = ar_record_box_new(db->alloc);
+        if (!box) {
+            rc = ar_fail(err, AR_ENOMEM, "out of memory listing runs");
+            goto cleanup;
+        }
+        list[count++] = &box->rec;
+        if ((rc = sq_row_to_record(db, st, 0, box, err)))
+            goto cleanup;
+    }
+    if (src != SQLITE_DONE) {
+        rc = sq_fail(db, err, src, "listing runs");
+        goto cleanup;
+    }
+    *out = list;
+    *n = count;
+    list = NULL;
+cleanup:
+    ar_records_free(list, count);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int ar_db_runs_count(ar_db *db, const ar_run_query *q, int64_t *out, ar_err *err)
+{
+    sqlbuf b = { "", 0, 0 };
+    add(&b, "SELECT count(*) FROM runs");
+    add_filters(&b, q);
+    sqlite3_stmt *st = NULL;
+    int rc = prepare(db, &b, &st, err);
+    if (rc)
+        return rc;
+    bind_filters(st, q);
+    int src = sqlite3_step(st);
+    if (src == SQLITE_ROW)
+        *out = sqlite3_column_int64(st, 0);
+    else
+        rc = sq_fail(db, err, src, "counting runs");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int ar_db_runs_stats(ar_db *db, const ar_run_query *q, ar_stats *out, ar_err *err)
+{
+    sqlbuf b = { "", 0, 0 };
+    add(&b, "SELECT count(*),"
+            " total(status = 'running'), total(status = 'completed'),"
+            " total(status = 'budget_exhausted'), total(status = 'failed'),"
+            " total(status = 'interrupted'),"
+            " total(iterations), total(input_tokens), total(output_tokens), total(cost_micros),"
+            " avg(finished_at - created_at) FROM runs");
+    add_filters(&b, q);
+    sqlite3_stmt *st = NULL;
+    int rc = prepare(db, &b, &st, err);
+    if (rc)
+        return rc;
+    bind_filters(st, q);
+    int src = sqlite3_step(st);
+    if (src == SQLITE_ROW) {
+        memset(out, 0, sizeof *out);
+        out->runs = sqlite3_column_int64(st, 0);
+        for (int k = 0; k < 5; k++)
+            out->by_status[k] = (int64_t)sqlite3_column_double(st, 1 + k);
+        out->iterations = (int64_t)sqlite3_column_double(st, 6);
+        out->input_tokens = (int64_t)sqlite3_column_double(st, 7);
+        out->output_tokens = (int64_t)sqlite3_column_double(st, 8);
+        out->total_tokens = out->input_tokens + out->output_tokens;
+        out->cost = ar_micros_to_cost((int64_t)sqlite3_column_double(st, 9));
+        out->avg_latency_ms = sqlite3_column_double(st, 10);
+    } else {
+        rc = sq_fail(db, err, src, "computing statistics");
+    }
+    sqlite3_finalize(st);
+    return rc;
+}

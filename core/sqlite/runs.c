@@ -1,0 +1,397 @@
+/* runs.c -- the SQLite backend's SQL for runs, steps and checkpoints. */
+#include "sq.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Steps and finishes a cached statement that returns no rows. */
+static int step_done(ar_db *db, sqlite3_stmt *st, ar_err *err, const char *what)
+{
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc == SQLITE_DONE ? AR_OK : sq_fail(db, err, rc, what);
+}
+
+static void bind_progress(sqlite3_stmt *st, int i, const ar_db_progress *p)
+{
+    sqlite3_bind_int64(st, i, p->iterations);
+    sqlite3_bind_int64(st, i + 1, p->input_tokens);
+    sqlite3_bind_int64(st, i + 2, p->output_tokens);
+    sqlite3_bind_int64(st, i + 3, p->cost_micros);
+    sq_bind_textn(st, i + 4, p->extra, p->extra_len);
+    sqlite3_bind_int64(st, i + 5, p->elapsed_ms);
+    sqlite3_bind_int64(st, i + 6, p->updated_at);
+}
+
+int ar_db_run_insert(ar_db *db, const ar_db_run *r, int64_t *rowid, ar_err *err)
+{
+    sqlite3_stmt *st = sq_stmt(db, SQ_RUN_INSERT,
+        "INSERT INTO runs(id, agent, goal, user, edition, parent, metadata, budget, status,"
+        " output, error, limit_name, limit_value, limit_reached,"
+        " iterations, input_tokens, output_tokens, cost_micros, counters, elapsed_ms, updated_at,"
+        " created_at, finished_at)"
+        " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", err);
+    if (!st)
+        return err->code;
+    sq_bind_text(st, 1, r->id);
+    sq_bind_text(st, 2, r->agent);
+    sq_bind_text(st, 3, r->goal);
+    sq_bind_text(st, 4, r->user);
+    sq_bind_text(st, 5, r->edition);
+    sq_bind_text(st, 6, r->parent);
+    sq_bind_text(st, 7, r->metadata);
+    sq_bind_text(st, 8, r->budget);
+    sq_bind_text(st, 9, ar_status_name(r->status));
+    sq_bind_textn(st, 10, r->output, r->output_len);
+    sq_bind_text(st, 11, r->error);
+    sq_bind_text(st, 12, r->limit_name);
+    if (r->limit_name) {
+        sqlite3_bind_double(st, 13, r->limit_value);
+        sqlite3_bind_double(st, 14, r->limit_reached);
+    }
+    bind_progress(st, 15, &r->progress);
+    sqlite3_bind_int64(st, 22, r->created_at);
+    if (r->finished_at != AR_UNSET)
+        sqlite3_bind_int64(st, 23, r->finished_at);
+    int rc = step_done(db, st, err, "recording the run");
+    if (rc == AR_OK)
+        *rowid = sqlite3_last_insert_rowid(db->conn);
+    return rc;
+}
+
+int ar_db_step_insert(ar_db *db, int64_t run_rowid, const ar_db_step *s, ar_err *err)
+{
+    sqlite3_stmt *st = sq_stmt(db, SQ_STEP_INSERT,
+        "INSERT INTO steps(run, seq, kind, name, content, input_tokens, output_tokens,"
+        " cost_micros, counters, duration_ms, at) VALUES(?,?,?,?,?,?,?,?,?,?,?)", err);
+    if (!st)
+        return err->code;
+    sqlite3_bind_int64(st, 1, run_rowid);
+    sqlite3_bind_int64(st, 2, s->seq);
+    sq_bind_text(st, 3, s->kind);
+    sq_bind_text(st, 4, s->name);
+    sq_bind_textn(st, 5, s->content, s->content_len);
+    sqlite3_bind_int64(st, 6, s->input_tokens);
+    sqlite3_bind_int64(st, 7, s->output_tokens);
+    sqlite3_bind_int64(st, 8, s->cost_micros);
+    sq_bind_textn(st, 9, s->extra, s->extra_len);
+    sqlite3_bind_int64(st, 10, s->duration_ms);
+    sqlite3_bind_int64(st, 11, s->at);
+    return step_done(db, st, err, "recording the step");
+}
+
+int ar_db_run_progress(ar_db *db, int64_t run_rowid, const ar_db_progress *p, ar_err *err)
+{
+    sqlite3_stmt *st = sq_stmt(db, SQ_RUN_PROGRESS,
+        "UPDATE runs SET iterations = ?, input_tokens = ?, output_tokens = ?, cost_micros = ?,"
+        " counters = ?, elapsed_ms = ?, updated_at = ? WHERE n = ? AND status = 'running'", err);
+    if (!st)
+        return err->code;
+    bind_progress(st, 1, p);
+    sqlite3_bind_int64(st, 8, run_rowid);
+    int rc = step_done(db, st, err, "updating the run's totals");
+    if (rc == AR_OK && sqlite3_changes(db->conn) != 1)
+        return ar_fail(err, AR_ESTATE, "the run is no longer running in the store");
+    return rc;
+}
+
+int ar_db_run_finish(ar_db *db, int64_t run_rowid, const ar_db_finish *f, ar_err *err)
+{
+    sqlite3_stmt *st = sq_stmt(db, SQ_RUN_FINISH,
+        "UPDATE runs SET status = ?, output = ?, error = ?, limit_name = ?, limit_value = ?,"
+        " limit_reached = ?, finished_at = ?, updated_at = ?, elapsed_ms = ?"
+        " WHERE n = ? AND status = 'running'", err);
+    if (!st)
+        return err->code;
+    sq_bind_text(st, 1, ar_status_name(f->status));
+    sq_bind_textn(st, 2, f->output, f->output_len);
+    sq_bind_text(st, 3, f->error);
+    sq_bind_text(st, 4, f->limit_name);
+    if (f->limit_name) {
+        sqlite3_bind_double(st, 5, f->limit_value);
+        sqlite3_bind_double(st, 6, f->limit_reached);
+    }
+    sqlite3_bind_int64(st, 7, f->finished_at);
+    sqlite3_bind_int64(st, 8, f->finished_at);
+    sqlite3_bind_int64(st, 9, f->elapsed_ms);
+    sqlite3_bind_int64(st, 10, run_rowid);
+    int rc = step_done(db, st, err, "finishing the run");
+    if (rc == AR_OK && sqlite3_changes(db->conn) != 1)
+        return ar_fail(err, AR_ESTATE, "the run is no longer running in the store");
+    return rc;
+}
+
+int ar_db_run_reopen(ar_db *db, int64_t run_rowid, const char *budget, int64_t now, ar_err *err)
+{
+    sqlite3_stmt *st = sq_stmt(db, SQ_RUN_REOPEN,
+        "UPDATE runs SET status = 'running', budget = ?, output = NULL, error = NULL,"
+        " limit_name = NULL, limit_value = NULL, limit_reached = NULL, finished_at = NULL,"
+        " updated_at = ? WHERE n = ? AND status IN ('budget_exhausted', 'interrupted')", err);
+    if (!st)
+        return err->code;
+    sq_bind_text(st, 1, budget);
+    sqlite3_bind_int64(st, 2, now);
+    sqlite3_bind_int64(st, 3, run_rowid);
+    int rc = step_done(db, st, err, "resuming the run");
+    if (rc == AR_OK && sqlite3_changes(db->conn) != 1)
+        return ar_fail(err, AR_ESTATE, "only budget_exhausted and interrupted runs can be resumed");
+    return rc;
+}
+
+static const char *col_text(sqlite3_stmt *st, int i, size_t *n)
+{
+    const char *s = (const char *)sqlite3_column_text(st, i);
+    *n = s ? (size_t)sqlite3_column_bytes(st, i) : 0;
+    return s;
+}
+
+static const char *dup_col(ar_arena *arena, sqlite3_stmt *st, int i, int *failed)
+{
+    size_t n;
+    const char *s = col_text(st, i, &n);
+    return s ? ar_arena_strndup(arena, s, n, failed) : NULL;
+}
+
+static int64_t col_time(sqlite3_stmt *st, int i)
+{
+    return sqlite3_column_type(st, i) == SQLITE_NULL ? AR_UNSET : sqlite3_column_int64(st, i);
+}
+
+/* Copies counters (JSON) into the arena as the record's usage extras. */
+static int counters_to_usage(ar_db *db, ar_arena *arena, const char *json, size_t len, ar_usage *u)
+{
+    u->n_extra = 0;
+    u->extra = NULL;
+    if (!json)
+        return AR_OK;
+    ar_totals t = { 0, 0, 0, 0, 0, 0, NULL };
+    int rc = ar_counters_parse(db->alloc, &t, json, len);
+    if (rc == AR_OK && t.n_extra) {
+        ar_counter *c = ar_arena_alloc(arena, t.n_extra * sizeof *c);
+        int failed = !c;
+        for (size_t i = 0; c && i < t.n_extra; i++) {
+            c[i].name = ar_arena_strdup(arena, t.extra[i].name, &failed);
+            c[i].value = t.extra[i].value;
+        }
+        if (failed)
+            rc = AR_ENOMEM;
+        u->extra = c;
+        u->n_extra = t.n_extra;
+    }
+    ar_totals_free(db->alloc, &t);
+    return rc;
+}
+
+int sq_row_to_record(ar_db *db, sqlite3_stmt *st, int c, ar_record_box *box, ar_err *err)
+{
+    ar_record *r = &box->rec;
+    ar_arena *a = &box->arena;
+    int failed = 0;
+    r->id = dup_col(a, st, c + 1, &failed);
+    r->agent = dup_col(a, st, c + 2, &failed);
+    r->goal = dup_col(a, st, c + 3, &failed);
+    r->user = dup_col(a, st, c + 4, &failed);
+    r->edition = dup_col(a, st, c + 5, &failed);
+    r->parent = dup_col(a, st, c + 6, &failed);
+    const char *status = (const char *)sqlite3_column_text(st, c + 7);
+    if (!status || ar_status_parse(&r->status, status))
+        return ar_fail(err, AR_ECORRUPT, "run has an unknown status");
+    r->output = dup_col(a, st, c + 8, &failed);
+    r->error = dup_col(a, st, c + 9, &failed);
+    r->limit.limit = ar_limit_name((const char *)sqlite3_column_text(st, c + 10));
+    r->limit.limit_value = sqlite3_column_double(st, c + 11);
+    r->limit.value = sqlite3_column_double(st, c + 12);
+    size_t n;
+    const char *budget = col_text(st, c + 13, &n);
+    ar_budget_parse(&r->budget, budget, n);
+    r->iterations = sqlite3_column_int64(st, c + 14);
+    r->usage.input_tokens = sqlite3_column_int64(st, c + 15);
+    r->usage.output_tokens = sqlite3_column_int64(st, c + 16);
+    r->usage.total_tokens = r->usage.input_tokens + r->usage.output_tokens;
+    r->usage.cost = ar_micros_to_cost(sqlite3_column_int64(st, c + 17));
+    const char *counters = col_text(st, c + 18, &n);
+    int rc = counters_to_usage(db, a, counters, n, &r->usage);
+    if (rc == AR_ECORRUPT)
+        return ar_fail(err, AR_ECORRUPT, "run %s has damaged usage counters", r->id ? r->id : "?");
+    r->created_at = sqlite3_column_int64(st, c + 20);
+    r->finished_at = col_time(st, c + 21);
+    r->updated_at = sqlite3_column_int64(st, c + 22);
+    r->latency_ms = r->finished_at == AR_UNSET ? AR_UNSET : r->finished_at - r->created_at;
+    r->metadata = dup_col(a, st, c + 23, &failed);
+    if (failed || rc == AR_ENOMEM)
+        return ar_fail(err, AR_ENOMEM, "out of memory reading a run");
+    return AR_OK;
+}
+
+int ar_db_run_load(ar_db *db, const char *id, ar_record_box *box, int64_t *rowid,
+                   int64_t *elapsed_ms, ar_err *err)
+{
+    sqlite3_stmt *st = sq_stmt(db, SQ_RUN_LOAD, "SELECT " SQ_RUN_COLUMNS " FROM runs WHERE id = ?", err);
+    if (!st)
+        return err->code;
+    sq_bind_text(st, 1, id);
+    int rc = sqlite3_step(st);
+    int result;
+    if (rc == SQLITE_ROW) {
+        result = sq_row_to_record(db, st, 0, box, err);
+        if (rowid)
+            *rowid = sqlite3_column_int64(st, 0);
+        if (elapsed_ms)
+            *elapsed_ms = sqlite3_column_int64(st, 19);
+    } else if (rc == SQLITE_DONE) {
+        result = ar_fail(err, AR_ENOTFOUND, "no run with id %s", id);
+    } else {
+        result = sq_fail(db, err, rc, "reading the run");
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return result;
+}
+
+int ar_db_run_rowid(ar_db *db, const char *id, int64_t *rowid, ar_err *err)
+{
+    sqlite3_stmt *st = sq_stmt(db, SQ_RUN_ROWID, "SELECT n FROM runs WHERE id = ?", err);
+    if (!st)
+        return err->code;
+    sq_bind_text(st, 1, id);
+    int rc = sqlite3_step(st);
+    int result = AR_OK;
+    if (rc == SQLITE_ROW)
+        *rowid = sqlite3_column_int64(st, 0);
+    else if (rc == SQLITE_DONE)
+        result = ar_fail(err, AR_ENOTFOUND, "no run with id %s", id);
+    else
+        result = sq_fail(db, err, rc, "looking up the run");
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return result;
+}
+
+int ar_db_steps_fetch(ar_db *db, int64_t run_rowid, int64_t from, size_t max,
+                      ar_arena *arena, ar_step **out, size_t *n, ar_err *err)
+{
+    *out = NULL;
+    *n = 0;
+    sqlite3_stmt *st = sq_stmt(db, SQ_STEPS_FETCH,
+        "SELECT seq, kind, name, content, input_tokens, output_tokens, cost_micros, counters,"
+        " duration_ms, at FROM steps WHERE run = ? AND seq >= ? ORDER BY seq LIMIT ?", err);
+    if (!st)
+        return err->code;
+    sqlite3_bind_int64(st, 1, run_rowid);
+    sqlite3_bind_int64(st, 2, from);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)max);
+    ar_step *steps = ar_arena_alloc(arena, max * sizeof *steps);
+    int result = AR_OK, rc;
+    if (!steps) {
+        result = ar_fail(err, AR_ENOMEM, "out of memory reading steps");
+        goto cleanup;
+    }
+    size_t k = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        ar_step *s = &steps[k];
+        int failed = 0;
+        size_t len;
+        s->seq = sqlite3_column_int64(st, 0);
+        s->kind = dup_col(arena, st, 1, &failed);
+        s->name = dup_col(arena, st, 2, &failed);
+        const char *content = col_text(st, 3, &len);
+        s->content = content ? ar_arena_strndup(arena, content, len, &failed) : NULL;
+        s->content_len = len;
+        s->usage.input_tokens = sqlite3_column_int64(st, 4);
+        s->usage.output_tokens = sqlite3_column_int64(st, 5);
+        s->usage.total_tokens = s->usage.input_tokens + s->usage.output_tokens;
+        s->usage.cost = ar_micros_to_cost(sqlite3_column_int64(st, 6));
+        const char *counters = col_text(st, 7, &len);
+        int crc = counters_to_usage(db, arena, counters, len, &s->usage);
+        s->duration_ms = sqlite3_column_int64(st, 8);
+        s->at = sqlite3_column_int64(st, 9);
+        if (failed || crc == AR_ENOMEM) {
+            result = ar_fail(err, AR_ENOMEM, "out of memory reading steps");
+            goto cleanup;
+        }
+        if (crc) {
+            result = ar_fail(err, AR_ECORRUPT, "step %lld has damaged usage counters", (long long)s->seq);
+            goto cleanup;
+        }
+        k++;
+    }
+    if (rc != SQLITE_DONE) {
+        result = sq_fail(db, err, rc, "reading steps");
+        goto cleanup;
+    }
+    *out = steps;
+    *n = k;
+cleanup:
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return result;
+}
+
+int ar_db_forget_user(ar_db *db, const char *user, int64_t now, int64_t *out, ar_err *err)
+{
+    sqlite3_stmt *st = sq_stmt(db, SQ_FORGET_USER, "UPDATE runs SET user = NULL, updated_at = ? WHERE user = ?", err);
+    if (!st)
+        return err->code;
+    sqlite3_bind_int64(st, 1, now);
+    sq_bind_text(st, 2, user);
+    int rc = step_done(db, st, err, "forgetting the user");
+    if (rc == AR_OK)
+        *out = sqlite3_changes64(db->conn);
+    return rc;
+}
+
+int ar_db_checkpoint_put(ar_db *db, int64_t run_rowid, int64_t seq, const char *state,
+                         size_t len, int64_t at, ar_err *err)
+{
+    sqlite3_stmt *st = sq_stmt(db, SQ_CHECKPOINT_PUT,
+        "INSERT INTO checkpoints(run, seq, state, at) VALUES(?,?,?,?)"
+        " ON CONFLICT(run) DO UPDATE SET seq = excluded.seq, state = excluded.state, at = excluded.at", err);
+    if (!st)
+        return err->code;
+    sqlite3_bind_int64(st, 1, run_rowid);
+    sqlite3_bind_int64(st, 2, seq);
+    sq_bind_textn(st, 3, state, len);
+    sqlite3_bind_int64(st, 4, at);
+    return step_done(db, st, err, "saving the checkpoint");
+}
+
+int ar_db_checkpoint_get(ar_db *db, int64_t run_rowid, const ar_allocator *alloc,
+                         char **state, int64_t *seq, ar_err *err)
+{
+    *state = NULL;
+    *seq = 0;
+    sqlite3_stmt *st = sq_stmt(db, SQ_CHECKPOINT_GET, "SELECT state, seq FROM checkpoints WHERE run = ?", err);
+    if (!st)
+        return err->code;
+    sqlite3_bind_int64(st, 1, run_rowid);
+    int rc = sqlite3_step(st), result = AR_OK;
+    if (rc == SQLITE_ROW) {
+        size_t n;
+        const char *s = col_text(st, 0, &n);
+        *seq = sqlite3_column_int64(st, 1);
+        if (!(*state = ar_out_strdup(alloc, s ? s : "null", s ? n : 4)))
+            result = ar_fail(err, AR_ENOMEM, "out of memory reading the checkpoint");
+    } else if (rc != SQLITE_DONE) {
+        result = sq_fail(db, err, rc, "reading the checkpoint");
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return result;
+}
+
+int ar_db_recover(ar_db *db, int64_t stale_before, int64_t now, int64_t *out, ar_err *err)
+{
+    sqlite3_stmt *st = sq_stmt(db, SQ_RECOVER,
+        "UPDATE runs SET status = 'interrupted', updated_at = ?"
+        " WHERE status = 'running' AND updated_at < ?", err);
+    if (!st)
+        return err->code;
+    sqlite3_bind_int64(st, 1, now);
+    sqlite3_bind_int64(st, 2, stale_before);
+    int rc = step_done(db, st, err, "recovering runs");
+    if (rc == AR_OK)
+        *out = sqlite3_changes64(db->conn);
+    return rc;
+}

@@ -1,0 +1,52 @@
+/* sq.h -- what the SQLite backend's files share (internal to core/sqlite/). */
+#ifndef AR_SQ_H
+#define AR_SQ_H
+
+#include <sqlite3.h>
+
+#include "../internal.h"
+
+/* Cached statements, one slot each; SQL text lives beside its user, one file per table. */
+enum {
+    SQ_BEGIN, SQ_COMMIT, SQ_ROLLBACK,
+    /* runs.c */
+    SQ_RUN_INSERT, SQ_STEP_INSERT, SQ_RUN_PROGRESS, SQ_RUN_FINISH, SQ_RUN_REOPEN,
+    SQ_RUN_LOAD, SQ_RUN_ROWID, SQ_STEPS_FETCH, SQ_FORGET_USER,
+    SQ_CHECKPOINT_PUT, SQ_CHECKPOINT_GET, SQ_RECOVER,
+    /* events.c */
+    SQ_EVENT_INSERT, SQ_EVENT_SUMMARY, SQ_EVENT_TYPES, SQ_EVENT_DELETE,
+    /* retain.c */
+    SQ_RETAIN_SCAN, SQ_RETAIN_DELETE_RUN, SQ_RETAIN_DELETE_STEPS,
+    SQ_RETAIN_DELETE_CHECKPOINT, SQ_RETAIN_DELETE_EVENTS,
+    SQ_COUNT
+};
+
+struct ar_db {
+    sqlite3 *conn;
+    const ar_allocator *alloc;
+    char *path;
+    int readonly;
+    sqlite3_stmt *stmt[SQ_COUNT];
+};
+
+/* The cached statement for `slot`, prepared from `sql` on first use; NULL
+ * with err set on failure. Callers sqlite3_reset it when done. */
+sqlite3_stmt *sq_stmt(ar_db *db, int slot, const char *sql, ar_err *err);
+
+/* Maps a SQLite result to an AR_ code with a message naming `what`. */
+int sq_fail(ar_db *db, ar_err *err, int rc, const char *what);
+
+/* Binds text that may be NULL. */
+int sq_bind_text(sqlite3_stmt *st, int i, const char *s);
+int sq_bind_textn(sqlite3_stmt *st, int i, const char *s, size_t n);
+
+/* Runs one statement that returns no rows (or ignores them). */
+int sq_exec(ar_db *db, const char *sql, ar_err *err);
+
+/* The column list of a run row, and its decoding into a record. */
+#define SQ_RUN_COLUMNS "n, id, agent, goal, user, edition, parent, status, output, error, " \
+    "limit_name, limit_value, limit_reached, budget, iterations, input_tokens, output_tokens, " \
+    "cost_micros, counters, elapsed_ms, created_at, finished_at, updated_at, metadata"
+int sq_row_to_record(ar_db *db, sqlite3_stmt *st, int col0, struct ar_record_box *box, ar_err *err);
+
+#endif

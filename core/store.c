@@ -1,0 +1,163 @@
+/* store.c -- opening and closing a store, its error slot, info and status names. */
+#include "internal.h"
+
+#include <string.h>
+
+static const char *const status_names[] = {
+    "running", "completed", "budget_exhausted", "failed", "interrupted"
+};
+
+const char *ar_status_name(ar_status status)
+{
+    if ((int)status < 0 || (size_t)status >= sizeof status_names / sizeof status_names[0])
+        return NULL;
+    return status_names[status];
+}
+
+int ar_status_parse(ar_status *out, const char *name)
+{
+    for (size_t i = 0; name && i < sizeof status_names / sizeof status_names[0]; i++) {
+        if (strcmp(name, status_names[i]) == 0) {
+            *out = (ar_status)i;
+            return AR_OK;
+        }
+    }
+    return AR_EMISUSE;
+}
+
+int ar_store_open(ar_store **out, const char *path, const ar_open_opts *opts)
+{
+    ar_open_opts defaults = AR_OPEN_OPTS_INIT;
+    if (!out)
+        return AR_EMISUSE;
+    *out = NULL;
+    if (!opts)
+        opts = &defaults;
+    const ar_allocator *a = opts->allocator ? opts->allocator : &ar_default_allocator;
+    if (opts->allocator && (!a->malloc || !a->realloc || !a->free))
+        return AR_EMISUSE;
+    ar_store *store = ar_mem_alloc(a, sizeof *store);
+    if (!store)
+        return AR_ENOMEM;
+    memset(store, 0, sizeof *store);
+    store->alloc = *a;
+    *out = store;
+    if (!path)
+        return ar_fail(&store->err, AR_EMISUSE, "path is required");
+    if (opts->durability != AR_DURABILITY_FULL && opts->durability != AR_DURABILITY_NORMAL)
+        return ar_fail(&store->err, AR_EMISUSE, "durability must be AR_DURABILITY_FULL or AR_DURABILITY_NORMAL");
+    if (opts->busy_timeout_ms < 0)
+        return ar_fail(&store->err, AR_EMISUSE, "busy_timeout must not be negative");
+    store->readonly = opts->readonly != 0;
+    int rc = ar_db_open(&store->db, path, opts, &store->alloc, &store->err);
+    if (rc)
+        return rc;
+    size_t n = strlen(path);
+    if (!(store->path = ar_mem_alloc(&store->alloc, n + 1)))
+        return ar_fail(&store->err, AR_ENOMEM, "out of memory opening %s", path);
+    memcpy(store->path, path, n + 1);
+    return AR_OK;
+}
+
+/* Implemented in run.c: finishes an open run as failed and detaches it. */
+void ar_run_detach(ar_run *run, const char *why);
+
+void ar_store_close(ar_store *store)
+{
+    if (!store)
+        return;
+    while (store->runs)
+        ar_run_detach(store->runs, "store closed before the run finished");
+    ar_db_close(store->db);
+    ar_mem_free(&store->alloc, store->path);
+    ar_allocator a = store->alloc;
+    a.free(a.ud, store);
+}
+
+const char *ar_store_errmsg(const ar_store *store)
+{
+    return store ? store->err.msg : "no store";
+}
+
+int ar_store_errcode(const ar_store *store)
+{
+    return store ? store->err.code : AR_EMISUSE;
+}
+
+/* The store's usable state: AR_OK, or AR_EMISUSE when it failed to open. */
+static int usable(ar_store *store)
+{
+    if (!store)
+        return AR_EMISUSE;
+    if (!store->db)
+        return ar_fail(&store->err, AR_EMISUSE, "the store is not open");
+    return AR_OK;
+}
+
+int ar_store_info_get(ar_store_info *out, ar_store *store)
+{
+    int rc = usable(store);
+    if (rc)
+        return rc;
+    if (!out)
+        return ar_fail(&store->err, AR_EMISUSE, "out is NULL");
+    memset(out, 0, sizeof *out);
+    if ((rc = ar_db_info(store->db, out, &store->err)))
+        return rc;
+    out->path = store->path;
+    return AR_OK;
+}
+
+int ar_store_forget_user(int64_t *out, ar_store *store, const char *user)
+{
+    int64_t n = 0;
+    int rc = usable(store);
+    if (out)
+        *out = 0;
+    if (rc || (rc = ar_text_check(&store->err, "user", user, 1, 1)))
+        return rc;
+    if ((rc = ar_db_forget_user(store->db, user, ar_now_ms(), &n, &store->err)))
+        return rc;
+    if (out)
+        *out = n;
+    return AR_OK;
+}
+
+int ar_store_recover(int64_t *out, ar_store *store, double stale_after_s)
+{
+    int64_t n = 0;
+    int rc = usable(store);
+    if (out)
+        *out = 0;
+    if (rc)
+        return rc;
+    if (!(stale_after_s >= 0.0) || stale_after_s > 1e12)
+        return ar_fail(&store->err, AR_EMISUSE, "stale_after must be a non-negative number of seconds");
+    int64_t now = ar_now_ms();
+    if ((rc = ar_db_recover(store->db, now - (int64_t)(stale_after_s * 1000.0), now, &n, &store->err)))
+        return rc;
+    if (out)
+        *out = n;
+    return AR_OK;
+}
+
+int ar_store_checkpoint(char **out, int64_t *seq, ar_store *store, const char *run_id)
+{
+    int64_t rowid, s = 0;
+    int rc = usable(store);
+    if (out)
+        *out = NULL;
+    if (seq)
+        *seq = 0;
+    if (rc)
+        return rc;
+    if (!out || !run_id)
+        return ar_fail(&store->err, AR_EMISUSE, "out and run_id are required");
+    if ((rc = ar_db_run_rowid(store->db, run_id, &rowid, &store->err)))
+        return rc;
+    if ((rc = ar_db_checkpoint_get(store->db, rowid, &store->alloc, out, &s, &store->err)))
+        return rc;
+    if (seq)
+        *seq = s;
+    return AR_OK;
+}

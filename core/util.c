@@ -1,0 +1,383 @@
+/* util.c -- errors, memory, arenas, ids and time for the core. */
+#include "internal.h"
+#include "json.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- codes and errors --------------------------------------------------- */
+
+const char *ar_code_name(int code)
+{
+    static const char *const names[] = {
+        "OK", "EMISUSE", "EJSON", "EBUSY", "EIO", "EFULL", "ECORRUPT", "ESTATE",
+        "ENOTFOUND", "EPERM", "ENOMEM", "EBUDGET", "EVERSION", "ECALLBACK"
+    };
+    if (code < 0 || (size_t)code >= sizeof names / sizeof names[0])
+        return "EUNKNOWN";
+    return names[code];
+}
+
+int ar_fail(ar_err *err, int code, const char *fmt, ...)
+{
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        va_end(ap);
+        err->code = code;
+    }
+    return code;
+}
+
+void ar_err_clear(ar_err *err)
+{
+    err->code = AR_OK;
+    err->msg[0] = '\0';
+}
+
+/* ---- memory ------------------------------------------------------------- */
+
+static void *std_malloc(void *ud, size_t n) { (void)ud; return malloc(n); }
+static void *std_realloc(void *ud, void *p, size_t n) { (void)ud; return realloc(p, n); }
+static void std_free(void *ud, void *p) { (void)ud; free(p); }
+
+const ar_allocator ar_default_allocator = { std_malloc, std_realloc, std_free, NULL };
+
+void *ar_mem_alloc(const ar_allocator *a, size_t n)
+{
+    return a->malloc(a->ud, n ? n : 1);
+}
+
+void *ar_mem_realloc(const ar_allocator *a, void *p, size_t n)
+{
+    return a->realloc(a->ud, p, n ? n : 1);
+}
+
+void ar_mem_free(const ar_allocator *a, void *p)
+{
+    if (p)
+        a->free(a->ud, p);
+}
+
+/* Strings handed out carry their allocator in a header so ar_free needs no store. */
+typedef struct out_header {
+    ar_allocator alloc;
+    max_align_t align;
+} out_header;
+
+void *ar_out_alloc(const ar_allocator *a, size_t n)
+{
+    out_header *h = ar_mem_alloc(a, sizeof *h + n);
+    if (!h)
+        return NULL;
+    h->alloc = *a;
+    return h + 1;
+}
+
+char *ar_out_strdup(const ar_allocator *a, const char *s, size_t n)
+{
+    char *p = ar_out_alloc(a, n + 1);
+    if (!p)
+        return NULL;
+    memcpy(p, s, n);
+    p[n] = '\0';
+    return p;
+}
+
+void ar_free(void *ptr)
+{
+    if (!ptr)
+        return;
+    out_header *h = (out_header *)ptr - 1;
+    ar_allocator a = h->alloc;
+    a.free(a.ud, h);
+}
+
+/* ---- arenas ------------------------------------------------------------- */
+
+struct ar_arena_block {
+    ar_arena_block *next;
+    size_t used, cap;
+    max_align_t data[];
+};
+
+void *ar_arena_alloc(ar_arena *arena, size_t n)
+{
+    n = (n + sizeof(max_align_t) - 1) & ~(sizeof(max_align_t) - 1);
+    ar_arena_block *b = arena->head;
+    if (!b || b->cap - b->used < n) {
+        size_t cap = n > 8192 ? n : 8192;
+        b = ar_mem_alloc(arena->alloc, sizeof *b + cap);
+        if (!b)
+            return NULL;
+        b->cap = cap;
+        b->used = 0;
+        if (arena->head && n > 8192) {
+            /* keep filling the current block: link the big one behind it */
+            b->next = arena->head->next;
+            arena->head->next = b;
+            b->used = n;
+            return b->data;
+        }
+        b->next = arena->head;
+        arena->head = b;
+    }
+    void *p = (char *)b->data + b->used;
+    b->used += n;
+    return p;
+}
+
+char *ar_arena_strndup(ar_arena *arena, const char *s, size_t n, int *failed)
+{
+    if (!s)
+        return NULL;
+    char *p = ar_arena_alloc(arena, n + 1);
+    if (!p) {
+        *failed = 1;
+        return NULL;
+    }
+    memcpy(p, s, n);
+    p[n] = '\0';
+    return p;
+}
+
+char *ar_arena_strdup(ar_arena *arena, const char *s, int *failed)
+{
+    return s ? ar_arena_strndup(arena, s, strlen(s), failed) : NULL;
+}
+
+void ar_arena_release(ar_arena *arena)
+{
+    ar_arena_block *b = arena->head;
+    while (b) {
+        ar_arena_block *next = b->next;
+        ar_mem_free(arena->alloc, b);
+        b = next;
+    }
+    arena->head = NULL;
+}
+
+ar_record_box *ar_record_box_new(const ar_allocator *a)
+{
+    ar_record_box *box = ar_mem_alloc(a, sizeof *box);
+    if (!box)
+        return NULL;
+    box->alloc = *a;
+    box->arena.alloc = &box->alloc;
+    box->arena.head = NULL;
+    ar_record init = AR_RECORD_INIT;
+    box->rec = init;
+    return box;
+}
+
+void ar_record_free(ar_record *record)
+{
+    if (!record)
+        return;
+    ar_record_box *box = (ar_record_box *)((char *)record - offsetof(ar_record_box, rec));
+    ar_allocator a = box->alloc;
+    ar_arena_release(&box->arena);
+    a.free(a.ud, box);
+}
+
+void ar_records_free(ar_record **records, size_t n)
+{
+    if (!records)
+        return;
+    for (size_t i = 0; i < n; i++)
+        ar_record_free(records[i]);
+    ar_free(records); /* allocated by ar_out_alloc */
+}
+
+/* ---- time and ids ------------------------------------------------------- */
+
+int64_t ar_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static uint64_t splitmix64(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+static const char crockford[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
+/* 48 bits of milliseconds then 80 bits that are random for a new millisecond
+ * and incremented within one, so ids of one store sort in creation order. */
+void ar_id_new(ar_store *store, int64_t ms, char out[AR_ID_LEN + 1])
+{
+    uint64_t t = ms < 0 ? 0 : (uint64_t)ms;
+    if (store->prng == 0) {
+        uint64_t seed = (uint64_t)ar_now_ms() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)store;
+        int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+        if (fd >= 0) {
+            uint64_t r;
+            if (read(fd, &r, sizeof r) == (ssize_t)sizeof r)
+                seed ^= r;
+            close(fd);
+        }
+        store->prng = seed | 1;
+    }
+    if (t > store->id_last_ms || store->id_last_ms == 0) {
+        store->id_last_ms = t;
+        store->id_rand_hi = splitmix64(&store->prng) & 0x7fff; /* room to count up */
+        store->id_rand_lo = splitmix64(&store->prng);
+    } else {
+        t = store->id_last_ms; /* same or earlier millisecond: keep the order */
+        if (++store->id_rand_lo == 0)
+            store->id_rand_hi = (store->id_rand_hi + 1) & 0xffff;
+    }
+    /* 128 bits: t (48) | hi (16) | lo (64); 26 base32 digits, 130 bits, top 2 zero */
+    uint64_t hi64 = (t << 16) | (store->id_rand_hi & 0xffff);
+    uint64_t lo64 = store->id_rand_lo;
+    for (int i = AR_ID_LEN - 1; i >= 0; i--) {
+        out[i] = crockford[lo64 & 31];
+        lo64 = (lo64 >> 5) | ((hi64 & 31) << 59);
+        hi64 >>= 5;
+    }
+    out[AR_ID_LEN] = '\0';
+}
+
+int ar_id_valid(const char *id)
+{
+    if (!id || strlen(id) != AR_ID_LEN)
+        return 0;
+    for (size_t i = 0; i < AR_ID_LEN; i++)
+        if (!strchr(crockford, id[i]) || id[i] == '\0')
+            return 0;
+    return id[0] <= '7';
+}
+
+/* ---- field checks ------------------------------------------------------- */
+
+int ar_text_check(ar_err *err, const char *field, const char *s, int required, int nonempty)
+{
+    if (!s)
+        return required ? ar_fail(err, AR_EMISUSE, "%s is required", field) : AR_OK;
+    size_t n = strlen(s);
+    if (nonempty && n == 0)
+        return ar_fail(err, AR_EMISUSE, "%s must not be empty", field);
+    if (!ar_utf8_valid(s, n))
+        return ar_fail(err, AR_EMISUSE, "%s is not valid UTF-8", field);
+    return AR_OK;
+}
+
+int ar_json_check(ar_err *err, const char *field, const char *json, size_t len, int object)
+{
+    char why[160];
+    int bad = object ? ar_json_validate_object(json, len, why, sizeof why)
+                     : ar_json_validate(json, len, why, sizeof why);
+    if (bad)
+        return ar_fail(err, AR_EJSON, "%s: %s", field, why);
+    return AR_OK;
+}
+
+/* ---- cost and budgets --------------------------------------------------- */
+
+#define MAX_COST 9.0e12 /* micro-units stay far inside int64 */
+
+int ar_cost_to_micros(int64_t *out, double cost)
+{
+    if (!(cost >= 0.0) || cost > MAX_COST)
+        return AR_EMISUSE;
+    /* round half away from zero at the sixth decimal */
+    *out = (int64_t)(cost * 1e6 + 0.5);
+    return AR_OK;
+}
+
+double ar_micros_to_cost(int64_t micros)
+{
+    return (double)micros / 1e6;
+}
+
+static const char *const limit_names[] = {
+    "max_steps", "max_input_tokens", "max_output_tokens", "max_tokens", "max_cost", "max_seconds"
+};
+
+const char *ar_limit_name(const char *name)
+{
+    if (!name)
+        return NULL;
+    for (size_t i = 0; i < sizeof limit_names / sizeof limit_names[0]; i++)
+        if (strcmp(name, limit_names[i]) == 0)
+            return limit_names[i];
+    return NULL;
+}
+
+int ar_budget_check(ar_err *err, const ar_budget *b)
+{
+    const int64_t ints[] = { b->max_steps, b->max_input_tokens, b->max_output_tokens, b->max_tokens };
+    for (size_t i = 0; i < 4; i++)
+        if (ints[i] < AR_NO_LIMIT)
+            return ar_fail(err, AR_EMISUSE, "budget.%s must not be negative", limit_names[i]);
+    if (b->max_cost != AR_NO_LIMIT && !(b->max_cost >= 0.0 && b->max_cost <= MAX_COST))
+        return ar_fail(err, AR_EMISUSE, "budget.max_cost must be a non-negative number");
+    if (b->max_seconds != AR_NO_LIMIT && !(b->max_seconds >= 0.0 && b->max_seconds <= 1e12))
+        return ar_fail(err, AR_EMISUSE, "budget.max_seconds must be a non-negative number");
+    return AR_OK;
+}
+
+size_t ar_budget_json(char *buf, size_t cap, const ar_budget *b)
+{
+    size_t n = 0;
+    int first = 1;
+#define PUT(...) do { int w_ = snprintf(buf + n, n < cap ? cap - n : 0, __VA_ARGS__); \
+                      if (w_ > 0) n += (size_t)w_; } while (0)
+    PUT("{");
+    const int64_t ints[] = { b->max_steps, b->max_input_tokens, b->max_output_tokens, b->max_tokens };
+    for (size_t i = 0; i < 4; i++) {
+        if (ints[i] >= 0) {
+            PUT("%s\"%s\":%lld", first ? "" : ",", limit_names[i], (long long)ints[i]);
+            first = 0;
+        }
+    }
+    if (b->max_cost >= 0) {
+        int64_t m = 0;
+        ar_cost_to_micros(&m, b->max_cost);
+        PUT("%s\"max_cost\":%.17g", first ? "" : ",", ar_micros_to_cost(m));
+        first = 0;
+    }
+    if (b->max_seconds >= 0)
+        PUT("%s\"max_seconds\":%.17g", first ? "" : ",", b->max_seconds);
+    PUT("}");
+#undef PUT
+    return n;
+}
+
+int ar_budget_reached(ar_exhaustion *out, const ar_budget *b, const ar_totals *t, int64_t elapsed_ms)
+{
+    ar_exhaustion e = { NULL, 0, 0 };
+    int64_t total = t->input_tokens + t->output_tokens;
+    int64_t max_cost_micros = 0;
+    if (b->max_cost >= 0)
+        ar_cost_to_micros(&max_cost_micros, b->max_cost);
+    if (b->max_steps >= 0 && t->iterations >= b->max_steps)
+        e = (ar_exhaustion){ "max_steps", (double)b->max_steps, (double)t->iterations };
+    else if (b->max_input_tokens >= 0 && t->input_tokens >= b->max_input_tokens)
+        e = (ar_exhaustion){ "max_input_tokens", (double)b->max_input_tokens, (double)t->input_tokens };
+    else if (b->max_output_tokens >= 0 && t->output_tokens >= b->max_output_tokens)
+        e = (ar_exhaustion){ "max_output_tokens", (double)b->max_output_tokens, (double)t->output_tokens };
+    else if (b->max_tokens >= 0 && total >= b->max_tokens)
+        e = (ar_exhaustion){ "max_tokens", (double)b->max_tokens, (double)total };
+    else if (b->max_cost >= 0 && t->cost_micros >= max_cost_micros)
+        e = (ar_exhaustion){ "max_cost", ar_micros_to_cost(max_cost_micros), ar_micros_to_cost(t->cost_micros) };
+    else if (b->max_seconds >= 0 && (double)elapsed_ms / 1000.0 >= b->max_seconds)
+        e = (ar_exhaustion){ "max_seconds", b->max_seconds, (double)elapsed_ms / 1000.0 };
+    if (!e.limit)
+        return AR_OK;
+    if (out)
+        *out = e;
+    return AR_EBUDGET;
+}

@@ -1,0 +1,62 @@
+/* main.c -- the C test runner: runs every group, ends on "N passed, N failed". */
+#include "suite.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define GROUPS(X) \
+    X(json_group)
+
+#define DECLARE(g) extern const test_group g;
+GROUPS(DECLARE)
+#define ENTRY(g) &g,
+static const test_group *const groups[] = { GROUPS(ENTRY) };
+
+char *tmpdir_make(void)
+{
+    const char *base = getenv("TMPDIR");
+    char tmpl[4096];
+    snprintf(tmpl, sizeof tmpl, "%s/agentrun-test-XXXXXX", base && *base ? base : "/tmp");
+    char *dir = mkdtemp(tmpl);
+    assert_non_null(dir);
+    return strdup(dir);
+}
+
+void tmpdir_remove(char *dir)
+{
+    if (!dir)
+        return;
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", dir);
+    free(dir);
+}
+
+char *tmpdir_path(const char *dir, const char *name)
+{
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = malloc(n);
+    assert_non_null(p);
+    snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
+int main(int argc, char **argv)
+{
+    /* An optional argument selects groups whose name contains it. */
+    const char *only = argc > 1 ? argv[1] : NULL;
+    size_t total = 0, failed = 0;
+    for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++) {
+        const test_group *g = groups[i];
+        if (only && !strstr(g->name, only))
+            continue;
+        int f = _cmocka_run_group_tests(g->name, g->tests, g->n, NULL, NULL);
+        total += g->n;
+        failed += (size_t)f;
+    }
+    printf("%zu passed, %zu failed\n", total - failed, failed);
+    return failed ? 1 : 0;
+}

@@ -1,0 +1,28 @@
+/* suite.h -- how C test files register their cmocka groups with the runner. */
+#ifndef AR_TEST_SUITE_H
+#define AR_TEST_SUITE_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+typedef struct test_group {
+    const char *name;
+    const struct CMUnitTest *tests;
+    size_t n;
+} test_group;
+
+/* Each tests/c/test_*.c defines one `const test_group <name>_group` and adds
+ * it to the list in main.c. */
+#define TEST_GROUP(var, label, array) \
+    const test_group var = { label, array, sizeof(array) / sizeof((array)[0]) }
+
+/* A fresh temporary directory for a test's files (removed by tmpdir_remove). */
+char *tmpdir_make(void);
+void tmpdir_remove(char *dir);
+/* dir + "/" + name, malloc'ed. */
+char *tmpdir_path(const char *dir, const char *name);
+
+#endif
