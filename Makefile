@@ -88,7 +88,7 @@ deps:
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_ALL) $(LUA_CFLAGS) $(CMOCKA_CFLAGS) -MMD -MP -c $< -o $@
+	$(CC) $(CFLAGS_ALL) $(LUA_CFLAGS) $(CMOCKA_CFLAGS) -Ibindings -Itests/c -MMD -MP -c $< -o $@
 
 $(STATIC_LIB): $(CORE_OBJ)
 	@mkdir -p $(@D)
@@ -118,9 +118,10 @@ $(BUILD)/examples/embed_host: examples/embed_host.c $(BIND_OBJ) $(STATIC_LIB)
 	$(CC) $(CFLAGS_ALL) $(LUA_CFLAGS) -Ibindings -o $@ $< $(BIND_OBJ) $(STATIC_LIB) \
 	    $(PKG_LIBS) $(LUA_LIBS) -lm $(LDFLAGS_ALL)
 
-$(CTEST_BIN): $(CTEST_OBJ) $(STATIC_LIB)
+# The C runner also drives the Lua glue through an embedded Lua state.
+$(CTEST_BIN): $(CTEST_OBJ) $(BIND_OBJ) $(STATIC_LIB)
 	@mkdir -p $(@D)
-	$(CC) -o $@ $(CTEST_OBJ) $(STATIC_LIB) $(PKG_LIBS) $(CMOCKA_LIBS) -lm $(LDFLAGS_ALL)
+	$(CC) -o $@ $(CTEST_OBJ) $(BIND_OBJ) $(STATIC_LIB) $(PKG_LIBS) $(LUA_LIBS) $(CMOCKA_LIBS) -lm $(LDFLAGS_ALL)
 
 $(BENCH_BIN): $(BENCH_SRC) $(STATIC_LIB)
 	@mkdir -p $(@D)

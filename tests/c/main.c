@@ -6,13 +6,15 @@
 #include <string.h>
 #include <unistd.h>
 
-#define GROUPS(X) \
-    X(json_group)
-
-#define DECLARE(g) extern const test_group g;
-GROUPS(DECLARE)
-#define ENTRY(g) &g,
-static const test_group *const groups[] = { GROUPS(ENTRY) };
+/* groups.def has one X(name) line per test group. */
+#define X(g) extern const test_group g;
+#include "groups.def"
+#undef X
+#define X(g) &g,
+static const test_group *const groups[] = {
+#include "groups.def"
+};
+#undef X
 
 char *tmpdir_make(void)
 {

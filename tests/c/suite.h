@@ -14,8 +14,8 @@ typedef struct test_group {
     size_t n;
 } test_group;
 
-/* Each tests/c/test_*.c defines one `const test_group <name>_group` and adds
- * it to the list in main.c. */
+/* Each tests/c/test_*.c defines one `const test_group <name>_group` with
+ * TEST_GROUP and adds a line X(<name>_group) to tests/c/groups.def. */
 #define TEST_GROUP(var, label, array) \
     const test_group var = { label, array, sizeof(array) / sizeof((array)[0]) }
 
