@@ -111,6 +111,7 @@ static size_t utf8_sequence(const unsigned char *p, size_t avail, size_t *bad)
     return n;
 }
 
+/* The first byte at or after p that is not JSON whitespace (or end). */
 static const unsigned char *skip_space(const unsigned char *p, const unsigned char *end)
 {
     while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
@@ -118,6 +119,7 @@ static const unsigned char *skip_space(const unsigned char *p, const unsigned ch
     return p;
 }
 
+/* 1 for an ASCII decimal digit (isdigit depends on the locale). */
 static int is_digit(unsigned char c)
 {
     return c >= '0' && c <= '9';
@@ -465,16 +467,20 @@ static int validate(const char *text, size_t len, int want_object,
     }
 }
 
+/* See json.h: one JSON value, any kind. */
 int ar_json_validate(const char *text, size_t len, char *errbuf, size_t errlen)
 {
     return validate(text, len, 0, errbuf, errlen);
 }
 
+/* See json.h: one JSON value, which must be an object; a value of another
+ * kind is refused at its first byte without scanning the rest. */
 int ar_json_validate_object(const char *text, size_t len, char *errbuf, size_t errlen)
 {
     return validate(text, len, 1, errbuf, errlen);
 }
 
+/* See json.h: strict UTF-8, with plain ASCII skipped a word at a time. */
 int ar_utf8_valid(const char *s, size_t len)
 {
     assert(s || len == 0);
@@ -497,6 +503,8 @@ int ar_utf8_valid(const char *s, size_t len)
     return 1;
 }
 
+/* See json.h: each maximal invalid subpart (the Unicode-recommended unit)
+ * becomes one U+FFFD; valid runs are copied in one piece. */
 size_t ar_utf8_sanitize(char *dst, const char *s, size_t len)
 {
     assert(dst || len == 0);
