@@ -1,0 +1,1025 @@
+/* json.c -- Lua values <-> JSON text: a strict encoder, an exact decoder, scratch buffers. */
+#include "arl.h"
+
+#include <locale.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_DEPTH 512          /* encoding deeper than this is EJSON (SPEC §6) */
+#define DECODE_MAX_DEPTH 1024  /* stored values are <= 512 deep; room for wrappers */
+#define MAX_SAFE_INT ((lua_Integer)1 << 53)
+#define SCRATCH2_KEY "agentrun.scratch2"
+#define BUF_MT "agentrun.buffer"
+
+/* ---- scratch buffers ---------------------------------------------------- */
+
+/* __gc of a buffer box: frees its bytes; safe to run twice. */
+static int buf_gc(lua_State *L)
+{
+    arl_buf *b = luaL_checkudata(L, 1, BUF_MT);
+    free(b->data);
+    b->data = NULL;
+    b->len = b->cap = 0;
+    return 0;
+}
+
+/* The buffer stored in the registry under `key`, created empty on first use,
+ * returned with len = 0. Raises only a memory error. */
+static arl_buf *scratch(lua_State *L, const char *key)
+{
+    arl_buf *b;
+    if (lua_getfield(L, LUA_REGISTRYINDEX, key) == LUA_TUSERDATA) {
+        b = lua_touserdata(L, -1);
+    } else {
+        lua_pop(L, 1);
+        b = lua_newuserdatauv(L, sizeof *b, 0);
+        b->data = NULL;
+        b->len = b->cap = 0;
+        if (luaL_newmetatable(L, BUF_MT)) {
+            lua_pushcfunction(L, buf_gc);
+            lua_setfield(L, -2, "__gc");
+        }
+        lua_setmetatable(L, -2);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, LUA_REGISTRYINDEX, key);
+    }
+    lua_pop(L, 1);
+    b->len = 0;
+    return b;
+}
+
+/* See arl.h. */
+arl_buf *arl_scratch(lua_State *L)
+{
+    return scratch(L, ARL_SCRATCH);
+}
+
+/* See arl.h. */
+arl_buf *arl_scratch2(lua_State *L)
+{
+    return scratch(L, SCRATCH2_KEY);
+}
+
+/* Makes room for n more bytes, doubling the capacity; raises "not enough
+ * memory" when the size overflows or realloc fails (b is then unchanged). */
+static void grow(lua_State *L, arl_buf *b, size_t n)
+{
+    size_t need = b->len + n;
+    if (need < n)
+        goto nomem;
+    size_t cap = b->cap ? b->cap : 1024;
+    while (cap < need)
+        cap = cap > (size_t)-1 / 2 ? need : cap * 2;
+    char *p = realloc(b->data, cap);
+    if (!p)
+        goto nomem;
+    b->data = p;
+    b->cap = cap;
+    return;
+nomem:
+    lua_pushliteral(L, "not enough memory");
+    lua_error(L);
+}
+
+/* Appends n bytes (n may be 0). Raises a memory error. */
+static inline void add(lua_State *L, arl_buf *b, const char *s, size_t n)
+{
+    if (n == 0)
+        return;
+    if (b->cap - b->len < n)
+        grow(L, b, n);
+    memcpy(b->data + b->len, s, n);
+    b->len += n;
+}
+
+/* Appends one byte. Raises a memory error. */
+static inline void add_char(lua_State *L, arl_buf *b, char c)
+{
+    if (b->len == b->cap)
+        grow(L, b, 1);
+    b->data[b->len++] = c;
+}
+
+/* See arl.h. */
+void arl_buf_add(lua_State *L, arl_buf *b, const char *s, size_t n)
+{
+    add(L, b, s, n);
+}
+
+/* ---- UTF-8 --------------------------------------------------------------- */
+
+/* The length of the valid UTF-8 sequence that starts at s (s < end, *s >=
+ * 0x80), or 0 when it is invalid: truncated, overlong, a surrogate, or beyond
+ * U+10FFFF. */
+static size_t utf8_seq(const unsigned char *s, const unsigned char *end)
+{
+    size_t avail = (size_t)(end - s);
+    unsigned char c = s[0], lo = 0x80, hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF)
+        return avail >= 2 && (s[1] & 0xC0) == 0x80 ? 2 : 0;
+    if (c >= 0xE0 && c <= 0xEF) {
+        if (c == 0xE0)
+            lo = 0xA0;
+        else if (c == 0xED)
+            hi = 0x9F;
+        return avail >= 3 && s[1] >= lo && s[1] <= hi && (s[2] & 0xC0) == 0x80 ? 3 : 0;
+    }
+    if (c >= 0xF0 && c <= 0xF4) {
+        if (c == 0xF0)
+            lo = 0x90;
+        else if (c == 0xF4)
+            hi = 0x8F;
+        return avail >= 4 && s[1] >= lo && s[1] <= hi && (s[2] & 0xC0) == 0x80 &&
+                       (s[3] & 0xC0) == 0x80 ? 4 : 0;
+    }
+    return 0;
+}
+
+/* 1 when s[0..len) is valid UTF-8. */
+static int utf8_valid(const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s, *end = p + len;
+    while (p < end) {
+        if (*p < 0x80) {
+            p++;
+        } else {
+            size_t k = utf8_seq(p, end);
+            if (!k)
+                return 0;
+            p += k;
+        }
+    }
+    return 1;
+}
+
+/* ---- encoding ------------------------------------------------------------ */
+
+/* One table on the path being encoded, and which of its children is being
+ * encoded now (`key` when it is an object, else `index`). Frames live in the
+ * C stack frames of encode_table, linked to their parent. */
+typedef struct frame {
+    const struct frame *up;
+    const void *table;
+    int depth;
+    lua_Integer index;
+    const char *key;
+    size_t keylen;
+} frame;
+
+/* What one arl_json_encode call works with. */
+typedef struct encoder {
+    lua_State *L;
+    arl_buf *b;
+    const char *root;
+    const void *array_mt;
+} encoder;
+
+static void encode_value(encoder *e, int idx, frame *up);
+
+/* 1 when the key can be shown as ".key" in a path. */
+static int is_identifier(const char *s, size_t n)
+{
+    if (n == 0 || !((s[0] >= 'A' && s[0] <= 'Z') || (s[0] >= 'a' && s[0] <= 'z') || s[0] == '_'))
+        return 0;
+    for (size_t i = 1; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_'))
+            return 0;
+    }
+    return 1;
+}
+
+/* Appends a frame's child selector to a path: [3], .name or ["odd key"]
+ * (quotes and backslashes escaped, control bytes and, when the key is not
+ * UTF-8, bytes >= 0x80 as \xHH so the message stays valid UTF-8). */
+static void add_selector(luaL_Buffer *pb, const frame *f)
+{
+    char tmp[32];
+    if (!f->key) {
+        snprintf(tmp, sizeof tmp, "[%lld]", (long long)f->index);
+        luaL_addstring(pb, tmp);
+        return;
+    }
+    if (is_identifier(f->key, f->keylen)) {
+        luaL_addchar(pb, '.');
+        luaL_addlstring(pb, f->key, f->keylen);
+        return;
+    }
+    int valid = utf8_valid(f->key, f->keylen);
+    luaL_addstring(pb, "[\"");
+    for (size_t i = 0; i < f->keylen; i++) {
+        unsigned char c = (unsigned char)f->key[i];
+        if (c == '"' || c == '\\') {
+            luaL_addchar(pb, '\\');
+            luaL_addchar(pb, (char)c);
+        } else if (c < 0x20 || c == 0x7F || (c >= 0x80 && !valid)) {
+            snprintf(tmp, sizeof tmp, "\\x%02X", c);
+            luaL_addstring(pb, tmp);
+        } else {
+            luaL_addchar(pb, (char)c);
+        }
+    }
+    luaL_addstring(pb, "\"]");
+}
+
+/* Raises agentrun.Error EJSON "<path>: <what>", the path being the root
+ * followed by the selectors of `at` and its parents (NULL: the root). */
+static void fail(encoder *e, const frame *at, const char *what)
+{
+    lua_State *L = e->L;
+    const frame *chain[MAX_DEPTH];
+    int n = 0;
+    for (; at && n < MAX_DEPTH; at = at->up)
+        chain[n++] = at;
+    luaL_checkstack(L, 8, NULL);
+    luaL_Buffer pb;
+    luaL_buffinit(L, &pb);
+    luaL_addstring(&pb, e->root);
+    while (n-- > 0)
+        add_selector(&pb, chain[n]);
+    luaL_addstring(&pb, ": ");
+    luaL_addstring(&pb, what);
+    luaL_pushresult(&pb);
+    arl_raise(L, AR_EJSON, "%s", lua_tostring(L, -1));
+}
+
+/* Raises the error for a table key that is neither a string nor an integer. */
+static void fail_key(encoder *e, const frame *at, int idx)
+{
+    char what[96];
+    snprintf(what, sizeof what, "%s key (keys must be strings or array indices 1..n)",
+             luaL_typename(e->L, idx));
+    fail(e, at, what);
+}
+
+/* Appends s[0..len) as a JSON string. Returns 0, or -1 when s is not valid
+ * UTF-8 (the buffer then holds a partial string). Raises a memory error. */
+static int add_string(lua_State *L, arl_buf *b, const char *s, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *p = (const unsigned char *)s, *end = p + len, *run = p;
+    if (b->cap - b->len < len + 2)
+        grow(L, b, len + 2);
+    add_char(L, b, '"');
+    while (p < end) {
+        unsigned char c = *p;
+        if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
+            p++;
+            continue;
+        }
+        if (c >= 0x80) {
+            size_t k = utf8_seq(p, end);
+            if (!k)
+                return -1;
+            p += k;
+            continue;
+        }
+        add(L, b, (const char *)run, (size_t)(p - run));
+        char esc[6] = { '\\', 0, '0', '0', 0, 0 };
+        size_t n = 2;
+        switch (c) {
+        case '"': esc[1] = '"'; break;
+        case '\\': esc[1] = '\\'; break;
+        case '\b': esc[1] = 'b'; break;
+        case '\f': esc[1] = 'f'; break;
+        case '\n': esc[1] = 'n'; break;
+        case '\r': esc[1] = 'r'; break;
+        case '\t': esc[1] = 't'; break;
+        default:
+            esc[1] = 'u';
+            esc[4] = hex[c >> 4];
+            esc[5] = hex[c & 15];
+            n = 6;
+        }
+        add(L, b, esc, n);
+        run = ++p;
+    }
+    add(L, b, (const char *)run, (size_t)(p - run));
+    add_char(L, b, '"');
+    return 0;
+}
+
+/* Appends an integer's decimal digits. */
+static void add_integer(lua_State *L, arl_buf *b, lua_Integer n)
+{
+    char tmp[24], *p = tmp + sizeof tmp;
+    lua_Unsigned u = n < 0 ? 0u - (lua_Unsigned)n : (lua_Unsigned)n;
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (n < 0)
+        *--p = '-';
+    add(L, b, p, (size_t)(tmp + sizeof tmp - p));
+}
+
+/* Writes the shortest %g text (15 to 17 digits) that strtod reads back as d,
+ * a finite double, to out (>= 40 bytes) and returns its length. Both run in
+ * the current locale; its decimal point is then replaced by '.', and ".0" is
+ * added to integral values so that they read back as floats. */
+static size_t format_double(double d, char *out)
+{
+    char tmp[40];
+    for (int prec = 15;; prec++) {
+        snprintf(tmp, sizeof tmp, "%.*g", prec, d);
+        if (prec >= 17 || strtod(tmp, NULL) == d)
+            break;
+    }
+    size_t n = 0;
+    int is_float = 0, in_point = 0;
+    for (const char *s = tmp; *s; s++) {
+        char c = *s;
+        if ((c >= '0' && c <= '9') || c == '-' || c == '+') {
+            out[n++] = c;
+            in_point = 0;
+        } else if (c == 'e' || c == 'E') {
+            out[n++] = 'e';
+            is_float = 1;
+            in_point = 0;
+        } else if (!in_point) {
+            out[n++] = '.';
+            is_float = in_point = 1;
+        }
+    }
+    if (!is_float) {
+        out[n++] = '.';
+        out[n++] = '0';
+    }
+    return n;
+}
+
+/* Appends a number: integers within +-2^53, finite floats; else EJSON. */
+static void encode_number(encoder *e, int idx, frame *up)
+{
+    lua_State *L = e->L;
+    if (lua_isinteger(L, idx)) {
+        lua_Integer n = lua_tointeger(L, idx);
+        if (n > MAX_SAFE_INT || n < -MAX_SAFE_INT)
+            fail(e, up, "integer out of range (beyond +-2^53)");
+        add_integer(L, e->b, n);
+        return;
+    }
+    double d = (double)lua_tonumber(L, idx);
+    if (isnan(d))
+        fail(e, up, "NaN is not valid JSON");
+    if (isinf(d))
+        fail(e, up, d > 0 ? "Infinity is not valid JSON" : "-Infinity is not valid JSON");
+    char tmp[40];
+    add(L, e->b, tmp, format_double(d, tmp));
+}
+
+/* Encodes an object whose first key/value pair lua_next just pushed; pops
+ * every pair it visits. */
+static void encode_object(encoder *e, int idx, frame *self)
+{
+    lua_State *L = e->L;
+    arl_buf *b = e->b;
+    add_char(L, b, '{');
+    int first = 1;
+    do {
+        if (lua_type(L, -2) != LUA_TSTRING) {
+            if (lua_isinteger(L, -2))
+                fail(e, self->up, "mixed keys (array and object)");
+            fail_key(e, self->up, -2);
+        }
+        size_t kl;
+        const char *k = lua_tolstring(L, -2, &kl);
+        self->key = k;
+        self->keylen = kl;
+        if (!first)
+            add_char(L, b, ',');
+        first = 0;
+        if (add_string(L, b, k, kl))
+            fail(e, self, "invalid UTF-8 in key");
+        add_char(L, b, ':');
+        encode_value(e, lua_gettop(L), self);
+        lua_pop(L, 1);
+    } while (lua_next(L, idx));
+    add_char(L, b, '}');
+}
+
+/* Encodes an array whose first key/value pair lua_next just pushed. Elements
+ * met in order 1, 2, 3... are written during the traversal that checks the
+ * keys are exactly 1..n; any others are fetched with lua_rawgeti after it. */
+static void encode_array(encoder *e, int idx, frame *self)
+{
+    lua_State *L = e->L;
+    arl_buf *b = e->b;
+    lua_Integer next = 1, count = 0, max = 0;
+    add_char(L, b, '[');
+    self->key = NULL;
+    do {
+        if (!lua_isinteger(L, -2)) {
+            if (lua_type(L, -2) == LUA_TSTRING)
+                fail(e, self->up, "mixed keys (array and object)");
+            fail_key(e, self->up, -2);
+        }
+        lua_Integer k = lua_tointeger(L, -2);
+        if (k < 1)
+            fail(e, self->up, "sparse array");
+        count++;
+        if (k > max)
+            max = k;
+        if (k == next) {
+            if (k > 1)
+                add_char(L, b, ',');
+            self->index = k;
+            encode_value(e, lua_gettop(L), self);
+            next++;
+        }
+        lua_pop(L, 1);
+    } while (lua_next(L, idx));
+    if (count != max)
+        fail(e, self->up, "sparse array");
+    for (lua_Integer i = next; i <= max; i++) {
+        if (i > 1)
+            add_char(L, b, ',');
+        lua_rawgeti(L, idx, i);
+        self->index = i;
+        encode_value(e, lua_gettop(L), self);
+        lua_pop(L, 1);
+    }
+    add_char(L, b, ']');
+}
+
+/* Encodes the table at idx (absolute), `up` being its parent's frame (NULL
+ * at the root). Raises EJSON for cycles, depth, sparse or mixed keys. */
+static void encode_table(encoder *e, int idx, frame *up)
+{
+    lua_State *L = e->L;
+    const void *p = lua_topointer(L, idx);
+    for (const frame *f = up; f; f = f->up)
+        if (f->table == p)
+            fail(e, up, "cycle: table refers to itself");
+    frame self = { up, p, up ? up->depth + 1 : 1, 0, NULL, 0 };
+    if (self.depth > MAX_DEPTH)
+        fail(e, up, "nested deeper than 512 levels");
+    luaL_checkstack(L, 6, NULL);
+    int marked = 0;
+    if (lua_getmetatable(L, idx)) {
+        marked = lua_topointer(L, -1) == e->array_mt;
+        lua_pop(L, 1);
+    }
+    lua_pushnil(L);
+    if (!lua_next(L, idx)) {
+        add(L, e->b, marked ? "[]" : "{}", 2);
+        return;
+    }
+    if (lua_isinteger(L, -2))
+        encode_array(e, idx, &self);
+    else if (lua_type(L, -2) != LUA_TSTRING)
+        fail_key(e, up, -2);
+    else if (marked)
+        fail(e, up, "mixed keys (array and object)");
+    else
+        encode_object(e, idx, &self);
+}
+
+/* Appends the value at idx (absolute); `up` is the frame of the table that
+ * holds it, with the value's key set (NULL at the root). */
+static void encode_value(encoder *e, int idx, frame *up)
+{
+    lua_State *L = e->L;
+    switch (lua_type(L, idx)) {
+    case LUA_TNIL:
+        add(L, e->b, "null", 4);
+        return;
+    case LUA_TBOOLEAN:
+        if (lua_toboolean(L, idx))
+            add(L, e->b, "true", 4);
+        else
+            add(L, e->b, "false", 5);
+        return;
+    case LUA_TNUMBER:
+        encode_number(e, idx, up);
+        return;
+    case LUA_TSTRING: {
+        size_t n;
+        const char *s = lua_tolstring(L, idx, &n);
+        if (add_string(L, e->b, s, n))
+            fail(e, up, "invalid UTF-8");
+        return;
+    }
+    case LUA_TTABLE:
+        encode_table(e, idx, up);
+        return;
+    case LUA_TLIGHTUSERDATA:
+        if (lua_touserdata(L, idx) == NULL) {
+            add(L, e->b, "null", 4);
+            return;
+        }
+        break;
+    default:
+        break;
+    }
+    char what[64];
+    snprintf(what, sizeof what, "cannot encode a %s", luaL_typename(L, idx));
+    fail(e, up, what);
+}
+
+/* Pushes the array metatable, creating it (with __name) on first use. */
+static void push_array_mt(lua_State *L)
+{
+    luaL_newmetatable(L, ARL_ARRAY_MT);
+}
+
+/* See arl.h. Leaves the stack as it was; on error b holds a partial text. */
+void arl_json_encode(lua_State *L, int idx, const char *root, arl_buf *b)
+{
+    encoder e = { L, b, root ? root : "value", NULL };
+    idx = lua_absindex(L, idx);
+    luaL_checkstack(L, 8, NULL);
+    push_array_mt(L);
+    e.array_mt = lua_topointer(L, -1);
+    lua_pop(L, 1);
+    encode_value(&e, idx, NULL);
+}
+
+/* ---- decoding ------------------------------------------------------------ */
+
+/* What one arl_json_decode call works with; errors report d->p - start. */
+typedef struct decoder {
+    lua_State *L;
+    const char *start, *p, *end;
+    int array_mt; /* stack index of the array metatable */
+    int depth;
+} decoder;
+
+/* Raises ECORRUPT "stored JSON is invalid: <what> at byte N" (N = d->p). */
+static void bad(decoder *d, const char *what)
+{
+    arl_raise(d->L, AR_ECORRUPT, "stored JSON is invalid: %s at byte %zu", what,
+              (size_t)(d->p - d->start));
+}
+
+/* Raises the error for whatever stands at d->p. */
+static void unexpected(decoder *d)
+{
+    if (d->p >= d->end)
+        bad(d, "unexpected end of text");
+    unsigned char c = (unsigned char)*d->p;
+    char what[48];
+    if (c > 0x20 && c < 0x7F)
+        snprintf(what, sizeof what, "unexpected character '%c'", c);
+    else
+        snprintf(what, sizeof what, "unexpected byte 0x%02X", c);
+    bad(d, what);
+}
+
+static void decode_value(decoder *d);
+
+/* Moves d->p past JSON whitespace. */
+static void skip_ws(decoder *d)
+{
+    while (d->p < d->end && (*d->p == ' ' || *d->p == '\n' || *d->p == '\r' || *d->p == '\t'))
+        d->p++;
+}
+
+/* 1 when p is before end and at an ASCII digit. */
+static int is_digit(const char *p, const char *end)
+{
+    return p < end && *p >= '0' && *p <= '9';
+}
+
+/* Reads 4 hex digits at d->p (after "\u"); returns the code unit. */
+static unsigned hex4(decoder *d)
+{
+    unsigned v = 0;
+    for (int i = 0; i < 4; i++, d->p++) {
+        char c = d->p < d->end ? *d->p : 0;
+        if (c >= '0' && c <= '9')
+            v = v * 16 + (unsigned)(c - '0');
+        else if (c >= 'a' && c <= 'f')
+            v = v * 16 + (unsigned)(c - 'a' + 10);
+        else if (c >= 'A' && c <= 'F')
+            v = v * 16 + (unsigned)(c - 'A' + 10);
+        else
+            bad(d, "invalid \\u escape");
+    }
+    return v;
+}
+
+/* Decodes a \u escape (d->p after the 'u'), pairing surrogates, into UTF-8. */
+static void decode_u_escape(decoder *d, luaL_Buffer *sb)
+{
+    const char *at = d->p - 2;
+    unsigned cp = hex4(d);
+    if (cp >= 0xDC00 && cp <= 0xDFFF) {
+        d->p = at;
+        bad(d, "lone surrogate in \\u escape");
+    }
+    if (cp >= 0xD800 && cp <= 0xDBFF) {
+        if (d->end - d->p < 2 || d->p[0] != '\\' || d->p[1] != 'u') {
+            d->p = at;
+            bad(d, "lone surrogate in \\u escape");
+        }
+        d->p += 2;
+        unsigned lo = hex4(d);
+        if (lo < 0xDC00 || lo > 0xDFFF) {
+            d->p = at;
+            bad(d, "lone surrogate in \\u escape");
+        }
+        cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+    }
+    char u[4];
+    size_t n;
+    if (cp < 0x80) {
+        u[0] = (char)cp;
+        n = 1;
+    } else if (cp < 0x800) {
+        u[0] = (char)(0xC0 | (cp >> 6));
+        u[1] = (char)(0x80 | (cp & 0x3F));
+        n = 2;
+    } else if (cp < 0x10000) {
+        u[0] = (char)(0xE0 | (cp >> 12));
+        u[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+        u[2] = (char)(0x80 | (cp & 0x3F));
+        n = 3;
+    } else {
+        u[0] = (char)(0xF0 | (cp >> 18));
+        u[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+        u[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
+        u[3] = (char)(0x80 | (cp & 0x3F));
+        n = 4;
+    }
+    luaL_addlstring(sb, u, n);
+}
+
+/* Pushes the string at d->p (at the opening quote). Strings without escapes
+ * are pushed straight from the text; others are built in a luaL_Buffer. */
+static void decode_string(decoder *d)
+{
+    lua_State *L = d->L;
+    const unsigned char *end = (const unsigned char *)d->end;
+    const unsigned char *s = (const unsigned char *)++d->p, *q = s;
+    while (q < end && *q != '"' && *q != '\\') {
+        if (*q < 0x20) {
+            d->p = (const char *)q;
+            bad(d, "control character in string");
+        } else if (*q < 0x80) {
+            q++;
+        } else {
+            size_t k = utf8_seq(q, end);
+            if (!k) {
+                d->p = (const char *)q;
+                bad(d, "invalid UTF-8");
+            }
+            q += k;
+        }
+    }
+    if (q < end && *q == '"') {
+        lua_pushlstring(L, (const char *)s, (size_t)(q - s));
+        d->p = (const char *)q + 1;
+        return;
+    }
+    luaL_Buffer sb;
+    luaL_buffinit(L, &sb);
+    luaL_addlstring(&sb, (const char *)s, (size_t)(q - s));
+    for (;;) {
+        d->p = (const char *)q;
+        if (q >= end)
+            bad(d, "unterminated string");
+        unsigned char c = *q;
+        if (c == '"') {
+            d->p++;
+            luaL_pushresult(&sb);
+            return;
+        }
+        if (c == '\\') {
+            d->p++;
+            char out = 0;
+            switch (d->p < d->end ? *d->p : 0) {
+            case '"': out = '"'; break;
+            case '\\': out = '\\'; break;
+            case '/': out = '/'; break;
+            case 'b': out = '\b'; break;
+            case 'f': out = '\f'; break;
+            case 'n': out = '\n'; break;
+            case 'r': out = '\r'; break;
+            case 't': out = '\t'; break;
+            case 'u':
+                d->p++;
+                decode_u_escape(d, &sb);
+                q = (const unsigned char *)d->p;
+                continue;
+            default:
+                d->p--;
+                bad(d, "invalid escape");
+            }
+            luaL_addchar(&sb, out);
+            q = (const unsigned char *)d->p + 1;
+            continue;
+        }
+        if (c < 0x20)
+            bad(d, "control character in string");
+        const unsigned char *run = q;
+        while (q < end && *q != '"' && *q != '\\' && *q >= 0x20) {
+            if (*q < 0x80) {
+                q++;
+            } else {
+                size_t k = utf8_seq(q, end);
+                if (!k) {
+                    d->p = (const char *)q;
+                    bad(d, "invalid UTF-8");
+                }
+                q += k;
+            }
+        }
+        luaL_addlstring(&sb, (const char *)run, (size_t)(q - run));
+    }
+}
+
+/* Pushes the integer literal [s, end) (digits with an optional '-') and
+ * returns 1, or returns 0 (pushing nothing) when it does not fit. */
+static int push_integer(lua_State *L, const char *s, const char *end)
+{
+    int neg = *s == '-';
+    lua_Unsigned limit = (lua_Unsigned)LUA_MAXINTEGER + (neg ? 1u : 0u), acc = 0;
+    for (const char *p = s + neg; p < end; p++) {
+        unsigned digit = (unsigned)(*p - '0');
+        if (acc > (limit - digit) / 10)
+            return 0;
+        acc = acc * 10 + digit;
+    }
+    if (!neg)
+        lua_pushinteger(L, (lua_Integer)acc);
+    else if (acc == limit)
+        lua_pushinteger(L, LUA_MININTEGER);
+    else
+        lua_pushinteger(L, -(lua_Integer)acc);
+    return 1;
+}
+
+/* Pushes the float of the number text s[0..n) (already checked to be JSON
+ * number syntax), read with strtod whatever the locale's decimal point. */
+static void push_float(lua_State *L, const char *s, size_t n)
+{
+    char local[64];
+    const char *text = local;
+    int pushed = 0;
+    if (n < sizeof local) {
+        memcpy(local, s, n);
+        local[n] = '\0';
+    } else {
+        text = lua_pushlstring(L, s, n);
+        pushed = 1;
+    }
+    char *endp;
+    double v = strtod(text, &endp);
+    if (endp != text + n) {
+        const char *dp = localeconv()->decimal_point;
+        const char *fixed = luaL_gsub(L, text, ".", dp && *dp ? dp : ".");
+        v = strtod(fixed, NULL);
+        lua_pop(L, 1);
+    }
+    if (pushed)
+        lua_pop(L, 1);
+    lua_pushnumber(L, (lua_Number)v);
+}
+
+/* Pushes the number at d->p: an integer for integer literals that fit
+ * lua_Integer, else a float. */
+static void decode_number(decoder *d)
+{
+    const char *s = d->p, *end = d->end;
+    int is_int = 1;
+    if (*d->p == '-')
+        d->p++;
+    if (d->p < end && *d->p == '0') {
+        d->p++;
+    } else if (is_digit(d->p, end)) {
+        while (is_digit(d->p, end))
+            d->p++;
+    } else {
+        unexpected(d);
+    }
+    if (d->p < end && *d->p == '.') {
+        is_int = 0;
+        d->p++;
+        if (!is_digit(d->p, end))
+            unexpected(d);
+        while (is_digit(d->p, end))
+            d->p++;
+    }
+    if (d->p < end && (*d->p == 'e' || *d->p == 'E')) {
+        is_int = 0;
+        d->p++;
+        if (d->p < end && (*d->p == '+' || *d->p == '-'))
+            d->p++;
+        if (!is_digit(d->p, end))
+            unexpected(d);
+        while (is_digit(d->p, end))
+            d->p++;
+    }
+    if (is_int && push_integer(d->L, s, d->p))
+        return;
+    push_float(d->L, s, (size_t)(d->p - s));
+}
+
+/* Consumes the literal word (true, false, null) at d->p. */
+static void literal(decoder *d, const char *word, size_t n)
+{
+    if ((size_t)(d->end - d->p) < n || memcmp(d->p, word, n) != 0)
+        unexpected(d);
+    d->p += n;
+}
+
+/* Counts one more level of nesting and makes room on the Lua stack for it
+ * (a plain "stack overflow" error when the stack cannot grow). */
+static void enter(decoder *d)
+{
+    if (++d->depth > DECODE_MAX_DEPTH)
+        bad(d, "nested deeper than 1024 levels");
+    luaL_checkstack(d->L, 4, "decoding JSON");
+}
+
+/* Pushes the object at d->p (at '{') as a plain table. */
+static void decode_object(decoder *d)
+{
+    lua_State *L = d->L;
+    enter(d);
+    d->p++;
+    lua_newtable(L);
+    skip_ws(d);
+    if (d->p < d->end && *d->p == '}') {
+        d->p++;
+        d->depth--;
+        return;
+    }
+    for (;;) {
+        skip_ws(d);
+        if (d->p >= d->end || *d->p != '"')
+            unexpected(d);
+        decode_string(d);
+        skip_ws(d);
+        if (d->p >= d->end || *d->p != ':')
+            unexpected(d);
+        d->p++;
+        decode_value(d);
+        lua_rawset(L, -3);
+        skip_ws(d);
+        if (d->p < d->end && *d->p == ',') {
+            d->p++;
+        } else if (d->p < d->end && *d->p == '}') {
+            d->p++;
+            break;
+        } else {
+            unexpected(d);
+        }
+    }
+    d->depth--;
+}
+
+/* Pushes the array at d->p (at '[') as a table with the array metatable. */
+static void decode_array(decoder *d)
+{
+    lua_State *L = d->L;
+    enter(d);
+    d->p++;
+    lua_newtable(L);
+    lua_pushvalue(L, d->array_mt);
+    lua_setmetatable(L, -2);
+    skip_ws(d);
+    if (d->p < d->end && *d->p == ']') {
+        d->p++;
+        d->depth--;
+        return;
+    }
+    for (lua_Integer i = 1;; i++) {
+        decode_value(d);
+        lua_rawseti(L, -2, i);
+        skip_ws(d);
+        if (d->p < d->end && *d->p == ',') {
+            d->p++;
+        } else if (d->p < d->end && *d->p == ']') {
+            d->p++;
+            break;
+        } else {
+            unexpected(d);
+        }
+    }
+    d->depth--;
+}
+
+/* Pushes the value at d->p (after optional whitespace). */
+static void decode_value(decoder *d)
+{
+    skip_ws(d);
+    if (d->p >= d->end)
+        unexpected(d);
+    switch (*d->p) {
+    case '{':
+        decode_object(d);
+        break;
+    case '[':
+        decode_array(d);
+        break;
+    case '"':
+        decode_string(d);
+        break;
+    case 't':
+        literal(d, "true", 4);
+        lua_pushboolean(d->L, 1);
+        break;
+    case 'f':
+        literal(d, "false", 5);
+        lua_pushboolean(d->L, 0);
+        break;
+    case 'n':
+        literal(d, "null", 4);
+        lua_pushlightuserdata(d->L, NULL);
+        break;
+    default:
+        if (*d->p == '-' || (*d->p >= '0' && *d->p <= '9'))
+            decode_number(d);
+        else
+            unexpected(d);
+    }
+}
+
+/* See arl.h. Pushes exactly one value, or raises (ECORRUPT, or a memory
+ * error). */
+void arl_json_decode(lua_State *L, const char *json, size_t len)
+{
+    if (!json)
+        json = "";
+    luaL_checkstack(L, 8, NULL);
+    push_array_mt(L);
+    decoder d = { L, json, json, json + len, lua_gettop(L), 0 };
+    decode_value(&d);
+    skip_ws(&d);
+    if (d.p != d.end)
+        bad(&d, "trailing characters");
+    if (lua_islightuserdata(L, -1) && lua_touserdata(L, -1) == NULL) {
+        lua_pop(L, 1);
+        lua_pushnil(L);
+    }
+    lua_remove(L, d.array_mt);
+}
+
+/* ---- module functions ---------------------------------------------------- */
+
+/* agentrun.array([t]) -> t marked as a JSON array (a new table when t is
+ * absent). Plain error when t is not a table or has another metatable. */
+static int l_array(lua_State *L)
+{
+    if (lua_isnoneornil(L, 1)) {
+        lua_settop(L, 0);
+        lua_newtable(L);
+    } else {
+        luaL_checktype(L, 1, LUA_TTABLE);
+        lua_settop(L, 1);
+    }
+    push_array_mt(L);
+    if (lua_getmetatable(L, 1)) {
+        if (!lua_rawequal(L, -1, -2))
+            return luaL_argerror(L, 1, "table already has a metatable");
+        lua_settop(L, 1);
+        return 1;
+    }
+    lua_setmetatable(L, 1);
+    return 1;
+}
+
+/* agentrun.json_encode(v) -> JSON text; raises agentrun.Error EJSON with a
+ * path rooted at "value". */
+static int l_json_encode(lua_State *L)
+{
+    luaL_checkany(L, 1);
+    lua_settop(L, 1);
+    arl_buf *b = arl_scratch(L);
+    arl_json_encode(L, 1, "value", b);
+    lua_pushlstring(L, b->data, b->len);
+    return 1;
+}
+
+/* agentrun.json_decode(s) -> value (nil for "null"); raises agentrun.Error
+ * ECORRUPT for text that is not JSON. */
+static int l_json_decode(lua_State *L)
+{
+    size_t n;
+    const char *s = luaL_checklstring(L, 1, &n);
+    arl_json_decode(L, s, n);
+    return 1;
+}
+
+/* See arl.h. The scratch buffers are made here, early, so that they are
+ * finalized after (and can still be used by) the __gc of later objects. */
+void arl_open_json(lua_State *L, int module_idx)
+{
+    module_idx = lua_absindex(L, module_idx);
+    push_array_mt(L);
+    lua_pop(L, 1);
+    scratch(L, ARL_SCRATCH);
+    scratch(L, SCRATCH2_KEY);
+    lua_pushcfunction(L, l_array);
+    lua_setfield(L, module_idx, "array");
+    lua_pushlightuserdata(L, NULL);
+    lua_setfield(L, module_idx, "null");
+    lua_pushcfunction(L, l_json_encode);
+    lua_setfield(L, module_idx, "json_encode");
+    lua_pushcfunction(L, l_json_decode);
+    lua_setfield(L, module_idx, "json_decode");
+}
