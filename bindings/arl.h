@@ -63,4 +63,71 @@ void arl_json_decode(lua_State *L, const char *json, size_t len);
  * agentrun.json_decode on the module table at `module_idx`. */
 void arl_open_json(lua_State *L, int module_idx);
 
+/* ---- handles (bindings/store.c, bindings/run.c) ------------------------- */
+
+/* A store userdata; store is NULL once closed. */
+typedef struct arl_store {
+    ar_store *store;
+} arl_store;
+
+/* A run userdata (user value 1 pins its store userdata); run is NULL once closed. */
+typedef struct arl_run {
+    ar_run *run;
+} arl_run;
+
+/* The open store at idx; a closed one raises a plain error (misuse). */
+ar_store *arl_check_store(lua_State *L, int idx);
+
+/* Turns a failed core call into a Lua error: AR_EMISUSE raises a plain
+ * string error (like luaL_argerror), every other code an agentrun.Error. */
+int arl_fail(lua_State *L, int rc, const char *msg);
+
+void arl_open_store(lua_State *L, int module_idx);
+void arl_open_run(lua_State *L);
+/* Pushes a run userdata for `run`, pinning the store userdata at store_idx. */
+void arl_push_run(lua_State *L, ar_run *run, int store_idx);
+/* Raises agentrun.BudgetExhausted for `why` on `run` (steps read from the store). */
+int arl_raise_budget(lua_State *L, ar_store *store, const char *run_id, int64_t iterations,
+                     const ar_usage *usage, const ar_exhaustion *why);
+
+/* ---- argument tables (bindings/args.c) ---------------------------------- */
+
+/* Raises a plain error when the table at idx has a key not in `allowed`
+ * (NULL-terminated) or a non-string key: "unknown field 'max_step' in budget". */
+void arl_check_fields(lua_State *L, int idx, const char *what, const char *const *allowed);
+/* Field readers: raise plain errors naming what.field on a wrong type.
+ * Strings must be valid UTF-8 without NUL bytes. */
+const char *arl_field_text(lua_State *L, int idx, const char *what, const char *field, int required);
+int64_t arl_field_int(lua_State *L, int idx, const char *what, const char *field, int64_t dflt, int64_t min);
+double arl_field_number(lua_State *L, int idx, const char *what, const char *field, double dflt);
+int arl_field_bool(lua_State *L, int idx, const char *what, const char *field, int dflt);
+/* Checks the value at idx is a non-negative integer (floats with an integral value accepted). */
+int64_t arl_to_count(lua_State *L, int idx, const char *what);
+/* Checks a plain text argument (UTF-8, no NUL). */
+const char *arl_check_text(lua_State *L, int arg, const char *what);
+
+/* ---- values (bindings/convert.c) ---------------------------------------- */
+
+#define ARL_MAX_COUNTERS 64
+
+/* Reads a budget table (unknown fields and negative limits raise). */
+void arl_check_budget(lua_State *L, int idx, ar_budget *out);
+/* Reads a step table into *out; content is JSON-encoded into `content`,
+ * extra usage counters go into counters[ARL_MAX_COUNTERS]. Pointers borrow
+ * from the Lua values and the buffer. `in_record`: the step belongs to a
+ * record being written, so `seq` and `at` are allowed too. */
+void arl_check_step(lua_State *L, int idx, const char *what, ar_step *out,
+                    ar_counter *counters, arl_buf *content, int in_record);
+/* Reads a usage table at idx (absolute): tokens, other counters and, when
+ * `with_cost`, a cost; total_tokens must equal input + output. */
+void arl_check_usage(lua_State *L, int idx, const char *what, ar_usage *u,
+                     ar_counter *counters, int with_cost);
+void arl_push_usage(lua_State *L, const ar_usage *u);
+void arl_push_budget(lua_State *L, const ar_budget *b);
+void arl_push_step(lua_State *L, const ar_step *s);
+/* Pushes a record table (with `steps` when the record has them or with_steps). */
+void arl_push_record(lua_State *L, const ar_record *r, int with_steps);
+/* Reads statuses (a string or a list of strings) at idx into out[16]. */
+size_t arl_check_statuses(lua_State *L, int idx, const char *what, ar_status *out);
+
 #endif

@@ -1,0 +1,263 @@
+/* convert.c -- Lua tables <-> the core's budgets, steps, usage and records. */
+#include "arl.h"
+
+#include <string.h>
+
+static const char *const budget_fields[] = {
+    "max_steps", "max_input_tokens", "max_output_tokens", "max_tokens", "max_cost", "max_seconds", NULL
+};
+
+void arl_check_budget(lua_State *L, int idx, ar_budget *out)
+{
+    ar_budget b = AR_BUDGET_INIT;
+    idx = lua_absindex(L, idx);
+    if (lua_isnoneornil(L, idx)) {
+        *out = b;
+        return;
+    }
+    if (!lua_istable(L, idx))
+        luaL_error(L, "budget must be a table (got %s)", luaL_typename(L, idx));
+    arl_check_fields(L, idx, "budget", budget_fields);
+    b.max_steps = arl_field_int(L, idx, "budget", "max_steps", AR_NO_LIMIT, 0);
+    b.max_input_tokens = arl_field_int(L, idx, "budget", "max_input_tokens", AR_NO_LIMIT, 0);
+    b.max_output_tokens = arl_field_int(L, idx, "budget", "max_output_tokens", AR_NO_LIMIT, 0);
+    b.max_tokens = arl_field_int(L, idx, "budget", "max_tokens", AR_NO_LIMIT, 0);
+    b.max_cost = arl_field_number(L, idx, "budget", "max_cost", AR_NO_LIMIT);
+    b.max_seconds = arl_field_number(L, idx, "budget", "max_seconds", AR_NO_LIMIT);
+    *out = b;
+}
+
+static const char *const step_fields[] = {
+    "kind", "name", "content", "usage", "cost", "duration_ms", NULL
+};
+static const char *const record_step_fields[] = {
+    "kind", "name", "content", "usage", "cost", "duration_ms", "seq", "at", NULL
+};
+
+/* Reads a usage table: input/output tokens, a total that must add up, and
+ * any other non-negative integer counters. */
+void arl_check_usage(lua_State *L, int idx, const char *what, ar_usage *u,
+                     ar_counter *counters, int with_cost)
+{
+    int has_total = 0;
+    int64_t total = 0;
+    size_t n = 0;
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        if (lua_type(L, -2) != LUA_TSTRING)
+            luaL_error(L, "%s.usage: counter names must be strings", what);
+        const char *key = lua_tostring(L, -2);
+        if (with_cost && strcmp(key, "cost") == 0) {
+            if (lua_type(L, -1) != LUA_TNUMBER || !(lua_tonumber(L, -1) >= 0))
+                luaL_error(L, "%s.usage.cost must be a non-negative number", what);
+            u->cost = (double)lua_tonumber(L, -1);
+            lua_pop(L, 1);
+            continue;
+        }
+        char label[96];
+        lua_pushfstring(L, "%s.usage.%s", what, key);
+        strncpy(label, lua_tostring(L, -1), sizeof label - 1);
+        label[sizeof label - 1] = '\0';
+        lua_pop(L, 1);
+        int64_t v = arl_to_count(L, -1, label);
+        if (strcmp(key, "input_tokens") == 0) {
+            u->input_tokens = v;
+        } else if (strcmp(key, "output_tokens") == 0) {
+            u->output_tokens = v;
+        } else if (strcmp(key, "total_tokens") == 0) {
+            has_total = 1;
+            total = v;
+        } else if (strcmp(key, "cost") == 0) {
+            luaL_error(L, "%s.usage.cost: give cost as step.cost", what);
+        } else {
+            if (n == ARL_MAX_COUNTERS)
+                luaL_error(L, "%s.usage has more than %d counters", what, ARL_MAX_COUNTERS);
+            counters[n].name = key; /* the key string is held by the usage table */
+            counters[n].value = v;
+            n++;
+        }
+        lua_pop(L, 1);
+    }
+    if (has_total && total != u->input_tokens + u->output_tokens)
+        luaL_error(L, "%s.usage.total_tokens (%I) must equal input_tokens + output_tokens (%I)", what,
+                   (lua_Integer)total, (lua_Integer)(u->input_tokens + u->output_tokens));
+    u->n_extra = n;
+    u->extra = n ? counters : NULL;
+}
+
+void arl_check_step(lua_State *L, int idx, const char *what, ar_step *out,
+                    ar_counter *counters, arl_buf *content, int in_record)
+{
+    ar_step s = AR_STEP_INIT;
+    idx = lua_absindex(L, idx);
+    if (!lua_istable(L, idx))
+        luaL_error(L, "%s must be a table (got %s)", what, luaL_typename(L, idx));
+    arl_check_fields(L, idx, what, in_record ? record_step_fields : step_fields);
+    s.kind = arl_field_text(L, idx, what, "kind", 1);
+    if (!*s.kind)
+        luaL_error(L, "%s.kind must not be empty", what);
+    s.name = arl_field_text(L, idx, what, "name", 0);
+    if (lua_getfield(L, idx, "usage") != LUA_TNIL) {
+        if (!lua_istable(L, -1))
+            luaL_error(L, "%s.usage must be a table (got %s)", what, luaL_typename(L, -1));
+        arl_check_usage(L, lua_absindex(L, -1), what, &s.usage, counters, 0);
+    }
+    lua_pop(L, 1);
+    s.usage.cost = arl_field_number(L, idx, what, "cost", 0.0);
+    s.duration_ms = arl_field_int(L, idx, what, "duration_ms", 0, 0);
+    if (in_record)
+        s.at = arl_field_int(L, idx, what, "at", AR_UNSET, 0);
+    if (lua_getfield(L, idx, "content") != LUA_TNIL) {
+        char root[64];
+        lua_pushfstring(L, "%s.content", what);
+        strncpy(root, lua_tostring(L, -1), sizeof root - 1);
+        root[sizeof root - 1] = '\0';
+        lua_pop(L, 1);
+        content->len = 0;
+        arl_json_encode(L, -1, root, content);
+        s.content = content->data;
+        s.content_len = content->len;
+    }
+    lua_pop(L, 1);
+    *out = s;
+}
+
+static void set_int(lua_State *L, const char *k, int64_t v)
+{
+    lua_pushinteger(L, (lua_Integer)v);
+    lua_setfield(L, -2, k);
+}
+
+static void set_num(lua_State *L, const char *k, double v)
+{
+    lua_pushnumber(L, (lua_Number)v);
+    lua_setfield(L, -2, k);
+}
+
+static void set_str(lua_State *L, const char *k, const char *v)
+{
+    if (v) {
+        lua_pushstring(L, v);
+        lua_setfield(L, -2, k);
+    }
+}
+
+/* Sets t[k] to the decoded JSON text, when there is some. */
+static void set_json(lua_State *L, const char *k, const char *json, size_t len)
+{
+    if (json) {
+        arl_json_decode(L, json, len);
+        lua_setfield(L, -2, k);
+    }
+}
+
+static void set_time(lua_State *L, const char *k, int64_t v)
+{
+    if (v != AR_UNSET)
+        set_int(L, k, v);
+}
+
+void arl_push_usage(lua_State *L, const ar_usage *u)
+{
+    lua_createtable(L, 0, 4 + (int)u->n_extra);
+    set_int(L, "input_tokens", u->input_tokens);
+    set_int(L, "output_tokens", u->output_tokens);
+    set_int(L, "total_tokens", u->input_tokens + u->output_tokens);
+    set_num(L, "cost", u->cost);
+    for (size_t i = 0; i < u->n_extra; i++)
+        set_int(L, u->extra[i].name, u->extra[i].value);
+}
+
+void arl_push_budget(lua_State *L, const ar_budget *b)
+{
+    lua_createtable(L, 0, 6);
+    if (b->max_steps >= 0) set_int(L, "max_steps", b->max_steps);
+    if (b->max_input_tokens >= 0) set_int(L, "max_input_tokens", b->max_input_tokens);
+    if (b->max_output_tokens >= 0) set_int(L, "max_output_tokens", b->max_output_tokens);
+    if (b->max_tokens >= 0) set_int(L, "max_tokens", b->max_tokens);
+    if (b->max_cost >= 0) set_num(L, "max_cost", b->max_cost);
+    if (b->max_seconds >= 0) set_num(L, "max_seconds", b->max_seconds);
+}
+
+void arl_push_step(lua_State *L, const ar_step *s)
+{
+    lua_createtable(L, 0, 8);
+    set_int(L, "seq", s->seq);
+    set_str(L, "kind", s->kind);
+    set_str(L, "name", s->name);
+    set_json(L, "content", s->content, s->content_len);
+    ar_usage u = s->usage;
+    arl_push_usage(L, &u);
+    lua_pushnil(L);
+    lua_setfield(L, -2, "cost"); /* a step's cost is its own field */
+    lua_setfield(L, -2, "usage");
+    set_num(L, "cost", s->usage.cost);
+    set_int(L, "duration_ms", s->duration_ms);
+    set_int(L, "at", s->at);
+}
+
+void arl_push_record(lua_State *L, const ar_record *r, int with_steps)
+{
+    lua_createtable(L, 0, 24);
+    set_str(L, "id", r->id);
+    set_str(L, "agent", r->agent);
+    set_str(L, "goal", r->goal);
+    set_str(L, "user", r->user);
+    set_str(L, "edition", r->edition);
+    set_str(L, "parent", r->parent);
+    set_str(L, "status", ar_status_name(r->status));
+    set_json(L, "output", r->output, r->output ? strlen(r->output) : 0);
+    set_str(L, "error", r->error);
+    if (r->limit.limit) {
+        lua_createtable(L, 0, 3);
+        set_str(L, "name", r->limit.limit);
+        set_num(L, "value", r->limit.limit_value);
+        set_num(L, "reached", r->limit.value);
+        lua_setfield(L, -2, "limit");
+    }
+    arl_push_budget(L, &r->budget);
+    lua_setfield(L, -2, "budget");
+    set_int(L, "iterations", r->iterations);
+    arl_push_usage(L, &r->usage);
+    lua_setfield(L, -2, "usage");
+    set_time(L, "latency_ms", r->latency_ms);
+    set_time(L, "created_at", r->created_at);
+    set_time(L, "finished_at", r->finished_at);
+    set_time(L, "updated_at", r->updated_at);
+    if (r->metadata)
+        set_json(L, "metadata", r->metadata, strlen(r->metadata));
+    else {
+        lua_newtable(L);
+        lua_setfield(L, -2, "metadata");
+    }
+    if (with_steps || r->steps) {
+        lua_createtable(L, (int)r->n_steps, 0);
+        luaL_setmetatable(L, ARL_ARRAY_MT);
+        for (size_t i = 0; i < r->n_steps; i++) {
+            arl_push_step(L, &r->steps[i]);
+            lua_rawseti(L, -2, (lua_Integer)i + 1);
+        }
+        lua_setfield(L, -2, "steps");
+    }
+}
+
+size_t arl_check_statuses(lua_State *L, int idx, const char *what, ar_status *out)
+{
+    idx = lua_absindex(L, idx);
+    if (lua_type(L, idx) == LUA_TSTRING) {
+        if (ar_status_parse(&out[0], lua_tostring(L, idx)))
+            luaL_error(L, "%s: unknown status '%s'", what, lua_tostring(L, idx));
+        return 1;
+    }
+    if (!lua_istable(L, idx))
+        luaL_error(L, "%s must be a status name or a list of them (got %s)", what, luaL_typename(L, idx));
+    size_t n = lua_rawlen(L, idx);
+    if (n == 0 || n > 16)
+        luaL_error(L, "%s must list 1 to 16 statuses", what);
+    for (size_t i = 0; i < n; i++) {
+        if (lua_rawgeti(L, idx, (lua_Integer)i + 1) != LUA_TSTRING || ar_status_parse(&out[i], lua_tostring(L, -1)))
+            luaL_error(L, "%s[%d]: unknown status '%s'", what, (int)i + 1, luaL_tolstring(L, -1, NULL));
+        lua_pop(L, 1);
+    }
+    return n;
+}

@@ -1,0 +1,240 @@
+/* run.c -- the Lua run handle: steps, budget checks, checkpoints and the three endings. */
+#include "arl.h"
+
+#include <string.h>
+
+static arl_run *to_run(lua_State *L, int idx)
+{
+    return luaL_checkudata(L, idx, ARL_RUN_MT);
+}
+
+static ar_run *check_run(lua_State *L, int idx)
+{
+    arl_run *r = to_run(L, idx);
+    if (!r->run)
+        luaL_error(L, "attempt to use a closed run");
+    return r->run;
+}
+
+void arl_push_run(lua_State *L, ar_run *run, int store_idx)
+{
+    store_idx = lua_absindex(L, store_idx);
+    arl_run *r = lua_newuserdatauv(L, sizeof *r, 1);
+    r->run = run;
+    luaL_setmetatable(L, ARL_RUN_MT);
+    lua_pushvalue(L, store_idx); /* a run pins its store */
+    lua_setiuservalue(L, -2, 1);
+}
+
+static int run_fail(lua_State *L, ar_run *run, int rc)
+{
+    return arl_fail(L, rc, ar_run_errmsg(run));
+}
+
+/* Pushes the error text for the value at idx: strings as they are, other
+ * values through tostring; NUL bytes become U+FFFD so nothing is cut. */
+static const char *error_text(lua_State *L, int idx, const char *dflt)
+{
+    idx = lua_absindex(L, idx);
+    if (lua_isnoneornil(L, idx)) {
+        lua_pushstring(L, dflt);
+        return lua_tostring(L, -1);
+    }
+    size_t n;
+    const char *s = luaL_tolstring(L, idx, &n);
+    if (strlen(s) == n)
+        return s;
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (size_t i = 0; i < n; i++) {
+        if (s[i])
+            luaL_addchar(&b, s[i]);
+        else
+            luaL_addstring(&b, "\xEF\xBF\xBD");
+    }
+    luaL_pushresult(&b);
+    lua_remove(L, -2);
+    return lua_tostring(L, -1);
+}
+
+static int l_step(lua_State *L)
+{
+    ar_run *run = check_run(L, 1);
+    ar_counter counters[ARL_MAX_COUNTERS];
+    ar_step step;
+    arl_check_step(L, 2, "step", &step, counters, arl_scratch(L), 0);
+    int64_t seq = 0;
+    int rc = ar_run_step(&seq, run, &step);
+    if (rc)
+        return run_fail(L, run, rc);
+    lua_pushinteger(L, (lua_Integer)seq);
+    return 1;
+}
+
+static int l_check(lua_State *L)
+{
+    ar_run *run = check_run(L, 1);
+    ar_exhaustion why;
+    int rc = ar_run_check(&why, run);
+    if (rc == AR_EBUDGET) {
+        lua_getiuservalue(L, 1, 1);
+        ar_store *store = arl_check_store(L, -1);
+        return arl_raise_budget(L, store, ar_run_id(run), ar_run_iterations(run), ar_run_usage(run), &why);
+    }
+    if (rc)
+        return run_fail(L, run, rc);
+    return 0;
+}
+
+static int l_checkpoint(lua_State *L)
+{
+    ar_run *run = check_run(L, 1);
+    if (lua_isnoneornil(L, 2))
+        luaL_argerror(L, 2, "state is required");
+    arl_buf *b = arl_scratch(L);
+    arl_json_encode(L, 2, "state", b);
+    int rc = ar_run_checkpoint(run, b->data, b->len);
+    if (rc)
+        return run_fail(L, run, rc);
+    return 0;
+}
+
+/* Pushes the final record of a finished run (or raises with the run's error). */
+static int finished(lua_State *L, ar_run *run, int rc, ar_record *r)
+{
+    if (rc)
+        return run_fail(L, run, rc);
+    ar_record **box = lua_newuserdatauv(L, sizeof *box, 0);
+    *box = r;
+    luaL_setmetatable(L, "agentrun.record_box");
+    arl_push_record(L, r, 0);
+    *box = NULL;
+    ar_record_free(r);
+    return 1;
+}
+
+static int l_complete(lua_State *L)
+{
+    ar_run *run = check_run(L, 1);
+    const char *out = NULL;
+    size_t len = 0;
+    if (!lua_isnoneornil(L, 2)) {
+        arl_buf *b = arl_scratch(L);
+        arl_json_encode(L, 2, "output", b);
+        out = b->data;
+        len = b->len;
+    }
+    ar_record *r = NULL;
+    int rc = ar_run_complete(&r, run, out, len);
+    return finished(L, run, rc, r);
+}
+
+static int l_fail(lua_State *L)
+{
+    ar_run *run = check_run(L, 1);
+    const char *msg = error_text(L, 2, "failed");
+    ar_record *r = NULL;
+    int rc = ar_run_fail(&r, run, msg);
+    return finished(L, run, rc, r);
+}
+
+static int l_exhaust(lua_State *L)
+{
+    ar_run *run = check_run(L, 1);
+    ar_exhaustion why = { NULL, 0, 0 }, *whyp = NULL;
+    if (!lua_isnoneornil(L, 2)) {
+        luaL_checktype(L, 2, LUA_TTABLE);
+        if (lua_getfield(L, 2, "limit") != LUA_TSTRING)
+            luaL_argerror(L, 2, "a BudgetExhausted error (with limit, limit_value, value) is expected");
+        why.limit = lua_tostring(L, -1);
+        lua_getfield(L, 2, "limit_value");
+        why.limit_value = (double)lua_tonumber(L, -1);
+        lua_getfield(L, 2, "value");
+        why.value = (double)lua_tonumber(L, -1);
+        lua_pop(L, 2); /* the limit string stays referenced by the table */
+        whyp = &why;
+    }
+    ar_record *r = NULL;
+    int rc = ar_run_exhaust(&r, run, whyp);
+    return finished(L, run, rc, r);
+}
+
+/* run:close(), __gc and __close(run, err): a run still running is finished as
+ * failed, with the error that closed its scope when there is one. */
+static int l_close(lua_State *L)
+{
+    arl_run *r = to_run(L, 1);
+    if (!r->run)
+        return 0;
+    ar_run *run = r->run;
+    r->run = NULL;
+    if (ar_run_status(run) == AR_RUNNING && !lua_isnoneornil(L, 2)) {
+        const char *msg = error_text(L, 2, "run closed before it finished");
+        ar_run_fail(NULL, run, msg);
+    }
+    ar_run_close(run);
+    return 0;
+}
+
+static int l_tostring(lua_State *L)
+{
+    arl_run *r = to_run(L, 1);
+    if (!r->run)
+        lua_pushliteral(L, "agentrun.run (closed)");
+    else
+        lua_pushfstring(L, "agentrun.run (%s, %s)", ar_run_id(r->run), ar_status_name(ar_run_status(r->run)));
+    return 1;
+}
+
+static const luaL_Reg run_methods[] = {
+    { "step", l_step }, { "check", l_check }, { "checkpoint", l_checkpoint },
+    { "complete", l_complete }, { "fail", l_fail }, { "exhaust", l_exhaust },
+    { "close", l_close }, { NULL, NULL }
+};
+
+/* run.id, run.status, run.iterations, run.usage, run.budget: read-only views. */
+static int l_index(lua_State *L)
+{
+    const char *key = luaL_checkstring(L, 2);
+    lua_pushvalue(L, 2);
+    if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL)
+        return 1;
+    ar_run *run = check_run(L, 1);
+    if (strcmp(key, "id") == 0)
+        lua_pushstring(L, ar_run_id(run));
+    else if (strcmp(key, "status") == 0)
+        lua_pushstring(L, ar_status_name(ar_run_status(run)));
+    else if (strcmp(key, "iterations") == 0)
+        lua_pushinteger(L, (lua_Integer)ar_run_iterations(run));
+    else if (strcmp(key, "usage") == 0)
+        arl_push_usage(L, ar_run_usage(run));
+    else if (strcmp(key, "budget") == 0)
+        arl_push_budget(L, ar_run_budget(run));
+    else if (strcmp(key, "created_at") == 0)
+        lua_pushinteger(L, (lua_Integer)ar_run_created_at(run));
+    else
+        lua_pushnil(L);
+    return 1;
+}
+
+static int l_newindex(lua_State *L)
+{
+    return luaL_error(L, "run fields are read-only (cannot set '%s')", luaL_tolstring(L, 2, NULL));
+}
+
+void arl_open_run(lua_State *L)
+{
+    luaL_newmetatable(L, ARL_RUN_MT);
+    luaL_newlib(L, run_methods);
+    lua_pushcclosure(L, l_index, 1);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, l_newindex);
+    lua_setfield(L, -2, "__newindex");
+    lua_pushcfunction(L, l_close);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, l_close);
+    lua_setfield(L, -2, "__close");
+    lua_pushcfunction(L, l_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pop(L, 1);
+}

@@ -1,0 +1,140 @@
+-- loop.lua -- agentrun.loop: check the budget, call the step function, record, repeat.
+return function(M, core)
+  local spec_fields = {
+    agent = true, goal = true, user = true, edition = true, parent = true, metadata = true,
+    budget = true, resume = true, retries = true,
+  }
+  local begin_fields = { "agent", "goal", "user", "edition", "parent", "metadata", "budget" }
+  -- failures of the store that may pass: retried with backoff
+  local transient = { EBUSY = true, EIO = true, EFULL = true }
+
+  local function is_transient(e)
+    return M.is_error(e) and transient[e.code] == true
+  end
+
+  -- Calls fn(...) until it succeeds, a non-transient error is raised, or
+  -- `retries` retries (10, 20, 40... ms apart) have failed.
+  local function with_retries(retries, fn, ...)
+    local delay = 10
+    for attempt = 0, retries do
+      local ok, result = pcall(fn, ...)
+      if ok then return result end
+      if not is_transient(result) or attempt == retries then error(result, 0) end
+      core.sleep(delay)
+      delay = delay * 2
+    end
+  end
+
+  -- Raises a store failure with the whole in-memory transcript attached.
+  local function raise_with_steps(e, steps)
+    if type(e) == "table" then e.steps = steps end
+    error(e, 0)
+  end
+
+  local ctx_methods = {}
+  local ctx_mt = { __index = ctx_methods }
+
+  --- ctx:record(step) -> seq: records a step durably (retrying transient
+  --- failures). The step is in ctx.steps even when the store keeps failing.
+  function ctx_methods.record(ctx, step)
+    local entry = {}
+    if type(step) == "table" then
+      for k, v in pairs(step) do entry[k] = v end
+    end
+    local steps = ctx.steps
+    steps[#steps + 1] = entry
+    local ok, seq = pcall(with_retries, ctx._retries, ctx.run.step, ctx.run, step)
+    if not ok then
+      if is_transient(seq) then
+        ctx._failed = true
+        raise_with_steps(seq, steps)
+      end
+      steps[#steps] = nil -- refused (bad input): not part of the transcript
+      error(seq, 2)
+    end
+    entry.seq = seq
+    ctx.iteration = seq + 1
+    ctx.usage = ctx.run.usage
+    return seq
+  end
+
+  --- ctx:save(state): saves a resumable state after the latest step.
+  function ctx_methods.save(ctx, state)
+    with_retries(ctx._retries, ctx.run.checkpoint, ctx.run, state)
+    ctx.checkpoint = state
+  end
+
+  local function check_args(store, spec, step_fn)
+    if type(spec) ~= "table" then
+      error(("bad argument #2 to 'loop' (table expected, got %s)"):format(type(spec)), 3)
+    end
+    if type(step_fn) ~= "function" then
+      error(("bad argument #3 to 'loop' (function expected, got %s)"):format(type(step_fn)), 3)
+    end
+    if type(store) ~= "userdata" then
+      error(("bad argument #1 to 'loop' (store expected, got %s)"):format(type(store)), 3)
+    end
+    for k in pairs(spec) do
+      if not spec_fields[k] then
+        error(("unknown field '%s' in loop spec"):format(tostring(k)), 3)
+      end
+    end
+    local retries = spec.retries
+    if retries == nil then return 3 end
+    if math.type(retries) ~= "integer" or retries < 0 then
+      error("loop spec.retries must be a non-negative integer", 3)
+    end
+    return retries
+  end
+
+  --- agentrun.loop(store, spec, step_fn) -> record (with steps).
+  function M.loop(store, spec, step_fn)
+    local retries = check_args(store, spec, step_fn)
+    local run, steps, checkpoint
+    steps = M.array {}
+    if spec.resume ~= nil then
+      if type(spec.resume) ~= "string" then error("loop spec.resume must be a run id", 2) end
+      local opts = spec.budget ~= nil and { budget = spec.budget } or nil
+      run = with_retries(retries, store.resume, store, spec.resume, opts)
+      for step in store:steps(run.id) do steps[#steps + 1] = step end
+      checkpoint = store:checkpoint(run.id)
+    else
+      local b = {}
+      for _, k in ipairs(begin_fields) do b[k] = spec[k] end
+      run = with_retries(retries, store.begin, store, b)
+    end
+    local ctx = setmetatable({
+      run = run, steps = steps, checkpoint = checkpoint,
+      iteration = run.iterations + 1, usage = run.usage, _retries = retries,
+    }, ctx_mt)
+
+    -- Ends the run with `finish` and returns the final record with its transcript.
+    local function finish(fn, arg)
+      local ok, e = pcall(with_retries, retries, fn, run, arg)
+      if not ok then raise_with_steps(e, steps) end
+      local record = with_retries(retries, store.get, store, run.id, { steps = true })
+      run:close()
+      return record
+    end
+
+    while true do
+      local ok, e = pcall(run.check, run)
+      if not ok then
+        if M.is_budget_exhausted(e) then return finish(run.exhaust, e) end
+        raise_with_steps(e, steps)
+      end
+      ctx.iteration = run.iterations + 1
+      ctx.usage = run.usage
+      local done, result = pcall(step_fn, ctx)
+      if not done then
+        if ctx._failed or is_transient(result) then raise_with_steps(result, steps) end
+        if M.is_budget_exhausted(result) then return finish(run.exhaust, result) end
+        return finish(run.fail, M.records.error_text(result))
+      elseif result ~= nil then
+        return finish(run.complete, result)
+      end
+    end
+  end
+
+  return M.loop
+end
