@@ -84,6 +84,8 @@ int arl_fail(lua_State *L, int rc, const char *msg);
 
 void arl_open_store(lua_State *L, int module_idx);
 void arl_open_run(lua_State *L);
+void arl_open_events(lua_State *L);
+void arl_open_retain(lua_State *L);
 /* Pushes a run userdata for `run`, pinning the store userdata at store_idx. */
 void arl_push_run(lua_State *L, ar_run *run, int store_idx);
 /* Raises agentrun.BudgetExhausted for `why` on `run` (steps read from the store). */
@@ -105,6 +107,16 @@ int arl_field_bool(lua_State *L, int idx, const char *what, const char *field, i
 int64_t arl_to_count(lua_State *L, int idx, const char *what);
 /* Checks a plain text argument (UTF-8, no NUL). */
 const char *arl_check_text(lua_State *L, int arg, const char *what);
+
+/* ---- ownership boxes (bindings/module.c) -------------------------------- */
+
+/* Pushes an empty userdata that will own a pointer and free it with
+ * `release` when collected, so a Lua error raised while the pointer's
+ * contents are pushed leaks nothing. Make the box first, then store the
+ * pointer in the returned slot right after the call that allocates it. */
+void **arl_box(lua_State *L, void (*release)(void *));
+/* Releases the box's pointer now (idempotent). */
+void arl_unbox(lua_State *L, int idx);
 
 /* ---- values (bindings/convert.c) ---------------------------------------- */
 

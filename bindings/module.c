@@ -31,6 +31,39 @@ static int budget_tostring(lua_State *L)
     return 1;
 }
 
+typedef struct box {
+    void *p;
+    void (*release)(void *);
+} box;
+
+#define BOX_MT "agentrun.box"
+
+static int box_gc(lua_State *L)
+{
+    box *b = luaL_checkudata(L, 1, BOX_MT);
+    if (b->p)
+        b->release(b->p);
+    b->p = NULL;
+    return 0;
+}
+
+void **arl_box(lua_State *L, void (*release)(void *))
+{
+    box *b = lua_newuserdatauv(L, sizeof *b, 0);
+    b->p = NULL;
+    b->release = release;
+    luaL_setmetatable(L, BOX_MT);
+    return &b->p;
+}
+
+void arl_unbox(lua_State *L, int idx)
+{
+    box *b = luaL_checkudata(L, idx, BOX_MT);
+    if (b->p)
+        b->release(b->p);
+    b->p = NULL;
+}
+
 int luaopen_agentrun_core(lua_State *L);
 
 int luaopen_agentrun_core(lua_State *L)
@@ -45,8 +78,14 @@ int luaopen_agentrun_core(lua_State *L)
     lua_pushcfunction(L, budget_tostring);
     lua_setfield(L, -2, "__tostring");
     lua_setfield(L, m, "BudgetExhausted");
+    luaL_newmetatable(L, BOX_MT);
+    lua_pushcfunction(L, box_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pop(L, 1);
     arl_open_store(L, m);
     arl_open_run(L);
+    arl_open_events(L);
+    arl_open_retain(L);
     lua_pushcfunction(L, l_sleep);
     lua_setfield(L, m, "sleep");
     lua_pushcfunction(L, l_now);

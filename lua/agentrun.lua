@@ -25,5 +25,6 @@ end
 
 M.records = require("agentrun.records")(core)
 M.loop = require("agentrun.loop")(M, core)
+M.policy = require("agentrun.policy")(M)
 
 return M

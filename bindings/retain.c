@@ -1,0 +1,148 @@
+/* retain.c -- store:retain(policy): built-in criteria plus a Lua rule, run under lua_pcall. */
+#include "arl.h"
+
+#include <string.h>
+
+/* A rule call may run this many VM instructions; a runaway rule stops with an error. */
+#define RULE_INSTRUCTION_BUDGET 1000000
+
+typedef struct rule_ctx {
+    lua_State *L;
+    int fn;             /* stack index of the rule function */
+    int err_slot;       /* stack index that receives the rule's error */
+    const ar_record *run;
+    double age;
+    int verdict;
+} rule_ctx;
+
+/* Once the budget is spent every further instruction raises, so a rule that
+ * catches the error with pcall cannot go on looping. */
+static void budget_hook(lua_State *L, lua_Debug *ar)
+{
+    (void)ar;
+    lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
+    luaL_error(L, "retention rule exceeded its budget of %d instructions", RULE_INSTRUCTION_BUDGET);
+}
+
+/* Runs inside lua_pcall: builds the run's table, calls the rule, reads its verdict. */
+static int rule_trampoline(lua_State *L)
+{
+    rule_ctx *c = lua_touserdata(L, 2);
+    lua_pushvalue(L, 1); /* the rule */
+    arl_push_record(L, c->run, 0);
+    lua_pushnumber(L, c->age);
+    lua_setfield(L, -2, "age");
+    lua_sethook(L, budget_hook, LUA_MASKCOUNT, RULE_INSTRUCTION_BUDGET);
+    lua_call(L, 1, 1);
+    lua_sethook(L, NULL, 0, 0);
+    if (lua_isnil(L, -1)) {
+        c->verdict = AR_RULE_UNDECIDED;
+    } else {
+        const char *v = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+        if (v && strcmp(v, "keep") == 0)
+            c->verdict = AR_RULE_KEEP;
+        else if (v && strcmp(v, "delete") == 0)
+            c->verdict = AR_RULE_DELETE;
+        else
+            return luaL_error(L, "retention rule must return \"keep\", \"delete\" or nil (got %s)",
+                              luaL_tolstring(L, -1, NULL));
+    }
+    return 0;
+}
+
+/* The core's callback: never lets a Lua error cross the core's C frames. */
+static int call_rule(void *ud, const ar_record *run, double age, int *verdict)
+{
+    rule_ctx *c = ud;
+    lua_State *L = c->L;
+    if (!lua_checkstack(L, 8)) {
+        lua_pushliteral(L, "retention rule: Lua stack overflow");
+        lua_replace(L, c->err_slot);
+        return 1;
+    }
+    c->run = run;
+    c->age = age;
+    lua_pushcfunction(L, rule_trampoline);
+    lua_pushvalue(L, c->fn);
+    lua_pushlightuserdata(L, c);
+    int rc = lua_pcall(L, 2, 0, 0);
+    lua_sethook(L, NULL, 0, 0);
+    if (rc != LUA_OK) {
+        lua_replace(L, c->err_slot);
+        return 1;
+    }
+    *verdict = c->verdict;
+    return 0;
+}
+
+static const char *const policy_fields[] = {
+    "older_than", "keep_last", "status", "rule", "dry_run", "vacuum", NULL
+};
+
+/* store:retain(policy) -> report */
+static int l_retain(lua_State *L)
+{
+    ar_store *store = arl_check_store(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    arl_check_fields(L, 2, "retention policy", policy_fields);
+    ar_retention p = AR_RETENTION_INIT;
+    ar_status statuses[16];
+    p.older_than = arl_field_number(L, 2, "retention policy", "older_than", -1);
+    p.keep_last = arl_field_int(L, 2, "retention policy", "keep_last", -1, 0);
+    p.dry_run = arl_field_bool(L, 2, "retention policy", "dry_run", 0);
+    p.vacuum = arl_field_bool(L, 2, "retention policy", "vacuum", 0);
+    if (lua_getfield(L, 2, "status") != LUA_TNIL) {
+        p.n_status = arl_check_statuses(L, -1, "retention policy.status", statuses);
+        p.status = statuses;
+        for (size_t i = 0; i < p.n_status; i++)
+            if (statuses[i] == AR_RUNNING)
+                luaL_error(L, "retention policy.status: running runs are never deleted");
+    }
+    lua_pop(L, 1);
+    lua_settop(L, 2);
+    rule_ctx c = { L, 0, 0, NULL, 0, AR_RULE_UNDECIDED };
+    int t = lua_getfield(L, 2, "rule"); /* 3 */
+    if (t != LUA_TNIL) {
+        if (t != LUA_TFUNCTION)
+            luaL_error(L, "retention policy.rule must be a function (got %s)", lua_typename(L, t));
+        lua_pushnil(L); /* 4: the rule's error, if any */
+        c.fn = 3;
+        c.err_slot = 4;
+        p.rule = call_rule;
+        p.rule_ud = &c;
+    }
+    /* the caller's own hook comes back after the rules ran */
+    lua_Hook hook = lua_gethook(L);
+    int mask = lua_gethookmask(L), count = lua_gethookcount(L);
+    ar_retention_report r;
+    int rc = ar_store_retain(&r, store, &p);
+    lua_sethook(L, hook, mask, count);
+    if (rc == AR_ECALLBACK && c.err_slot) {
+        lua_pushvalue(L, c.err_slot);
+        return lua_error(L);
+    }
+    if (rc)
+        return arl_fail(L, rc, ar_store_errmsg(store));
+    lua_createtable(L, 0, 8);
+#define SETI(k, v) (lua_pushinteger(L, (lua_Integer)(v)), lua_setfield(L, -2, k))
+    SETI("considered", r.considered);
+    SETI("deleted", r.deleted);
+    SETI("kept_by_rule", r.kept_by_rule);
+    SETI("deleted_by_rule", r.deleted_by_rule);
+    SETI("steps_deleted", r.steps_deleted);
+    SETI("bytes_before", r.bytes_before);
+    SETI("bytes_after", r.bytes_after);
+#undef SETI
+    lua_pushboolean(L, r.dry_run);
+    lua_setfield(L, -2, "dry_run");
+    return 1;
+}
+
+void arl_open_retain(lua_State *L)
+{
+    luaL_getmetatable(L, ARL_STORE_MT);
+    lua_getfield(L, -1, "__index");
+    lua_pushcfunction(L, l_retain);
+    lua_setfield(L, -2, "retain");
+    lua_pop(L, 2);
+}
