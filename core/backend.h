@@ -113,4 +113,74 @@ int ar_db_checkpoint_get(ar_db *db, int64_t run_rowid, const ar_allocator *alloc
                          char **state, int64_t *seq, struct ar_err *err);
 int ar_db_recover(ar_db *db, int64_t stale_before, int64_t now, int64_t *out, struct ar_err *err);
 
+/* ---- retention (core/sqlite/retain.c) ----------------------------------- */
+
+/* Runs deleted per transaction at most: each transaction stays short so that
+ * other writers get the lock within their busy timeout. */
+#define AR_DB_RETAIN_BATCH 500
+
+/* One considered run as the retention scan yields it. */
+typedef struct ar_db_retain_row {
+    int64_t rowid;
+    int64_t iterations;         /* the run's step count, to size deletion batches */
+    int64_t rank;               /* 1 = newest considered run of its agent; 0 when not ranked */
+    int64_t ended_at;           /* finished_at, or updated_at for a run marked interrupted without one */
+    const ar_record *record;    /* the run without steps when asked for, else NULL; valid during the call */
+} ar_db_retain_row;
+
+/* Called once per scanned row; a non-zero AR_ code stops the scan and is returned. */
+typedef int (*ar_db_retain_visit)(void *ud, const ar_db_retain_row *row);
+
+/* Streams every run whose status is one of statuses[0..n) (finished statuses,
+ * n <= 4) to `visit` in one SELECT. With `ranked`, row->rank orders each
+ * agent's scanned runs by created_at then id, newest first. With
+ * `with_record`, row->record is decoded. AR_EMISUSE when a scan is already
+ * running on this store (a visitor calling retention again). */
+int ar_db_retain_scan(ar_db *db, const ar_status *statuses, size_t n, int ranked, int with_record,
+                      ar_db_retain_visit visit, void *ud, struct ar_err *err);
+/* Inside the caller's transaction, deletes the runs of rowids[0..n)
+ * (n <= AR_DB_RETAIN_BATCH) that are still finished, with their steps,
+ * checkpoint and events. *runs and *steps get the rows deleted. */
+int ar_db_retain_delete(ar_db *db, const int64_t *rowids, size_t n, int64_t *runs, int64_t *steps,
+                        struct ar_err *err);
+/* Counts the steps of the runs of rowids[0..n) (n <= AR_DB_RETAIN_BATCH). */
+int ar_db_retain_count_steps(ar_db *db, const int64_t *rowids, size_t n, int64_t *out, struct ar_err *err);
+/* The bytes the store takes: the file plus its WAL (pages in use for ":memory:"). */
+int ar_db_retain_bytes(ar_db *db, int64_t *out, struct ar_err *err);
+/* Rebuilds the file without its free pages and truncates the WAL so the file
+ * system gets the space back. Outside any transaction. */
+int ar_db_retain_vacuum(ar_db *db, struct ar_err *err);
+
+/* ---- events (core/sqlite/events.c) -------------------------------------- */
+
+/* Appends an event (validated by the caller; at already set); *id gets its new id. */
+int ar_db_event_insert(ar_db *db, const ar_event *e, int64_t *id, struct ar_err *err);
+/* Lists events matching q's filters (q->agent set; limit, cursors and order
+ * ignored) in id order, ascending when `ascending`, up to `limit` rows. `key`
+ * (may be NULL) is a position between ids: walking up takes ids > *key,
+ * walking down ids <= *key. *out is an array of *n events in `arena`, as are
+ * their strings. */
+int ar_db_events_list(ar_db *db, const ar_event_query *q, const int64_t *key, int ascending,
+                      int64_t limit, struct ar_arena *arena, ar_event **out, size_t *n, struct ar_err *err);
+int ar_db_events_count(ar_db *db, const ar_event_query *q, int64_t *out, struct ar_err *err);
+/* Fills *out for one agent; by_type (sorted by type) and its strings are in `arena`. */
+int ar_db_events_summary(ar_db *db, const char *agent, struct ar_arena *arena,
+                         ar_event_summary *out, struct ar_err *err);
+/* Deletes every event of `agent`; *out gets the count. */
+int ar_db_events_delete(ar_db *db, const char *agent, int64_t *out, struct ar_err *err);
+/* Deletes the events with at < before_at; *out gets the count. */
+int ar_db_events_delete_before(ar_db *db, int64_t before_at, int64_t *out, struct ar_err *err);
+/* Deletes, per agent, all but the newest keep_last (>= 0) events by (at, id). */
+int ar_db_events_keep_last(ar_db *db, int64_t keep_last, int64_t *out, struct ar_err *err);
+
+/* For tests: the EXPLAIN QUERY PLAN text (one step per line; ar_free) of the
+ * very SQL the functions above run: a listing (q, key, ascending), a count
+ * (q), the summary (q->agent) or a retention delete (q may be NULL). */
+enum {
+    AR_DB_EVENTS_PLAN_LIST, AR_DB_EVENTS_PLAN_COUNT, AR_DB_EVENTS_PLAN_SUMMARY,
+    AR_DB_EVENTS_PLAN_RETAIN_AGE, AR_DB_EVENTS_PLAN_RETAIN_KEEP
+};
+int ar_db_events_plan(ar_db *db, int shape, const ar_event_query *q, const int64_t *key, int ascending,
+                      char **out, struct ar_err *err);
+
 #endif

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #define STEP_BATCH 256
+#define GET_FETCH_MAX 65536 /* steps sized up front by ar_store_get before it grows */
 
 static int usable(ar_store *store)
 {
@@ -35,10 +36,18 @@ int ar_store_get(ar_record **out, ar_store *store, const char *id, int with_step
     if (with_steps) {
         ar_step *steps;
         size_t n;
-        /* totals and steps are written in one transaction: iterations is the count */
-        size_t max = (size_t)box->rec.iterations + 1;
-        if ((rc = ar_db_steps_fetch(store->db, rowid, 1, max, &box->arena, &steps, &n, &store->err)))
-            goto cleanup;
+        /* For a recorded run iterations is the count, so one fetch does. A
+         * written record may claim more or fewer steps than it kept: the
+         * first fetch is capped, and repeated larger while it comes back full. */
+        size_t max = box->rec.iterations >= 0 && box->rec.iterations < GET_FETCH_MAX
+                         ? (size_t)box->rec.iterations + 1 : GET_FETCH_MAX;
+        for (;;) {
+            if ((rc = ar_db_steps_fetch(store->db, rowid, 1, max, &box->arena, &steps, &n, &store->err)))
+                goto cleanup;
+            if (n < max)
+                break;
+            max *= 4;
+        }
         box->rec.steps = steps;
         box->rec.n_steps = n;
     }
@@ -51,6 +60,7 @@ cleanup:
 
 struct ar_step_iter {
     ar_store *store;
+    ar_allocator alloc;     /* a copy: closing needs no store */
     int64_t rowid;
     int64_t next_seq;
     int64_t remaining;      /* < 0: no limit */
@@ -77,10 +87,11 @@ int ar_steps_open(ar_step_iter **out, ar_store *store, const char *run_id, int64
         return ar_fail(&store->err, AR_ENOMEM, "out of memory reading steps");
     memset(it, 0, sizeof *it);
     it->store = store;
+    it->alloc = store->alloc;
     it->rowid = rowid;
     it->next_seq = from > 1 ? from : 1;
     it->remaining = limit;
-    it->arena.alloc = &store->alloc;
+    it->arena.alloc = &it->alloc;
     *out = it;
     return AR_OK;
 }
@@ -119,7 +130,7 @@ void ar_steps_close(ar_step_iter *it)
 {
     if (!it)
         return;
-    ar_allocator a = it->store->alloc;
+    ar_allocator a = it->alloc;
     ar_arena_release(&it->arena);
     a.free(a.ud, it);
 }
@@ -209,7 +220,8 @@ int ar_runs_list(ar_record ***out, size_t *n, char **next_cursor, ar_store *stor
     }
     /* `before` walks the other way from the cursor and the page is turned around */
     int sql_asc = backwards ? !asc : asc;
-    int64_t fetch = backwards ? q->limit : q->limit + 1;
+    /* one extra row tells whether a page follows; a zero limit has no page to continue */
+    int64_t fetch = backwards || q->limit == 0 ? q->limit : q->limit + 1;
     ar_record **list;
     size_t count;
     if ((rc = ar_db_runs_list(store->db, q, keyp, sql_asc, fetch, &list, &count, &store->err)))
@@ -225,7 +237,8 @@ int ar_runs_list(ar_record ***out, size_t *n, char **next_cursor, ar_store *stor
         }
         more = count > 0;
     }
-    if (more && next_cursor && !(*next_cursor = cursor_make(store, list[count - 1]))) {
+    /* limit 0 gives an empty page and no position to continue from */
+    if (more && count > 0 && next_cursor && !(*next_cursor = cursor_make(store, list[count - 1]))) {
         ar_records_free(list, count);
         return ar_fail(&store->err, AR_ENOMEM, "out of memory listing runs");
     }

@@ -1,0 +1,405 @@
+/* events.c -- the SQLite backend's SQL for the events table: append, listings, summary, deletion, retention. */
+#include "sq.h"
+
+#include <stdint.h>
+#include <string.h>
+
+#define EVENT_COLUMNS "id, agent, session, type, content, metadata, run, at"
+
+/* Both parts run in one statement, hence one snapshot: the totals row (type
+ * NULL, sorted first) and one row per type. Each scalar subquery is served by
+ * the agent-prefixed index that covers it. */
+static const char summary_sql[] =
+    "SELECT NULL, (SELECT count(*) FROM events WHERE agent = ?1),"
+    " (SELECT count(DISTINCT session) FROM events WHERE agent = ?1),"
+    " (SELECT min(at) FROM events WHERE agent = ?1),"
+    " (SELECT max(at) FROM events WHERE agent = ?1)"
+    " UNION ALL SELECT type, count(*), NULL, NULL, NULL FROM events WHERE agent = ?1 GROUP BY type"
+    " ORDER BY 1";
+
+/* The distinct agents, found by seeking the agent index from one agent to the
+ * next rather than reading every row (a loose index scan). */
+#define AGENTS_CTE \
+    "WITH RECURSIVE agents(a) AS (SELECT min(agent) FROM events" \
+    " UNION ALL SELECT (SELECT min(agent) FROM events WHERE agent > a) FROM agents WHERE a IS NOT NULL)"
+
+static const char retain_age_sql[] =
+    AGENTS_CTE
+    " DELETE FROM events WHERE agent IN (SELECT a FROM agents WHERE a IS NOT NULL) AND at < ?1";
+
+/* Per agent, the (keep_last + 1)-th newest event by (at, id) is found by one
+ * index seek; it and everything older go. Agents with no such event keep all. */
+static const char retain_keep_sql[] =
+    AGENTS_CTE ","
+    " cut(a, at, id) AS (SELECT a, ev.at, ev.id FROM agents, events ev WHERE a IS NOT NULL"
+    "  AND ev.id = (SELECT id FROM events WHERE agent = a ORDER BY at DESC, id DESC LIMIT 1 OFFSET ?1))"
+    " DELETE FROM events WHERE id IN (SELECT ev.id FROM cut JOIN events ev"
+    "  ON ev.agent = cut.a AND (ev.at, ev.id) <= (cut.at, cut.id))";
+
+/* ---- dynamic SQL for the filter combinations ----------------------------- */
+
+/* SQL text grown on the store's allocator (a query may name many types). */
+typedef struct sqltext {
+    const ar_allocator *alloc;
+    char *p;
+    size_t len, cap;
+    int nomem;
+} sqltext;
+
+static void put(sqltext *t, const char *s)
+{
+    size_t n = strlen(s);
+    if (t->nomem)
+        return;
+    if (t->len + n + 1 > t->cap) {
+        size_t cap = t->cap ? t->cap : 256;
+        while (cap < t->len + n + 1)
+            cap *= 2;
+        char *grown = ar_mem_realloc(t->alloc, t->p, cap);
+        if (!grown) {
+            t->nomem = 1;
+            return;
+        }
+        t->p = grown;
+        t->cap = cap;
+    }
+    memcpy(t->p + t->len, s, n + 1);
+    t->len += n;
+}
+
+/* The WHERE clause of q's filters; agent always comes first so every shape
+ * is bounded by an agent-prefixed index. */
+static void put_filters(sqltext *t, const ar_event_query *q)
+{
+    put(t, " WHERE agent = ?");
+    if (q->session != AR_UNSET)
+        put(t, " AND session = ?");
+    if (q->n_types == 1)
+        put(t, " AND type = ?");
+    else if (q->n_types > 1) {
+        put(t, " AND type IN (?");
+        for (size_t i = 1; i < q->n_types; i++)
+            put(t, ",?");
+        put(t, ")");
+    }
+    if (q->since != AR_UNSET)
+        put(t, " AND at >= ?");
+    if (q->until != AR_UNSET)
+        put(t, " AND at < ?");
+}
+
+/* Binds the filters in the order put_filters wrote them; returns the next index. */
+static int bind_filters(sqlite3_stmt *st, const ar_event_query *q)
+{
+    int i = 1;
+    sq_bind_text(st, i++, q->agent);
+    if (q->session != AR_UNSET)
+        sqlite3_bind_int64(st, i++, q->session);
+    for (size_t k = 0; k < q->n_types; k++)
+        sq_bind_text(st, i++, q->types[k]);
+    if (q->since != AR_UNSET)
+        sqlite3_bind_int64(st, i++, q->since);
+    if (q->until != AR_UNSET)
+        sqlite3_bind_int64(st, i++, q->until);
+    return i;
+}
+
+/* A key is a position between ids: the items at or below it and those above.
+ * Walking up takes the ids above it, walking down those at or below it. */
+static void put_list(sqltext *t, const ar_event_query *q, const int64_t *key, int ascending)
+{
+    put(t, "SELECT " EVENT_COLUMNS " FROM events");
+    put_filters(t, q);
+    if (key)
+        put(t, ascending ? " AND id > ?" : " AND id <= ?");
+    put(t, ascending ? " ORDER BY id ASC LIMIT ?" : " ORDER BY id DESC LIMIT ?");
+}
+
+static void put_count(sqltext *t, const ar_event_query *q)
+{
+    put(t, "SELECT count(*) FROM events");
+    put_filters(t, q);
+}
+
+/* Prepares t's text (an uncached statement: its shape varies with the query). */
+static int prepare(ar_db *db, const sqltext *t, sqlite3_stmt **st, ar_err *err)
+{
+    *st = NULL;
+    if (t->nomem)
+        return ar_fail(err, AR_ENOMEM, "out of memory building the events query");
+    int rc = sqlite3_prepare_v2(db->conn, t->p, (int)t->len, st, NULL);
+    return rc == SQLITE_OK ? AR_OK : sq_fail(db, err, rc, "preparing the events query");
+}
+
+/* ---- rows ---------------------------------------------------------------- */
+
+/* Copies text column `col` into the arena; NULL stays NULL. */
+static const char *column_text(sqlite3_stmt *st, int col, ar_arena *arena, int *failed)
+{
+    if (sqlite3_column_type(st, col) == SQLITE_NULL)
+        return NULL;
+    const char *s = (const char *)sqlite3_column_text(st, col);
+    if (!s) {
+        *failed = 1;
+        return NULL;
+    }
+    return ar_arena_strndup(arena, s, (size_t)sqlite3_column_bytes(st, col), failed);
+}
+
+static int row_to_event(sqlite3_stmt *st, ar_arena *arena, ar_event *e)
+{
+    int failed = 0;
+    e->id = sqlite3_column_int64(st, 0);
+    e->agent = column_text(st, 1, arena, &failed);
+    e->session = sqlite3_column_int64(st, 2);
+    e->type = column_text(st, 3, arena, &failed);
+    e->content = column_text(st, 4, arena, &failed);
+    e->metadata = column_text(st, 5, arena, &failed);
+    e->run = column_text(st, 6, arena, &failed);
+    e->at = sqlite3_column_int64(st, 7);
+    return failed ? AR_ENOMEM : AR_OK;
+}
+
+/* ---- the interface -------------------------------------------------------- */
+
+int ar_db_event_insert(ar_db *db, const ar_event *e, int64_t *id, ar_err *err)
+{
+    sqlite3_stmt *st = sq_stmt(db, SQ_EVENT_INSERT,
+        "INSERT INTO events(agent, session, type, content, metadata, run, at) VALUES(?,?,?,?,?,?,?)", err);
+    if (!st)
+        return err->code;
+    sq_bind_text(st, 1, e->agent);
+    sqlite3_bind_int64(st, 2, e->session);
+    sq_bind_text(st, 3, e->type);
+    sq_bind_text(st, 4, e->content);
+    sq_bind_text(st, 5, e->metadata);
+    sq_bind_text(st, 6, e->run);
+    sqlite3_bind_int64(st, 7, e->at);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE)
+        *id = sqlite3_last_insert_rowid(db->conn);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc == SQLITE_DONE ? AR_OK : sq_fail(db, err, rc, "recording the event");
+}
+
+int ar_db_events_list(ar_db *db, const ar_event_query *q, const int64_t *key, int ascending,
+                      int64_t limit, ar_arena *arena, ar_event **out, size_t *n, ar_err *err)
+{
+    *out = NULL;
+    *n = 0;
+    sqltext t = { db->alloc, NULL, 0, 0, 0 };
+    sqlite3_stmt *st = NULL;
+    ar_event *items = NULL;
+    size_t count = 0, cap = 0;
+    put_list(&t, q, key, ascending);
+    int rc = prepare(db, &t, &st, err);
+    if (rc)
+        goto cleanup;
+    int i = bind_filters(st, q);
+    if (key)
+        sqlite3_bind_int64(st, i++, *key);
+    sqlite3_bind_int64(st, i, limit);
+    int src;
+    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+        if (count == cap) {
+            /* the old array stays in the arena: at most as much again is wasted */
+            size_t grown_cap = cap ? 2 * cap : (limit < 64 ? (size_t)limit + 1 : 64);
+            ar_event *grown = ar_arena_alloc(arena, grown_cap * sizeof *grown);
+            if (!grown) {
+                rc = ar_fail(err, AR_ENOMEM, "out of memory listing events");
+                goto cleanup;
+            }
+            if (count)
+                memcpy(grown, items, count * sizeof *items);
+            items = grown;
+            cap = grown_cap;
+        }
+        if (row_to_event(st, arena, &items[count])) {
+            rc = ar_fail(err, AR_ENOMEM, "out of memory listing events");
+            goto cleanup;
+        }
+        count++;
+    }
+    if (src != SQLITE_DONE) {
+        rc = sq_fail(db, err, src, "listing events");
+        goto cleanup;
+    }
+    *out = items;
+    *n = count;
+cleanup:
+    sqlite3_finalize(st);
+    ar_mem_free(db->alloc, t.p);
+    return rc;
+}
+
+int ar_db_events_count(ar_db *db, const ar_event_query *q, int64_t *out, ar_err *err)
+{
+    sqltext t = { db->alloc, NULL, 0, 0, 0 };
+    sqlite3_stmt *st = NULL;
+    put_count(&t, q);
+    int rc = prepare(db, &t, &st, err);
+    if (rc)
+        goto cleanup;
+    bind_filters(st, q);
+    int src = sqlite3_step(st);
+    if (src == SQLITE_ROW)
+        *out = sqlite3_column_int64(st, 0);
+    else
+        rc = sq_fail(db, err, src, "counting events");
+cleanup:
+    sqlite3_finalize(st);
+    ar_mem_free(db->alloc, t.p);
+    return rc;
+}
+
+int ar_db_events_summary(ar_db *db, const char *agent, ar_arena *arena, ar_event_summary *out, ar_err *err)
+{
+    sqlite3_stmt *st = sq_stmt(db, SQ_EVENT_SUMMARY, summary_sql, err);
+    if (!st)
+        return err->code;
+    ar_event_summary s = { 0, 0, NULL, 0, AR_UNSET, AR_UNSET };
+    size_t cap = 0;
+    int rc = AR_OK, src;
+    sq_bind_text(st, 1, agent);
+    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+        if (sqlite3_column_type(st, 0) == SQLITE_NULL) {
+            s.total = sqlite3_column_int64(st, 1);
+            s.sessions = sqlite3_column_int64(st, 2);
+            if (sqlite3_column_type(st, 3) != SQLITE_NULL) {
+                s.first_at = sqlite3_column_int64(st, 3);
+                s.last_at = sqlite3_column_int64(st, 4);
+            }
+            continue;
+        }
+        if (s.n_types == cap) {
+            size_t grown_cap = cap ? 2 * cap : 16;
+            ar_type_count *grown = ar_arena_alloc(arena, grown_cap * sizeof *grown);
+            if (!grown) {
+                rc = ar_fail(err, AR_ENOMEM, "out of memory summarising events");
+                goto cleanup;
+            }
+            if (s.n_types)
+                memcpy(grown, s.by_type, s.n_types * sizeof *grown);
+            s.by_type = grown;
+            cap = grown_cap;
+        }
+        int failed = 0;
+        ar_type_count *tc = &s.by_type[s.n_types];
+        tc->type = column_text(st, 0, arena, &failed);
+        tc->count = sqlite3_column_int64(st, 1);
+        if (failed) {
+            rc = ar_fail(err, AR_ENOMEM, "out of memory summarising events");
+            goto cleanup;
+        }
+        s.n_types++;
+    }
+    if (src != SQLITE_DONE) {
+        rc = sq_fail(db, err, src, "summarising events");
+        goto cleanup;
+    }
+    *out = s;
+cleanup:
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc;
+}
+
+/* Steps a cached DELETE whose parameter is bound; *out gets the rows deleted. */
+static int run_delete(ar_db *db, sqlite3_stmt *st, int64_t *out, ar_err *err, const char *what)
+{
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE)
+        *out = sqlite3_changes64(db->conn);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc == SQLITE_DONE ? AR_OK : sq_fail(db, err, rc, what);
+}
+
+int ar_db_events_delete(ar_db *db, const char *agent, int64_t *out, ar_err *err)
+{
+    sqlite3_stmt *st = sq_stmt(db, SQ_EVENT_DELETE, "DELETE FROM events WHERE agent = ?", err);
+    if (!st)
+        return err->code;
+    sq_bind_text(st, 1, agent);
+    return run_delete(db, st, out, err, "deleting events");
+}
+
+int ar_db_events_delete_before(ar_db *db, int64_t before_at, int64_t *out, ar_err *err)
+{
+    sqlite3_stmt *st = sq_stmt(db, SQ_EVENT_RETAIN_AGE, retain_age_sql, err);
+    if (!st)
+        return err->code;
+    sqlite3_bind_int64(st, 1, before_at);
+    return run_delete(db, st, out, err, "deleting old events");
+}
+
+int ar_db_events_keep_last(ar_db *db, int64_t keep_last, int64_t *out, ar_err *err)
+{
+    sqlite3_stmt *st = sq_stmt(db, SQ_EVENT_RETAIN_KEEP, retain_keep_sql, err);
+    if (!st)
+        return err->code;
+    sqlite3_bind_int64(st, 1, keep_last);
+    return run_delete(db, st, out, err, "deleting events beyond keep_last");
+}
+
+/* Joins the detail column of an EXPLAIN QUERY PLAN of `sql`, one line per step. */
+static int read_plan(ar_db *db, const char *sql, int shape, const ar_event_query *q, const int64_t *key,
+                     char **out, ar_err *err)
+{
+    sqltext text = { db->alloc, NULL, 0, 0, 0 };
+    sqltext plan = { db->alloc, NULL, 0, 0, 0 };
+    sqlite3_stmt *st = NULL;
+    put(&text, "EXPLAIN QUERY PLAN ");
+    put(&text, sql);
+    int rc = prepare(db, &text, &st, err);
+    if (rc)
+        goto cleanup;
+    if (shape == AR_DB_EVENTS_PLAN_LIST || shape == AR_DB_EVENTS_PLAN_COUNT) {
+        int i = bind_filters(st, q);
+        if (key)
+            sqlite3_bind_int64(st, i++, *key);
+        if (shape == AR_DB_EVENTS_PLAN_LIST)
+            sqlite3_bind_int64(st, i, 10);
+    } else if (shape == AR_DB_EVENTS_PLAN_SUMMARY) {
+        sq_bind_text(st, 1, q->agent);
+    }
+    put(&plan, "");
+    int src;
+    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *detail = (const char *)sqlite3_column_text(st, 3);
+        put(&plan, detail ? detail : "");
+        put(&plan, "\n");
+    }
+    if (src != SQLITE_DONE) {
+        rc = sq_fail(db, err, src, "explaining the events query");
+        goto cleanup;
+    }
+    if (plan.nomem || !(*out = ar_out_strdup(db->alloc, plan.p, plan.len)))
+        rc = ar_fail(err, AR_ENOMEM, "out of memory explaining the events query");
+cleanup:
+    sqlite3_finalize(st);
+    ar_mem_free(db->alloc, text.p);
+    ar_mem_free(db->alloc, plan.p);
+    return rc;
+}
+
+int ar_db_events_plan(ar_db *db, int shape, const ar_event_query *q, const int64_t *key, int ascending,
+                      char **out, ar_err *err)
+{
+    *out = NULL;
+    sqltext t = { db->alloc, NULL, 0, 0, 0 };
+    const char *sql = NULL;
+    switch (shape) {
+    case AR_DB_EVENTS_PLAN_LIST: put_list(&t, q, key, ascending); break;
+    case AR_DB_EVENTS_PLAN_COUNT: put_count(&t, q); break;
+    case AR_DB_EVENTS_PLAN_SUMMARY: sql = summary_sql; break;
+    case AR_DB_EVENTS_PLAN_RETAIN_AGE: sql = retain_age_sql; break;
+    case AR_DB_EVENTS_PLAN_RETAIN_KEEP: sql = retain_keep_sql; break;
+    default: return ar_fail(err, AR_EMISUSE, "unknown events query shape %d", shape);
+    }
+    int rc = t.nomem ? ar_fail(err, AR_ENOMEM, "out of memory building the events query")
+                     : read_plan(db, sql ? sql : t.p, shape, q, key, out, err);
+    ar_mem_free(db->alloc, t.p);
+    return rc;
+}
