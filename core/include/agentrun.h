@@ -312,7 +312,8 @@ void ar_run_close(ar_run *run);
 int ar_store_get(ar_record **out, ar_store *store, const char *id, int with_steps);
 
 /* Streams a run's steps in seq order in bounded memory, from seq `from`
- * (inclusive; <= 1 for all), at most `limit` steps (< 0: all). */
+ * (inclusive; <= 1 for all), at most `limit` steps (< 0: all). Close the
+ * iterator before its store. */
 typedef struct ar_step_iter ar_step_iter;
 int ar_steps_open(ar_step_iter **out, ar_store *store, const char *run_id, int64_t from, int64_t limit);
 /* *out is the next step (owned by the iterator, valid until the next call),
@@ -381,6 +382,9 @@ typedef struct ar_event {
 } ar_event;
 #define AR_EVENT_INIT { 0, NULL, 0, NULL, NULL, NULL, NULL, AR_UNSET }
 
+/* Appends an event; *out (may be NULL) gets its id, which increases and is
+ * never reused. agent and type are required non-empty UTF-8, session >= 0,
+ * metadata a JSON object (AR_EJSON otherwise; nothing is stored). */
 int ar_event_append(int64_t *out, ar_store *store, const ar_event *event);
 
 typedef struct ar_event_query {
@@ -401,7 +405,14 @@ typedef struct ar_event_list {
 } ar_event_list;
 void ar_event_list_free(ar_event_list *list);
 
+/* Lists one agent's events in the query's order (by id). A cursor marks the
+ * position between two events: `after` gives the events that follow it,
+ * `before` the `limit` events that precede it (still in the query's order).
+ * *next_cursor (may be NULL; ar_free) continues as `after`, NULL on the last
+ * page. Malformed cursors, after and before together, a negative limit or
+ * session are AR_EMISUSE. *out is freed with ar_event_list_free. */
 int ar_events_list(ar_event_list **out, char **next_cursor, ar_store *store, const ar_event_query *query);
+/* Counts the events matching the query's filters (limit and cursors ignored). */
 int ar_events_count(int64_t *out, ar_store *store, const ar_event_query *query);
 
 typedef struct ar_type_count { const char *type; int64_t count; } ar_type_count;
@@ -411,6 +422,8 @@ typedef struct ar_event_summary {
     int64_t sessions;
     int64_t first_at, last_at;   /* AR_UNSET when there are no events */
 } ar_event_summary;
+/* One agent's totals, computed in one statement: by_type sorted by type,
+ * sessions = the number of distinct sessions. Free with ar_event_summary_free. */
 int ar_events_summary(ar_event_summary **out, ar_store *store, const char *agent);
 void ar_event_summary_free(ar_event_summary *summary);
 
@@ -422,6 +435,8 @@ typedef struct ar_event_retention {
     int64_t keep_last;      /* per agent, newest by at then id; < 0: no count limit */
 } ar_event_retention;
 #define AR_EVENT_RETENTION_INIT { -1, -1 }
+/* Deletes events older than older_than seconds (by at) and, per agent, all
+ * but the newest keep_last (by at, then id); *out (may be NULL) gets the count. */
 int ar_events_retain(int64_t *out, ar_store *store, const ar_event_retention *policy);
 
 /* ------------------------------------------------------------------------- */
