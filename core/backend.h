@@ -96,9 +96,11 @@ int ar_db_steps_fetch(ar_db *db, int64_t run_rowid, int64_t from, size_t max,
                       struct ar_arena *arena, ar_step **out, size_t *n, struct ar_err *err);
 
 /* Lists runs matching q's filters in SQL order (ascending when `ascending`),
- * only those that follow `key` in that order when key is not NULL, up to
- * `limit` rows. Each record is a new box; the array is from ar_out_alloc. */
-int ar_db_runs_list(ar_db *db, const ar_run_query *q, const ar_db_run_key *key, int ascending, int64_t limit,
+ * only those that follow `key` in that order (or are it, when `inclusive`)
+ * when key is not NULL, up to `limit` rows. Each record is a new box; the
+ * array is from ar_out_alloc. */
+int ar_db_runs_list(ar_db *db, const ar_run_query *q, const ar_db_run_key *key, int inclusive,
+                    int ascending, int64_t limit,
                     ar_record ***out, size_t *n, struct ar_err *err);
 int ar_db_runs_count(ar_db *db, const ar_run_query *q, int64_t *out, struct ar_err *err);
 int ar_db_runs_stats(ar_db *db, const ar_run_query *q, ar_stats *out, struct ar_err *err);

@@ -91,7 +91,8 @@ double ar_micros_to_cost(int64_t micros);
 /* Budget <-> JSON text ({"max_steps":10,...}); "{}" when unlimited. */
 int ar_budget_check(ar_err *err, const ar_budget *b);
 size_t ar_budget_json(char *buf, size_t cap, const ar_budget *b);
-void ar_budget_parse(ar_budget *out, const char *json, size_t len);
+/* Unknown or damaged entries are ignored; AR_ENOMEM when memory ran out. */
+int ar_budget_parse(ar_budget *out, const char *json, size_t len);
 
 /* Checks a limit against totals at `elapsed_ms`; fills *out on AR_EBUDGET. */
 int ar_budget_reached(ar_exhaustion *out, const ar_budget *b, const ar_totals *t, int64_t elapsed_ms);
@@ -107,10 +108,7 @@ struct ar_store {
     ar_err err;
     int readonly;
     struct ar_run *runs;            /* open run handles, to finish on close */
-    uint64_t id_last_ms;            /* id generation state (monotonic per store) */
-    uint64_t id_rand_hi;            /* 16 high bits of the random part */
-    uint64_t id_rand_lo;            /* 64 low bits of the random part */
-    uint64_t prng;                  /* splitmix64 state */
+    uint64_t prng;                  /* splitmix64 state: the random half of ids */
 };
 
 struct ar_run {
@@ -132,7 +130,7 @@ struct ar_run {
 };
 
 int64_t ar_now_ms(void);
-/* A new run id for created_at `ms`: time-ordered, monotonic within the store. */
+/* A new run id for created_at `ms`: time-ordered, monotonic within the process. */
 void ar_id_new(ar_store *store, int64_t ms, char out[AR_ID_LEN + 1]);
 int ar_id_valid(const char *id);
 

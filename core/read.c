@@ -137,7 +137,10 @@ void ar_steps_close(ar_step_iter *it)
 
 /* ---- listings ----------------------------------------------------------- */
 
-/* Cursor text: "r1:<created_at>:<id>". */
+/* A cursor marks the position just after one run in the listing's order:
+ * "r1:<created_at>:<id>" of that run. `after` gives the runs past it,
+ * `before` the runs up to it, so before = next_cursor gives back the page
+ * that cursor came from. */
 static int cursor_parse(ar_err *err, const char *name, const char *c, ar_db_run_key *key)
 {
     const char *p = c;
@@ -160,11 +163,32 @@ bad:
     return ar_fail(err, AR_EMISUSE, "%s is not a valid runs cursor", name);
 }
 
-static char *cursor_make(ar_store *store, const ar_record *r)
+static ar_db_run_key key_of(const ar_record *r)
+{
+    ar_db_run_key k;
+    k.created_at = r->created_at;
+    snprintf(k.id, sizeof k.id, "%s", r->id);
+    return k;
+}
+
+static char *cursor_make(ar_store *store, const ar_db_run_key *k)
 {
     char text[96];
-    int n = snprintf(text, sizeof text, "r1:%" PRId64 ":%s", r->created_at, r->id);
+    int n = snprintf(text, sizeof text, "r1:%" PRId64 ":%s", k->created_at, k->id);
     return ar_out_strdup(&store->alloc, text, (size_t)n);
+}
+
+/* Whether any run of the query lies past position `k` in its order. */
+static int any_past(ar_store *store, const ar_run_query *q, const ar_db_run_key *k, int asc, int *out)
+{
+    ar_record **one;
+    size_t n;
+    int rc = ar_db_runs_list(store->db, q, k, 0, asc, 1, &one, &n, &store->err);
+    if (rc == AR_OK) {
+        *out = n > 0;
+        ar_records_free(one, n);
+    }
+    return rc;
 }
 
 static int query_check(ar_store *store, const ar_run_query *q)
@@ -218,27 +242,38 @@ int ar_runs_list(ar_record ***out, size_t *n, char **next_cursor, ar_store *stor
             return rc;
         keyp = &key;
     }
-    /* `before` walks the other way from the cursor and the page is turned around */
+    /* `before` walks the other way from the cursor, taking the run the
+     * cursor stands after, and the page is turned around */
     int sql_asc = backwards ? !asc : asc;
-    /* one extra row tells whether a page follows; a zero limit has no page to continue */
-    int64_t fetch = backwards || q->limit == 0 ? q->limit : q->limit + 1;
+    int64_t fetch = backwards ? q->limit : q->limit + 1;
     ar_record **list;
     size_t count;
-    if ((rc = ar_db_runs_list(store->db, q, keyp, sql_asc, fetch, &list, &count, &store->err)))
+    if ((rc = ar_db_runs_list(store->db, q, keyp, backwards, sql_asc, fetch, &list, &count, &store->err)))
         return rc;
-    int more = !backwards && (int64_t)count > q->limit;
-    if (more)
-        ar_record_free(list[--count]);
+    int more = 0;
     if (backwards) {
         for (size_t i = 0; i < count / 2; i++) {
             ar_record *t = list[i];
             list[i] = list[count - 1 - i];
             list[count - 1 - i] = t;
         }
-        more = count > 0;
+    } else if ((int64_t)count > q->limit) {
+        ar_record_free(list[--count]);
+        more = 1;
     }
-    /* limit 0 gives an empty page and no position to continue from */
-    if (more && count > 0 && next_cursor && !(*next_cursor = cursor_make(store, list[count - 1]))) {
+    /* the position the following page starts from: after this page's last
+     * run, or where the query started when the page is empty */
+    ar_db_run_key from;
+    const ar_db_run_key *fromp = keyp;
+    if (count > 0) {
+        from = key_of(list[count - 1]);
+        fromp = &from;
+    }
+    if (backwards && fromp && (rc = any_past(store, q, fromp, asc, &more))) {
+        ar_records_free(list, count);
+        return rc;
+    }
+    if (more && fromp && next_cursor && !(*next_cursor = cursor_make(store, fromp))) {
         ar_records_free(list, count);
         return ar_fail(&store->err, AR_ENOMEM, "out of memory listing runs");
     }

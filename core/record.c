@@ -2,7 +2,9 @@
 #include "internal.h"
 #include "json.h"
 
+#include <float.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Checks the fields every record needs, as ar_run_begin and ar_run_step would. */
@@ -31,6 +33,10 @@ static int fields_check(ar_err *err, const ar_record *f)
             return ar_fail(err, rc, "steps[%zu]: %s", i + 1, msg);
         }
     }
+    /* fewer would contradict the transcript, and a resume would reuse its seqs */
+    if (f->iterations >= 0 && (uint64_t)f->iterations < f->n_steps)
+        return ar_fail(err, AR_EMISUSE, "iterations (%lld) is less than the number of steps (%zu)",
+                       (long long)f->iterations, f->n_steps);
     if (f->usage.total_tokens >= 0 && (rc = ar_usage_check(err, &f->usage)))
         return rc;
     if (f->usage.total_tokens >= 0 && !(f->usage.cost >= 0.0))
@@ -40,6 +46,13 @@ static int fields_check(ar_err *err, const ar_record *f)
     return AR_OK;
 }
 
+static int counter_order(const void *x, const void *y)
+{
+    return strcmp(((const ar_counter *)x)->name, ((const ar_counter *)y)->name);
+}
+
+/* Copies counters into the arena sorted by name, the order the store reads
+ * them back in, so a built record equals the one written and read back. */
 static ar_counter *copy_counters(ar_arena *a, const ar_counter *c, size_t n, int *failed)
 {
     if (!n)
@@ -53,11 +66,14 @@ static ar_counter *copy_counters(ar_arena *a, const ar_counter *c, size_t n, int
         out[i].name = ar_arena_strdup(a, c[i].name, failed);
         out[i].value = c[i].value;
     }
+    if (!*failed)
+        qsort(out, n, sizeof *out, counter_order);
     return out;
 }
 
-/* Builds the normalised deep copy of `f` with the given ending. */
-static int build(ar_record **out, const ar_record *f, ar_status status,
+/* Builds the normalised deep copy of `f` with the given ending, allocated
+ * with `alloc` (a store's own when it writes). */
+static int build(ar_record **out, const ar_allocator *alloc, const ar_record *f, ar_status status,
                  const char *output, size_t output_len, const char *error,
                  const ar_exhaustion *why, ar_err *err)
 {
@@ -77,8 +93,10 @@ static int build(ar_record **out, const ar_record *f, ar_status status,
             return ar_fail(err, AR_EMISUSE, "a budget_exhausted record needs a known limit (max_steps, max_cost, ...)");
         e.limit_value = why->limit_value;
         e.value = why->value;
+        if (!(e.limit_value >= 0.0 && e.limit_value <= DBL_MAX) || !(e.value >= 0.0 && e.value <= DBL_MAX))
+            return ar_fail(err, AR_EMISUSE, "limit_value and value must be non-negative finite numbers");
     }
-    ar_record_box *box = ar_record_box_new(&ar_default_allocator);
+    ar_record_box *box = ar_record_box_new(alloc);
     if (!box)
         return ar_fail(err, AR_ENOMEM, "out of memory building a record");
     ar_arena *a = &box->arena;
@@ -126,7 +144,7 @@ static int build(ar_record **out, const ar_record *f, ar_status status,
         steps[i].usage.cost = ar_micros_to_cost(cost);
         steps[i].usage.extra = copy_counters(a, s->usage.extra, s->usage.n_extra, &failed);
         steps[i].at = s->at != AR_UNSET ? s->at : r->finished_at;
-        if (!failed && ar_totals_add(&ar_default_allocator, &sums, &s->usage, cost))
+        if (!failed && ar_totals_add(alloc, &sums, &s->usage, cost))
             failed = 1;
     }
     r->steps = steps;
@@ -147,7 +165,7 @@ static int build(ar_record **out, const ar_record *f, ar_status status,
         r->usage.n_extra = sums.n_extra;
         r->usage.extra = copy_counters(a, sums.extra, sums.n_extra, &failed);
     }
-    ar_totals_free(&ar_default_allocator, &sums);
+    ar_totals_free(alloc, &sums);
     if (failed) {
         ar_record_free(r);
         return ar_fail(err, AR_ENOMEM, "out of memory building a record");
@@ -169,7 +187,7 @@ int ar_record_completed(ar_record **out, const ar_record *fields, const char *ou
     ar_err err = { 0, "" };
     if (!out)
         return AR_EMISUSE;
-    return report(build(out, fields, AR_COMPLETED, output_json, output_len, NULL, NULL, &err),
+    return report(build(out, &ar_default_allocator, fields, AR_COMPLETED, output_json, output_len, NULL, NULL, &err),
                   &err, errbuf, errlen);
 }
 
@@ -179,7 +197,7 @@ int ar_record_budget_exhausted(ar_record **out, const ar_record *fields, const a
     ar_err err = { 0, "" };
     if (!out)
         return AR_EMISUSE;
-    return report(build(out, fields, AR_BUDGET_EXHAUSTED, NULL, 0, NULL, why, &err), &err, errbuf, errlen);
+    return report(build(out, &ar_default_allocator, fields, AR_BUDGET_EXHAUSTED, NULL, 0, NULL, why, &err), &err, errbuf, errlen);
 }
 
 int ar_record_failed(ar_record **out, const ar_record *fields, const char *error,
@@ -188,7 +206,7 @@ int ar_record_failed(ar_record **out, const ar_record *fields, const char *error
     ar_err err = { 0, "" };
     if (!out)
         return AR_EMISUSE;
-    return report(build(out, fields, AR_FAILED, NULL, 0, error ? error : "failed", NULL, &err),
+    return report(build(out, &ar_default_allocator, fields, AR_FAILED, NULL, 0, error ? error : "failed", NULL, &err),
                   &err, errbuf, errlen);
 }
 
@@ -239,22 +257,28 @@ int ar_store_write(char **out, ar_store *store, const ar_record *record)
         return ar_fail(&store->err, AR_EMISUSE, "only a finished record can be written (status is not final)");
     /* normalise through the factory so a hand-made record is checked like any other */
     ar_record *r = NULL;
-    int rc = build(&r, record, record->status, record->output, AR_NUL_TERMINATED,
+    int rc = build(&r, &store->alloc, record, record->status, record->output, AR_NUL_TERMINATED,
                    record->status == AR_FAILED ? (record->error ? record->error : "failed") : NULL,
                    &record->limit, &store->err);
     if (rc)
         return rc;
     char id[AR_ID_LEN + 1];
     ar_id_new(store, r->created_at, id);
+    /* the id to hand back is made first: once committed, the call cannot fail */
+    char *id_out = ar_out_strdup(&store->alloc, id, AR_ID_LEN);
     char *buf = NULL;
     size_t cap = 0;
-    if ((rc = ar_db_txn_begin(store->db, &store->err)) == AR_OK &&
-        (rc = write_rows(store, r, id, &buf, &cap)) == AR_OK)
+    if (!id_out)
+        rc = ar_fail(&store->err, AR_ENOMEM, "out of memory writing a record");
+    else if ((rc = ar_db_txn_begin(store->db, &store->err)) == AR_OK &&
+             (rc = write_rows(store, r, id, &buf, &cap)) == AR_OK)
         rc = ar_db_txn_commit(store->db, &store->err);
-    if (rc)
+    if (rc) {
         ar_db_txn_rollback(store->db);
-    else if (!(*out = ar_out_strdup(&store->alloc, id, AR_ID_LEN)))
-        rc = ar_fail(&store->err, AR_ENOMEM, "the record is written (id %s), but returning its id ran out of memory", id);
+        ar_free(id_out);
+    } else {
+        *out = id_out;
+    }
     ar_mem_free(&store->alloc, buf);
     ar_record_free(r);
     return rc;

@@ -2,6 +2,7 @@
 #include "internal.h"
 #include "json.h"
 
+#include <float.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -336,7 +337,8 @@ static int finish(ar_record **out, ar_run *run, ar_db_finish *f)
         return ar_fail(&run->err, AR_ENOMEM, "the run is finished, but reading its record ran out of memory");
     if ((rc = ar_db_run_load(store->db, run->id, box, NULL, NULL, &store->err))) {
         ar_record_free(&box->rec);
-        return from_store(run, rc);
+        /* say that the finish itself took: retrying it would be AR_ESTATE */
+        return ar_fail(&run->err, rc, "the run is finished, but reading its record failed: %s", store->err.msg);
     }
     *out = &box->rec;
     return AR_OK;
@@ -398,6 +400,9 @@ int ar_run_exhaust(ar_record **out, ar_run *run, const ar_exhaustion *why)
         e = *why;
         if (!(e.limit = ar_limit_name(why->limit)))
             return ar_fail(&run->err, AR_EMISUSE, "unknown budget limit '%s'", why->limit ? why->limit : "(null)");
+        /* SQLite would store NaN as NULL: refuse it rather than read back 0 */
+        if (!(e.limit_value >= 0.0 && e.limit_value <= DBL_MAX) || !(e.value >= 0.0 && e.value <= DBL_MAX))
+            return ar_fail(&run->err, AR_EMISUSE, "limit_value and value must be non-negative finite numbers");
     } else if (ar_budget_reached(&e, &run->budget, &run->totals, elapsed_ms(run, ar_now_ms())) != AR_EBUDGET) {
         return ar_fail(&run->err, AR_EMISUSE, "no budget limit is reached");
     }

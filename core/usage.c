@@ -206,8 +206,8 @@ int ar_counters_parse(const ar_allocator *a, ar_totals *t, const char *json, siz
     if (!json || len == 0)
         return AR_OK;
     cJSON *root = cJSON_ParseWithLength(json, len);
-    if (!root)
-        return AR_ECORRUPT;
+    if (!root) /* cJSON fails valid text only when memory runs out */
+        return ar_json_validate(json, len, NULL, 0) == 0 ? AR_ENOMEM : AR_ECORRUPT;
     int rc = AR_OK;
     if (!cJSON_IsObject(root)) {
         rc = AR_ECORRUPT;
@@ -241,10 +241,13 @@ cleanup:
     return rc;
 }
 
-void ar_budget_parse(ar_budget *out, const char *json, size_t len)
+int ar_budget_parse(ar_budget *out, const char *json, size_t len)
 {
     ar_budget b = AR_BUDGET_INIT;
     cJSON *root = json ? cJSON_ParseWithLength(json, len) : NULL;
+    /* cJSON fails valid text only when memory runs out: no silent "unlimited" */
+    if (json && !root && ar_json_validate(json, len, NULL, 0) == 0)
+        return AR_ENOMEM;
     if (cJSON_IsObject(root)) {
         for (cJSON *it = root->child; it; it = it->next) {
             if (!cJSON_IsNumber(it) || !it->string || it->valuedouble < 0)
@@ -260,4 +263,5 @@ void ar_budget_parse(ar_budget *out, const char *json, size_t len)
     }
     cJSON_Delete(root);
     *out = b;
+    return AR_OK;
 }

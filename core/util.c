@@ -3,6 +3,7 @@
 #include "json.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -214,11 +215,18 @@ static uint64_t splitmix64(uint64_t *s)
 
 static const char crockford[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
-/* 48 bits of milliseconds then 80 bits that are random for a new millisecond
- * and incremented within one, so ids of one store sort in creation order. */
+/* The one process-wide state: (ms << 16) | sequence of the last id handed
+ * out. It is atomic, so stores in different threads never wait on each
+ * other, and ids of one process sort in creation order even across stores
+ * begun in the same millisecond (SPEC §6). */
+static _Atomic uint64_t id_clock;
+
+/* An id is 48 bits of milliseconds, a 16-bit sequence within the millisecond
+ * and 64 random bits. Every id takes the next tick of the process clock, at
+ * `ms` or later: a record written with a time in the past still gets an id
+ * after those already made, so ties in created_at are broken by creation. */
 void ar_id_new(ar_store *store, int64_t ms, char out[AR_ID_LEN + 1])
 {
-    uint64_t t = ms < 0 ? 0 : (uint64_t)ms;
     if (store->prng == 0) {
         uint64_t seed = (uint64_t)ar_now_ms() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)store;
         int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
@@ -230,18 +238,16 @@ void ar_id_new(ar_store *store, int64_t ms, char out[AR_ID_LEN + 1])
         }
         store->prng = seed | 1;
     }
-    if (t > store->id_last_ms || store->id_last_ms == 0) {
-        store->id_last_ms = t;
-        store->id_rand_hi = splitmix64(&store->prng) & 0x7fff; /* room to count up */
-        store->id_rand_lo = splitmix64(&store->prng);
-    } else {
-        t = store->id_last_ms; /* same or earlier millisecond: keep the order */
-        if (++store->id_rand_lo == 0)
-            store->id_rand_hi = (store->id_rand_hi + 1) & 0xffff;
-    }
-    /* 128 bits: t (48) | hi (16) | lo (64); 26 base32 digits, 130 bits, top 2 zero */
-    uint64_t hi64 = (t << 16) | (store->id_rand_hi & 0xffff);
-    uint64_t lo64 = store->id_rand_lo;
+    uint64_t t = (ms < 0 ? 0 : (uint64_t)ms) & 0xffffffffffffULL;
+    uint64_t want = t << 16, tick;
+    uint64_t last = atomic_load_explicit(&id_clock, memory_order_relaxed);
+    do
+        tick = want > last ? want : last + 1;
+    while (!atomic_compare_exchange_weak_explicit(&id_clock, &last, tick,
+                                                  memory_order_relaxed, memory_order_relaxed));
+    /* 128 bits: tick (64) | random (64); 26 base32 digits, the top 2 bits zero */
+    uint64_t hi64 = tick;
+    uint64_t lo64 = splitmix64(&store->prng);
     for (int i = AR_ID_LEN - 1; i >= 0; i--) {
         out[i] = crockford[lo64 & 31];
         lo64 = (lo64 >> 5) | ((hi64 & 31) << 59);

@@ -33,8 +33,9 @@ extern "C" {
  * - Times are integer milliseconds since the Unix epoch (UTC).
  * - Cost is kept exactly in micro-units (1e-6); it crosses the API as a double
  *   and reads back as the double nearest the six-decimal value.
- * - Destructors accept NULL. No global mutable state: two stores in two threads
- *   work independently; one store must not be used by two threads at once.
+ * - Destructors accept NULL. Two stores in two threads work independently;
+ *   one store must not be used by two threads at once. The only process-wide
+ *   state is a lock-free clock that keeps run ids in creation order.
  */
 
 enum {

@@ -78,6 +78,9 @@ int sq_fail(ar_db *db, ar_err *err, int rc, const char *what)
         return ar_fail(err, code, "%s: the store is locked by another writer (%s)", what, detail);
     if (code == AR_EFULL)
         return ar_fail(err, code, "%s: the disk or the store is full (%s)", what, detail);
+    if (rc == SQLITE_READONLY_DIRECTORY || rc == SQLITE_READONLY_CANTINIT)
+        return ar_fail(err, code, "%s: the store's directory is not writable, and SQLite must create "
+                       "the -wal and -shm files beside the store even to read it (%s)", what, detail);
     return ar_fail(err, code, "%s: %s", what, detail);
 }
 
@@ -218,14 +221,36 @@ static int check_path(const char *path, int readonly, ar_err *err)
     return create_private(path, err);
 }
 
+/* Reads application_id, user_version and whether the schema has objects in
+ * one statement, so in one snapshot: read one by one, a file that another
+ * process is creating could look half made (schema present, application_id 0). */
+static int header_read(ar_db *db, int64_t *app_id, int64_t *version, int64_t *objects, ar_err *err)
+{
+    sqlite3_stmt *st;
+    int rc = sqlite3_prepare_v2(db->conn,
+        "SELECT (SELECT application_id FROM pragma_application_id),"
+        " (SELECT user_version FROM pragma_user_version), (SELECT count(*) FROM sqlite_schema)",
+        -1, &st, NULL);
+    if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        *app_id = sqlite3_column_int64(st, 0);
+        *version = sqlite3_column_int64(st, 1);
+        *objects = sqlite3_column_int64(st, 2);
+        rc = SQLITE_OK;
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_OK ? AR_OK : sq_fail(db, err, rc, "reading the store header");
+}
+
 /* Reads the header and decides whether the file is a store this library can use. */
 static int check_header(ar_db *db, const char *path, int64_t *version, ar_err *err)
 {
     int64_t app_id = 0, objects = 0;
     int rc;
-    if ((rc = pragma_int(db, "PRAGMA application_id", &app_id, err)) ||
-        (rc = pragma_int(db, "PRAGMA user_version", version, err)) ||
-        (rc = pragma_int(db, "SELECT count(*) FROM sqlite_schema", &objects, err))) {
+    if ((rc = header_read(db, &app_id, version, &objects, err))) {
+        /* a database header over missing or scribbled pages: a damaged store, not a foreign file */
+        if (rc == AR_ECORRUPT && sqlite3_errcode(db->conn) == SQLITE_CORRUPT)
+            return ar_fail(err, AR_ECORRUPT, "%s is damaged (truncated or overwritten): %s", path,
+                           sqlite3_errmsg(db->conn));
         if (rc == AR_ECORRUPT)
             return ar_fail(err, AR_ECORRUPT, "%s is not an agentrun store (not a database file)", path);
         return rc;
@@ -239,6 +264,23 @@ static int check_header(ar_db *db, const char *path, int64_t *version, ar_err *e
                        "%s was created by a newer agentrun (schema %lld; this library knows up to %d)",
                        path, (long long)*version, SCHEMA_VERSION);
     return AR_OK;
+}
+
+/* Switches the file to WAL. The switch needs the file to itself, and SQLite
+ * reports another opener's lock at once instead of calling the busy handler,
+ * so the busy timeout is honoured here. */
+static int wal_enable(ar_db *db, int timeout_ms, ar_err *err)
+{
+    int waited = 0;
+    for (;;) {
+        int rc = sqlite3_exec(db->conn, "PRAGMA journal_mode = WAL", NULL, NULL, NULL);
+        if (rc == SQLITE_OK)
+            return AR_OK;
+        if ((rc & 0xff) != SQLITE_BUSY || waited >= timeout_ms)
+            return sq_fail(db, err, rc, "switching the store to WAL");
+        int slept = sqlite3_sleep(1);
+        waited += slept > 0 ? slept : 1;
+    }
 }
 
 int ar_db_open(ar_db **out, const char *path, const ar_open_opts *opts,
@@ -275,7 +317,7 @@ int ar_db_open(ar_db **out, const char *path, const ar_open_opts *opts,
     if (!opts->readonly) {
         if (version == 0 && (rc = sq_exec(db, "PRAGMA page_size = 8192", err)))
             goto fail;
-        if (!memory && (rc = sq_exec(db, "PRAGMA journal_mode = WAL", err)))
+        if (!memory && (rc = wal_enable(db, opts->busy_timeout_ms, err)))
             goto fail;
     }
     rc = sq_exec(db, opts->durability == AR_DURABILITY_NORMAL ? "PRAGMA synchronous = NORMAL"

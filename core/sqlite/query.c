@@ -63,7 +63,8 @@ static int prepare(ar_db *db, sqlbuf *b, sqlite3_stmt **st, ar_err *err)
     return rc == SQLITE_OK ? AR_OK : sq_fail(db, err, rc, "preparing the query");
 }
 
-int ar_db_runs_list(ar_db *db, const ar_run_query *q, const ar_db_run_key *key, int ascending, int64_t limit,
+int ar_db_runs_list(ar_db *db, const ar_run_query *q, const ar_db_run_key *key, int inclusive,
+                    int ascending, int64_t limit,
                     ar_record ***out, size_t *n, ar_err *err)
 {
     *out = NULL;
@@ -72,7 +73,8 @@ int ar_db_runs_list(ar_db *db, const ar_run_query *q, const ar_db_run_key *key, 
     add(&b, "SELECT " SQ_RUN_COLUMNS " FROM runs");
     add_filters(&b, q);
     if (key)
-        add(&b, ascending ? " AND (created_at, id) > (?, ?)" : " AND (created_at, id) < (?, ?)");
+        add(&b, ascending ? (inclusive ? " AND (created_at, id) >= (?, ?)" : " AND (created_at, id) > (?, ?)")
+                          : (inclusive ? " AND (created_at, id) <= (?, ?)" : " AND (created_at, id) < (?, ?)"));
     add(&b, ascending ? " ORDER BY created_at ASC, id ASC LIMIT ?" : " ORDER BY created_at DESC, id DESC LIMIT ?");
     sqlite3_stmt *st = NULL;
     int rc = prepare(db, &b, &st, err);

@@ -205,7 +205,8 @@ int sq_row_to_record(ar_db *db, sqlite3_stmt *st, int c, ar_record_box *box, ar_
     r->limit.value = sqlite3_column_double(st, c + 12);
     size_t n;
     const char *budget = col_text(st, c + 13, &n);
-    ar_budget_parse(&r->budget, budget, n);
+    if (ar_budget_parse(&r->budget, budget, n))
+        failed = 1;
     r->iterations = sqlite3_column_int64(st, c + 14);
     r->usage.input_tokens = sqlite3_column_int64(st, c + 15);
     r->usage.output_tokens = sqlite3_column_int64(st, c + 16);
@@ -381,11 +382,13 @@ int ar_db_checkpoint_get(ar_db *db, int64_t run_rowid, const ar_allocator *alloc
     return result;
 }
 
+/* "No activity for stale_after" includes a run last updated exactly at the
+ * cutoff, so stale_after 0 sweeps every running run, deterministically. */
 int ar_db_recover(ar_db *db, int64_t stale_before, int64_t now, int64_t *out, ar_err *err)
 {
     sqlite3_stmt *st = sq_stmt(db, SQ_RECOVER,
-        "UPDATE runs SET status = 'interrupted', updated_at = ?"
-        " WHERE status = 'running' AND updated_at < ?", err);
+        "UPDATE runs SET status = 'interrupted', finished_at = updated_at, updated_at = ?"
+        " WHERE status = 'running' AND updated_at <= ?", err);
     if (!st)
         return err->code;
     sqlite3_bind_int64(st, 1, now);

@@ -1,0 +1,711 @@
+/* test_record.c -- the record factory and whole-record writes, compared with runs recorded step by step. */
+#include "suite.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agentrun.h"
+
+#define assert_exact(a, b) do { \
+        double a_ = (a), b_ = (b); \
+        if (a_ != b_) { \
+            print_error("%s = %.17g, want %.17g\n", #a, a_, b_); \
+            fail(); \
+        } \
+    } while (0)
+
+/* An in-memory store with durability normal. */
+static ar_store *mem_store(void)
+{
+    ar_open_opts opts = AR_OPEN_OPTS_INIT;
+    opts.durability = AR_DURABILITY_NORMAL;
+    ar_store *store = NULL;
+    assert_int_equal(ar_store_open(&store, ":memory:", &opts), AR_OK);
+    return store;
+}
+
+static void info(ar_store *store, int64_t *runs, int64_t *steps)
+{
+    ar_store_info i;
+    assert_int_equal(ar_store_info_get(&i, store), AR_OK);
+    *runs = i.runs;
+    *steps = i.steps;
+}
+
+static ar_record *get(ar_store *store, const char *id, int with_steps)
+{
+    ar_record *rec = NULL;
+    int rc = ar_store_get(&rec, store, id, with_steps);
+    if (rc != AR_OK) {
+        print_error("get %s: %s: %s\n", id, ar_code_name(rc), ar_store_errmsg(store));
+        fail();
+    }
+    return rec;
+}
+
+static char *write_ok(ar_store *store, const ar_record *rec)
+{
+    char *id = NULL;
+    int rc = ar_store_write(&id, store, rec);
+    if (rc != AR_OK) {
+        print_error("write: %s: %s\n", ar_code_name(rc), ar_store_errmsg(store));
+        fail();
+    }
+    assert_non_null(id);
+    assert_int_equal(strlen(id), 26);
+    return id;
+}
+
+/* Equal strings, both NULL allowed; `what` names the field on failure. */
+static void same_str(const char *what, const char *a, const char *b)
+{
+    if ((a == NULL) != (b == NULL) || (a && strcmp(a, b) != 0)) {
+        print_error("%s: \"%s\" != \"%s\"\n", what, a ? a : "(null)", b ? b : "(null)");
+        fail();
+    }
+}
+
+static void same_usage(const ar_usage *a, const ar_usage *b)
+{
+    assert_int_equal(a->input_tokens, b->input_tokens);
+    assert_int_equal(a->output_tokens, b->output_tokens);
+    assert_int_equal(a->total_tokens, b->total_tokens);
+    assert_exact(a->cost, b->cost);
+    assert_int_equal(a->n_extra, b->n_extra);
+    for (size_t i = 0; i < a->n_extra; i++) {
+        same_str("counter", a->extra[i].name, b->extra[i].name);
+        assert_int_equal(a->extra[i].value, b->extra[i].value);
+    }
+}
+
+/* Compares every field of two records and their steps except ids and times
+ * (id, created_at, finished_at, updated_at, latency_ms, step at). */
+static void same_record(const ar_record *a, const ar_record *b)
+{
+    same_str("agent", a->agent, b->agent);
+    same_str("goal", a->goal, b->goal);
+    same_str("user", a->user, b->user);
+    same_str("edition", a->edition, b->edition);
+    same_str("parent", a->parent, b->parent);
+    assert_int_equal(a->status, b->status);
+    same_str("output", a->output, b->output);
+    same_str("error", a->error, b->error);
+    same_str("limit", a->limit.limit, b->limit.limit);
+    assert_exact(a->limit.limit_value, b->limit.limit_value);
+    assert_exact(a->limit.value, b->limit.value);
+    assert_int_equal(a->budget.max_steps, b->budget.max_steps);
+    assert_int_equal(a->budget.max_input_tokens, b->budget.max_input_tokens);
+    assert_int_equal(a->budget.max_output_tokens, b->budget.max_output_tokens);
+    assert_int_equal(a->budget.max_tokens, b->budget.max_tokens);
+    assert_exact(a->budget.max_cost, b->budget.max_cost);
+    assert_exact(a->budget.max_seconds, b->budget.max_seconds);
+    assert_int_equal(a->iterations, b->iterations);
+    same_usage(&a->usage, &b->usage);
+    same_str("metadata", a->metadata, b->metadata);
+    assert_int_equal(a->n_steps, b->n_steps);
+    for (size_t i = 0; i < a->n_steps; i++) {
+        const ar_step *x = &a->steps[i], *y = &b->steps[i];
+        assert_int_equal(x->seq, y->seq);
+        same_str("kind", x->kind, y->kind);
+        same_str("name", x->name, y->name);
+        assert_int_equal(x->content_len, y->content_len);
+        assert_int_equal(x->content == NULL, y->content == NULL);
+        if (x->content)
+            assert_memory_equal(x->content, y->content, x->content_len);
+        same_usage(&x->usage, &y->usage);
+        assert_int_equal(x->duration_ms, y->duration_ms);
+    }
+}
+
+/* The same times too: for records copied from one store to another. */
+static void same_record_and_times(const ar_record *a, const ar_record *b)
+{
+    same_record(a, b);
+    assert_int_equal(a->created_at, b->created_at);
+    assert_int_equal(a->finished_at, b->finished_at);
+    assert_int_equal(a->latency_ms, b->latency_ms);
+    for (size_t i = 0; i < a->n_steps; i++)
+        assert_int_equal(a->steps[i].at, b->steps[i].at);
+}
+
+static ar_counter cache5[] = { { "cache_read_tokens", 5 } };
+static ar_counter mixed[] = { { "reasoning_tokens", 11 }, { "cache_read_tokens", 2 } };
+
+/* A three-step transcript with every step field used: counters out of name
+ * order, a content bounded by its length, and one with no usage at all. */
+static void sample_steps(ar_step steps[3])
+{
+    for (int i = 0; i < 3; i++) {
+        ar_step init = AR_STEP_INIT;
+        steps[i] = init;
+    }
+    steps[0].kind = "llm";
+    steps[0].name = "model-a";
+    steps[0].content = "{\"role\":\"assistant\",\"tool\":\"search\"}";
+    steps[0].usage = (ar_usage){ 100, 20, 0, 0.1, 1, cache5 };
+    steps[0].duration_ms = 700;
+    steps[1].kind = "tool";
+    steps[1].name = "search";
+    steps[1].content = "[\"r1\",\"r2\"]ignored";
+    steps[1].content_len = 11;
+    steps[1].duration_ms = 30;
+    steps[2].kind = "llm";
+    steps[2].name = "model-a";
+    steps[2].content = "\"caf\xC3\xA9 \\u00e9\"";
+    steps[2].usage = (ar_usage){ 50, 30, 80, 0.2, 2, mixed };
+    steps[2].duration_ms = 400;
+}
+
+/* Factory fields using every optional field, over the given steps. */
+static ar_record sample_fields(const ar_step *steps, size_t n)
+{
+    ar_record f = AR_RECORD_INIT;
+    f.agent = "researcher";
+    f.goal = "find r";
+    f.user = "u-7";
+    f.edition = "2024-06";
+    f.parent = "01ARZ3NDEKTSV4RRFFQ69G5FAV";
+    f.metadata = "{\"tags\":[\"a\"]}";
+    f.budget.max_steps = 3;
+    f.budget.max_cost = 2.5;
+    f.steps = steps;
+    f.n_steps = n;
+    return f;
+}
+
+/* ---- the factory -------------------------------------------------------- */
+
+static void test_completed_record_sums_usage_and_counts_steps(void **state)
+{
+    (void)state;
+    ar_step steps[3];
+    sample_steps(steps);
+    steps[1].at = 1500;
+    ar_record f = sample_fields(steps, 3);
+    f.created_at = 1000;
+    f.finished_at = 5000;
+    ar_record *r = NULL;
+    char err[128] = "untouched";
+    assert_int_equal(ar_record_completed(&r, &f, "{\"answer\":1}", AR_NUL_TERMINATED, err, sizeof err), AR_OK);
+    assert_string_equal(err, "untouched");
+    assert_null(r->id);
+    assert_int_equal(r->status, AR_COMPLETED);
+    assert_string_equal(r->agent, "researcher");
+    assert_true(r->agent != f.agent);
+    assert_string_equal(r->goal, "find r");
+    assert_string_equal(r->user, "u-7");
+    assert_string_equal(r->edition, "2024-06");
+    assert_string_equal(r->parent, f.parent);
+    assert_string_equal(r->metadata, f.metadata);
+    assert_string_equal(r->output, "{\"answer\":1}");
+    assert_null(r->error);
+    assert_null(r->limit.limit);
+    assert_int_equal(r->budget.max_steps, 3);
+    assert_exact(r->budget.max_cost, 2.5);
+    assert_int_equal(r->budget.max_tokens, AR_NO_LIMIT);
+    assert_int_equal(r->iterations, 3);
+    assert_int_equal(r->usage.input_tokens, 150);
+    assert_int_equal(r->usage.output_tokens, 50);
+    assert_int_equal(r->usage.total_tokens, 200);
+    assert_exact(r->usage.cost, 0.3);
+    assert_int_equal(r->usage.n_extra, 2);
+    assert_string_equal(r->usage.extra[0].name, "cache_read_tokens");
+    assert_int_equal(r->usage.extra[0].value, 7);
+    assert_string_equal(r->usage.extra[1].name, "reasoning_tokens");
+    assert_int_equal(r->usage.extra[1].value, 11);
+    assert_int_equal(r->created_at, 1000);
+    assert_int_equal(r->finished_at, 5000);
+    assert_int_equal(r->updated_at, 5000);
+    assert_int_equal(r->latency_ms, 4000);
+    assert_int_equal(r->n_steps, 3);
+    for (size_t i = 0; i < 3; i++) {
+        assert_int_equal(r->steps[i].seq, (int64_t)i + 1);
+        assert_true(r->steps[i].kind != steps[i].kind);
+    }
+    assert_int_equal(r->steps[0].usage.total_tokens, 120);
+    assert_int_equal(r->steps[2].usage.total_tokens, 80);
+    assert_int_equal(r->steps[1].content_len, 11);
+    assert_string_equal(r->steps[1].content, "[\"r1\",\"r2\"]");
+    assert_int_equal(r->steps[0].at, 5000);
+    assert_int_equal(r->steps[1].at, 1500);
+    assert_int_equal(r->steps[2].at, 5000);
+    /* counters come out sorted by name, as the store reads them back */
+    assert_int_equal(r->steps[2].usage.n_extra, 2);
+    assert_string_equal(r->steps[2].usage.extra[0].name, "cache_read_tokens");
+    assert_int_equal(r->steps[2].usage.extra[0].value, 2);
+    assert_string_equal(r->steps[2].usage.extra[1].name, "reasoning_tokens");
+    assert_int_equal(r->steps[2].usage.extra[1].value, 11);
+    ar_record_free(r);
+}
+
+static void test_given_usage_and_iterations_are_kept(void **state)
+{
+    (void)state;
+    ar_step steps[3];
+    sample_steps(steps);
+    ar_record f = sample_fields(steps, 3);
+    ar_counter given[] = { { "images", 4 } };
+    f.usage = (ar_usage){ 7, 8, 0, 1.25, 1, given };
+    f.iterations = 12;
+    ar_record *r = NULL;
+    assert_int_equal(ar_record_completed(&r, &f, NULL, 0, NULL, 0), AR_OK);
+    assert_int_equal(r->iterations, 12);
+    assert_int_equal(r->usage.input_tokens, 7);
+    assert_int_equal(r->usage.output_tokens, 8);
+    assert_int_equal(r->usage.total_tokens, 15);
+    assert_exact(r->usage.cost, 1.25);
+    assert_int_equal(r->usage.n_extra, 1);
+    assert_string_equal(r->usage.extra[0].name, "images");
+    assert_int_equal(r->usage.extra[0].value, 4);
+    assert_null(r->output);
+    assert_int_equal(r->n_steps, 3);
+    ar_record_free(r);
+
+    f.usage.total_tokens = 16;
+    char err[128] = "";
+    assert_int_equal(ar_record_completed(&r, &f, NULL, 0, err, sizeof err), AR_EMISUSE);
+    assert_null(r);
+    assert_non_null(strstr(err, "total_tokens"));
+
+    /* no steps: the figures given are the only ones */
+    f.usage.total_tokens = 15;
+    f.steps = NULL;
+    f.n_steps = 0;
+    assert_int_equal(ar_record_completed(&r, &f, NULL, 0, NULL, 0), AR_OK);
+    assert_int_equal(r->iterations, 12);
+    assert_int_equal(r->usage.total_tokens, 15);
+    assert_int_equal(r->n_steps, 0);
+    ar_record_free(r);
+}
+
+static void test_record_times_default_to_now(void **state)
+{
+    (void)state;
+    ar_record f = AR_RECORD_INIT;
+    f.agent = "a";
+    f.goal = "g";
+    ar_record *r = NULL;
+    assert_int_equal(ar_record_completed(&r, &f, NULL, 0, NULL, 0), AR_OK);
+    assert_true(r->created_at > 1600000000000LL);
+    assert_int_equal(r->finished_at, r->created_at);
+    assert_int_equal(r->latency_ms, 0);
+    assert_int_equal(r->iterations, 0);
+    assert_int_equal(r->usage.total_tokens, 0);
+    ar_record_free(r);
+
+    f.created_at = 1000;
+    assert_int_equal(ar_record_completed(&r, &f, NULL, 0, NULL, 0), AR_OK);
+    assert_int_equal(r->created_at, 1000);
+    assert_true(r->finished_at > 1600000000000LL);
+    assert_int_equal(r->latency_ms, r->finished_at - 1000);
+    ar_record_free(r);
+
+    /* a start in the future cannot finish before it started */
+    f.created_at = INT64_C(32503680000000);
+    assert_int_equal(ar_record_completed(&r, &f, NULL, 0, NULL, 0), AR_OK);
+    assert_int_equal(r->finished_at, f.created_at);
+    assert_int_equal(r->latency_ms, 0);
+    ar_record_free(r);
+
+    f.created_at = 2000;
+    f.finished_at = 1999;
+    char err[128] = "";
+    assert_int_equal(ar_record_completed(&r, &f, NULL, 0, err, sizeof err), AR_EMISUSE);
+    assert_string_equal(err, "finished_at is before created_at");
+    assert_null(r);
+}
+
+static void test_budget_exhausted_record_keeps_the_limit(void **state)
+{
+    (void)state;
+    ar_step steps[3];
+    sample_steps(steps);
+    ar_record f = sample_fields(steps, 3);
+    ar_exhaustion why = { "max_steps", 3, 3 };
+    ar_record *r = NULL;
+    assert_int_equal(ar_record_budget_exhausted(&r, &f, &why, NULL, 0), AR_OK);
+    assert_int_equal(r->status, AR_BUDGET_EXHAUSTED);
+    assert_string_equal(r->limit.limit, "max_steps");
+    assert_exact(r->limit.limit_value, 3);
+    assert_exact(r->limit.value, 3);
+    assert_null(r->output);
+    assert_null(r->error);
+    assert_int_equal(r->n_steps, 3);
+    ar_record_free(r);
+
+    char err[160] = "";
+    ar_exhaustion unknown = { "max_turns", 1, 1 };
+    assert_int_equal(ar_record_budget_exhausted(&r, &f, &unknown, err, sizeof err), AR_EMISUSE);
+    assert_null(r);
+    assert_non_null(strstr(err, "limit"));
+    assert_int_equal(ar_record_budget_exhausted(&r, &f, NULL, err, sizeof err), AR_EMISUSE);
+    assert_null(r);
+    const ar_exhaustion not_finite[] = { { "max_cost", NAN, 1 }, { "max_cost", 1, INFINITY },
+                                         { "max_steps", -3, 1 } };
+    for (size_t i = 0; i < 3; i++) {
+        assert_int_equal(ar_record_budget_exhausted(&r, &f, &not_finite[i], err, sizeof err), AR_EMISUSE);
+        assert_null(r);
+    }
+}
+
+static void test_failed_record_keeps_the_error_and_replaces_invalid_utf8(void **state)
+{
+    (void)state;
+    ar_record f = AR_RECORD_INIT;
+    f.agent = "a";
+    f.goal = "g";
+    ar_record *r = NULL;
+    assert_int_equal(ar_record_failed(&r, &f, "http 500 from \xFF\xFE proxy", NULL, 0), AR_OK);
+    assert_int_equal(r->status, AR_FAILED);
+    assert_string_equal(r->error, "http 500 from \xEF\xBF\xBD\xEF\xBF\xBD proxy");
+    assert_null(r->output);
+    assert_null(r->limit.limit);
+    ar_record_free(r);
+    assert_int_equal(ar_record_failed(&r, &f, NULL, NULL, 0), AR_OK);
+    assert_string_equal(r->error, "failed");
+    ar_record_free(r);
+}
+
+/* Expects the factory to refuse `f` with `code` and an errbuf holding `msg`. */
+static void expect_refused(const ar_record *f, const char *output, int code, const char *msg)
+{
+    ar_record *r = (ar_record *)f;
+    char err[256];
+    memset(err, 'x', sizeof err);
+    int rc = ar_record_completed(&r, f, output, AR_NUL_TERMINATED, err, sizeof err);
+    if (rc != code || !memchr(err, '\0', sizeof err) || !strstr(err, msg)) {
+        print_error("got %s \"%.200s\", want %s with \"%s\"\n", ar_code_name(rc),
+                    memchr(err, '\0', sizeof err) ? err : "(unterminated)", ar_code_name(code), msg);
+        fail();
+    }
+    assert_null(r);
+}
+
+static void test_factory_reports_each_validation_error_in_errbuf(void **state)
+{
+    (void)state;
+    ar_step steps[3];
+    ar_record f;
+#define RESET() do { sample_steps(steps); f = sample_fields(steps, 3); } while (0)
+    RESET(); f.agent = NULL;
+    expect_refused(&f, NULL, AR_EMISUSE, "agent is required");
+    RESET(); f.agent = "";
+    expect_refused(&f, NULL, AR_EMISUSE, "agent must not be empty");
+    RESET(); f.goal = NULL;
+    expect_refused(&f, NULL, AR_EMISUSE, "goal is required");
+    RESET(); f.user = "\xED\xA0\x80";
+    expect_refused(&f, NULL, AR_EMISUSE, "user is not valid UTF-8");
+    RESET(); f.metadata = "[\"not\",\"an\",\"object\"]";
+    expect_refused(&f, NULL, AR_EJSON, "metadata");
+    RESET(); f.budget.max_tokens = -5;
+    expect_refused(&f, NULL, AR_EMISUSE, "budget.max_tokens");
+    RESET(); steps[1].content = "{\"a\":1,}"; steps[1].content_len = AR_NUL_TERMINATED;
+    expect_refused(&f, NULL, AR_EJSON, "steps[2]: step.content");
+    RESET(); steps[0].kind = NULL;
+    expect_refused(&f, NULL, AR_EMISUSE, "steps[1]: step.kind is required");
+    RESET(); steps[2].usage.output_tokens = -1;
+    expect_refused(&f, NULL, AR_EMISUSE, "steps[3]: usage.output_tokens");
+    RESET(); steps[2].usage.total_tokens = 81;
+    expect_refused(&f, NULL, AR_EMISUSE, "steps[3]: usage.total_tokens");
+    RESET(); steps[0].usage.cost = NAN;
+    expect_refused(&f, NULL, AR_EMISUSE, "steps[1]: step.cost");
+    RESET(); f.steps = NULL;
+    expect_refused(&f, NULL, AR_EMISUSE, "steps is NULL");
+    RESET(); f.usage = (ar_usage){ -1, 0, 0, 0.0, 0, NULL };
+    expect_refused(&f, NULL, AR_EMISUSE, "usage.input_tokens");
+    RESET(); f.usage = (ar_usage){ 1, 0, 0, -2.0, 0, NULL };
+    expect_refused(&f, NULL, AR_EMISUSE, "usage.cost");
+    RESET(); f.iterations = 2;
+    expect_refused(&f, NULL, AR_EMISUSE, "iterations (2) is less than the number of steps (3)");
+    RESET();
+    expect_refused(&f, "{\"unclosed\":", AR_EJSON, "output");
+    expect_refused(NULL, NULL, AR_EMISUSE, "fields is NULL");
+#undef RESET
+    ar_record ok = AR_RECORD_INIT;
+    ok.agent = "a";
+    ok.goal = "g";
+    assert_int_equal(ar_record_completed(NULL, &ok, NULL, 0, NULL, 0), AR_EMISUSE);
+    assert_int_equal(ar_record_failed(NULL, &ok, "x", NULL, 0), AR_EMISUSE);
+    assert_int_equal(ar_record_budget_exhausted(NULL, &ok, NULL, NULL, 0), AR_EMISUSE);
+}
+
+static void test_errbuf_is_optional_and_truncated_to_its_size(void **state)
+{
+    (void)state;
+    ar_record f = AR_RECORD_INIT;
+    f.goal = "g";
+    ar_record *r = NULL;
+    assert_int_equal(ar_record_completed(&r, &f, NULL, 0, NULL, 64), AR_EMISUSE);
+    char small[8];
+    memset(small, 'x', sizeof small);
+    assert_int_equal(ar_record_failed(&r, &f, "e", small, sizeof small), AR_EMISUSE);
+    assert_string_equal(small, "agent i");
+    char none[1] = { 'x' };
+    assert_int_equal(ar_record_failed(&r, &f, "e", none, 0), AR_EMISUSE);
+    assert_int_equal(none[0], 'x');
+    assert_null(r);
+}
+
+static void test_factory_copies_every_string_it_is_given(void **state)
+{
+    (void)state;
+    char agent[] = "agent", goal[] = "goal", kind[] = "llm", content[] = "{\"k\":\"v\"}";
+    char meta[] = "{\"m\":1}", counter[] = "cache_read_tokens", output[] = "\"out\"";
+    ar_counter c[] = { { counter, 3 } };
+    ar_step step = AR_STEP_INIT;
+    step.kind = kind;
+    step.content = content;
+    step.usage.n_extra = 1;
+    step.usage.extra = c;
+    ar_record f = AR_RECORD_INIT;
+    f.agent = agent;
+    f.goal = goal;
+    f.metadata = meta;
+    f.steps = &step;
+    f.n_steps = 1;
+    ar_record *r = NULL;
+    assert_int_equal(ar_record_completed(&r, &f, output, AR_NUL_TERMINATED, NULL, 0), AR_OK);
+    memset(agent, 'X', sizeof agent - 1);
+    memset(goal, 'X', sizeof goal - 1);
+    memset(kind, 'X', sizeof kind - 1);
+    memset(content, 'X', sizeof content - 1);
+    memset(meta, 'X', sizeof meta - 1);
+    memset(counter, 'X', sizeof counter - 1);
+    memset(output, 'X', sizeof output - 1);
+    assert_string_equal(r->agent, "agent");
+    assert_string_equal(r->goal, "goal");
+    assert_string_equal(r->metadata, "{\"m\":1}");
+    assert_string_equal(r->output, "\"out\"");
+    assert_string_equal(r->steps[0].kind, "llm");
+    assert_string_equal(r->steps[0].content, "{\"k\":\"v\"}");
+    assert_string_equal(r->steps[0].usage.extra[0].name, "cache_read_tokens");
+    assert_string_equal(r->usage.extra[0].name, "cache_read_tokens");
+    assert_int_equal(r->usage.extra[0].value, 3);
+    ar_record_free(r);
+}
+
+/* ---- writing ------------------------------------------------------------ */
+
+static void test_write_returns_an_id_and_stores_run_and_steps(void **state)
+{
+    (void)state;
+    ar_store *store = mem_store();
+    ar_step steps[3];
+    sample_steps(steps);
+    steps[0].at = 1100;
+    steps[1].at = 1200;
+    steps[2].at = 1300;
+    ar_record f = sample_fields(steps, 3);
+    f.created_at = 1000;
+    f.finished_at = 1400;
+    ar_record *r = NULL;
+    assert_int_equal(ar_record_completed(&r, &f, "\"fine\"", AR_NUL_TERMINATED, NULL, 0), AR_OK);
+    char *id = write_ok(store, r);
+    int64_t runs, n;
+    info(store, &runs, &n);
+    assert_int_equal(runs, 1);
+    assert_int_equal(n, 3);
+    ar_record *back = get(store, id, 1);
+    assert_string_equal(back->id, id);
+    same_record_and_times(back, r);
+    assert_int_equal(back->updated_at, 1400);
+    assert_int_equal(back->steps[1].at, 1200);
+    ar_record_free(back);
+    char *id2 = write_ok(store, r);
+    assert_true(strcmp(id, id2) != 0);
+    info(store, &runs, &n);
+    assert_int_equal(runs, 2);
+    assert_int_equal(n, 6);
+    ar_free(id2);
+    ar_free(id);
+    ar_record_free(r);
+    ar_store_close(store);
+}
+
+/* Records the sample transcript step by step and ends it with `status`. */
+static char *record_step_by_step(ar_store *store, const ar_step *steps, ar_status status)
+{
+    ar_run_spec spec = AR_RUN_SPEC_INIT;
+    ar_record f = sample_fields(steps, 3);
+    spec.agent = f.agent;
+    spec.goal = f.goal;
+    spec.user = f.user;
+    spec.edition = f.edition;
+    spec.parent = f.parent;
+    spec.metadata = f.metadata;
+    spec.budget = f.budget;
+    ar_run *run = NULL;
+    assert_int_equal(ar_run_begin(&run, store, &spec), AR_OK);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(ar_run_step(NULL, run, &steps[i]), AR_OK);
+    ar_exhaustion why = { "max_steps", 3, 3 };
+    if (status == AR_COMPLETED)
+        assert_int_equal(ar_run_complete(NULL, run, "{\"answer\":\"r2\"}", AR_NUL_TERMINATED), AR_OK);
+    else if (status == AR_FAILED)
+        assert_int_equal(ar_run_fail(NULL, run, "gave up \xFF"), AR_OK);
+    else
+        assert_int_equal(ar_run_exhaust(NULL, run, &why), AR_OK);
+    char *id = strdup(ar_run_id(run));
+    ar_run_close(run);
+    return id;
+}
+
+static void test_whole_record_reads_back_like_the_run_recorded_step_by_step(void **state)
+{
+    (void)state;
+    const ar_status outcomes[] = { AR_COMPLETED, AR_FAILED, AR_BUDGET_EXHAUSTED };
+    for (size_t k = 0; k < 3; k++) {
+        ar_store *store = mem_store();
+        ar_step steps[3];
+        sample_steps(steps);
+        char *live_id = record_step_by_step(store, steps, outcomes[k]);
+
+        ar_record f = sample_fields(steps, 3);
+        ar_exhaustion why = { "max_steps", 3, 3 };
+        ar_record *r = NULL;
+        if (outcomes[k] == AR_COMPLETED)
+            assert_int_equal(ar_record_completed(&r, &f, "{\"answer\":\"r2\"}", AR_NUL_TERMINATED, NULL, 0), AR_OK);
+        else if (outcomes[k] == AR_FAILED)
+            assert_int_equal(ar_record_failed(&r, &f, "gave up \xFF", NULL, 0), AR_OK);
+        else
+            assert_int_equal(ar_record_budget_exhausted(&r, &f, &why, NULL, 0), AR_OK);
+        char *whole_id = write_ok(store, r);
+
+        ar_record *live = get(store, live_id, 1);
+        ar_record *whole = get(store, whole_id, 1);
+        assert_int_equal(live->status, outcomes[k]);
+        assert_int_equal(live->n_steps, 3);
+        same_record(live, whole);
+        /* and both agree with the record the factory built */
+        same_record(whole, r);
+        ar_record_free(live);
+        ar_record_free(whole);
+        ar_record_free(r);
+        ar_free(whole_id);
+        free(live_id);
+        ar_store_close(store);
+    }
+}
+
+static void test_a_record_read_back_writes_to_another_store_unchanged(void **state)
+{
+    (void)state;
+    ar_store *a = mem_store();
+    ar_store *b = mem_store();
+    ar_step steps[3];
+    sample_steps(steps);
+    char *id = record_step_by_step(a, steps, AR_BUDGET_EXHAUSTED);
+    ar_record *orig = get(a, id, 1);
+    char *copy_id = write_ok(b, orig);
+    ar_record *copy = get(b, copy_id, 1);
+    same_record_and_times(copy, orig);
+    ar_record_free(copy);
+    ar_record_free(orig);
+    ar_free(copy_id);
+    free(id);
+    ar_store_close(a);
+    ar_store_close(b);
+}
+
+static void test_a_hand_made_record_is_normalised_when_written(void **state)
+{
+    (void)state;
+    ar_store *store = mem_store();
+    ar_step steps[3];
+    sample_steps(steps);
+    steps[0].seq = 7;
+    steps[1].seq = 7;
+    steps[2].seq = -1;
+    ar_record rec = sample_fields(steps, 3);
+    rec.status = AR_FAILED;
+    char *id = write_ok(store, &rec);
+    ar_record *back = get(store, id, 1);
+    assert_int_equal(back->status, AR_FAILED);
+    assert_string_equal(back->error, "failed");
+    assert_int_equal(back->iterations, 3);
+    assert_int_equal(back->usage.total_tokens, 200);
+    assert_exact(back->usage.cost, 0.3);
+    for (size_t i = 0; i < 3; i++)
+        assert_int_equal(back->steps[i].seq, (int64_t)i + 1);
+    assert_int_equal(back->latency_ms, back->finished_at - back->created_at);
+    ar_record_free(back);
+    ar_free(id);
+    ar_store_close(store);
+}
+
+static void test_writing_a_record_that_is_not_finished_is_misuse(void **state)
+{
+    (void)state;
+    ar_store *store = mem_store();
+    ar_step steps[3];
+    sample_steps(steps);
+    ar_record rec = sample_fields(steps, 3);
+    rec.status = AR_RUNNING;
+    char *id = (char *)"x";
+    assert_int_equal(ar_store_write(&id, store, &rec), AR_EMISUSE);
+    assert_null(id);
+    assert_non_null(strstr(ar_store_errmsg(store), "finished"));
+    rec.status = (ar_status)9;
+    assert_int_equal(ar_store_write(&id, store, &rec), AR_EMISUSE);
+    assert_int_equal(ar_store_write(&id, store, NULL), AR_EMISUSE);
+    rec.status = AR_COMPLETED;
+    assert_int_equal(ar_store_write(NULL, store, &rec), AR_EMISUSE);
+    assert_int_equal(ar_store_write(&id, NULL, &rec), AR_EMISUSE);
+    int64_t runs, n;
+    info(store, &runs, &n);
+    assert_int_equal(runs, 0);
+    assert_int_equal(n, 0);
+    ar_store_close(store);
+}
+
+static void test_a_record_with_a_bad_step_writes_nothing(void **state)
+{
+    (void)state;
+    ar_store *store = mem_store();
+    ar_step steps[3];
+    sample_steps(steps);
+    ar_record ok = sample_fields(steps, 3);
+    ok.status = AR_COMPLETED;
+    char *id = write_ok(store, &ok);
+    ar_free(id);
+
+    steps[2].content = "{\"broken\": [}";
+    ar_record rec = sample_fields(steps, 3);
+    rec.status = AR_COMPLETED;
+    id = (char *)"x";
+    assert_int_equal(ar_store_write(&id, store, &rec), AR_EJSON);
+    assert_null(id);
+    assert_non_null(strstr(ar_store_errmsg(store), "steps[3]"));
+    sample_steps(steps);
+    ar_counter bad[] = { { "input_tokens", 1 } };
+    steps[1].usage.extra = bad;
+    steps[1].usage.n_extra = 1;
+    assert_int_equal(ar_store_write(&id, store, &rec), AR_EMISUSE);
+    assert_non_null(strstr(ar_store_errmsg(store), "steps[2]"));
+    int64_t runs, n;
+    info(store, &runs, &n);
+    assert_int_equal(runs, 1);
+    assert_int_equal(n, 3);
+    ar_store_close(store);
+}
+
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_completed_record_sums_usage_and_counts_steps),
+    cmocka_unit_test(test_given_usage_and_iterations_are_kept),
+    cmocka_unit_test(test_record_times_default_to_now),
+    cmocka_unit_test(test_budget_exhausted_record_keeps_the_limit),
+    cmocka_unit_test(test_failed_record_keeps_the_error_and_replaces_invalid_utf8),
+    cmocka_unit_test(test_factory_reports_each_validation_error_in_errbuf),
+    cmocka_unit_test(test_errbuf_is_optional_and_truncated_to_its_size),
+    cmocka_unit_test(test_factory_copies_every_string_it_is_given),
+    cmocka_unit_test(test_write_returns_an_id_and_stores_run_and_steps),
+    cmocka_unit_test(test_whole_record_reads_back_like_the_run_recorded_step_by_step),
+    cmocka_unit_test(test_a_record_read_back_writes_to_another_store_unchanged),
+    cmocka_unit_test(test_a_hand_made_record_is_normalised_when_written),
+    cmocka_unit_test(test_writing_a_record_that_is_not_finished_is_misuse),
+    cmocka_unit_test(test_a_record_with_a_bad_step_writes_nothing),
+};
+
+TEST_GROUP(record_group, "record", tests);
