@@ -59,7 +59,7 @@ EXAMPLES   := $(BUILD)/examples/record_run $(BUILD)/examples/embed_host
 BENCH_BIN  := $(BUILD)/bench/bench
 
 LUA_ENV     = LUA_PATH='$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/tests/lua/?.lua;;' \
-              LUA_CPATH='$(CURDIR)/$(BUILD)/lua/?.so;;'
+              LUA_CPATH='$(abspath $(BUILD))/lua/?.so;;'
 
 .PHONY: all deps lib test test-c test-lua check bench demo install uninstall clean env
 
@@ -123,7 +123,7 @@ $(CTEST_BIN): $(CTEST_OBJ) $(BIND_OBJ) $(STATIC_LIB)
 	@mkdir -p $(@D)
 	$(CC) -o $@ $(CTEST_OBJ) $(BIND_OBJ) $(STATIC_LIB) $(PKG_LIBS) $(LUA_LIBS) $(CMOCKA_LIBS) -lm $(LDFLAGS_ALL)
 
-$(BENCH_BIN): $(BENCH_SRC) $(STATIC_LIB)
+$(BENCH_BIN): $(BENCH_SRC) $(wildcard tests/bench/*.h tests/bench/*.def) $(STATIC_LIB)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) $(LUA_CFLAGS) -o $@ $(BENCH_SRC) $(STATIC_LIB) $(PKG_LIBS) $(LUA_LIBS) -lm $(LDFLAGS_ALL)
 
@@ -135,7 +135,8 @@ test-c: $(CTEST_BIN)
 	AR_BUILD=$(BUILD) $(LUA_ENV) $(CTEST_BIN)
 
 test-lua: $(LUA_MOD)
-	AR_BUILD=$(BUILD) $(LUA_ENV) $(LUA_WRAP) lua5.4 tests/lua/run.lua tests/lua
+	AR_BUILD=$(BUILD) $(LUA_ENV) $(LUA_WRAP) lua5.4 $$(command -v busted) --output=tests/lua/summary.lua \
+	  --pattern=_spec --lpath='$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua' tests/lua
 
 # ASan+UBSan build in its own tree; the Lua interpreter is not instrumented,
 # so the runtime is preloaded for the Lua suite.

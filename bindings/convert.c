@@ -54,6 +54,8 @@ void arl_check_usage(lua_State *L, int idx, const char *what, ar_usage *u,
             lua_pop(L, 1);
             continue;
         }
+        if (strcmp(key, "cost") == 0)
+            luaL_error(L, "%s.usage.cost: give cost as step.cost", what);
         char label[96];
         lua_pushfstring(L, "%s.usage.%s", what, key);
         strncpy(label, lua_tostring(L, -1), sizeof label - 1);
@@ -67,8 +69,6 @@ void arl_check_usage(lua_State *L, int idx, const char *what, ar_usage *u,
         } else if (strcmp(key, "total_tokens") == 0) {
             has_total = 1;
             total = v;
-        } else if (strcmp(key, "cost") == 0) {
-            luaL_error(L, "%s.usage.cost: give cost as step.cost", what);
         } else {
             if (n == ARL_MAX_COUNTERS)
                 luaL_error(L, "%s.usage has more than %d counters", what, ARL_MAX_COUNTERS);

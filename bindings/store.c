@@ -195,7 +195,31 @@ static void read_record(lua_State *L, int idx, ar_record *r)
     const char *status = arl_field_text(L, idx, "record", "status", 1);
     if (ar_status_parse(&r->status, status) || r->status == AR_RUNNING)
         luaL_error(L, "record.status must be completed, budget_exhausted, failed or interrupted (got \"%s\")", status);
-    r->error = arl_field_text(L, idx, "record", "error", 0);
+    /* a failure's text is never refused (SPEC §6): the core replaces invalid
+     * UTF-8, and NUL bytes become U+FFFD here so that nothing is cut */
+    int et = lua_getfield(L, idx, "error");
+    if (et != LUA_TNIL) {
+        if (et != LUA_TSTRING)
+            luaL_error(L, "record.error must be a string (got %s)", lua_typename(L, et));
+        size_t n;
+        const char *s = lua_tolstring(L, -1, &n);
+        if (strlen(s) != n) {
+            luaL_Buffer b;
+            luaL_buffinit(L, &b);
+            for (size_t i = 0; i < n; i++) {
+                if (s[i])
+                    luaL_addchar(&b, s[i]);
+                else
+                    luaL_addstring(&b, "\xEF\xBF\xBD");
+            }
+            luaL_pushresult(&b);
+            lua_remove(L, -2);
+        }
+        r->error = lua_tostring(L, -1);
+        lua_rawseti(L, keep, ++kept);
+    } else {
+        lua_pop(L, 1);
+    }
     if (lua_getfield(L, idx, "output") != LUA_TNIL) {
         arl_buf *b = arl_scratch(L);
         arl_json_encode(L, -1, "output", b);

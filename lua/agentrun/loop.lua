@@ -109,8 +109,13 @@ return function(M, core)
     }, ctx_mt)
 
     -- Ends the run with `finish` and returns the final record with its transcript.
+    -- An output that cannot be stored (EJSON) fails the run with that message
+    -- rather than leaving it running.
     local function finish(fn, arg)
       local ok, e = pcall(with_retries, retries, fn, run, arg)
+      if not ok and M.is_error(e) and e.code == "EJSON" then
+        ok, e = pcall(with_retries, retries, run.fail, run, M.records.error_text(e))
+      end
       if not ok then raise_with_steps(e, steps) end
       local record = with_retries(retries, store.get, store, run.id, { steps = true })
       run:close()
