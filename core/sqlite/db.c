@@ -29,7 +29,6 @@ static const char schema_v1[] =
     "CREATE INDEX runs_by_created ON runs(created_at, id);"
     "CREATE INDEX runs_by_agent ON runs(agent, created_at, id);"
     "CREATE INDEX runs_by_user ON runs(user, created_at, id);"
-    "CREATE INDEX runs_by_status ON runs(status, created_at, id);"
     "CREATE INDEX runs_by_edition ON runs(edition, created_at, id) WHERE edition IS NOT NULL;"
     "CREATE INDEX runs_by_parent ON runs(parent, created_at, id) WHERE parent IS NOT NULL;"
     "CREATE TABLE steps("
@@ -221,24 +220,20 @@ static int check_path(const char *path, int readonly, ar_err *err)
     return create_private(path, err);
 }
 
-/* Reads application_id, user_version and whether the schema has objects in
- * one statement, so in one snapshot: read one by one, a file that another
- * process is creating could look half made (schema present, application_id 0). */
+/* Reads application_id, user_version and the number of schema objects in
+ * one read transaction, so from one snapshot: read one by one, a file that
+ * another process is creating could look half made (schema present,
+ * application_id 0). On failure the transaction is left open for the caller
+ * to read the error; closing the connection rolls it back. */
 static int header_read(ar_db *db, int64_t *app_id, int64_t *version, int64_t *objects, ar_err *err)
 {
-    sqlite3_stmt *st;
-    int rc = sqlite3_prepare_v2(db->conn,
-        "SELECT (SELECT application_id FROM pragma_application_id),"
-        " (SELECT user_version FROM pragma_user_version), (SELECT count(*) FROM sqlite_schema)",
-        -1, &st, NULL);
-    if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        *app_id = sqlite3_column_int64(st, 0);
-        *version = sqlite3_column_int64(st, 1);
-        *objects = sqlite3_column_int64(st, 2);
-        rc = SQLITE_OK;
-    }
-    sqlite3_finalize(st);
-    return rc == SQLITE_OK ? AR_OK : sq_fail(db, err, rc, "reading the store header");
+    int rc;
+    if ((rc = sq_exec(db, "BEGIN", err)) ||
+        (rc = pragma_int(db, "PRAGMA application_id", app_id, err)) ||
+        (rc = pragma_int(db, "PRAGMA user_version", version, err)) ||
+        (rc = pragma_int(db, "SELECT count(*) FROM sqlite_schema", objects, err)))
+        return rc;
+    return sq_exec(db, "COMMIT", err);
 }
 
 /* Reads the header and decides whether the file is a store this library can use. */
@@ -343,12 +338,14 @@ void ar_db_close(ar_db *db)
 {
     if (!db)
         return;
+    /* rolling back may prepare the cached ROLLBACK: finalize after it, or
+     * close_v2 would leave a zombie connection holding the file */
+    if (db->conn)
+        ar_db_txn_rollback(db);
     for (int i = 0; i < SQ_COUNT; i++)
         sqlite3_finalize(db->stmt[i]);
-    if (db->conn) {
-        ar_db_txn_rollback(db);
+    if (db->conn)
         sqlite3_close_v2(db->conn);
-    }
     ar_mem_free(db->alloc, db->path);
     ar_mem_free(db->alloc, db);
 }
