@@ -1,13 +1,26 @@
 -- policy.lua -- agentrun.policy(path): loads a retention policy file in a sandbox.
 -- The file is a Lua chunk returning a policy table. It sees only pure
 -- functions: no io, no os beyond time/date/clock, no require/load/dofile,
--- no debug, package, collectgarbage or metatables of strings. Its top level
+-- no debug, package, collectgarbage or metatables but its own. Its top level
 -- runs under an instruction budget; its rule runs under one per call (store:retain).
+-- Nothing it made runs host-side: the table it returns is copied raw, and its
+-- rule's errors and verdicts reach the host as strings.
 local CHUNK_BUDGET = 10000000
 
+-- The type each policy field may have (status may also be a list of strings).
 local policy_fields = {
-  older_than = true, keep_last = true, status = true, rule = true, dry_run = true, vacuum = true,
+  older_than = "number", keep_last = "number", status = "string", rule = "function",
+  dry_run = "boolean", vacuum = "boolean",
 }
+
+-- A value from the sandbox as text, without running any of its metamethods:
+-- a __tostring, __index or __pairs would run host-side, outside every budget.
+local function describe(v)
+  local t = type(v)
+  if t == "string" then return v end
+  if t == "number" or t == "boolean" or t == "nil" then return tostring(v) end
+  return "a " .. t .. " value"
+end
 
 -- A read-only copy of a library table, so the sandbox cannot alter the host's.
 local function frozen(lib, names)
@@ -21,6 +34,10 @@ local function frozen(lib, names)
 end
 
 local function sandbox()
+  -- the metatables the policy set itself: the only ones it may read back, so
+  -- it never reaches one of the host's (the metatable shared by every JSON
+  -- array, for one, which a rule meets in run.metadata)
+  local own = setmetatable({}, { __mode = "k" })
   local env = {
     assert = assert, error = error, ipairs = ipairs, next = next, pairs = pairs, pcall = pcall,
     select = select, tonumber = tonumber, tostring = tostring, type = type, xpcall = xpcall,
@@ -31,11 +48,14 @@ local function sandbox()
       if type(mt) == "table" and rawget(mt, "__gc") ~= nil then
         error("finalizers (__gc) are not allowed in a policy", 2)
       end
-      return setmetatable(t, mt)
+      setmetatable(t, mt)
+      if mt ~= nil then own[mt] = true end
+      return t
     end,
-    -- getmetatable of a string would hand out the host's string library
+    -- getmetatable("") would hand out the host's string library
     getmetatable = function(v)
-      if type(v) ~= "table" then return nil end
+      local mt = debug.getmetatable(v)
+      if mt == nil or not own[mt] then return nil end
       return getmetatable(v)
     end,
     string = frozen(string, { "byte", "char", "find", "format", "gmatch", "gsub", "len", "lower",
@@ -48,6 +68,50 @@ local function sandbox()
   }
   env._G = env
   return env
+end
+
+-- The host's copy of the policy the chunk returned: read raw, fields and
+-- types checked, status copied, so none of the sandbox's metatables come along.
+local function host_policy(policy, path)
+  local copy = {}
+  for k, v in next, policy do
+    local want = type(k) == "string" and policy_fields[k]
+    if not want then
+      error(("unknown field '%s' in policy file %s"):format(describe(k), path), 3)
+    end
+    if k == "status" and type(v) == "table" then
+      local list = {}
+      for i = 1, rawlen(v) do
+        local name = rawget(v, i)
+        if type(name) ~= "string" then
+          error(("policy file %s: status[%d] must be a string (got %s)"):format(path, i, type(name)), 3)
+        end
+        list[i] = name
+      end
+      v = list
+    elseif type(v) ~= want then
+      error(("policy file %s: %s must be a %s (got %s)"):format(path, k, want, type(v)), 3)
+    end
+    copy[k] = v
+  end
+  return copy
+end
+
+-- The rule as the host calls it: errors that are not strings, and verdicts
+-- that are neither strings nor nil, become text before they leave the sandbox.
+local function host_rule(rule, path)
+  return function(run)
+    local ok, verdict = pcall(rule, run)
+    if not ok then
+      if type(verdict) == "string" then error(verdict, 0) end
+      error(("policy file %s: the rule raised %s"):format(path, describe(verdict)), 0)
+    end
+    if verdict ~= nil and type(verdict) ~= "string" then
+      error(("policy file %s: the rule must return \"keep\", \"delete\" or nil (got a %s value)")
+        :format(path, type(verdict)), 0)
+    end
+    return verdict
+  end
 end
 
 return function(agentrun)
@@ -71,19 +135,13 @@ return function(agentrun)
     end
     debug.sethook(co, over_budget, "", CHUNK_BUDGET)
     local ok, policy = coroutine.resume(co)
-    if not ok then error(("policy file %s: %s"):format(path, tostring(policy)), 2) end
+    if not ok then error(("policy file %s: %s"):format(path, describe(policy)), 2) end
     if coroutine.status(co) ~= "dead" then error(("policy file %s must not yield"):format(path), 2) end
     if type(policy) ~= "table" then
       error(("policy file %s must return a policy table (got %s)"):format(path, type(policy)), 2)
     end
-    for k in pairs(policy) do
-      if not policy_fields[k] then
-        error(("unknown field '%s' in policy file %s"):format(tostring(k), path), 2)
-      end
-    end
-    if policy.rule ~= nil and type(policy.rule) ~= "function" then
-      error(("policy file %s: rule must be a function"):format(path), 2)
-    end
+    policy = host_policy(policy, path)
+    if policy.rule then policy.rule = host_rule(policy.rule, path) end
     return policy
   end
 end
