@@ -23,15 +23,6 @@ typedef struct event_summary_box {
     ar_event_summary summary;
 } event_summary_box;
 
-static int usable(ar_store *store)
-{
-    if (!store)
-        return AR_EMISUSE;
-    if (!store->db)
-        return ar_fail(&store->err, AR_EMISUSE, "the store is not open");
-    return AR_OK;
-}
-
 /* ---- appending ------------------------------------------------------------ */
 
 /* Appends one event; *out (may be NULL) gets its id, which is larger than
@@ -41,7 +32,7 @@ static int usable(ar_store *store)
  * nothing is written. */
 int ar_event_append(int64_t *out, ar_store *store, const ar_event *event)
 {
-    int rc = usable(store);
+    int rc = ar_store_usable(store);
     if (out)
         *out = 0;
     if (rc)
@@ -178,7 +169,7 @@ static int follows(ar_store *store, const ar_event_query *q, int64_t g, int *out
  * cursor), AR_ENOMEM or a store error, with *out NULL. */
 int ar_events_list(ar_event_list **out, char **next_cursor, ar_store *store, const ar_event_query *q)
 {
-    int rc = usable(store);
+    int rc = ar_store_usable(store);
     if (out)
         *out = NULL;
     if (next_cursor)
@@ -252,7 +243,7 @@ void ar_event_list_free(ar_event_list *list)
  * are checked but do not count). */
 int ar_events_count(int64_t *out, ar_store *store, const ar_event_query *q)
 {
-    int rc = usable(store);
+    int rc = ar_store_usable(store);
     if (out)
         *out = 0;
     int64_t key;
@@ -268,7 +259,7 @@ int ar_events_count(int64_t *out, ar_store *store, const ar_event_query *q)
  * (AR_UNSET without events). *out is freed with ar_event_summary_free. */
 int ar_events_summary(ar_event_summary **out, ar_store *store, const char *agent)
 {
-    int rc = usable(store);
+    int rc = ar_store_usable(store);
     if (out)
         *out = NULL;
     if (rc)
@@ -307,7 +298,7 @@ void ar_event_summary_free(ar_event_summary *summary)
 /* Deletes every event of `agent` and no other; *out (may be NULL) gets the count. */
 int ar_events_delete(int64_t *out, ar_store *store, const char *agent)
 {
-    int rc = usable(store);
+    int rc = ar_store_usable(store);
     if (out)
         *out = 0;
     if (rc || (rc = ar_text_check(&store->err, "agent", agent, 1, 1)))
@@ -328,7 +319,7 @@ int ar_events_delete(int64_t *out, ar_store *store, const char *agent)
  * nothing is deleted. */
 int ar_events_retain(int64_t *out, ar_store *store, const ar_event_retention *policy)
 {
-    int rc = usable(store);
+    int rc = ar_store_usable(store);
     if (out)
         *out = 0;
     if (rc)

@@ -129,6 +129,9 @@ struct ar_run {
     char *scratch2; size_t scratch2_cap;
 };
 
+/* AR_OK when the store is open; AR_EMISUSE otherwise (NULL, or it failed to open). */
+int ar_store_usable(ar_store *store);
+
 int64_t ar_now_ms(void);
 /* A new run id for created_at `ms`: time-ordered, monotonic within the process. */
 void ar_id_new(ar_store *store, int64_t ms, char out[AR_ID_LEN + 1]);

@@ -9,18 +9,9 @@
 #define STEP_BATCH 256
 #define GET_FETCH_MAX 65536 /* steps sized up front by ar_store_get before it grows */
 
-static int usable(ar_store *store)
-{
-    if (!store)
-        return AR_EMISUSE;
-    if (!store->db)
-        return ar_fail(&store->err, AR_EMISUSE, "the store is not open");
-    return AR_OK;
-}
-
 int ar_store_get(ar_record **out, ar_store *store, const char *id, int with_steps)
 {
-    int rc = usable(store);
+    int rc = ar_store_usable(store);
     if (out)
         *out = NULL;
     if (rc)
@@ -72,7 +63,7 @@ struct ar_step_iter {
 
 int ar_steps_open(ar_step_iter **out, ar_store *store, const char *run_id, int64_t from, int64_t limit)
 {
-    int rc = usable(store);
+    int rc = ar_store_usable(store);
     if (out)
         *out = NULL;
     if (rc)
@@ -220,7 +211,7 @@ static int query_check(ar_store *store, const ar_run_query *q)
 
 int ar_runs_list(ar_record ***out, size_t *n, char **next_cursor, ar_store *store, const ar_run_query *q)
 {
-    int rc = usable(store);
+    int rc = ar_store_usable(store);
     if (out)
         *out = NULL;
     if (n)
@@ -284,7 +275,7 @@ int ar_runs_list(ar_record ***out, size_t *n, char **next_cursor, ar_store *stor
 
 int ar_runs_count(int64_t *out, ar_store *store, const ar_run_query *q)
 {
-    int rc = usable(store);
+    int rc = ar_store_usable(store);
     if (out)
         *out = 0;
     if (rc || (rc = query_check(store, q)))
@@ -296,7 +287,7 @@ int ar_runs_count(int64_t *out, ar_store *store, const ar_run_query *q)
 
 int ar_runs_stats(ar_stats *out, ar_store *store, const ar_run_query *q)
 {
-    int rc = usable(store);
+    int rc = ar_store_usable(store);
     if (rc || (rc = query_check(store, q)))
         return rc;
     if (!out)

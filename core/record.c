@@ -247,10 +247,9 @@ int ar_store_write(char **out, ar_store *store, const ar_record *record)
 {
     if (out)
         *out = NULL;
-    if (!store)
-        return AR_EMISUSE;
-    if (!store->db)
-        return ar_fail(&store->err, AR_EMISUSE, "the store is not open");
+    int usable = ar_store_usable(store);
+    if (usable)
+        return usable;
     if (!out || !record)
         return ar_fail(&store->err, AR_EMISUSE, "out and record are required");
     if (record->status == AR_RUNNING || !ar_status_name(record->status))

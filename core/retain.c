@@ -174,10 +174,9 @@ int ar_store_retain(ar_retention_report *out, ar_store *store, const ar_retentio
 {
     if (out)
         memset(out, 0, sizeof *out);
-    if (!store)
-        return AR_EMISUSE;
-    if (!store->db)
-        return ar_fail(&store->err, AR_EMISUSE, "the store is not open");
+    int usable = ar_store_usable(store);
+    if (usable)
+        return usable;
     if (!out || !policy)
         return ar_fail(&store->err, AR_EMISUSE, "out and policy are required");
     ar_status statuses[4];

@@ -97,13 +97,11 @@ static int spec_check(ar_err *err, const ar_run_spec *spec)
 
 int ar_run_begin(ar_run **out, ar_store *store, const ar_run_spec *spec)
 {
-    if (!out || !store)
+    if (!out)
         return AR_EMISUSE;
     *out = NULL;
-    if (!store->db)
-        return ar_fail(&store->err, AR_EMISUSE, "the store is not open");
-    int rc = spec_check(&store->err, spec);
-    if (rc)
+    int rc = ar_store_usable(store);
+    if (rc || (rc = spec_check(&store->err, spec)))
         return rc;
     ar_run *run = run_new(store);
     if (!run)
@@ -129,14 +127,14 @@ int ar_run_begin(ar_run **out, ar_store *store, const ar_run_spec *spec)
 
 int ar_run_resume(ar_run **out, ar_store *store, const char *run_id, const ar_budget *budget)
 {
-    if (!out || !store)
+    if (!out)
         return AR_EMISUSE;
     *out = NULL;
-    if (!store->db)
-        return ar_fail(&store->err, AR_EMISUSE, "the store is not open");
+    int rc = ar_store_usable(store);
+    if (rc)
+        return rc;
     if (!run_id)
         return ar_fail(&store->err, AR_EMISUSE, "run_id is required");
-    int rc;
     if (budget && (rc = ar_budget_check(&store->err, budget)))
         return rc;
     ar_record_box *box = ar_record_box_new(&store->alloc);

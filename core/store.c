@@ -84,8 +84,8 @@ int ar_store_errcode(const ar_store *store)
     return store ? store->err.code : AR_EMISUSE;
 }
 
-/* The store's usable state: AR_OK, or AR_EMISUSE when it failed to open. */
-static int usable(ar_store *store)
+/* AR_OK when the store is open; AR_EMISUSE otherwise (NULL, or it failed to open). */
+int ar_store_usable(ar_store *store)
 {
     if (!store)
         return AR_EMISUSE;
@@ -96,7 +96,7 @@ static int usable(ar_store *store)
 
 int ar_store_info_get(ar_store_info *out, ar_store *store)
 {
-    int rc = usable(store);
+    int rc = ar_store_usable(store);
     if (rc)
         return rc;
     if (!out)
@@ -111,7 +111,7 @@ int ar_store_info_get(ar_store_info *out, ar_store *store)
 int ar_store_forget_user(int64_t *out, ar_store *store, const char *user)
 {
     int64_t n = 0;
-    int rc = usable(store);
+    int rc = ar_store_usable(store);
     if (out)
         *out = 0;
     if (rc || (rc = ar_text_check(&store->err, "user", user, 1, 1)))
@@ -126,7 +126,7 @@ int ar_store_forget_user(int64_t *out, ar_store *store, const char *user)
 int ar_store_recover(int64_t *out, ar_store *store, double stale_after_s)
 {
     int64_t n = 0;
-    int rc = usable(store);
+    int rc = ar_store_usable(store);
     if (out)
         *out = 0;
     if (rc)
@@ -144,7 +144,7 @@ int ar_store_recover(int64_t *out, ar_store *store, double stale_after_s)
 int ar_store_checkpoint(char **out, int64_t *seq, ar_store *store, const char *run_id)
 {
     int64_t rowid, s = 0;
-    int rc = usable(store);
+    int rc = ar_store_usable(store);
     if (out)
         *out = NULL;
     if (seq)
