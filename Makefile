@@ -183,6 +183,74 @@ uninstall:
 	rm -rf $(DESTDIR)$(LUA_CMOD)/agentrun $(DESTDIR)$(LUA_LMOD)/agentrun $(DESTDIR)$(LUA_LMOD)/agentrun.lua
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
 
 -include $(CORE_OBJ:.o=.d) $(BIND_OBJ:.o=.d) $(CTEST_OBJ:.o=.d)
+
+# ---- fault injection and fuzzing (tests only; appended by the fault-tolerance work) ----
+# The Lua specs arm the test-only fault VFS through this module; it is never
+# part of the library or installed.
+FAULTVFS_LUA := $(BUILD)/lua/faultvfs.so
+
+$(FAULTVFS_LUA): tests/lua/faultvfs_lua.c tests/c/faultvfs.c tests/c/faultvfs.h
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) $(LUA_CFLAGS) -Itests/c -shared -o $@ tests/lua/faultvfs_lua.c tests/c/faultvfs.c \
+	    $(PKG_LIBS) $(LDFLAGS_ALL)
+
+test-lua: $(FAULTVFS_LUA)
+
+# libFuzzer targets, one per tests/fuzz/*.c, built by clang with ASan+UBSan in
+# their own tree (never mixed with the gcc objects of $(BUILD)). `make fuzz`
+# runs each for FUZZ_SECONDS, starting from tests/fuzz/corpus/<target>/;
+# inputs it finds go to $(FUZZ_BUILD)/corpus/<target>/, crashes to
+# $(FUZZ_BUILD)/<target>-crash-*. `make fuzz-build` only builds.
+FUZZ_SECONDS ?= 60
+FUZZ_BUILD   ?= build-fuzz
+FUZZ_CC      ?= clang
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_CFLAGS   = -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(WARN) -g -O1 -fno-omit-frame-pointer \
+                $(FUZZ_SAN) -Icore/include -Icore -Ibindings $(PKG_CFLAGS) $(LUA_CFLAGS)
+FUZZ_SRC     := $(wildcard tests/fuzz/*.c)
+FUZZ_BINS    := $(FUZZ_SRC:tests/fuzz/%.c=$(FUZZ_BUILD)/%)
+FUZZ_OBJ     := $(CORE_SRC:%.c=$(FUZZ_BUILD)/obj/%.o) $(BIND_SRC:%.c=$(FUZZ_BUILD)/obj/%.o)
+
+.PHONY: fuzz fuzz-deps fuzz-build
+.SECONDARY: $(FUZZ_OBJ)
+
+# clang plus its libFuzzer runtime (Debian: clang, libclang-rt-14-dev), as `deps` does.
+fuzz-deps: deps
+	@probe=$$(mktemp -d); \
+	echo 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n) { (void)d; (void)n; return 0; }' > $$probe/p.c; \
+	if ! $(FUZZ_CC) -fsanitize=fuzzer,address,undefined $$probe/p.c -o $$probe/p >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing: clang libclang-rt-14-dev"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang libclang-rt-14-dev) >/dev/null || \
+	      { rm -rf $$probe; exit 1; }; \
+	  else \
+	    echo "missing packages; run:  sudo apt-get install -y clang libclang-rt-14-dev"; rm -rf $$probe; exit 1; \
+	  fi; \
+	fi; \
+	rm -rf $$probe
+
+$(FUZZ_BUILD)/obj/%.o: %.c
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c $< -o $@
+
+$(FUZZ_BUILD)/%: tests/fuzz/%.c $(FUZZ_OBJ)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_OBJ) $(PKG_LIBS) $(LUA_LIBS) -lm
+
+fuzz-build: fuzz-deps
+	@$(MAKE) --no-print-directory $(FUZZ_BINS)
+
+# Each target first replays its seeds and kept regressions, then explores.
+fuzz: fuzz-build
+	@for t in $(notdir $(FUZZ_BINS)); do \
+	  mkdir -p $(FUZZ_BUILD)/corpus/$$t tests/fuzz/corpus/$$t; \
+	  echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
+	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  $(FUZZ_BUILD)/$$t -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+	    -artifact_prefix=$(FUZZ_BUILD)/$$t- $(FUZZ_BUILD)/corpus/$$t tests/fuzz/corpus/$$t || exit 1; \
+	done
+
+-include $(FUZZ_OBJ:.o=.d)
