@@ -46,6 +46,32 @@ char *tmpdir_path(const char *dir, const char *name)
     return p;
 }
 
+ar_store *test_mem_store(void)
+{
+    ar_open_opts opts = AR_OPEN_OPTS_INIT;
+    opts.durability = AR_DURABILITY_NORMAL;
+    ar_store *store = NULL;
+    assert_int_equal(ar_store_open(&store, ":memory:", &opts), AR_OK);
+    return store;
+}
+
+char *test_slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    assert_int_equal(fseek(f, 0, SEEK_END), 0);
+    long n = ftell(f);
+    assert_true(n >= 0);
+    rewind(f);
+    char *buf = malloc((size_t)n + 1);
+    assert_non_null(buf);
+    assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    buf[n] = '\0';
+    *len = (size_t)n;
+    return buf;
+}
+
 int main(int argc, char **argv)
 {
     /* An optional argument selects groups whose name contains it. */

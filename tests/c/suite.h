@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "agentrun.h"
+
 typedef struct test_group {
     const char *name;
     const struct CMUnitTest *tests;
@@ -18,6 +20,21 @@ typedef struct test_group {
  * TEST_GROUP and adds a line X(<name>_group) to tests/c/groups.def. */
 #define TEST_GROUP(var, label, array) \
     const test_group var = { label, array, sizeof(array) / sizeof((array)[0]) }
+
+/* Exact floating-point equality that prints both values when it fails. */
+#define assert_exact(a, b) do { \
+        double a_ = (a), b_ = (b); \
+        if (a_ != b_) { \
+            print_error("%s = %.17g, want %.17g\n", #a, a_, b_); \
+            fail(); \
+        } \
+    } while (0)
+
+/* An in-memory store with durability normal, so long loops stay quick. */
+ar_store *test_mem_store(void);
+
+/* The whole file at path (malloc'ed, NUL-terminated); *len gets its size. */
+char *test_slurp(const char *path, size_t *len);
 
 /* A fresh temporary directory for a test's files (removed by tmpdir_remove). */
 char *tmpdir_make(void);

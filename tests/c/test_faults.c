@@ -864,22 +864,6 @@ static void test_a_full_store_fails_with_efull_until_retention_frees_room(void *
 
 /* ---- damaged and foreign files ------------------------------------------ */
 
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    assert_int_equal(fseek(f, 0, SEEK_END), 0);
-    long n = ftell(f);
-    assert_true(n >= 0);
-    rewind(f);
-    char *buf = malloc((size_t)n + 1);
-    assert_non_null(buf);
-    assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
-    fclose(f);
-    *len = (size_t)n;
-    return buf;
-}
-
 static int exists(const char *path)
 {
     struct stat sb;
@@ -914,7 +898,7 @@ static void make_store(const char *path)
 static void expect_refused(const char *path, int want, const char *msg_part)
 {
     size_t before_len, after_len;
-    char *before = slurp(path, &before_len);
+    char *before = test_slurp(path, &before_len);
     for (int ro = 0; ro <= 1; ro++) {
         ar_open_opts opts = AR_OPEN_OPTS_INIT;
         opts.readonly = ro;
@@ -927,7 +911,7 @@ static void expect_refused(const char *path, int want, const char *msg_part)
         }
         assert_non_null(strstr(ar_store_errmsg(store), path));
         ar_store_close(store);
-        char *after = slurp(path, &after_len);
+        char *after = test_slurp(path, &after_len);
         assert_int_equal(after_len, before_len);
         assert_memory_equal(after, before, before_len);
         free(after);
@@ -1171,7 +1155,7 @@ static void locked_file(mode_t dir_mode, void (*check)(const char *dir, char *wh
     char *path = tmpdir_path(dir, "locked.db");
     make_store(path);
     size_t before_len, after_len;
-    char *before = slurp(path, &before_len);
+    char *before = test_slurp(path, &before_len);
     if (geteuid() == 0) {
         assert_int_equal(chown(dir, 65534, 65534), 0);
         assert_int_equal(chown(path, 65534, 65534), 0);
@@ -1179,7 +1163,7 @@ static void locked_file(mode_t dir_mode, void (*check)(const char *dir, char *wh
     assert_int_equal(chmod(path, 0400), 0);
     assert_int_equal(chmod(dir, dir_mode), 0);
     as_nobody(dir, check);
-    char *after = slurp(path, &after_len);
+    char *after = test_slurp(path, &after_len);
     assert_int_equal(after_len, before_len);
     assert_memory_equal(after, before, before_len);
     assert_int_equal(chmod(dir, 0700), 0);

@@ -7,25 +7,7 @@
 
 #include "agentrun.h"
 
-#define assert_exact(a, b) do { \
-        double a_ = (a), b_ = (b); \
-        if (a_ != b_) { \
-            print_error("%s = %.17g, want %.17g\n", #a, a_, b_); \
-            fail(); \
-        } \
-    } while (0)
-
 #define T0 INT64_C(1700000000000) /* fixture runs start here, long before now */
-
-/* An in-memory store with durability normal. */
-static ar_store *mem_store(void)
-{
-    ar_open_opts opts = AR_OPEN_OPTS_INIT;
-    opts.durability = AR_DURABILITY_NORMAL;
-    ar_store *store = NULL;
-    assert_int_equal(ar_store_open(&store, ":memory:", &opts), AR_OK);
-    return store;
-}
 
 static ar_record *get(ar_store *store, const char *id, int with_steps)
 {
@@ -185,7 +167,7 @@ static row *many_runs(ar_store *store, size_t n)
 static void test_get_of_an_unknown_id_is_null_and_enotfound(void **state)
 {
     (void)state;
-    ar_store *store = mem_store();
+    ar_store *store = test_mem_store();
     ar_record *rec = (ar_record *)store;
     assert_int_equal(ar_store_get(&rec, store, "01ARZ3NDEKTSV4RRFFQ69G5FAV", 1), AR_ENOTFOUND);
     assert_null(rec);
@@ -202,7 +184,7 @@ static void test_get_of_an_unknown_id_is_null_and_enotfound(void **state)
 static void test_get_with_and_without_steps(void **state)
 {
     (void)state;
-    ar_store *store = mem_store();
+    ar_store *store = test_mem_store();
     ar_run_spec spec = AR_RUN_SPEC_INIT;
     spec.agent = "a";
     spec.goal = "g";
@@ -243,7 +225,7 @@ static void test_get_with_and_without_steps(void **state)
 static void test_get_returns_every_kept_step_whatever_iterations_claims(void **state)
 {
     (void)state;
-    ar_store *store = mem_store();
+    ar_store *store = test_mem_store();
     ar_step steps[2] = { AR_STEP_INIT, AR_STEP_INIT };
     steps[0].kind = "first";
     steps[1].kind = "second";
@@ -269,7 +251,7 @@ static void test_get_returns_every_kept_step_whatever_iterations_claims(void **s
 static void test_get_reads_a_transcript_longer_than_its_first_fetch(void **state)
 {
     (void)state;
-    ar_store *store = mem_store();
+    ar_store *store = test_mem_store();
     size_t n = 70000;
     ar_step *steps = malloc(n * sizeof *steps);
     assert_non_null(steps);
@@ -345,7 +327,7 @@ static void expect_stream(ar_store *store, const char *id, int64_t from, int64_t
 static void test_steps_from_is_inclusive_and_limit_caps_the_count(void **state)
 {
     (void)state;
-    ar_store *store = mem_store();
+    ar_store *store = test_mem_store();
     ar_run *run = run_with_steps(store, 5);
     const char *id = ar_run_id(run);
     expect_stream(store, id, 1, -1, 1, 5);
@@ -364,7 +346,7 @@ static void test_steps_from_is_inclusive_and_limit_caps_the_count(void **state)
 static void test_steps_stream_3000_in_order_across_batches(void **state)
 {
     (void)state;
-    ar_store *store = mem_store();
+    ar_store *store = test_mem_store();
     ar_run *run = run_with_steps(store, 3000);
     expect_stream(store, ar_run_id(run), 1, -1, 1, 3000);
     expect_stream(store, ar_run_id(run), 250, 600, 250, 849);
@@ -376,7 +358,7 @@ static void test_steps_stream_3000_in_order_across_batches(void **state)
 static void test_steps_of_an_empty_or_unknown_run(void **state)
 {
     (void)state;
-    ar_store *store = mem_store();
+    ar_store *store = test_mem_store();
     ar_run *run = run_with_steps(store, 0);
     expect_stream(store, ar_run_id(run), 1, -1, 1, 0);
     ar_step_iter *it = (ar_step_iter *)store;
@@ -392,7 +374,7 @@ static void test_steps_of_an_empty_or_unknown_run(void **state)
 static void test_a_stream_sees_steps_added_after_it_opened(void **state)
 {
     (void)state;
-    ar_store *store = mem_store();
+    ar_store *store = test_mem_store();
     ar_run *run = run_with_steps(store, 2);
     ar_step_iter *it = NULL;
     assert_int_equal(ar_steps_open(&it, store, ar_run_id(run), 1, -1), AR_OK);
@@ -418,7 +400,7 @@ static void test_a_stream_sees_steps_added_after_it_opened(void **state)
 static void test_runs_are_filtered_by_every_field(void **state)
 {
     (void)state;
-    ar_store *store = mem_store();
+    ar_store *store = test_mem_store();
     row rows[] = {
         { "a", "u1", "e1", NULL, AR_COMPLETED, T0 + 0, "" },
         { "a", "u2", "e1", NULL, AR_FAILED, T0 + 1, "" },
@@ -470,7 +452,7 @@ static void test_runs_are_filtered_by_every_field(void **state)
 static void test_since_is_inclusive_and_until_exclusive(void **state)
 {
     (void)state;
-    ar_store *store = mem_store();
+    ar_store *store = test_mem_store();
     row rows[3] = {
         { "a", NULL, NULL, NULL, AR_COMPLETED, T0 + 10, "" },
         { "a", NULL, NULL, NULL, AR_COMPLETED, T0 + 20, "" },
@@ -499,7 +481,7 @@ static void test_since_is_inclusive_and_until_exclusive(void **state)
 static void test_default_page_is_the_newest_50(void **state)
 {
     (void)state;
-    ar_store *store = mem_store();
+    ar_store *store = test_mem_store();
     row *rows = many_runs(store, 60);
     ar_run_query q = AR_RUN_QUERY_INIT;
     assert_int_equal(q.limit, 50);
@@ -536,7 +518,7 @@ static void test_default_page_is_the_newest_50(void **state)
 static void test_a_zero_limit_gives_an_empty_page(void **state)
 {
     (void)state;
-    ar_store *store = mem_store();
+    ar_store *store = test_mem_store();
     row *rows = many_runs(store, 3);
     ar_run_query q = AR_RUN_QUERY_INIT;
     q.limit = 0;
@@ -589,7 +571,7 @@ static void expect_paging(ar_store *store, const row *rows, size_t nrows, int or
 static void test_paging_120_runs_by_7_visits_each_once_in_order(void **state)
 {
     (void)state;
-    ar_store *store = mem_store();
+    ar_store *store = test_mem_store();
     row *rows = many_runs(store, 120);
     expect_paging(store, rows, 120, AR_ORDER_DESC, 7, 18);
     expect_paging(store, rows, 120, AR_ORDER_ASC, 7, 18);
@@ -604,7 +586,7 @@ static void test_paging_120_runs_by_7_visits_each_once_in_order(void **state)
 static void test_paging_keeps_the_filter(void **state)
 {
     (void)state;
-    ar_store *store = mem_store();
+    ar_store *store = test_mem_store();
     row *rows = many_runs(store, 40);
     ar_run_query q = AR_RUN_QUERY_INIT;
     q.agent = "b";
@@ -647,7 +629,7 @@ static char *cursor_after(ar_store *store, const ar_run_query *base, int64_t n)
 static void test_before_gives_the_items_preceding_the_cursor_in_query_order(void **state)
 {
     (void)state;
-    ar_store *store = mem_store();
+    ar_store *store = test_mem_store();
     row *rows = many_runs(store, 20);
     for (int order = 0; order < 2; order++) {
         ar_run_query q = AR_RUN_QUERY_INIT;
@@ -716,7 +698,7 @@ static void test_pages_never_repeat_or_skip_while_runs_are_added(void **state)
 {
     (void)state;
     for (int order = 0; order < 2; order++) {
-        ar_store *store = mem_store();
+        ar_store *store = test_mem_store();
         row *rows = many_runs(store, 30);
         ar_run_query q = AR_RUN_QUERY_INIT;
         q.order = order ? AR_ORDER_ASC : AR_ORDER_DESC;
@@ -772,7 +754,7 @@ static void test_pages_never_repeat_or_skip_while_runs_are_added(void **state)
 static void test_malformed_cursors_are_misuse(void **state)
 {
     (void)state;
-    ar_store *store = mem_store();
+    ar_store *store = test_mem_store();
     row *rows = many_runs(store, 3);
     const char *bad[] = {
         "", "garbage", "r1:", "r1:123", "r1:123:", "r1:abc:01ARZ3NDEKTSV4RRFFQ69G5FAV",
@@ -819,7 +801,7 @@ static void test_malformed_cursors_are_misuse(void **state)
 static void test_before_next_cursor_gives_back_the_page_it_came_from(void **state)
 {
     (void)state;
-    ar_store *store = mem_store();
+    ar_store *store = test_mem_store();
     row *rows = many_runs(store, 30);
     for (int order = 0; order < 2; order++) {
         ar_run_query q = AR_RUN_QUERY_INIT;
@@ -853,7 +835,7 @@ static void test_before_next_cursor_gives_back_the_page_it_came_from(void **stat
 static void test_after_and_before_together_are_misuse(void **state)
 {
     (void)state;
-    ar_store *store = mem_store();
+    ar_store *store = test_mem_store();
     row *rows = many_runs(store, 5);
     ar_run_query q = AR_RUN_QUERY_INIT;
     char *c = cursor_after(store, &q, 2);
@@ -885,7 +867,7 @@ static void test_after_and_before_together_are_misuse(void **state)
 static void test_ids_sort_in_creation_order_within_a_millisecond(void **state)
 {
     (void)state;
-    ar_store *store = mem_store();
+    ar_store *store = test_mem_store();
     enum { N = 300 };
     char ids[N][27];
     ar_run_spec spec = AR_RUN_SPEC_INIT;
@@ -915,7 +897,7 @@ static void test_ids_sort_in_creation_order_across_stores_of_one_process(void **
 {
     (void)state;
     /* SPEC 6: "also for runs begun in the same millisecond by one process" */
-    ar_store *stores[2] = { mem_store(), mem_store() };
+    ar_store *stores[2] = { test_mem_store(), test_mem_store() };
     ar_run_spec spec = AR_RUN_SPEC_INIT;
     spec.agent = "fast";
     spec.goal = "g";
@@ -938,7 +920,7 @@ static void test_ids_sort_in_creation_order_across_stores_of_one_process(void **
 static void test_count_ignores_limit_and_cursors(void **state)
 {
     (void)state;
-    ar_store *store = mem_store();
+    ar_store *store = test_mem_store();
     row *rows = many_runs(store, 12);
     ar_run_query q = AR_RUN_QUERY_INIT;
     char *c = cursor_after(store, &q, 5);
@@ -977,7 +959,7 @@ static void put_timed(ar_store *store, ar_status status, int64_t created, int64_
 static void test_stats_sum_usage_and_average_latency_over_finished_runs(void **state)
 {
     (void)state;
-    ar_store *store = mem_store();
+    ar_store *store = test_mem_store();
     put_timed(store, AR_COMPLETED, T0, T0 + 100, 2, 10, 5, 0.1);
     put_timed(store, AR_FAILED, T0 + 1000, T0 + 1200, 1, 1, 1, 0.2);
     put_timed(store, AR_BUDGET_EXHAUSTED, T0 + 2000, T0 + 2250, 4, 100, 50, 0.05);
@@ -1053,7 +1035,7 @@ static void test_stats_sum_usage_and_average_latency_over_finished_runs(void **s
 static void test_stats_count_interrupted_runs(void **state)
 {
     (void)state;
-    ar_store *store = mem_store();
+    ar_store *store = test_mem_store();
     ar_run_spec spec = AR_RUN_SPEC_INIT;
     spec.agent = "x";
     spec.goal = "g";
@@ -1077,7 +1059,7 @@ static void test_stats_count_interrupted_runs(void **state)
 static void test_forget_user_clears_the_user_and_keeps_the_runs(void **state)
 {
     (void)state;
-    ar_store *store = mem_store();
+    ar_store *store = test_mem_store();
     row rows[] = {
         { "a", "alice", NULL, NULL, AR_COMPLETED, T0 + 1, "" },
         { "b", "alice", NULL, NULL, AR_FAILED, T0 + 2, "" },

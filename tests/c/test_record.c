@@ -8,24 +8,6 @@
 
 #include "agentrun.h"
 
-#define assert_exact(a, b) do { \
-        double a_ = (a), b_ = (b); \
-        if (a_ != b_) { \
-            print_error("%s = %.17g, want %.17g\n", #a, a_, b_); \
-            fail(); \
-        } \
-    } while (0)
-
-/* An in-memory store with durability normal. */
-static ar_store *mem_store(void)
-{
-    ar_open_opts opts = AR_OPEN_OPTS_INIT;
-    opts.durability = AR_DURABILITY_NORMAL;
-    ar_store *store = NULL;
-    assert_int_equal(ar_store_open(&store, ":memory:", &opts), AR_OK);
-    return store;
-}
-
 static void info(ar_store *store, int64_t *runs, int64_t *steps)
 {
     ar_store_info i;
@@ -491,7 +473,7 @@ static void test_factory_copies_every_string_it_is_given(void **state)
 static void test_write_returns_an_id_and_stores_run_and_steps(void **state)
 {
     (void)state;
-    ar_store *store = mem_store();
+    ar_store *store = test_mem_store();
     ar_step steps[3];
     sample_steps(steps);
     steps[0].at = 1100;
@@ -557,7 +539,7 @@ static void test_whole_record_reads_back_like_the_run_recorded_step_by_step(void
     (void)state;
     const ar_status outcomes[] = { AR_COMPLETED, AR_FAILED, AR_BUDGET_EXHAUSTED };
     for (size_t k = 0; k < 3; k++) {
-        ar_store *store = mem_store();
+        ar_store *store = test_mem_store();
         ar_step steps[3];
         sample_steps(steps);
         char *live_id = record_step_by_step(store, steps, outcomes[k]);
@@ -592,8 +574,8 @@ static void test_whole_record_reads_back_like_the_run_recorded_step_by_step(void
 static void test_a_record_read_back_writes_to_another_store_unchanged(void **state)
 {
     (void)state;
-    ar_store *a = mem_store();
-    ar_store *b = mem_store();
+    ar_store *a = test_mem_store();
+    ar_store *b = test_mem_store();
     ar_step steps[3];
     sample_steps(steps);
     char *id = record_step_by_step(a, steps, AR_BUDGET_EXHAUSTED);
@@ -612,7 +594,7 @@ static void test_a_record_read_back_writes_to_another_store_unchanged(void **sta
 static void test_a_hand_made_record_is_normalised_when_written(void **state)
 {
     (void)state;
-    ar_store *store = mem_store();
+    ar_store *store = test_mem_store();
     ar_step steps[3];
     sample_steps(steps);
     steps[0].seq = 7;
@@ -638,7 +620,7 @@ static void test_a_hand_made_record_is_normalised_when_written(void **state)
 static void test_writing_a_record_that_is_not_finished_is_misuse(void **state)
 {
     (void)state;
-    ar_store *store = mem_store();
+    ar_store *store = test_mem_store();
     ar_step steps[3];
     sample_steps(steps);
     ar_record rec = sample_fields(steps, 3);
@@ -663,7 +645,7 @@ static void test_writing_a_record_that_is_not_finished_is_misuse(void **state)
 static void test_a_record_with_a_bad_step_writes_nothing(void **state)
 {
     (void)state;
-    ar_store *store = mem_store();
+    ar_store *store = test_mem_store();
     ar_step steps[3];
     sample_steps(steps);
     ar_record ok = sample_fields(steps, 3);

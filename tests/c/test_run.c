@@ -11,25 +11,6 @@
 
 #include "agentrun.h"
 
-/* Fails with both values printed in full when two doubles are not identical. */
-#define assert_exact(a, b) do { \
-        double a_ = (a), b_ = (b); \
-        if (a_ != b_) { \
-            print_error("%s = %.17g, want %.17g\n", #a, a_, b_); \
-            fail(); \
-        } \
-    } while (0)
-
-/* An in-memory store; durability normal keeps the long loops quick. */
-static ar_store *mem_store(void)
-{
-    ar_open_opts opts = AR_OPEN_OPTS_INIT;
-    opts.durability = AR_DURABILITY_NORMAL;
-    ar_store *store = NULL;
-    assert_int_equal(ar_store_open(&store, ":memory:", &opts), AR_OK);
-    return store;
-}
-
 static ar_run *begin_spec(ar_store *store, const ar_run_spec *spec)
 {
     ar_run *run = NULL;
@@ -108,7 +89,7 @@ static void expect_counter(const ar_usage *u, size_t i, const char *name, int64_
 static void test_begin_requires_agent_and_goal(void **state)
 {
     (void)state;
-    ar_store *store = mem_store();
+    ar_store *store = test_mem_store();
     ar_run_spec spec = AR_RUN_SPEC_INIT;
     ar_run *run = (ar_run *)store;
     spec.goal = "g";
@@ -129,7 +110,7 @@ static void test_begin_requires_agent_and_goal(void **state)
 static void test_begin_refuses_an_empty_agent_but_takes_an_empty_goal(void **state)
 {
     (void)state;
-    ar_store *store = mem_store();
+    ar_store *store = test_mem_store();
     ar_run_spec spec = AR_RUN_SPEC_INIT;
     ar_run *run = NULL;
     spec.agent = "";
@@ -150,7 +131,7 @@ static void test_begin_refuses_an_empty_agent_but_takes_an_empty_goal(void **sta
 static void test_begin_refuses_invalid_utf8_in_every_text_field(void **state)
 {
     (void)state;
-    ar_store *store = mem_store();
+    ar_store *store = test_mem_store();
     const char *bad = "caf\xC3";
     const char *fields[] = { "agent", "goal", "user", "edition", "parent" };
     for (int i = 0; i < 5; i++) {
@@ -173,7 +154,7 @@ static void test_begin_refuses_invalid_utf8_in_every_text_field(void **state)
 static void test_begin_metadata_must_be_a_json_object(void **state)
 {
     (void)state;
-    ar_store *store = mem_store();
+    ar_store *store = test_mem_store();
     const char *refused[] = { "[1]", "\"tag\"", "1", "null", "{", "{\"a\":NaN}", "" };
     for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
         ar_run_spec spec = AR_RUN_SPEC_INIT;
@@ -204,7 +185,7 @@ static void test_begin_metadata_must_be_a_json_object(void **state)
 static void test_begin_refuses_negative_budget_limits(void **state)
 {
     (void)state;
-    ar_store *store = mem_store();
+    ar_store *store = test_mem_store();
     for (int i = 0; i < 8; i++) {
         ar_budget b = AR_BUDGET_INIT;
         switch (i) {
@@ -233,7 +214,7 @@ static void test_begin_refuses_negative_budget_limits(void **state)
 static void test_begin_stores_every_field_of_a_running_run(void **state)
 {
     (void)state;
-    ar_store *store = mem_store();
+    ar_store *store = test_mem_store();
     ar_run_spec spec = AR_RUN_SPEC_INIT;
     spec.agent = "planner";
     spec.goal = "plan a trip \xE2\x9C\x88";
@@ -293,7 +274,7 @@ static void test_begin_stores_every_field_of_a_running_run(void **state)
 static void test_unlimited_budget_reads_back_as_no_limits(void **state)
 {
     (void)state;
-    ar_store *store = mem_store();
+    ar_store *store = test_mem_store();
     ar_run *run = begin_budget(store, NULL);
     ar_record *rec = get(store, ar_run_id(run), 0);
     assert_int_equal(rec->budget.max_steps, AR_NO_LIMIT);
@@ -312,7 +293,7 @@ static void test_unlimited_budget_reads_back_as_no_limits(void **state)
 static void test_steps_are_numbered_1_2_3(void **state)
 {
     (void)state;
-    ar_store *store = mem_store();
+    ar_store *store = test_mem_store();
     ar_run *run = begin_budget(store, NULL);
     for (int64_t i = 1; i <= 5; i++) {
         assert_int_equal(step_usage(run, 0, 0, 0.0), i);
@@ -336,7 +317,7 @@ static void test_steps_are_numbered_1_2_3(void **state)
 static void test_step_fields_are_stored_as_given(void **state)
 {
     (void)state;
-    ar_store *store = mem_store();
+    ar_store *store = test_mem_store();
     ar_run *run = begin_budget(store, NULL);
     ar_counter extra[] = { { "cache_read_tokens", 40 } };
     ar_step step = AR_STEP_INIT;
@@ -385,7 +366,7 @@ static void test_step_fields_are_stored_as_given(void **state)
 static void test_usage_sums_tokens_cost_and_extra_counters(void **state)
 {
     (void)state;
-    ar_store *store = mem_store();
+    ar_store *store = test_mem_store();
     ar_run *run = begin_budget(store, NULL);
     ar_counter c1[] = { { "cache_read_tokens", 5 } };
     ar_counter c2[] = { { "reasoning_tokens", 3 }, { "cache_read_tokens", 7 } };
@@ -430,7 +411,7 @@ static void test_usage_sums_tokens_cost_and_extra_counters(void **state)
 static void test_total_tokens_must_equal_input_plus_output(void **state)
 {
     (void)state;
-    ar_store *store = mem_store();
+    ar_store *store = test_mem_store();
     ar_run *run = begin_budget(store, NULL);
     ar_step step = AR_STEP_INIT;
     step.kind = "llm";
@@ -454,7 +435,7 @@ static void test_total_tokens_must_equal_input_plus_output(void **state)
 static void test_negative_or_non_finite_usage_is_refused(void **state)
 {
     (void)state;
-    ar_store *store = mem_store();
+    ar_store *store = test_mem_store();
     ar_run *run = begin_budget(store, NULL);
     for (int i = 0; i < 7; i++) {
         ar_step step = AR_STEP_INIT;
@@ -486,7 +467,7 @@ static void test_negative_or_non_finite_usage_is_refused(void **state)
 static void test_step_kind_is_required_and_text_must_be_utf8(void **state)
 {
     (void)state;
-    ar_store *store = mem_store();
+    ar_store *store = test_mem_store();
     ar_run *run = begin_budget(store, NULL);
     ar_step step = AR_STEP_INIT;
     assert_int_equal(ar_run_step(NULL, run, &step), AR_EMISUSE);
@@ -508,7 +489,7 @@ static void test_step_kind_is_required_and_text_must_be_utf8(void **state)
 static void test_counter_names_follow_the_rules(void **state)
 {
     (void)state;
-    ar_store *store = mem_store();
+    ar_store *store = test_mem_store();
     ar_run *run = begin_budget(store, NULL);
     char longest[65], too_long[66];
     memset(longest, 'a', 64);
@@ -562,7 +543,7 @@ static void test_counter_names_follow_the_rules(void **state)
 static void test_ten_thousand_steps_of_0_0001_cost_exactly_1(void **state)
 {
     (void)state;
-    ar_store *store = mem_store();
+    ar_store *store = test_mem_store();
     ar_run *run = begin_budget(store, NULL);
     for (int i = 0; i < 10000; i++)
         step_usage(run, 0, 0, 0.0001);
@@ -586,7 +567,7 @@ static void test_ten_thousand_steps_of_0_0001_cost_exactly_1(void **state)
 static void test_costs_0_1_and_0_2_read_back_as_0_3(void **state)
 {
     (void)state;
-    ar_store *store = mem_store();
+    ar_store *store = test_mem_store();
     ar_run *run = begin_budget(store, NULL);
     step_usage(run, 0, 0, 0.1);
     step_usage(run, 0, 0, 0.2);
@@ -608,7 +589,7 @@ static void test_costs_0_1_and_0_2_read_back_as_0_3(void **state)
 static void test_bad_step_json_is_ejson_and_writes_nothing(void **state)
 {
     (void)state;
-    ar_store *store = mem_store();
+    ar_store *store = test_mem_store();
     ar_run *run = begin_budget(store, NULL);
     step_usage(run, 1, 1, 0.01);
     const char *bad[] = { "{\"a\":}", "[1,2", "NaN", "\"caf\xC3\"", "9007199254740993", "'x'", "" };
@@ -662,7 +643,7 @@ static void expect_exhausted(ar_run *run, const char *limit, double limit_value,
 static void test_check_reports_max_steps(void **state)
 {
     (void)state;
-    ar_store *store = mem_store();
+    ar_store *store = test_mem_store();
     ar_budget b = AR_BUDGET_INIT;
     b.max_steps = 2;
     ar_run *run = begin_budget(store, &b);
@@ -679,7 +660,7 @@ static void test_check_reports_max_steps(void **state)
 static void test_check_reports_max_input_tokens(void **state)
 {
     (void)state;
-    ar_store *store = mem_store();
+    ar_store *store = test_mem_store();
     ar_budget b = AR_BUDGET_INIT;
     b.max_input_tokens = 100;
     ar_run *run = begin_budget(store, &b);
@@ -694,7 +675,7 @@ static void test_check_reports_max_input_tokens(void **state)
 static void test_check_reports_max_output_tokens(void **state)
 {
     (void)state;
-    ar_store *store = mem_store();
+    ar_store *store = test_mem_store();
     ar_budget b = AR_BUDGET_INIT;
     b.max_output_tokens = 50;
     ar_run *run = begin_budget(store, &b);
@@ -709,7 +690,7 @@ static void test_check_reports_max_output_tokens(void **state)
 static void test_check_reports_max_tokens_as_input_plus_output(void **state)
 {
     (void)state;
-    ar_store *store = mem_store();
+    ar_store *store = test_mem_store();
     ar_budget b = AR_BUDGET_INIT;
     b.max_tokens = 100;
     ar_run *run = begin_budget(store, &b);
@@ -728,7 +709,7 @@ static void test_check_reports_max_tokens_as_input_plus_output(void **state)
 static void test_check_reports_max_cost_exactly(void **state)
 {
     (void)state;
-    ar_store *store = mem_store();
+    ar_store *store = test_mem_store();
     ar_budget b = AR_BUDGET_INIT;
     b.max_cost = 0.3;
     ar_run *run = begin_budget(store, &b);
@@ -744,7 +725,7 @@ static void test_check_reports_max_cost_exactly(void **state)
 static void test_check_reports_max_seconds(void **state)
 {
     (void)state;
-    ar_store *store = mem_store();
+    ar_store *store = test_mem_store();
     ar_budget b = AR_BUDGET_INIT;
     b.max_seconds = 0;
     ar_run *run = begin_budget(store, &b);
@@ -766,7 +747,7 @@ static void test_check_reports_max_seconds(void **state)
 static void test_check_reports_limits_in_the_documented_order(void **state)
 {
     (void)state;
-    ar_store *store = mem_store();
+    ar_store *store = test_mem_store();
     const char *order[] = { "max_steps", "max_input_tokens", "max_output_tokens",
                             "max_tokens", "max_cost", "max_seconds" };
     const double limit_values[] = { 1, 1, 1, 1, 0.000001, 0 };
@@ -796,7 +777,7 @@ static void test_check_reports_limits_in_the_documented_order(void **state)
 static void test_a_step_past_the_budget_is_still_recorded(void **state)
 {
     (void)state;
-    ar_store *store = mem_store();
+    ar_store *store = test_mem_store();
     ar_budget b = AR_BUDGET_INIT;
     b.max_steps = 1;
     b.max_cost = 0.01;
@@ -839,7 +820,7 @@ static void expect_finished(ar_run *run)
 static void test_complete_records_the_output_and_ends_the_run(void **state)
 {
     (void)state;
-    ar_store *store = mem_store();
+    ar_store *store = test_mem_store();
     ar_run *run = begin_budget(store, NULL);
     step_usage(run, 10, 20, 0.05);
     step_usage(run, 1, 2, 0.05);
@@ -878,7 +859,7 @@ static void test_complete_records_the_output_and_ends_the_run(void **state)
 static void test_complete_with_bad_output_json_keeps_the_run_open(void **state)
 {
     (void)state;
-    ar_store *store = mem_store();
+    ar_store *store = test_mem_store();
     ar_run *run = begin_budget(store, NULL);
     ar_record *rec = (ar_record *)run;
     assert_int_equal(ar_run_complete(&rec, run, "{oops}", AR_NUL_TERMINATED), AR_EJSON);
@@ -906,7 +887,7 @@ static void test_complete_with_bad_output_json_keeps_the_run_open(void **state)
 static void test_fail_records_the_error_and_ends_the_run(void **state)
 {
     (void)state;
-    ar_store *store = mem_store();
+    ar_store *store = test_mem_store();
     ar_run *run = begin_budget(store, NULL);
     step_usage(run, 1, 1, 0.0);
     ar_record *rec = NULL;
@@ -933,7 +914,7 @@ static void test_fail_records_the_error_and_ends_the_run(void **state)
 static void test_fail_replaces_invalid_utf8_with_u_fffd(void **state)
 {
     (void)state;
-    ar_store *store = mem_store();
+    ar_store *store = test_mem_store();
     ar_run *run = begin_budget(store, NULL);
     ar_record *rec = NULL;
     assert_int_equal(ar_run_fail(&rec, run, "bad \xFF byte, cut \xE2\x82 end \xC3\xA9"), AR_OK);
@@ -964,7 +945,7 @@ static void test_fail_replaces_invalid_utf8_with_u_fffd(void **state)
 static void test_exhaust_records_the_limit_and_ends_the_run(void **state)
 {
     (void)state;
-    ar_store *store = mem_store();
+    ar_store *store = test_mem_store();
     ar_budget b = AR_BUDGET_INIT;
     b.max_cost = 0.5;
     ar_run *run = begin_budget(store, &b);
@@ -996,7 +977,7 @@ static void test_exhaust_records_the_limit_and_ends_the_run(void **state)
 static void test_exhaust_without_a_reason_uses_the_reached_limit(void **state)
 {
     (void)state;
-    ar_store *store = mem_store();
+    ar_store *store = test_mem_store();
     ar_budget b = AR_BUDGET_INIT;
     b.max_steps = 1;
     ar_run *run = begin_budget(store, &b);
@@ -1022,7 +1003,7 @@ static void test_exhaust_without_a_reason_uses_the_reached_limit(void **state)
 static void test_exhaust_refuses_figures_that_are_not_finite_or_negative(void **state)
 {
     (void)state;
-    ar_store *store = mem_store();
+    ar_store *store = test_mem_store();
     ar_run *run = begin_budget(store, NULL);
     const ar_exhaustion bad[] = {
         { "max_cost", NAN, 1 }, { "max_cost", 1, NAN }, { "max_seconds", INFINITY, 1 },
@@ -1044,7 +1025,7 @@ static void test_exhaust_refuses_figures_that_are_not_finite_or_negative(void **
 static void test_closing_a_running_run_fails_it(void **state)
 {
     (void)state;
-    ar_store *store = mem_store();
+    ar_store *store = test_mem_store();
     ar_run *run = begin_budget(store, NULL);
     step_usage(run, 1, 2, 0.0);
     char id[32];
@@ -1128,7 +1109,7 @@ static void test_closing_the_store_fails_its_open_runs(void **state)
 static void test_checkpoint_keeps_the_latest_state_and_its_seq(void **state)
 {
     (void)state;
-    ar_store *store = mem_store();
+    ar_store *store = test_mem_store();
     ar_run *run = begin_budget(store, NULL);
     char *cp = (char *)"x";
     int64_t seq = -1;
@@ -1172,7 +1153,7 @@ static void test_checkpoint_keeps_the_latest_state_and_its_seq(void **state)
 static void test_checkpoint_of_an_unknown_run_is_enotfound(void **state)
 {
     (void)state;
-    ar_store *store = mem_store();
+    ar_store *store = test_mem_store();
     char *cp = (char *)"x";
     int64_t seq = -1;
     assert_int_equal(ar_store_checkpoint(&cp, &seq, store, "01ARZ3NDEKTSV4RRFFQ69G5FAV"), AR_ENOTFOUND);
@@ -1190,7 +1171,7 @@ static void test_checkpoint_of_an_unknown_run_is_enotfound(void **state)
 static void test_resume_continues_seq_usage_and_takes_the_new_budget(void **state)
 {
     (void)state;
-    ar_store *store = mem_store();
+    ar_store *store = test_mem_store();
     ar_budget b = AR_BUDGET_INIT;
     b.max_steps = 2;
     b.max_cost = 5;
@@ -1272,7 +1253,7 @@ static void test_resume_continues_seq_usage_and_takes_the_new_budget(void **stat
 static void test_resume_without_a_budget_keeps_the_old_one(void **state)
 {
     (void)state;
-    ar_store *store = mem_store();
+    ar_store *store = test_mem_store();
     ar_budget b = AR_BUDGET_INIT;
     b.max_steps = 1;
     b.max_tokens = 77;
@@ -1294,7 +1275,7 @@ static void test_resume_without_a_budget_keeps_the_old_one(void **state)
 static void test_resume_refuses_other_statuses_and_unknown_ids(void **state)
 {
     (void)state;
-    ar_store *store = mem_store();
+    ar_store *store = test_mem_store();
     ar_run *running = begin_budget(store, NULL);
     ar_run *completed = begin_budget(store, NULL);
     ar_run *failed = begin_budget(store, NULL);

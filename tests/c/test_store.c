@@ -54,23 +54,6 @@ static int64_t step_ok(ar_run *run, const char *content)
     return seq;
 }
 
-/* The whole file as a malloc'ed buffer; *len gets its size. */
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    assert_int_equal(fseek(f, 0, SEEK_END), 0);
-    long n = ftell(f);
-    assert_true(n >= 0);
-    rewind(f);
-    char *buf = malloc((size_t)n + 1);
-    assert_non_null(buf);
-    assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
-    fclose(f);
-    *len = (size_t)n;
-    return buf;
-}
-
 static void spit(const char *path, const void *data, size_t len)
 {
     FILE *f = fopen(path, "wb");
@@ -118,7 +101,7 @@ static int64_t pragma_on_file(const char *path, const char *pragma)
 static void expect_refused_unchanged(const char *path, int want, const char *msg_part)
 {
     size_t before_len, after_len;
-    char *before = slurp(path, &before_len);
+    char *before = test_slurp(path, &before_len);
     ar_store *store = NULL;
     int rc = ar_store_open(&store, path, NULL);
     assert_string_equal(ar_code_name(rc), ar_code_name(want));
@@ -135,7 +118,7 @@ static void expect_refused_unchanged(const char *path, int want, const char *msg
     assert_int_equal(ar_run_begin(&run, store, &spec), AR_EMISUSE);
     assert_null(run);
     ar_store_close(store);
-    char *after = slurp(path, &after_len);
+    char *after = test_slurp(path, &after_len);
     assert_int_equal(after_len, before_len);
     assert_memory_equal(after, before, before_len);
     char side[4200];
