@@ -78,6 +78,9 @@ void ar_db_txn_rollback(ar_db *db);
 int ar_db_run_insert(ar_db *db, const ar_db_run *run, int64_t *rowid, struct ar_err *err);
 int ar_db_step_insert(ar_db *db, int64_t run_rowid, const ar_db_step *step, struct ar_err *err);
 int ar_db_run_progress(ar_db *db, int64_t run_rowid, const ar_db_progress *p, struct ar_err *err);
+/* Marks activity on a running run (updated_at = now); AR_ESTATE when it is
+ * no longer running in the file. */
+int ar_db_run_touch(ar_db *db, int64_t run_rowid, int64_t now, struct ar_err *err);
 /* Finishes a run that is still `running` in the file; AR_ESTATE otherwise. */
 int ar_db_run_finish(ar_db *db, int64_t run_rowid, const ar_db_finish *f, struct ar_err *err);
 /* Sets a budget_exhausted/interrupted run running again with `budget` (JSON). */

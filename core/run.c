@@ -313,8 +313,17 @@ int ar_run_checkpoint(ar_run *run, const char *state_json, size_t len)
         len = strlen(state_json);
     if ((rc = ar_json_check(&run->err, "state", state_json, len, 0)))
         return rc;
-    return from_store(run, ar_db_checkpoint_put(run->store->db, run->rowid, run->totals.iterations,
-                                                state_json, len, ar_now_ms(), &run->store->err));
+    /* a saved state is activity: recover{stale_after=} must not take the run */
+    ar_store *store = run->store;
+    int64_t now = ar_now_ms();
+    if ((rc = ar_db_txn_begin(store->db, &store->err)) == AR_OK &&
+        (rc = ar_db_checkpoint_put(store->db, run->rowid, run->totals.iterations, state_json, len, now,
+                                   &store->err)) == AR_OK &&
+        (rc = ar_db_run_touch(store->db, run->rowid, now, &store->err)) == AR_OK)
+        rc = ar_db_txn_commit(store->db, &store->err);
+    if (rc)
+        ar_db_txn_rollback(store->db);
+    return from_store(run, rc);
 }
 
 /* Ends the run in the file with `f`, then reads the final record back. */

@@ -97,6 +97,20 @@ int ar_db_run_progress(ar_db *db, int64_t run_rowid, const ar_db_progress *p, ar
     return rc;
 }
 
+int ar_db_run_touch(ar_db *db, int64_t run_rowid, int64_t now, ar_err *err)
+{
+    sqlite3_stmt *st = sq_stmt(db, SQ_RUN_TOUCH,
+        "UPDATE runs SET updated_at = ? WHERE n = ? AND status = 'running'", err);
+    if (!st)
+        return err->code;
+    sqlite3_bind_int64(st, 1, now);
+    sqlite3_bind_int64(st, 2, run_rowid);
+    int rc = step_done(db, st, err, "saving the checkpoint");
+    if (rc == AR_OK && sqlite3_changes(db->conn) != 1)
+        return ar_fail(err, AR_ESTATE, "the run is no longer running in the store");
+    return rc;
+}
+
 int ar_db_run_finish(ar_db *db, int64_t run_rowid, const ar_db_finish *f, ar_err *err)
 {
     sqlite3_stmt *st = sq_stmt(db, SQ_RUN_FINISH,

@@ -1,6 +1,8 @@
 /* test_run.c -- recording runs: begin, steps and usage, exact cost, budgets, finishing, checkpoints, resume, recovery. */
 #include "suite.h"
 
+#include <time.h>
+
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -1333,6 +1335,24 @@ static void crash_after_two_steps(char *dir, char *path, int fd)
     _exit(4);
 }
 
+static void test_a_saved_checkpoint_counts_as_activity_for_recover(void **state)
+{
+    (void)state;
+    ar_store *store = test_mem_store();
+    ar_run *run = begin_budget(store, NULL);
+    ar_record *rec = get(store, ar_run_id(run), 0);
+    int64_t begun = rec->updated_at;
+    ar_record_free(rec);
+    struct timespec pause = { 0, 20 * 1000000L };
+    nanosleep(&pause, NULL);
+    assert_int_equal(ar_run_checkpoint(run, "{\"plan\":1}", AR_NUL_TERMINATED), AR_OK);
+    rec = get(store, ar_run_id(run), 0);
+    assert_true(rec->updated_at > begun);
+    ar_record_free(rec);
+    ar_run_close(run);
+    ar_store_close(store);
+}
+
 static void test_recover_marks_a_crashed_writers_run_interrupted(void **state)
 {
     (void)state;
@@ -1448,6 +1468,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_resume_continues_seq_usage_and_takes_the_new_budget),
     cmocka_unit_test(test_resume_without_a_budget_keeps_the_old_one),
     cmocka_unit_test(test_resume_refuses_other_statuses_and_unknown_ids),
+    cmocka_unit_test(test_a_saved_checkpoint_counts_as_activity_for_recover),
     cmocka_unit_test(test_recover_marks_a_crashed_writers_run_interrupted),
 };
 
