@@ -35,8 +35,10 @@ typedef struct ar_db_progress {
     int64_t elapsed_ms, updated_at;
 } ar_db_progress;
 
-/* A run row as inserted (begin or write). */
+/* A run row as inserted (begin or write). `n` is the id's tick, the run's
+ * key: the table's order is the runs' time order. */
 typedef struct ar_db_run {
+    int64_t n;
     const char *id, *agent, *goal, *user, *edition, *parent, *metadata;
     const char *budget;                        /* JSON text */
     ar_status status;
@@ -56,11 +58,13 @@ typedef struct ar_db_finish {
     int64_t finished_at, elapsed_ms;
 } ar_db_finish;
 
-/* Cursor key of a run listing. */
+/* Cursor key of a run listing: the run's tick (see ar_id_new). */
 typedef struct ar_db_run_key {
-    int64_t created_at;
-    char id[32];
+    int64_t n;
 } ar_db_run_key;
+
+/* ar_db_run_insert: another run already has this key (pick a new id). */
+#define AR_DB_CONFLICT 100
 
 /* ---- the store ---------------------------------------------------------- */
 
@@ -75,7 +79,8 @@ void ar_db_txn_rollback(ar_db *db);
 
 /* ---- runs and steps (core/sqlite/runs.c) -------------------------------- */
 
-int ar_db_run_insert(ar_db *db, const ar_db_run *run, int64_t *rowid, struct ar_err *err);
+/* Inserts a run under run->n; AR_DB_CONFLICT (err untouched) when the key is taken. */
+int ar_db_run_insert(ar_db *db, const ar_db_run *run, struct ar_err *err);
 int ar_db_step_insert(ar_db *db, int64_t run_rowid, const ar_db_step *step, struct ar_err *err);
 int ar_db_run_progress(ar_db *db, int64_t run_rowid, const ar_db_progress *p, struct ar_err *err);
 /* Marks activity on a running run (updated_at = now); AR_ESTATE when it is

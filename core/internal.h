@@ -133,8 +133,15 @@ struct ar_run {
 int ar_store_usable(ar_store *store);
 
 int64_t ar_now_ms(void);
-/* A new run id for created_at `ms`: time-ordered, monotonic within the process. */
-void ar_id_new(ar_store *store, int64_t ms, char out[AR_ID_LEN + 1]);
+#define AR_ID_MAX_MS 0x7fffffffffffULL /* 47 bits of milliseconds: ticks stay positive */
+
+/* Makes a run id and returns its tick, the run's key in the store. A run
+ * begun now (`written` 0) takes the next tick of the process clock at `ms`
+ * or later: its created_at is then tick >> 16. A record written with its
+ * own created_at (`written` 1) keeps that millisecond. */
+int64_t ar_id_new(ar_store *store, int64_t ms, int written, char out[AR_ID_LEN + 1]);
+/* The tick inside a well-formed id, or -1. */
+int64_t ar_id_tick(const char *id);
 int ar_id_valid(const char *id);
 
 /* Validates a required/optional plain text field (UTF-8, no NUL). */

@@ -129,7 +129,7 @@ void ar_steps_close(ar_step_iter *it)
 /* ---- listings ----------------------------------------------------------- */
 
 /* A cursor marks the position just after one run in the listing's order:
- * "r1:<created_at>:<id>" of that run. `after` gives the runs past it,
+ * "r1:<created_at>:<id>" of that run (the id's key is the position). `after` gives the runs past it,
  * `before` the runs up to it, so before = next_cursor gives back the page
  * that cursor came from. */
 static int cursor_parse(ar_err *err, const char *name, const char *c, ar_db_run_key *key)
@@ -145,28 +145,28 @@ static int cursor_parse(ar_err *err, const char *name, const char *c, ar_db_run_
     if (end == p || *end != ':')
         goto bad;
     p = end + 1;
-    if (!ar_id_valid(p))
+    /* the position is the id's key; created_at is there for people reading it */
+    (void)t;
+    key->n = ar_id_tick(p);
+    if (key->n < 0)
         goto bad;
-    key->created_at = (int64_t)t;
-    memcpy(key->id, p, AR_ID_LEN + 1);
     return AR_OK;
 bad:
     return ar_fail(err, AR_EMISUSE, "%s is not a valid runs cursor", name);
 }
 
-static ar_db_run_key key_of(const ar_record *r)
-{
-    ar_db_run_key k;
-    k.created_at = r->created_at;
-    snprintf(k.id, sizeof k.id, "%s", r->id);
-    return k;
-}
-
-static char *cursor_make(ar_store *store, const ar_db_run_key *k)
-{
+/* A position after run r: its key, and its cursor text. */
+typedef struct position {
+    ar_db_run_key key;
     char text[96];
-    int n = snprintf(text, sizeof text, "r1:%" PRId64 ":%s", k->created_at, k->id);
-    return ar_out_strdup(&store->alloc, text, (size_t)n);
+} position;
+
+static position position_of(const ar_record *r)
+{
+    position p;
+    p.key.n = ar_id_tick(r->id);
+    snprintf(p.text, sizeof p.text, "r1:%" PRId64 ":%s", r->created_at, r->id);
+    return p;
 }
 
 /* Whether any run of the query lies past position `k` in its order. */
@@ -254,17 +254,20 @@ int ar_runs_list(ar_record ***out, size_t *n, char **next_cursor, ar_store *stor
     }
     /* the position the following page starts from: after this page's last
      * run, or where the query started when the page is empty */
-    ar_db_run_key from;
+    position from;
     const ar_db_run_key *fromp = keyp;
+    const char *from_text = q->after ? q->after : q->before;
     if (count > 0) {
-        from = key_of(list[count - 1]);
-        fromp = &from;
+        from = position_of(list[count - 1]);
+        fromp = &from.key;
+        from_text = from.text;
     }
     if (backwards && fromp && (rc = any_past(store, q, fromp, asc, &more))) {
         ar_records_free(list, count);
         return rc;
     }
-    if (more && fromp && next_cursor && !(*next_cursor = cursor_make(store, fromp))) {
+    if (more && fromp && next_cursor &&
+        !(*next_cursor = ar_out_strdup(&store->alloc, from_text, strlen(from_text)))) {
         ar_records_free(list, count);
         return ar_fail(&store->err, AR_ENOMEM, "out of memory listing runs");
     }

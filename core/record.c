@@ -41,6 +41,9 @@ static int fields_check(ar_err *err, const ar_record *f)
         return rc;
     if (f->usage.total_tokens >= 0 && !(f->usage.cost >= 0.0))
         return ar_fail(err, AR_EMISUSE, "usage.cost must be a non-negative number");
+    if ((f->created_at != AR_UNSET && (f->created_at < 0 || (uint64_t)f->created_at > AR_ID_MAX_MS)) ||
+        (f->finished_at != AR_UNSET && (f->finished_at < 0 || (uint64_t)f->finished_at > AR_ID_MAX_MS)))
+        return ar_fail(err, AR_EMISUSE, "created_at and finished_at must be milliseconds in 0..2^47");
     if (f->created_at != AR_UNSET && f->finished_at != AR_UNSET && f->finished_at < f->created_at)
         return ar_fail(err, AR_EMISUSE, "finished_at is before created_at");
     return AR_OK;
@@ -211,7 +214,7 @@ int ar_record_failed(ar_record **out, const ar_record *fields, const char *error
 }
 
 /* Inserts the normalised record `r` and its steps inside the caller's transaction. */
-static int write_rows(ar_store *store, const ar_record *r, const char *id, char **buf, size_t *cap)
+static int write_rows(ar_store *store, const ar_record *r, char id[AR_ID_LEN + 1], char **buf, size_t *cap)
 {
     ar_err *err = &store->err;
     ar_db *db = store->db;
@@ -222,14 +225,19 @@ static int write_rows(ar_store *store, const ar_record *r, const char *id, char 
     size_t clen = 0;
     if (ar_counters_json(&store->alloc, buf, cap, &clen, r->usage.extra, r->usage.n_extra))
         return ar_fail(err, AR_ENOMEM, "out of memory writing a record");
-    ar_db_run row = { id, r->agent, r->goal, r->user, r->edition, r->parent, r->metadata, budget,
+    ar_db_run row = { 0, id, r->agent, r->goal, r->user, r->edition, r->parent, r->metadata, budget,
                       r->status, r->output, r->output ? strlen(r->output) : 0, r->error,
                       r->limit.limit, r->limit.limit_value, r->limit.value,
                       { r->iterations, r->usage.input_tokens, r->usage.output_tokens, cost,
                         clen ? *buf : NULL, clen, r->latency_ms, r->finished_at },
                       r->created_at, r->finished_at };
+    /* the record keeps its created_at; a key taken in that millisecond means another id */
     int64_t rowid;
-    int rc = ar_db_run_insert(db, &row, &rowid, err);
+    int rc;
+    do {
+        rowid = ar_id_new(store, r->created_at, 1, id);
+        row.n = rowid;
+    } while ((rc = ar_db_run_insert(db, &row, err)) == AR_DB_CONFLICT);
     for (size_t i = 0; rc == AR_OK && i < r->n_steps; i++) {
         const ar_step *s = &r->steps[i];
         ar_cost_to_micros(&cost, s->usage.cost);
@@ -261,16 +269,14 @@ int ar_store_write(char **out, ar_store *store, const ar_record *record)
                    &record->limit, &store->err);
     if (rc)
         return rc;
-    char id[AR_ID_LEN + 1];
-    ar_id_new(store, r->created_at, id);
-    /* the id to hand back is made first: once committed, the call cannot fail */
-    char *id_out = ar_out_strdup(&store->alloc, id, AR_ID_LEN);
+    /* the id to hand back is allocated first: once committed, the call cannot fail */
+    char *id_out = ar_out_alloc(&store->alloc, AR_ID_LEN + 1);
     char *buf = NULL;
     size_t cap = 0;
     if (!id_out)
         rc = ar_fail(&store->err, AR_ENOMEM, "out of memory writing a record");
     else if ((rc = ar_db_txn_begin(store->db, &store->err)) == AR_OK &&
-             (rc = write_rows(store, r, id, &buf, &cap)) == AR_OK)
+             (rc = write_rows(store, r, id_out, &buf, &cap)) == AR_OK)
         rc = ar_db_txn_commit(store->db, &store->err);
     if (rc) {
         ar_db_txn_rollback(store->db);

@@ -108,17 +108,23 @@ int ar_run_begin(ar_run **out, ar_store *store, const ar_run_spec *spec)
         return ar_fail(&store->err, AR_ENOMEM, "out of memory beginning a run");
     char budget[320];
     ar_budget_json(budget, sizeof budget, &spec->budget);
-    int64_t now = ar_now_ms();
-    ar_id_new(store, now, run->id);
-    ar_db_run row = { run->id, spec->agent, spec->goal, spec->user, spec->edition, spec->parent,
+    int64_t now = ar_now_ms(), key;
+    ar_db_run row = { 0, run->id, spec->agent, spec->goal, spec->user, spec->edition, spec->parent,
                       spec->metadata, budget, AR_RUNNING, NULL, 0, NULL, NULL, 0, 0,
                       { 0, 0, 0, 0, NULL, 0, 0, now }, now, AR_UNSET };
-    if ((rc = ar_db_run_insert(store->db, &row, &run->rowid, &store->err))) {
+    /* another process may have taken the same tick: the next one is free */
+    do {
+        key = ar_id_new(store, now, 0, run->id);
+        row.n = key;
+        row.created_at = key >> 16;
+    } while ((rc = ar_db_run_insert(store->db, &row, &store->err)) == AR_DB_CONFLICT);
+    if (rc) {
         run_free(run);
         return rc;
     }
+    run->rowid = key;
     run->budget = spec->budget;
-    run->created_at = now;
+    run->created_at = key >> 16;
     run->opened_at = now;
     link_run(store, run);
     *out = run;

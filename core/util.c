@@ -215,17 +215,17 @@ static uint64_t splitmix64(uint64_t *s)
 
 static const char crockford[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
-/* The one process-wide state: (ms << 16) | sequence of the last id handed
- * out. It is atomic, so stores in different threads never wait on each
- * other, and ids of one process sort in creation order even across stores
- * begun in the same millisecond (SPEC §6). */
+/* The process-wide state, both atomic so stores in different threads never
+ * wait on each other: the clock gives runs begun now ticks in creation order
+ * across every store of the process (SPEC 6); the sequence orders records
+ * written with a time of their own within their millisecond. */
 static _Atomic uint64_t id_clock;
+static _Atomic uint64_t id_written_seq;
 
-/* An id is 48 bits of milliseconds, a 16-bit sequence within the millisecond
- * and 64 random bits. Every id takes the next tick of the process clock, at
- * `ms` or later: a record written with a time in the past still gets an id
- * after those already made, so ties in created_at are broken by creation. */
-void ar_id_new(ar_store *store, int64_t ms, char out[AR_ID_LEN + 1])
+/* A tick is (milliseconds << 16) | a 16-bit sequence. An id is the tick and
+ * 64 random bits in 26 base32 digits, so ids sort like their ticks, and the
+ * tick is the run's key in the store. */
+int64_t ar_id_new(ar_store *store, int64_t ms, int written, char out[AR_ID_LEN + 1])
 {
     if (store->prng == 0) {
         uint64_t seed = (uint64_t)ar_now_ms() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)store;
@@ -238,13 +238,18 @@ void ar_id_new(ar_store *store, int64_t ms, char out[AR_ID_LEN + 1])
         }
         store->prng = seed | 1;
     }
-    uint64_t t = (ms < 0 ? 0 : (uint64_t)ms) & 0xffffffffffffULL;
-    uint64_t want = t << 16, tick;
-    uint64_t last = atomic_load_explicit(&id_clock, memory_order_relaxed);
-    do
-        tick = want > last ? want : last + 1;
-    while (!atomic_compare_exchange_weak_explicit(&id_clock, &last, tick,
-                                                  memory_order_relaxed, memory_order_relaxed));
+    uint64_t t = (ms < 0 ? 0 : (uint64_t)ms) & AR_ID_MAX_MS;
+    uint64_t tick;
+    if (written) {
+        /* a record's own time never moves the clock of runs begun now */
+        tick = (t << 16) | (atomic_fetch_add_explicit(&id_written_seq, 1, memory_order_relaxed) & 0xffff);
+    } else {
+        uint64_t want = t << 16, last = atomic_load_explicit(&id_clock, memory_order_relaxed);
+        do
+            tick = want > last ? want : last + 1;
+        while (!atomic_compare_exchange_weak_explicit(&id_clock, &last, tick,
+                                                      memory_order_relaxed, memory_order_relaxed));
+    }
     /* 128 bits: tick (64) | random (64); 26 base32 digits, the top 2 bits zero */
     uint64_t hi64 = tick;
     uint64_t lo64 = splitmix64(&store->prng);
@@ -254,6 +259,20 @@ void ar_id_new(ar_store *store, int64_t ms, char out[AR_ID_LEN + 1])
         hi64 >>= 5;
     }
     out[AR_ID_LEN] = '\0';
+    return (int64_t)tick;
+}
+
+int64_t ar_id_tick(const char *id)
+{
+    if (!ar_id_valid(id))
+        return -1;
+    uint64_t hi = 0, lo = 0;
+    for (size_t i = 0; i < AR_ID_LEN; i++) {
+        uint64_t d = (uint64_t)(strchr(crockford, id[i]) - crockford);
+        hi = (hi << 5) | (lo >> 59);
+        lo = (lo << 5) | d;
+    }
+    return hi > (uint64_t)INT64_MAX ? -1 : (int64_t)hi;
 }
 
 int ar_id_valid(const char *id)

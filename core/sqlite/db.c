@@ -13,9 +13,11 @@
 /* Schema version 1. Later versions append a migration below; files are
  * upgraded in place, in one transaction, when they are opened. */
 static const char schema_v1[] =
+    /* n is the id's tick: (created_at << 16) | sequence. The table is thus in
+     * time order, and an id is found by its key, with no index of its own. */
     "CREATE TABLE runs("
     " n INTEGER PRIMARY KEY,"
-    " id TEXT NOT NULL UNIQUE,"
+    " id TEXT NOT NULL,"
     " agent TEXT NOT NULL, goal TEXT NOT NULL, user TEXT, edition TEXT, parent TEXT,"
     " status TEXT NOT NULL,"
     " output TEXT, error TEXT, limit_name TEXT, limit_value REAL, limit_reached REAL,"
@@ -26,11 +28,11 @@ static const char schema_v1[] =
     " elapsed_ms INTEGER NOT NULL DEFAULT 0,"
     " created_at INTEGER NOT NULL, finished_at INTEGER, updated_at INTEGER NOT NULL,"
     " metadata TEXT);"
-    "CREATE INDEX runs_by_created ON runs(created_at, id);"
-    "CREATE INDEX runs_by_agent ON runs(agent, created_at, id);"
-    "CREATE INDEX runs_by_user ON runs(user, created_at, id);"
-    "CREATE INDEX runs_by_edition ON runs(edition, created_at, id) WHERE edition IS NOT NULL;"
-    "CREATE INDEX runs_by_parent ON runs(parent, created_at, id) WHERE parent IS NOT NULL;"
+    /* each index ends with n, so a filtered listing is read in time order */
+    "CREATE INDEX runs_by_agent ON runs(agent);"
+    "CREATE INDEX runs_by_user ON runs(user);"
+    "CREATE INDEX runs_by_edition ON runs(edition) WHERE edition IS NOT NULL;"
+    "CREATE INDEX runs_by_parent ON runs(parent) WHERE parent IS NOT NULL;"
     "CREATE TABLE steps("
     " n INTEGER PRIMARY KEY,"
     " run INTEGER NOT NULL, seq INTEGER NOT NULL,"

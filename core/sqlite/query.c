@@ -36,8 +36,19 @@ static void add_filters(sqlbuf *b, const ar_run_query *q)
             add(b, i ? ",?" : "?");
         add(b, ")");
     }
-    if (q->since != AR_UNSET) add(b, " AND created_at >= ?");
-    if (q->until != AR_UNSET) add(b, " AND created_at < ?");
+    /* created_at is n >> 16, so time bounds are key ranges, served in index order */
+    if (q->since != AR_UNSET) add(b, " AND n >= ?");
+    if (q->until != AR_UNSET) add(b, " AND n < ?");
+}
+
+/* The smallest key of a millisecond (keys are (created_at << 16) | sequence). */
+static int64_t time_key(int64_t ms)
+{
+    if (ms <= 0)
+        return 0;
+    if ((uint64_t)ms > AR_ID_MAX_MS)
+        return INT64_MAX;
+    return ms << 16;
 }
 
 /* Binds the filters in the order add_filters wrote them; returns the next index. */
@@ -50,8 +61,8 @@ static int bind_filters(sqlite3_stmt *st, const ar_run_query *q)
     if (q->parent) sq_bind_text(st, i++, q->parent);
     for (size_t k = 0; k < q->n_status; k++)
         sq_bind_text(st, i++, ar_status_name(q->status[k]));
-    if (q->since != AR_UNSET) sqlite3_bind_int64(st, i++, q->since);
-    if (q->until != AR_UNSET) sqlite3_bind_int64(st, i++, q->until);
+    if (q->since != AR_UNSET) sqlite3_bind_int64(st, i++, time_key(q->since));
+    if (q->until != AR_UNSET) sqlite3_bind_int64(st, i++, time_key(q->until));
     return i;
 }
 
@@ -73,18 +84,15 @@ int ar_db_runs_list(ar_db *db, const ar_run_query *q, const ar_db_run_key *key, 
     add(&b, "SELECT " SQ_RUN_COLUMNS " FROM runs");
     add_filters(&b, q);
     if (key)
-        add(&b, ascending ? (inclusive ? " AND (created_at, id) >= (?, ?)" : " AND (created_at, id) > (?, ?)")
-                          : (inclusive ? " AND (created_at, id) <= (?, ?)" : " AND (created_at, id) < (?, ?)"));
-    add(&b, ascending ? " ORDER BY created_at ASC, id ASC LIMIT ?" : " ORDER BY created_at DESC, id DESC LIMIT ?");
+        add(&b, ascending ? (inclusive ? " AND n >= ?" : " AND n > ?") : (inclusive ? " AND n <= ?" : " AND n < ?"));
+    add(&b, ascending ? " ORDER BY n ASC LIMIT ?" : " ORDER BY n DESC LIMIT ?");
     sqlite3_stmt *st = NULL;
     int rc = prepare(db, &b, &st, err);
     if (rc)
         return rc;
     int i = bind_filters(st, q);
-    if (key) {
-        sqlite3_bind_int64(st, i++, key->created_at);
-        sq_bind_text(st, i++, key->id);
-    }
+    if (key)
+        sqlite3_bind_int64(st, i++, key->n);
     sqlite3_bind_int64(st, i, limit);
 
     size_t cap = limit > 0 && limit < 1024 ? (size_t)limit : 16, count = 0;

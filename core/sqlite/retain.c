@@ -11,7 +11,7 @@
  * runs are usually considered, so the table is read in rowid order rather
  * than through an index and a lookup per row. */
 #define STATUS_IN " FROM runs NOT INDEXED WHERE status IN (?1, ?2, ?3, ?4)"
-#define NEWEST_FIRST "row_number() OVER (PARTITION BY agent ORDER BY created_at DESC, id DESC)"
+#define NEWEST_FIRST "row_number() OVER (PARTITION BY agent ORDER BY n DESC)" /* n: (created_at, id) order */
 #define ENDED_AT "coalesce(finished_at, updated_at)"
 
 /* Keys: n, iterations, rank, ended_at. Records: the run columns (0..23), rank, ended_at. */

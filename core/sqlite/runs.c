@@ -25,40 +25,45 @@ static void bind_progress(sqlite3_stmt *st, int i, const ar_db_progress *p)
     sqlite3_bind_int64(st, i + 6, p->updated_at);
 }
 
-int ar_db_run_insert(ar_db *db, const ar_db_run *r, int64_t *rowid, ar_err *err)
+int ar_db_run_insert(ar_db *db, const ar_db_run *r, ar_err *err)
 {
     sqlite3_stmt *st = sq_stmt(db, SQ_RUN_INSERT,
-        "INSERT INTO runs(id, agent, goal, user, edition, parent, metadata, budget, status,"
+        "INSERT INTO runs(n, id, agent, goal, user, edition, parent, metadata, budget, status,"
         " output, error, limit_name, limit_value, limit_reached,"
         " iterations, input_tokens, output_tokens, cost_micros, counters, elapsed_ms, updated_at,"
         " created_at, finished_at)"
-        " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", err);
+        " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", err);
     if (!st)
         return err->code;
-    sq_bind_text(st, 1, r->id);
-    sq_bind_text(st, 2, r->agent);
-    sq_bind_text(st, 3, r->goal);
-    sq_bind_text(st, 4, r->user);
-    sq_bind_text(st, 5, r->edition);
-    sq_bind_text(st, 6, r->parent);
-    sq_bind_text(st, 7, r->metadata);
-    sq_bind_text(st, 8, r->budget);
-    sq_bind_text(st, 9, ar_status_name(r->status));
-    sq_bind_textn(st, 10, r->output, r->output_len);
-    sq_bind_text(st, 11, r->error);
-    sq_bind_text(st, 12, r->limit_name);
+    sqlite3_bind_int64(st, 1, r->n);
+    sq_bind_text(st, 2, r->id);
+    sq_bind_text(st, 3, r->agent);
+    sq_bind_text(st, 4, r->goal);
+    sq_bind_text(st, 5, r->user);
+    sq_bind_text(st, 6, r->edition);
+    sq_bind_text(st, 7, r->parent);
+    sq_bind_text(st, 8, r->metadata);
+    sq_bind_text(st, 9, r->budget);
+    sq_bind_text(st, 10, ar_status_name(r->status));
+    sq_bind_textn(st, 11, r->output, r->output_len);
+    sq_bind_text(st, 12, r->error);
+    sq_bind_text(st, 13, r->limit_name);
     if (r->limit_name) {
-        sqlite3_bind_double(st, 13, r->limit_value);
-        sqlite3_bind_double(st, 14, r->limit_reached);
+        sqlite3_bind_double(st, 14, r->limit_value);
+        sqlite3_bind_double(st, 15, r->limit_reached);
     }
-    bind_progress(st, 15, &r->progress);
-    sqlite3_bind_int64(st, 22, r->created_at);
+    bind_progress(st, 16, &r->progress);
+    sqlite3_bind_int64(st, 23, r->created_at);
     if (r->finished_at != AR_UNSET)
-        sqlite3_bind_int64(st, 23, r->finished_at);
-    int rc = step_done(db, st, err, "recording the run");
-    if (rc == AR_OK)
-        *rowid = sqlite3_last_insert_rowid(db->conn);
-    return rc;
+        sqlite3_bind_int64(st, 24, r->finished_at);
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (rc == SQLITE_DONE)
+        return AR_OK;
+    if (rc == SQLITE_CONSTRAINT_PRIMARYKEY)
+        return AR_DB_CONFLICT;
+    return sq_fail(db, err, rc, "recording the run");
 }
 
 int ar_db_step_insert(ar_db *db, int64_t run_rowid, const ar_db_step *s, ar_err *err)
@@ -243,10 +248,14 @@ int sq_row_to_record(ar_db *db, sqlite3_stmt *st, int c, ar_record_box *box, ar_
 int ar_db_run_load(ar_db *db, const char *id, ar_record_box *box, int64_t *rowid,
                    int64_t *elapsed_ms, ar_err *err)
 {
-    sqlite3_stmt *st = sq_stmt(db, SQ_RUN_LOAD, "SELECT " SQ_RUN_COLUMNS " FROM runs WHERE id = ?", err);
+    int64_t key = ar_id_tick(id);
+    if (key < 0)
+        return ar_fail(err, AR_ENOTFOUND, "no run with id %s", id);
+    sqlite3_stmt *st = sq_stmt(db, SQ_RUN_LOAD, "SELECT " SQ_RUN_COLUMNS " FROM runs WHERE n = ? AND id = ?", err);
     if (!st)
         return err->code;
-    sq_bind_text(st, 1, id);
+    sqlite3_bind_int64(st, 1, key);
+    sq_bind_text(st, 2, id);
     int rc = sqlite3_step(st);
     int result;
     if (rc == SQLITE_ROW) {
@@ -267,10 +276,14 @@ int ar_db_run_load(ar_db *db, const char *id, ar_record_box *box, int64_t *rowid
 
 int ar_db_run_rowid(ar_db *db, const char *id, int64_t *rowid, ar_err *err)
 {
-    sqlite3_stmt *st = sq_stmt(db, SQ_RUN_ROWID, "SELECT n FROM runs WHERE id = ?", err);
+    int64_t key = ar_id_tick(id);
+    if (key < 0)
+        return ar_fail(err, AR_ENOTFOUND, "no run with id %s", id);
+    sqlite3_stmt *st = sq_stmt(db, SQ_RUN_ROWID, "SELECT n FROM runs WHERE n = ? AND id = ?", err);
     if (!st)
         return err->code;
-    sq_bind_text(st, 1, id);
+    sqlite3_bind_int64(st, 1, key);
+    sq_bind_text(st, 2, id);
     int rc = sqlite3_step(st);
     int result = AR_OK;
     if (rc == SQLITE_ROW)

@@ -110,13 +110,14 @@ describe("store:retain criteria", function()
     local first = put(s, { agent = "a", age = t })
     local second = put(s, { agent = "a", age = t }) -- same created_at, later id
     local third = put(s, { agent = "a", age = t })
-    -- created_at decides before the id: the later id was created earlier
+    -- created_at decides before the id: written later, created earlier
     local b_new = put(s, { agent = "b", age = 1 * DAY })
-    local late_id_but_older = put(s, { agent = "b", age = 4 * DAY })
-    assert.is_true(first < second and second < third and b_new < late_id_but_older)
+    local written_later_but_older = put(s, { agent = "b", age = 4 * DAY })
+    -- ids sort by creation time, and within one millisecond by writing order
+    assert.is_true(first < second and second < third and written_later_but_older < b_new)
     local r = s:retain { keep_last = 2 }
     assert.equal(2, r.deleted)
-    assert.same(sorted { second, third, late_id_but_older, b_new }, left(s))
+    assert.same(sorted { second, third, written_later_but_older, b_new }, left(s))
     assert.is_nil(s:get(first))
     assert.is_nil(s:get(oldest))
     r = s:retain { keep_last = 1 }
