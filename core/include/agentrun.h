@@ -35,7 +35,7 @@ extern "C" {
  *   and reads back as the double nearest the six-decimal value.
  * - Destructors accept NULL. Two stores in two threads work independently;
  *   one store must not be used by two threads at once. The only process-wide
- *   state is a lock-free clock that keeps run ids in creation order.
+ *   state is two lock-free counters that keep run ids in creation order.
  */
 
 enum {
