@@ -139,6 +139,9 @@ void arl_push_budget(lua_State *L, const ar_budget *b);
 void arl_push_step(lua_State *L, const ar_step *s);
 /* Pushes a record table (with `steps` when the record has them or with_steps). */
 void arl_push_record(lua_State *L, const ar_record *r, int with_steps);
+/* Pushes the record table of r and frees r, also when pushing raises
+ * (corrupt JSON, no memory): r is boxed until it is pushed. */
+void arl_push_owned_record(lua_State *L, ar_record *r, int with_steps);
 /* Reads statuses (a string or a list of strings) at idx into out[16]. */
 size_t arl_check_statuses(lua_State *L, int idx, const char *what, ar_status *out);
 

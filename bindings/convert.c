@@ -241,6 +241,21 @@ void arl_push_record(lua_State *L, const ar_record *r, int with_steps)
     }
 }
 
+static void free_record(void *p)
+{
+    ar_record_free(p);
+}
+
+void arl_push_owned_record(lua_State *L, ar_record *r, int with_steps)
+{
+    void **slot = arl_box(L, free_record);
+    *slot = r;
+    arl_push_record(L, r, with_steps);
+    *slot = NULL;
+    ar_record_free(r);
+    lua_remove(L, -2);
+}
+
 size_t arl_check_statuses(lua_State *L, int idx, const char *what, ar_status *out)
 {
     idx = lua_absindex(L, idx);

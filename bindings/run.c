@@ -104,12 +104,7 @@ static int finished(lua_State *L, ar_run *run, int rc, ar_record *r)
 {
     if (rc)
         return run_fail(L, run, rc);
-    ar_record **box = lua_newuserdatauv(L, sizeof *box, 0);
-    *box = r;
-    luaL_setmetatable(L, "agentrun.record_box");
-    arl_push_record(L, r, 0);
-    *box = NULL;
-    ar_record_free(r);
+    arl_push_owned_record(L, r, 0);
     return 1;
 }
 

@@ -322,12 +322,7 @@ static int l_make_record(lua_State *L)
         return luaL_error(L, "record.status must be completed, budget_exhausted or failed");
     if (rc)
         return arl_fail(L, rc, err);
-    ar_record **box = lua_newuserdatauv(L, sizeof *box, 0);
-    *box = r;
-    luaL_setmetatable(L, "agentrun.record_box");
-    arl_push_record(L, r, 1);
-    *box = NULL;
-    ar_record_free(r);
+    arl_push_owned_record(L, r, 1);
     return 1;
 }
 
@@ -354,22 +349,8 @@ static int l_get(lua_State *L)
     }
     if (rc)
         return store_fail(L, store, rc);
-    /* decoding may raise (corrupt JSON): the record is kept in a box until then */
-    ar_record **box = lua_newuserdatauv(L, sizeof *box, 0);
-    *box = r;
-    luaL_setmetatable(L, "agentrun.record_box");
-    arl_push_record(L, r, with_steps);
-    *box = NULL;
-    ar_record_free(r);
+    arl_push_owned_record(L, r, with_steps);
     return 1;
-}
-
-static int record_box_gc(lua_State *L)
-{
-    ar_record **box = lua_touserdata(L, 1);
-    ar_record_free(*box);
-    *box = NULL;
-    return 0;
 }
 
 /* A steps iterator: closes its core iterator on exhaustion, error, GC or <close>. */
@@ -760,10 +741,6 @@ void arl_open_store(lua_State *L, int module_idx)
     lua_setfield(L, -2, "__close");
     lua_pop(L, 1);
 
-    luaL_newmetatable(L, "agentrun.record_box");
-    lua_pushcfunction(L, record_box_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pop(L, 1);
     luaL_newmetatable(L, "agentrun.records_box");
     lua_pushcfunction(L, records_box_gc);
     lua_setfield(L, -2, "__gc");
