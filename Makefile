@@ -61,7 +61,7 @@ BENCH_BIN  := $(BUILD)/bench/bench
 LUA_ENV     = LUA_PATH='$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/tests/lua/?.lua;;' \
               LUA_CPATH='$(abspath $(BUILD))/lua/?.so;;'
 
-.PHONY: all deps lib test test-c test-lua check bench demo install uninstall clean env
+.PHONY: all deps lib test test-c test-lua test-sh check bench demo install uninstall clean env
 
 all: deps lib $(LUA_MOD) $(EXAMPLES) $(CTEST_BIN)
 
@@ -86,7 +86,9 @@ deps:
 	  fi; \
 	fi
 
-$(BUILD)/obj/%.o: %.c
+# Every compile waits for `deps` (order-only), so `make -j` never compiles
+# before the packages that provide the headers are installed.
+$(BUILD)/obj/%.o: %.c | deps
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) $(LUA_CFLAGS) $(CMOCKA_CFLAGS) -Ibindings -Itests/c -MMD -MP -c $< -o $@
 
@@ -100,20 +102,27 @@ $(SHARED_LIB): $(CORE_OBJ)
 	ln -sf libagentrun.so.$(VERSION) $(BUILD)/$(SONAME)
 	ln -sf $(SONAME) $(BUILD)/libagentrun.so
 
-$(BUILD)/agentrun.pc: core/agentrun.pc.in
+# The .pc names install paths, so it is made again whenever PREFIX, LIBDIR or
+# INCDIR differ from the ones it was made with (`make install PREFIX=...`
+# after a plain `make` must not install the first build's paths).
+PC_SUBST = -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCDIR@|$(INCDIR)|' \
+           -e 's|@VERSION@|$(VERSION)|'
+$(BUILD)/agentrun.pc: core/agentrun.pc.in FORCE
 	@mkdir -p $(@D)
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCDIR@|$(INCDIR)|' \
-	    -e 's|@VERSION@|$(VERSION)|' $< > $@
+	@sed $(PC_SUBST) $< > $@.tmp
+	@if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv $@.tmp $@; fi
+
+FORCE:
 
 $(LUA_MOD): $(BIND_OBJ) $(STATIC_LIB)
 	@mkdir -p $(@D)
 	$(CC) -shared -o $@ $(BIND_OBJ) $(STATIC_LIB) $(PKG_LIBS) $(LDFLAGS_ALL)
 
-$(BUILD)/examples/record_run: examples/record_run.c $(STATIC_LIB)
+$(BUILD)/examples/record_run: examples/record_run.c $(STATIC_LIB) | deps
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) -o $@ $< $(STATIC_LIB) $(PKG_LIBS) $(LDFLAGS_ALL)
 
-$(BUILD)/examples/embed_host: examples/embed_host.c $(BIND_OBJ) $(STATIC_LIB)
+$(BUILD)/examples/embed_host: examples/embed_host.c $(BIND_OBJ) $(STATIC_LIB) | deps
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) $(LUA_CFLAGS) -Ibindings -o $@ $< $(BIND_OBJ) $(STATIC_LIB) \
 	    $(PKG_LIBS) $(LUA_LIBS) -lm $(LDFLAGS_ALL)
@@ -123,12 +132,12 @@ $(CTEST_BIN): $(CTEST_OBJ) $(BIND_OBJ) $(STATIC_LIB)
 	@mkdir -p $(@D)
 	$(CC) -o $@ $(CTEST_OBJ) $(BIND_OBJ) $(STATIC_LIB) $(PKG_LIBS) $(LUA_LIBS) $(CMOCKA_LIBS) -lm $(LDFLAGS_ALL)
 
-$(BENCH_BIN): $(BENCH_SRC) $(wildcard tests/bench/*.h tests/bench/*.def) $(STATIC_LIB)
+$(BENCH_BIN): $(BENCH_SRC) $(wildcard tests/bench/*.h tests/bench/*.def) $(STATIC_LIB) | deps
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) $(LUA_CFLAGS) -o $@ $(BENCH_SRC) $(STATIC_LIB) $(PKG_LIBS) $(LUA_LIBS) -lm $(LDFLAGS_ALL)
 
 test: all
-	@$(MAKE) --no-print-directory test-c test-lua
+	@$(MAKE) --no-print-directory test-c test-lua test-sh
 
 # The C runner and the Lua runner each end on "N passed, N failed".
 test-c: $(CTEST_BIN)
@@ -137,6 +146,10 @@ test-c: $(CTEST_BIN)
 test-lua: $(LUA_MOD)
 	AR_BUILD=$(BUILD) $(LUA_ENV) $(LUA_WRAP) lua5.4 $$(command -v busted) --output=tests/lua/summary.lua \
 	  --pattern=_spec --lpath='$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua' tests/lua
+
+# The build system itself: parallel builds wait for deps, installs honour PREFIX.
+test-sh: lib
+	tests/sh/run.sh $(BUILD)
 
 # ASan+UBSan build in its own tree; the Lua interpreter is not instrumented,
 # so the runtime is preloaded for the Lua suite.
@@ -192,7 +205,7 @@ clean:
 # part of the library or installed.
 FAULTVFS_LUA := $(BUILD)/lua/faultvfs.so
 
-$(FAULTVFS_LUA): tests/lua/faultvfs_lua.c tests/c/faultvfs.c tests/c/faultvfs.h
+$(FAULTVFS_LUA): tests/lua/faultvfs_lua.c tests/c/faultvfs.c tests/c/faultvfs.h | deps
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) $(LUA_CFLAGS) -Itests/c -shared -o $@ tests/lua/faultvfs_lua.c tests/c/faultvfs.c \
 	    $(PKG_LIBS) $(LDFLAGS_ALL)
