@@ -87,7 +87,8 @@ static int cursor_parse(ar_err *err, const char *name, const char *text, int64_t
     *out = (int64_t)g;
     return AR_OK;
 bad:
-    return ar_fail(err, AR_EMISUSE, "%s is not a valid events cursor (expected \"e1:<n>\" as returned by ar_events_list)",
+    /* worded for every API: the Lua caller reads this message too */
+    return ar_fail(err, AR_EMISUSE, "%s is not a valid events cursor (expected a next_cursor of an events listing)",
                    name);
 }
 
@@ -164,7 +165,8 @@ static int follows(ar_store *store, const ar_event_query *q, int64_t g, int *out
 /* Lists one page of an agent's events in the query's order (by id). `after`
  * takes the events that follow the cursor, `before` the `limit` events that
  * precede it (still in the query's order). *next_cursor (may be NULL) gets
- * the cursor of the following page, or NULL when no event follows this one.
+ * the cursor of the following page, or NULL when no event follows this one
+ * or the page is empty because limit is 0.
  * *out is freed with ar_event_list_free. Returns AR_EMISUSE (bad query or
  * cursor), AR_ENOMEM or a store error, with *out NULL. */
 int ar_events_list(ar_event_list **out, char **next_cursor, ar_store *store, const ar_event_query *q)
@@ -196,6 +198,12 @@ int ar_events_list(ar_event_list **out, char **next_cursor, ar_store *store, con
     box->arena.head = NULL;
     box->list.n = 0;
     box->list.items = NULL;
+    /* an empty page has no position to continue from: a cursor would give
+     * a paging loop this same page again and again */
+    if (q->limit == 0) {
+        *out = &box->list;
+        return AR_OK;
+    }
     char *cursor = NULL;
     ar_event *items;
     size_t n;

@@ -152,7 +152,7 @@ static int cursor_parse(ar_err *err, const char *name, const char *c, ar_db_run_
         goto bad;
     return AR_OK;
 bad:
-    return ar_fail(err, AR_EMISUSE, "%s is not a valid runs cursor", name);
+    return ar_fail(err, AR_EMISUSE, "%s is not a valid runs cursor (expected a next_cursor of a runs listing)", name);
 }
 
 /* A position after run r: its key, and its cursor text. */
@@ -233,10 +233,18 @@ int ar_runs_list(ar_record ***out, size_t *n, char **next_cursor, ar_store *stor
             return rc;
         keyp = &key;
     }
+    /* an empty page has no position to continue from: a cursor would give
+     * a paging loop this same page again and again */
+    if (q->limit == 0) {
+        if (!(*out = ar_out_alloc(&store->alloc, sizeof **out)))
+            return ar_fail(&store->err, AR_ENOMEM, "out of memory listing runs");
+        return AR_OK;
+    }
     /* `before` walks the other way from the cursor, taking the run the
-     * cursor stands after, and the page is turned around */
+     * cursor stands after, and the page is turned around; one run more than
+     * the page tells whether another page follows (the largest limit is all) */
     int sql_asc = backwards ? !asc : asc;
-    int64_t fetch = backwards ? q->limit : q->limit + 1;
+    int64_t fetch = backwards || q->limit == INT64_MAX ? q->limit : q->limit + 1;
     ar_record **list;
     size_t count;
     if ((rc = ar_db_runs_list(store->db, q, keyp, backwards, sql_asc, fetch, &list, &count, &store->err)))

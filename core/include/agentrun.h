@@ -339,7 +339,9 @@ typedef struct ar_run_query {
 /* Lists runs (records without steps) in the query's order by (created_at, id).
  * *out is an array of *n records (ar_records_free); *next_cursor (may be NULL)
  * receives the cursor for the following page or NULL on the last page
- * (ar_free). A malformed cursor is AR_EMISUSE. */
+ * (ar_free). Passed as `after`, it always moves past the page. limit 0 gives
+ * an empty page and no cursor; INT64_MAX lists every run. A malformed cursor
+ * is AR_EMISUSE. */
 int ar_runs_list(ar_record ***out, size_t *n, char **next_cursor,
                  ar_store *store, const ar_run_query *query);
 /* Counts the runs matching the query's filters (limit and cursors ignored). */
@@ -409,8 +411,9 @@ void ar_event_list_free(ar_event_list *list);
 /* Lists one agent's events in the query's order (by id). A cursor marks the
  * position between two events: `after` gives the events that follow it,
  * `before` the `limit` events that precede it (still in the query's order).
- * *next_cursor (may be NULL; ar_free) continues as `after`, NULL on the last
- * page. Malformed cursors, after and before together, a negative limit or
+ * *next_cursor (may be NULL; ar_free) continues as `after`, always moving past
+ * the page, NULL on the last page; limit 0 gives an empty page and no cursor.
+ * Malformed cursors, after and before together, a negative limit or
  * session are AR_EMISUSE. *out is freed with ar_event_list_free. */
 int ar_events_list(ar_event_list **out, char **next_cursor, ar_store *store, const ar_event_query *query);
 /* Counts the events matching the query's filters (limit and cursors ignored). */

@@ -535,6 +535,64 @@ static void test_a_zero_limit_gives_an_empty_page(void **state)
     ar_store_close(store);
 }
 
+/* An empty page has nothing to continue from: a cursor there would hand a
+ * paging loop the same page forever. */
+static void test_a_zero_limit_gives_no_cursor_after_or_before_a_cursor_in_either_order(void **state)
+{
+    (void)state;
+    ar_store *store = test_mem_store();
+    row *rows = many_runs(store, 6);
+    for (int order = 0; order < 2; order++) {
+        ar_run_query q = AR_RUN_QUERY_INIT;
+        q.order = order ? AR_ORDER_ASC : AR_ORDER_DESC;
+        q.limit = 2;
+        size_t n;
+        char *c = NULL;
+        ar_record **list = page(store, &q, &n, &c);
+        ar_records_free(list, n);
+        assert_non_null(c);
+        q.limit = 0;
+        for (int side = 0; side < 3; side++) {
+            q.after = side == 1 ? c : NULL;
+            q.before = side == 2 ? c : NULL;
+            char *next = (char *)"x";
+            list = page(store, &q, &n, &next);
+            assert_int_equal(n, 0);
+            if (next)
+                fail_msg("order %d side %d: cursor %s for an empty page", order, side, next);
+            ar_records_free(list, n);
+        }
+        /* a malformed cursor is still refused */
+        q.after = "r1:nonsense";
+        q.before = NULL;
+        assert_int_equal(ar_runs_list(&list, &n, NULL, store, &q), AR_EMISUSE);
+        ar_free(c);
+    }
+    free(rows);
+    ar_store_close(store);
+}
+
+/* The largest limit means "all": it must not overflow asking for one more. */
+static void test_the_largest_limit_lists_every_run_without_overflow(void **state)
+{
+    (void)state;
+    ar_store *store = test_mem_store();
+    row *rows = many_runs(store, 4);
+    for (int order = 0; order < 2; order++) {
+        ar_run_query q = AR_RUN_QUERY_INIT;
+        q.order = order ? AR_ORDER_ASC : AR_ORDER_DESC;
+        q.limit = INT64_MAX;
+        size_t n;
+        char *next = (char *)"x";
+        ar_record **list = page(store, &q, &n, &next);
+        assert_int_equal(n, 4);
+        assert_null(next);
+        ar_records_free(list, n);
+    }
+    free(rows);
+    ar_store_close(store);
+}
+
 /* Pages through q with `limit` and checks every row comes once, in order. */
 static void expect_paging(ar_store *store, const row *rows, size_t nrows, int order, int64_t limit, size_t pages)
 {
@@ -1126,6 +1184,8 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_since_is_inclusive_and_until_exclusive),
     cmocka_unit_test(test_default_page_is_the_newest_50),
     cmocka_unit_test(test_a_zero_limit_gives_an_empty_page),
+    cmocka_unit_test(test_a_zero_limit_gives_no_cursor_after_or_before_a_cursor_in_either_order),
+    cmocka_unit_test(test_the_largest_limit_lists_every_run_without_overflow),
     cmocka_unit_test(test_paging_120_runs_by_7_visits_each_once_in_order),
     cmocka_unit_test(test_paging_keeps_the_filter),
     cmocka_unit_test(test_before_gives_the_items_preceding_the_cursor_in_query_order),
