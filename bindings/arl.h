@@ -83,7 +83,7 @@ ar_store *arl_check_store(lua_State *L, int idx);
 int arl_fail(lua_State *L, int rc, const char *msg);
 
 void arl_open_store(lua_State *L, int module_idx);
-void arl_open_run(lua_State *L);
+void arl_open_run(lua_State *L, int module_idx);
 void arl_open_events(lua_State *L);
 void arl_open_retain(lua_State *L);
 /* Pushes a run userdata for `run`, pinning the store userdata at store_idx. */

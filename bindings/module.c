@@ -83,7 +83,7 @@ int luaopen_agentrun_core(lua_State *L)
     lua_setfield(L, -2, "__gc");
     lua_pop(L, 1);
     arl_open_store(L, m);
-    arl_open_run(L);
+    arl_open_run(L, m);
     arl_open_events(L);
     arl_open_retain(L);
     lua_pushcfunction(L, l_sleep);

@@ -71,18 +71,46 @@ static int l_step(lua_State *L)
     return 1;
 }
 
+/* Raises BudgetExhausted for `why` on the run at index 1, or the run's
+ * error for another failed check. */
+static int check_failed(lua_State *L, ar_run *run, int rc, const ar_exhaustion *why)
+{
+    if (rc == AR_EBUDGET) {
+        lua_getiuservalue(L, 1, 1);
+        ar_store *store = arl_check_store(L, -1);
+        return arl_raise_budget(L, store, ar_run_id(run), ar_run_iterations(run), ar_run_usage(run), why);
+    }
+    return run_fail(L, run, rc);
+}
+
 static int l_check(lua_State *L)
 {
     ar_run *run = check_run(L, 1);
     ar_exhaustion why;
     int rc = ar_run_check(&why, run);
-    if (rc == AR_EBUDGET) {
-        lua_getiuservalue(L, 1, 1);
-        ar_store *store = arl_check_store(L, -1);
-        return arl_raise_budget(L, store, ar_run_id(run), ar_run_iterations(run), ar_run_usage(run), &why);
+    if (rc)
+        return check_failed(L, run, rc, &why);
+    return 0;
+}
+
+/* core.loop_check(run, calls): what agentrun.loop asks before each call of
+ * its step function. run:check() first; then, since every call counts toward
+ * max_steps whether or not it recorded a step, `calls` (the calls made,
+ * each step the run had when the loop began counting as one) reaching
+ * max_steps raises BudgetExhausted with value = calls. */
+static int l_loop_check(lua_State *L)
+{
+    ar_run *run = check_run(L, 1);
+    lua_Integer calls = luaL_checkinteger(L, 2);
+    ar_exhaustion why;
+    int rc = ar_run_check(&why, run);
+    const ar_budget *b = ar_run_budget(run);
+    if (rc == AR_OK && b->max_steps >= 0 && calls >= b->max_steps) {
+        why = (ar_exhaustion){ "max_steps", (double)b->max_steps, (double)calls };
+        rc = AR_EBUDGET;
     }
     if (rc)
-        return run_fail(L, run, rc);
+        return check_failed(L, run, rc, &why);
     return 0;
 }
 
@@ -217,8 +245,11 @@ static int l_newindex(lua_State *L)
     return luaL_error(L, "run fields are read-only (cannot set '%s')", luaL_tolstring(L, 2, NULL));
 }
 
-void arl_open_run(lua_State *L)
+void arl_open_run(lua_State *L, int module_idx)
 {
+    module_idx = lua_absindex(L, module_idx);
+    lua_pushcfunction(L, l_loop_check);
+    lua_setfield(L, module_idx, "loop_check");
     luaL_newmetatable(L, ARL_RUN_MT);
     luaL_newlib(L, run_methods);
     lua_pushcclosure(L, l_index, 1);

@@ -122,14 +122,21 @@ return function(M, core)
       return record
     end
 
+    -- Every call of step_fn counts toward max_steps, whether or not it
+    -- recorded a step: a step function that records nothing still stops.
+    -- The calls are counted from the steps the run already has (a resumed
+    -- run continues its count); reaching max_steps that way ends the run as
+    -- budget_exhausted with value = the calls so counted.
+    local calls = run.iterations
     while true do
-      local ok, e = pcall(run.check, run)
+      local ok, e = pcall(core.loop_check, run, calls)
       if not ok then
         if M.is_budget_exhausted(e) then return finish(run.exhaust, e) end
         raise_with_steps(e, steps)
       end
       ctx.iteration = run.iterations + 1
       ctx.usage = run.usage
+      calls = calls + 1
       local done, result = pcall(step_fn, ctx)
       if not done then
         if ctx._failed or is_transient(result) then raise_with_steps(result, steps) end

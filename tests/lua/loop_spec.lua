@@ -131,6 +131,100 @@ describe("agentrun.loop", function()
     assert.equal("budget_exhausted", s:get(rec.id).status)
   end)
 
+  -- A guard that turns a loop that would never end into a failure of the test.
+  local function bounded(step_fn, max_calls)
+    local calls = 0
+    return function(ctx)
+      calls = calls + 1
+      if calls > max_calls then error("the loop did not stop after " .. max_calls .. " calls", 0) end
+      return step_fn(ctx, calls)
+    end, function() return calls end
+  end
+
+  it("counts every call toward max_steps: a step function that records nothing stops", function()
+    local fn, calls = bounded(function() end, 100)
+    local rec = agentrun.loop(s, { agent = "a", goal = "g", budget = { max_steps = 3 } }, fn)
+    assert.equal(3, calls())
+    assert.equal("budget_exhausted", rec.status)
+    -- value: the calls made
+    assert.same({ name = "max_steps", value = 3, reached = 3 }, rec.limit)
+    assert.equal(0, rec.iterations)
+    assert.same({}, rec.steps)
+    assert.equal("budget_exhausted", s:get(rec.id).status)
+  end)
+
+  it("counts a call that records nothing between calls that record", function()
+    local seen = {}
+    local fn, calls = bounded(function(ctx, n)
+      seen[#seen + 1] = ctx.iteration
+      if n % 2 == 0 then ctx:record { kind = "llm", content = n } end
+    end, 100)
+    local rec = agentrun.loop(s, { agent = "a", goal = "g", budget = { max_steps = 4 } }, fn)
+    assert.equal(4, calls())
+    assert.equal("budget_exhausted", rec.status)
+    assert.same({ name = "max_steps", value = 4, reached = 4 }, rec.limit)
+    assert.equal(2, rec.iterations)
+    -- ctx.iteration stays the number of the step about to be made
+    assert.same({ 1, 1, 2, 2 }, seen)
+  end)
+
+  it("stops a step function that records several steps per call on the steps it recorded", function()
+    local fn, calls = bounded(function(ctx)
+      ctx:record { kind = "llm" }
+      ctx:record { kind = "tool" }
+    end, 100)
+    local rec = agentrun.loop(s, { agent = "a", goal = "g", budget = { max_steps = 3 } }, fn)
+    assert.equal(2, calls())
+    assert.equal("budget_exhausted", rec.status)
+    -- recording never refuses a step for budget reasons: the fourth is kept
+    assert.same({ name = "max_steps", value = 3, reached = 4 }, rec.limit)
+    assert.equal(4, rec.iterations)
+  end)
+
+  it("counts the calls of a resumed run from the steps it already has", function()
+    local first = agentrun.loop(s, { agent = "a", goal = "g", budget = { max_steps = 2 } }, function(ctx)
+      ctx:record { kind = "llm" }
+    end)
+    assert.equal(2, first.iterations)
+    local seen = {}
+    local fn, calls = bounded(function(ctx) seen[#seen + 1] = ctx.iteration end, 100)
+    local rec = agentrun.loop(s, { resume = first.id, budget = { max_steps = 5 } }, fn)
+    assert.equal(3, calls())
+    assert.same({ 3, 3, 3 }, seen)
+    assert.equal("budget_exhausted", rec.status)
+    assert.same({ name = "max_steps", value = 5, reached = 5 }, rec.limit)
+    assert.equal(2, rec.iterations)
+    assert.equal(2, #rec.steps)
+  end)
+
+  it("leaves run:check to count steps while the loop counts the calls", function()
+    local caught
+    local fn = bounded(function(ctx)
+      local ok, e = pcall(ctx.run.check, ctx.run)
+      if not ok then caught = e end
+    end, 100)
+    local rec = agentrun.loop(s, { agent = "a", goal = "g", budget = { max_steps = 2 } }, fn)
+    assert.is_nil(caught) -- run:check counts steps; the loop counts the calls
+    assert.equal("budget_exhausted", rec.status)
+    assert.same({ name = "max_steps", value = 2, reached = 2 }, rec.limit)
+  end)
+
+  it("ends a step function that records nothing on max_seconds", function()
+    local fn = bounded(function() end, 100000000)
+    local rec = agentrun.loop(s, { agent = "a", goal = "g", budget = { max_seconds = 0.02 } }, fn)
+    assert.equal("budget_exhausted", rec.status)
+    assert.equal("max_seconds", rec.limit.name)
+    assert.is_true(rec.limit.reached >= 0.02)
+  end)
+
+  it("ends a step function that records nothing on max_steps while other limits are unreachable", function()
+    local fn, calls = bounded(function() end, 100)
+    local rec = agentrun.loop(s, { agent = "a", goal = "g",
+                                   budget = { max_steps = 2, max_tokens = 10, max_cost = 1 } }, fn)
+    assert.equal(2, calls())
+    assert.same({ name = "max_steps", value = 2, reached = 2 }, rec.limit)
+  end)
+
   it("ends as budget_exhausted on max_cost with value in cost units", function()
     local rec = agentrun.loop(s, { agent = "a", goal = "g", budget = { max_cost = 0.3 } }, function(ctx)
       ctx:record { kind = "llm", cost = 0.1 }
