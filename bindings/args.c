@@ -7,40 +7,43 @@
 /* json.h is the core's; its UTF-8 check is shared here. */
 #include "json.h"
 
-void arl_check_fields(lua_State *L, int idx, const char *what, const char *const *allowed)
+/* Every check here raises through arl_argerror: the message names the
+ * running function and `arg`, the argument the checked value belongs to. */
+
+void arl_check_fields(lua_State *L, int arg, int idx, const char *what, const char *const *allowed)
 {
     idx = lua_absindex(L, idx);
     lua_pushnil(L);
     while (lua_next(L, idx)) {
         lua_pop(L, 1);
         if (lua_type(L, -1) != LUA_TSTRING)
-            luaL_error(L, "%s: field names must be strings (got a %s key)", what, luaL_typename(L, -1));
+            arl_argerror(L, arg, "%s: field names must be strings (got a %s key)", what, luaL_typename(L, -1));
         const char *key = lua_tostring(L, -1);
         int known = 0;
         for (const char *const *a = allowed; *a && !known; a++)
             known = strcmp(*a, key) == 0;
         if (!known)
-            luaL_error(L, "unknown field '%s' in %s", key, what);
+            arl_argerror(L, arg, "unknown field '%s' in %s", key, what);
     }
 }
 
-/* Checks the string at the top of the stack is storable text. */
-static const char *text_at(lua_State *L, int idx, const char *what, const char *field)
+/* Checks the string at idx is storable text. */
+static const char *text_at(lua_State *L, int arg, int idx, const char *what, const char *field)
 {
     size_t n;
     const char *s = lua_tolstring(L, idx, &n);
     if (strlen(s) != n)
-        luaL_error(L, "%s%s%s contains a NUL byte", what, field ? "." : "", field ? field : "");
+        arl_argerror(L, arg, "%s%s%s contains a NUL byte", what, field ? "." : "", field ? field : "");
     if (!ar_utf8_valid(s, n))
-        luaL_error(L, "%s%s%s is not valid UTF-8", what, field ? "." : "", field ? field : "");
+        arl_argerror(L, arg, "%s%s%s is not valid UTF-8", what, field ? "." : "", field ? field : "");
     return s;
 }
 
-const char *arl_check_text(lua_State *L, int arg, const char *what)
+const char *arl_check_text(lua_State *L, int arg, int idx, const char *what)
 {
-    if (lua_type(L, arg) != LUA_TSTRING)
-        luaL_argerror(L, arg, lua_pushfstring(L, "%s must be a string (got %s)", what, luaL_typename(L, arg)));
-    return text_at(L, arg, what, NULL);
+    if (lua_type(L, idx) != LUA_TSTRING)
+        arl_argerror(L, arg, "%s must be a string (got %s)", what, luaL_typename(L, idx));
+    return text_at(L, arg, idx, what, NULL);
 }
 
 /* Pushes t[field]; returns its type. */
@@ -49,38 +52,38 @@ static int get(lua_State *L, int idx, const char *field)
     return lua_getfield(L, idx, field);
 }
 
-const char *arl_field_text(lua_State *L, int idx, const char *what, const char *field, int required)
+const char *arl_field_text(lua_State *L, int arg, int idx, const char *what, const char *field, int required)
 {
     int t = get(L, idx, field);
     if (t == LUA_TNIL) {
         lua_pop(L, 1);
         if (required)
-            luaL_error(L, "%s.%s is required", what, field);
+            arl_argerror(L, arg, "%s.%s is required", what, field);
         return NULL;
     }
     if (t != LUA_TSTRING)
-        luaL_error(L, "%s.%s must be a string (got %s)", what, field, lua_typename(L, t));
+        arl_argerror(L, arg, "%s.%s must be a string (got %s)", what, field, lua_typename(L, t));
     /* the string stays referenced by the table, so popping it is safe */
-    const char *s = text_at(L, -1, what, field);
+    const char *s = text_at(L, arg, -1, what, field);
     lua_pop(L, 1);
     return s;
 }
 
-int64_t arl_to_count(lua_State *L, int idx, const char *what)
+int64_t arl_to_count(lua_State *L, int arg, int idx, const char *what)
 {
     int isint = 0;
     lua_Integer v = 0;
     if (lua_type(L, idx) == LUA_TNUMBER)
         v = lua_tointegerx(L, idx, &isint);
     if (!isint)
-        luaL_error(L, "%s must be an integer (got %s)", what,
-                   lua_type(L, idx) == LUA_TNUMBER ? "a non-integral number" : luaL_typename(L, idx));
+        arl_argerror(L, arg, "%s must be an integer (got %s)", what,
+                     lua_type(L, idx) == LUA_TNUMBER ? "a non-integral number" : luaL_typename(L, idx));
     if (v < 0)
-        luaL_error(L, "%s must not be negative", what);
+        arl_argerror(L, arg, "%s must not be negative", what);
     return (int64_t)v;
 }
 
-int64_t arl_field_int(lua_State *L, int idx, const char *what, const char *field, int64_t dflt, int64_t min)
+int64_t arl_field_int(lua_State *L, int arg, int idx, const char *what, const char *field, int64_t dflt, int64_t min)
 {
     int t = get(L, idx, field);
     int64_t v = dflt;
@@ -88,38 +91,38 @@ int64_t arl_field_int(lua_State *L, int idx, const char *what, const char *field
         int isint = 0;
         lua_Integer x = t == LUA_TNUMBER ? lua_tointegerx(L, -1, &isint) : 0;
         if (!isint)
-            luaL_error(L, "%s.%s must be an integer (got %s)", what, field,
-                       t == LUA_TNUMBER ? "a non-integral number" : lua_typename(L, t));
+            arl_argerror(L, arg, "%s.%s must be an integer (got %s)", what, field,
+                         t == LUA_TNUMBER ? "a non-integral number" : lua_typename(L, t));
         if (x < min)
-            luaL_error(L, "%s.%s must be >= %I", what, field, (lua_Integer)min);
+            arl_argerror(L, arg, "%s.%s must be >= %I", what, field, (lua_Integer)min);
         v = (int64_t)x;
     }
     lua_pop(L, 1);
     return v;
 }
 
-double arl_field_number(lua_State *L, int idx, const char *what, const char *field, double dflt)
+double arl_field_number(lua_State *L, int arg, int idx, const char *what, const char *field, double dflt)
 {
     int t = get(L, idx, field);
     double v = dflt;
     if (t != LUA_TNIL) {
         if (t != LUA_TNUMBER)
-            luaL_error(L, "%s.%s must be a number (got %s)", what, field, lua_typename(L, t));
+            arl_argerror(L, arg, "%s.%s must be a number (got %s)", what, field, lua_typename(L, t));
         v = (double)lua_tonumber(L, -1);
         if (!isfinite(v) || v < 0)
-            luaL_error(L, "%s.%s must be a non-negative finite number", what, field);
+            arl_argerror(L, arg, "%s.%s must be a non-negative finite number", what, field);
     }
     lua_pop(L, 1);
     return v;
 }
 
-int arl_field_bool(lua_State *L, int idx, const char *what, const char *field, int dflt)
+int arl_field_bool(lua_State *L, int arg, int idx, const char *what, const char *field, int dflt)
 {
     int t = get(L, idx, field);
     int v = dflt;
     if (t != LUA_TNIL) {
         if (t != LUA_TBOOLEAN)
-            luaL_error(L, "%s.%s must be a boolean (got %s)", what, field, lua_typename(L, t));
+            arl_argerror(L, arg, "%s.%s must be a boolean (got %s)", what, field, lua_typename(L, t));
         v = lua_toboolean(L, -1);
     }
     lua_pop(L, 1);

@@ -25,6 +25,29 @@ int arl_raise(lua_State *L, int code, const char *fmt, ...);
 /* Registers the Error metatable (with __tostring "agentrun: CODE: message"). */
 void arl_open_error(lua_State *L);
 
+/* Misuse errors name their call as Lua's own do, however the call is made
+ * (by name, through pcall, a local or a wrapper): "bad argument #1 to 'step'
+ * (step.kind is required)". Methods count their arguments after the handle;
+ * a handle of the wrong kind gives "calling 'step' on bad self (...)". */
+
+/* Sets the functions of `l` in the table at the top of the stack and
+ * records their names; `methods`: their first argument is a handle. */
+void arl_setfuncs(lua_State *L, const luaL_Reg *l, int methods);
+/* Raises a plain error about argument `arg` (its stack index) of the running
+ * function, the detail formatted by lua_pushfstring rules (%s %d %I %f);
+ * never returns. */
+int arl_argerror(lua_State *L, int arg, const char *fmt, ...);
+/* luaL_checkudata, luaL_checktype and luaL_checkany through arl_argerror. */
+void *arl_checkudata(lua_State *L, int arg, const char *tname);
+void arl_checktype(lua_State *L, int arg, int t);
+void arl_checkany(lua_State *L, int arg);
+/* Pushes the text kept for a failure value at idx and returns it: a string
+ * as it is, nil as `dflt`, a value with __tostring by it, a table with a
+ * string `message` by that, anything else named by its type (never
+ * "table: 0x..."); NUL bytes become U+FFFD so nothing is cut. Never raises
+ * but for memory: a failing __tostring falls back to the message or type. */
+const char *arl_error_text(lua_State *L, int idx, const char *dflt);
+
 /* ---- JSON <-> Lua values (bindings/json.c) ------------------------------ */
 
 /* A growable byte buffer. The scratch buffer is owned by a userdata in the
@@ -55,7 +78,8 @@ void arl_json_encode(lua_State *L, int idx, const char *root, arl_buf *b);
 /* Pushes the Lua value of the JSON text: objects -> tables, arrays -> tables
  * with the agentrun.array metatable, integers -> integers, other numbers ->
  * floats, null -> agentrun.null (nil at the top level). Raises
- * agentrun.Error ECORRUPT when the text is not valid JSON. */
+ * agentrun.Error ECORRUPT when the text is not valid JSON: it is data read
+ * from the store (agentrun.json_decode raises EJSON for its caller's text). */
 void arl_json_decode(lua_State *L, const char *json, size_t len);
 
 /* Registers the array metatable, agentrun.null and the scratch buffers, and
@@ -79,8 +103,9 @@ typedef struct arl_run {
 ar_store *arl_check_store(lua_State *L, int idx);
 
 /* Turns a failed core call into a Lua error: AR_EMISUSE raises a plain
- * string error (like luaL_argerror), every other code an agentrun.Error. */
-int arl_fail(lua_State *L, int rc, const char *msg);
+ * misuse error about argument `arg` (arl_argerror), every other code an
+ * agentrun.Error. */
+int arl_fail(lua_State *L, int arg, int rc, const char *msg);
 
 void arl_open_store(lua_State *L, int module_idx);
 void arl_open_run(lua_State *L, int module_idx);
@@ -94,19 +119,23 @@ int arl_raise_budget(lua_State *L, ar_store *store, const char *run_id, int64_t 
 
 /* ---- argument tables (bindings/args.c) ---------------------------------- */
 
-/* Raises a plain error when the table at idx has a key not in `allowed`
- * (NULL-terminated) or a non-string key: "unknown field 'max_step' in budget". */
-void arl_check_fields(lua_State *L, int idx, const char *what, const char *const *allowed);
-/* Field readers: raise plain errors naming what.field on a wrong type.
+/* Each check raises through arl_argerror about argument `arg` (the argument
+ * the checked value belongs to); `idx` is where the value is on the stack. */
+
+/* Raises when the table at idx has a key not in `allowed` (NULL-terminated)
+ * or a non-string key: "unknown field 'max_step' in budget". */
+void arl_check_fields(lua_State *L, int arg, int idx, const char *what, const char *const *allowed);
+/* Field readers: raise naming what.field on a wrong type.
  * Strings must be valid UTF-8 without NUL bytes. */
-const char *arl_field_text(lua_State *L, int idx, const char *what, const char *field, int required);
-int64_t arl_field_int(lua_State *L, int idx, const char *what, const char *field, int64_t dflt, int64_t min);
-double arl_field_number(lua_State *L, int idx, const char *what, const char *field, double dflt);
-int arl_field_bool(lua_State *L, int idx, const char *what, const char *field, int dflt);
+const char *arl_field_text(lua_State *L, int arg, int idx, const char *what, const char *field, int required);
+int64_t arl_field_int(lua_State *L, int arg, int idx, const char *what, const char *field, int64_t dflt,
+                      int64_t min);
+double arl_field_number(lua_State *L, int arg, int idx, const char *what, const char *field, double dflt);
+int arl_field_bool(lua_State *L, int arg, int idx, const char *what, const char *field, int dflt);
 /* Checks the value at idx is a non-negative integer (floats with an integral value accepted). */
-int64_t arl_to_count(lua_State *L, int idx, const char *what);
-/* Checks a plain text argument (UTF-8, no NUL). */
-const char *arl_check_text(lua_State *L, int arg, const char *what);
+int64_t arl_to_count(lua_State *L, int arg, int idx, const char *what);
+/* Checks the value at idx is plain text (a string, UTF-8, no NUL). */
+const char *arl_check_text(lua_State *L, int arg, int idx, const char *what);
 
 /* ---- ownership boxes (bindings/module.c) -------------------------------- */
 
@@ -123,16 +152,16 @@ void arl_unbox(lua_State *L, int idx);
 #define ARL_MAX_COUNTERS 64
 
 /* Reads a budget table (unknown fields and negative limits raise). */
-void arl_check_budget(lua_State *L, int idx, ar_budget *out);
+void arl_check_budget(lua_State *L, int arg, int idx, ar_budget *out);
 /* Reads a step table into *out; content is JSON-encoded into `content`,
  * extra usage counters go into counters[ARL_MAX_COUNTERS]. Pointers borrow
  * from the Lua values and the buffer. `in_record`: the step belongs to a
  * record being written, so `seq` and `at` are allowed too. */
-void arl_check_step(lua_State *L, int idx, const char *what, ar_step *out,
+void arl_check_step(lua_State *L, int arg, int idx, const char *what, ar_step *out,
                     ar_counter *counters, arl_buf *content, int in_record);
 /* Reads a usage table at idx (absolute): tokens, other counters and, when
  * `with_cost`, a cost; total_tokens must equal input + output. */
-void arl_check_usage(lua_State *L, int idx, const char *what, ar_usage *u,
+void arl_check_usage(lua_State *L, int arg, int idx, const char *what, ar_usage *u,
                      ar_counter *counters, int with_cost);
 void arl_push_usage(lua_State *L, const ar_usage *u);
 void arl_push_budget(lua_State *L, const ar_budget *b);
@@ -143,6 +172,6 @@ void arl_push_record(lua_State *L, const ar_record *r, int with_steps);
  * (corrupt JSON, no memory): r is boxed until it is pushed. */
 void arl_push_owned_record(lua_State *L, ar_record *r, int with_steps);
 /* Reads statuses (a string or a list of strings) at idx into out[16]. */
-size_t arl_check_statuses(lua_State *L, int idx, const char *what, ar_status *out);
+size_t arl_check_statuses(lua_State *L, int arg, int idx, const char *what, ar_status *out);
 
 #endif

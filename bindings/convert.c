@@ -7,7 +7,7 @@ static const char *const budget_fields[] = {
     "max_steps", "max_input_tokens", "max_output_tokens", "max_tokens", "max_cost", "max_seconds", NULL
 };
 
-void arl_check_budget(lua_State *L, int idx, ar_budget *out)
+void arl_check_budget(lua_State *L, int arg, int idx, ar_budget *out)
 {
     ar_budget b = AR_BUDGET_INIT;
     idx = lua_absindex(L, idx);
@@ -16,14 +16,14 @@ void arl_check_budget(lua_State *L, int idx, ar_budget *out)
         return;
     }
     if (!lua_istable(L, idx))
-        luaL_error(L, "budget must be a table (got %s)", luaL_typename(L, idx));
-    arl_check_fields(L, idx, "budget", budget_fields);
-    b.max_steps = arl_field_int(L, idx, "budget", "max_steps", AR_NO_LIMIT, 0);
-    b.max_input_tokens = arl_field_int(L, idx, "budget", "max_input_tokens", AR_NO_LIMIT, 0);
-    b.max_output_tokens = arl_field_int(L, idx, "budget", "max_output_tokens", AR_NO_LIMIT, 0);
-    b.max_tokens = arl_field_int(L, idx, "budget", "max_tokens", AR_NO_LIMIT, 0);
-    b.max_cost = arl_field_number(L, idx, "budget", "max_cost", AR_NO_LIMIT);
-    b.max_seconds = arl_field_number(L, idx, "budget", "max_seconds", AR_NO_LIMIT);
+        arl_argerror(L, arg, "budget must be a table (got %s)", luaL_typename(L, idx));
+    arl_check_fields(L, arg, idx, "budget", budget_fields);
+    b.max_steps = arl_field_int(L, arg, idx, "budget", "max_steps", AR_NO_LIMIT, 0);
+    b.max_input_tokens = arl_field_int(L, arg, idx, "budget", "max_input_tokens", AR_NO_LIMIT, 0);
+    b.max_output_tokens = arl_field_int(L, arg, idx, "budget", "max_output_tokens", AR_NO_LIMIT, 0);
+    b.max_tokens = arl_field_int(L, arg, idx, "budget", "max_tokens", AR_NO_LIMIT, 0);
+    b.max_cost = arl_field_number(L, arg, idx, "budget", "max_cost", AR_NO_LIMIT);
+    b.max_seconds = arl_field_number(L, arg, idx, "budget", "max_seconds", AR_NO_LIMIT);
     *out = b;
 }
 
@@ -36,7 +36,7 @@ static const char *const record_step_fields[] = {
 
 /* Reads a usage table: input/output tokens, a total that must add up, and
  * any other non-negative integer counters. */
-void arl_check_usage(lua_State *L, int idx, const char *what, ar_usage *u,
+void arl_check_usage(lua_State *L, int arg, int idx, const char *what, ar_usage *u,
                      ar_counter *counters, int with_cost)
 {
     int has_total = 0;
@@ -45,23 +45,23 @@ void arl_check_usage(lua_State *L, int idx, const char *what, ar_usage *u,
     lua_pushnil(L);
     while (lua_next(L, idx)) {
         if (lua_type(L, -2) != LUA_TSTRING)
-            luaL_error(L, "%s.usage: counter names must be strings", what);
+            arl_argerror(L, arg, "%s.usage: counter names must be strings", what);
         const char *key = lua_tostring(L, -2);
         if (with_cost && strcmp(key, "cost") == 0) {
             if (lua_type(L, -1) != LUA_TNUMBER || !(lua_tonumber(L, -1) >= 0))
-                luaL_error(L, "%s.usage.cost must be a non-negative number", what);
+                arl_argerror(L, arg, "%s.usage.cost must be a non-negative number", what);
             u->cost = (double)lua_tonumber(L, -1);
             lua_pop(L, 1);
             continue;
         }
         if (strcmp(key, "cost") == 0)
-            luaL_error(L, "%s.usage.cost: give cost as step.cost", what);
+            arl_argerror(L, arg, "%s.usage.cost: give cost as step.cost", what);
         char label[96];
         lua_pushfstring(L, "%s.usage.%s", what, key);
         strncpy(label, lua_tostring(L, -1), sizeof label - 1);
         label[sizeof label - 1] = '\0';
         lua_pop(L, 1);
-        int64_t v = arl_to_count(L, -1, label);
+        int64_t v = arl_to_count(L, arg, -1, label);
         if (strcmp(key, "input_tokens") == 0) {
             u->input_tokens = v;
         } else if (strcmp(key, "output_tokens") == 0) {
@@ -71,7 +71,7 @@ void arl_check_usage(lua_State *L, int idx, const char *what, ar_usage *u,
             total = v;
         } else {
             if (n == ARL_MAX_COUNTERS)
-                luaL_error(L, "%s.usage has more than %d counters", what, ARL_MAX_COUNTERS);
+                arl_argerror(L, arg, "%s.usage has more than %d counters", what, ARL_MAX_COUNTERS);
             counters[n].name = key; /* the key string is held by the usage table */
             counters[n].value = v;
             n++;
@@ -79,34 +79,34 @@ void arl_check_usage(lua_State *L, int idx, const char *what, ar_usage *u,
         lua_pop(L, 1);
     }
     if (has_total && total != u->input_tokens + u->output_tokens)
-        luaL_error(L, "%s.usage.total_tokens (%I) must equal input_tokens + output_tokens (%I)", what,
+        arl_argerror(L, arg, "%s.usage.total_tokens (%I) must equal input_tokens + output_tokens (%I)", what,
                    (lua_Integer)total, (lua_Integer)(u->input_tokens + u->output_tokens));
     u->n_extra = n;
     u->extra = n ? counters : NULL;
 }
 
-void arl_check_step(lua_State *L, int idx, const char *what, ar_step *out,
+void arl_check_step(lua_State *L, int arg, int idx, const char *what, ar_step *out,
                     ar_counter *counters, arl_buf *content, int in_record)
 {
     ar_step s = AR_STEP_INIT;
     idx = lua_absindex(L, idx);
     if (!lua_istable(L, idx))
-        luaL_error(L, "%s must be a table (got %s)", what, luaL_typename(L, idx));
-    arl_check_fields(L, idx, what, in_record ? record_step_fields : step_fields);
-    s.kind = arl_field_text(L, idx, what, "kind", 1);
+        arl_argerror(L, arg, "%s must be a table (got %s)", what, luaL_typename(L, idx));
+    arl_check_fields(L, arg, idx, what, in_record ? record_step_fields : step_fields);
+    s.kind = arl_field_text(L, arg, idx, what, "kind", 1);
     if (!*s.kind)
-        luaL_error(L, "%s.kind must not be empty", what);
-    s.name = arl_field_text(L, idx, what, "name", 0);
+        arl_argerror(L, arg, "%s.kind must not be empty", what);
+    s.name = arl_field_text(L, arg, idx, what, "name", 0);
     if (lua_getfield(L, idx, "usage") != LUA_TNIL) {
         if (!lua_istable(L, -1))
-            luaL_error(L, "%s.usage must be a table (got %s)", what, luaL_typename(L, -1));
-        arl_check_usage(L, lua_absindex(L, -1), what, &s.usage, counters, 0);
+            arl_argerror(L, arg, "%s.usage must be a table (got %s)", what, luaL_typename(L, -1));
+        arl_check_usage(L, arg, lua_absindex(L, -1), what, &s.usage, counters, 0);
     }
     lua_pop(L, 1);
-    s.usage.cost = arl_field_number(L, idx, what, "cost", 0.0);
-    s.duration_ms = arl_field_int(L, idx, what, "duration_ms", 0, 0);
+    s.usage.cost = arl_field_number(L, arg, idx, what, "cost", 0.0);
+    s.duration_ms = arl_field_int(L, arg, idx, what, "duration_ms", 0, 0);
     if (in_record)
-        s.at = arl_field_int(L, idx, what, "at", AR_UNSET, 0);
+        s.at = arl_field_int(L, arg, idx, what, "at", AR_UNSET, 0);
     if (lua_getfield(L, idx, "content") != LUA_TNIL) {
         char root[64];
         lua_pushfstring(L, "%s.content", what);
@@ -256,22 +256,22 @@ void arl_push_owned_record(lua_State *L, ar_record *r, int with_steps)
     lua_remove(L, -2);
 }
 
-size_t arl_check_statuses(lua_State *L, int idx, const char *what, ar_status *out)
+size_t arl_check_statuses(lua_State *L, int arg, int idx, const char *what, ar_status *out)
 {
     idx = lua_absindex(L, idx);
     if (lua_type(L, idx) == LUA_TSTRING) {
         if (ar_status_parse(&out[0], lua_tostring(L, idx)))
-            luaL_error(L, "%s: unknown status '%s'", what, lua_tostring(L, idx));
+            arl_argerror(L, arg, "%s: unknown status '%s'", what, lua_tostring(L, idx));
         return 1;
     }
     if (!lua_istable(L, idx))
-        luaL_error(L, "%s must be a status name or a list of them (got %s)", what, luaL_typename(L, idx));
+        arl_argerror(L, arg, "%s must be a status name or a list of them (got %s)", what, luaL_typename(L, idx));
     size_t n = lua_rawlen(L, idx);
     if (n == 0 || n > 16)
-        luaL_error(L, "%s must list 1 to 16 statuses", what);
+        arl_argerror(L, arg, "%s must list 1 to 16 statuses", what);
     for (size_t i = 0; i < n; i++) {
         if (lua_rawgeti(L, idx, (lua_Integer)i + 1) != LUA_TSTRING || ar_status_parse(&out[i], lua_tostring(L, -1)))
-            luaL_error(L, "%s[%d]: unknown status '%s'", what, (int)i + 1, luaL_tolstring(L, -1, NULL));
+            arl_argerror(L, arg, "%s[%d]: unknown status '%s'", what, (int)i + 1, luaL_tolstring(L, -1, NULL));
         lua_pop(L, 1);
     }
     return n;

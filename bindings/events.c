@@ -11,18 +11,18 @@ static const char *const event_fields[] = {
 static int l_event(lua_State *L)
 {
     ar_store *store = arl_check_store(L, 1);
-    luaL_checktype(L, 2, LUA_TTABLE);
-    arl_check_fields(L, 2, "event", event_fields);
+    arl_checktype(L, 2, LUA_TTABLE);
+    arl_check_fields(L, 2, 2, "event", event_fields);
     ar_event e = AR_EVENT_INIT;
-    e.agent = arl_field_text(L, 2, "event", "agent", 1);
-    e.type = arl_field_text(L, 2, "event", "type", 1);
-    e.session = arl_field_int(L, 2, "event", "session", 0, 0);
-    e.content = arl_field_text(L, 2, "event", "content", 0);
-    e.run = arl_field_text(L, 2, "event", "run", 0);
-    e.at = arl_field_int(L, 2, "event", "at", AR_UNSET, 0);
+    e.agent = arl_field_text(L, 2, 2, "event", "agent", 1);
+    e.type = arl_field_text(L, 2, 2, "event", "type", 1);
+    e.session = arl_field_int(L, 2, 2, "event", "session", 0, 0);
+    e.content = arl_field_text(L, 2, 2, "event", "content", 0);
+    e.run = arl_field_text(L, 2, 2, "event", "run", 0);
+    e.at = arl_field_int(L, 2, 2, "event", "at", AR_UNSET, 0);
     if (lua_getfield(L, 2, "metadata") != LUA_TNIL) {
         if (!lua_istable(L, -1))
-            luaL_error(L, "event.metadata must be a table (got %s)", luaL_typename(L, -1));
+            arl_argerror(L, 2, "event.metadata must be a table (got %s)", luaL_typename(L, -1));
         arl_buf *b = arl_scratch(L);
         arl_json_encode(L, -1, "metadata", b);
         arl_buf_add(L, b, "", 1);
@@ -32,7 +32,7 @@ static int l_event(lua_State *L)
     int64_t id = 0;
     int rc = ar_event_append(&id, store, &e);
     if (rc)
-        return arl_fail(L, rc, ar_store_errmsg(store));
+        return arl_fail(L, 2, rc, ar_store_errmsg(store));
     lua_pushinteger(L, (lua_Integer)id);
     return 1;
 }
@@ -46,41 +46,41 @@ static void check_query(lua_State *L, int idx, ar_event_query *q, const char **t
 {
     ar_event_query init = AR_EVENT_QUERY_INIT;
     *q = init;
-    luaL_checktype(L, idx, LUA_TTABLE);
-    arl_check_fields(L, idx, "events query", query_fields);
-    q->agent = arl_field_text(L, idx, "events query", "agent", 1);
-    q->session = arl_field_int(L, idx, "events query", "session", AR_UNSET, 0);
+    arl_checktype(L, idx, LUA_TTABLE);
+    arl_check_fields(L, idx, idx, "events query", query_fields);
+    q->agent = arl_field_text(L, idx, idx, "events query", "agent", 1);
+    q->session = arl_field_int(L, idx, idx, "events query", "session", AR_UNSET, 0);
     int t = lua_getfield(L, idx, "type");
     if (t == LUA_TSTRING) {
-        types[0] = arl_check_text(L, -1, "events query.type");
+        types[0] = arl_check_text(L, idx, -1, "events query.type");
         q->types = types;
         q->n_types = 1;
     } else if (t == LUA_TTABLE) {
         size_t n = lua_rawlen(L, -1);
         if (n == 0 || n > 16)
-            luaL_error(L, "events query.type must list 1 to 16 types");
+            arl_argerror(L, idx, "events query.type must list 1 to 16 types");
         for (size_t i = 0; i < n; i++) {
             if (lua_rawgeti(L, -1, (lua_Integer)i + 1) != LUA_TSTRING)
-                luaL_error(L, "events query.type[%d] must be a string", (int)i + 1);
-            types[i] = arl_check_text(L, -1, "events query.type");
+                arl_argerror(L, idx, "events query.type[%d] must be a string", (int)i + 1);
+            types[i] = arl_check_text(L, idx, -1, "events query.type");
             lua_pop(L, 1);
         }
         q->types = types;
         q->n_types = n;
     } else if (t != LUA_TNIL) {
-        luaL_error(L, "events query.type must be a string or a list of strings (got %s)", lua_typename(L, t));
+        arl_argerror(L, idx, "events query.type must be a string or a list of strings (got %s)", lua_typename(L, t));
     }
     lua_pop(L, 1);
-    q->since = arl_field_int(L, idx, "events query", "since", AR_UNSET, INT64_MIN + 1);
-    q->until = arl_field_int(L, idx, "events query", "until", AR_UNSET, INT64_MIN + 1);
-    q->limit = arl_field_int(L, idx, "events query", "limit", 100, 0);
-    q->after = arl_field_text(L, idx, "events query", "after", 0);
-    q->before = arl_field_text(L, idx, "events query", "before", 0);
-    const char *order = arl_field_text(L, idx, "events query", "order", 0);
+    q->since = arl_field_int(L, idx, idx, "events query", "since", AR_UNSET, INT64_MIN + 1);
+    q->until = arl_field_int(L, idx, idx, "events query", "until", AR_UNSET, INT64_MIN + 1);
+    q->limit = arl_field_int(L, idx, idx, "events query", "limit", 100, 0);
+    q->after = arl_field_text(L, idx, idx, "events query", "after", 0);
+    q->before = arl_field_text(L, idx, idx, "events query", "before", 0);
+    const char *order = arl_field_text(L, idx, idx, "events query", "order", 0);
     if (order && strcmp(order, "desc") == 0)
         q->order = AR_ORDER_DESC;
     else if (order && strcmp(order, "asc") != 0)
-        luaL_error(L, "events query.order must be \"asc\" or \"desc\" (got \"%s\")", order);
+        arl_argerror(L, idx, "events query.order must be \"asc\" or \"desc\" (got \"%s\")", order);
 }
 
 static void push_event(lua_State *L, const ar_event *e)
@@ -137,7 +137,7 @@ static int l_events(lua_State *L)
     *list_slot = list;
     *cursor_slot = cursor;
     if (rc)
-        return arl_fail(L, rc, ar_store_errmsg(store));
+        return arl_fail(L, 2, rc, ar_store_errmsg(store));
     if (cursor) {
         lua_pushstring(L, cursor);
     } else {
@@ -165,7 +165,7 @@ static int l_count_events(lua_State *L)
     int64_t n = 0;
     int rc = ar_events_count(&n, store, &q);
     if (rc)
-        return arl_fail(L, rc, ar_store_errmsg(store));
+        return arl_fail(L, 2, rc, ar_store_errmsg(store));
     lua_pushinteger(L, (lua_Integer)n);
     return 1;
 }
@@ -174,14 +174,14 @@ static int l_count_events(lua_State *L)
 static int l_event_summary(lua_State *L)
 {
     ar_store *store = arl_check_store(L, 1);
-    const char *agent = arl_check_text(L, 2, "agent");
+    const char *agent = arl_check_text(L, 2, 2, "agent");
     void **slot = arl_box(L, free_summary);
     int box = lua_gettop(L);
     ar_event_summary *s = NULL;
     int rc = ar_events_summary(&s, store, agent);
     *slot = s;
     if (rc)
-        return arl_fail(L, rc, ar_store_errmsg(store));
+        return arl_fail(L, 2, rc, ar_store_errmsg(store));
     lua_createtable(L, 0, 5);
     lua_pushinteger(L, (lua_Integer)s->total);
     lua_setfield(L, -2, "total");
@@ -206,11 +206,11 @@ static int l_event_summary(lua_State *L)
 static int l_delete_events(lua_State *L)
 {
     ar_store *store = arl_check_store(L, 1);
-    const char *agent = arl_check_text(L, 2, "agent");
+    const char *agent = arl_check_text(L, 2, 2, "agent");
     int64_t n = 0;
     int rc = ar_events_delete(&n, store, agent);
     if (rc)
-        return arl_fail(L, rc, ar_store_errmsg(store));
+        return arl_fail(L, 2, rc, ar_store_errmsg(store));
     lua_pushinteger(L, (lua_Integer)n);
     return 1;
 }
@@ -221,15 +221,15 @@ static const char *const retain_fields[] = { "older_than", "keep_last", NULL };
 static int l_retain_events(lua_State *L)
 {
     ar_store *store = arl_check_store(L, 1);
-    luaL_checktype(L, 2, LUA_TTABLE);
-    arl_check_fields(L, 2, "retain_events policy", retain_fields);
+    arl_checktype(L, 2, LUA_TTABLE);
+    arl_check_fields(L, 2, 2, "retain_events policy", retain_fields);
     ar_event_retention p = AR_EVENT_RETENTION_INIT;
-    p.older_than = arl_field_number(L, 2, "retain_events policy", "older_than", -1);
-    p.keep_last = arl_field_int(L, 2, "retain_events policy", "keep_last", -1, 0);
+    p.older_than = arl_field_number(L, 2, 2, "retain_events policy", "older_than", -1);
+    p.keep_last = arl_field_int(L, 2, 2, "retain_events policy", "keep_last", -1, 0);
     int64_t n = 0;
     int rc = ar_events_retain(&n, store, &p);
     if (rc)
-        return arl_fail(L, rc, ar_store_errmsg(store));
+        return arl_fail(L, 2, rc, ar_store_errmsg(store));
     lua_pushinteger(L, (lua_Integer)n);
     return 1;
 }
@@ -244,6 +244,6 @@ void arl_open_events(lua_State *L)
 {
     luaL_getmetatable(L, ARL_STORE_MT);
     lua_getfield(L, -1, "__index");
-    luaL_setfuncs(L, methods, 0);
+    arl_setfuncs(L, methods, 1);
     lua_pop(L, 2);
 }

@@ -539,17 +539,21 @@ void arl_json_encode(lua_State *L, int idx, const char *root, arl_buf *b)
 
 /* ---- decoding ------------------------------------------------------------ */
 
-/* What one arl_json_decode call works with; errors report d->p - start. */
+/* What one decoding works with; errors report d->p - start. */
 typedef struct decoder {
     lua_State *L;
     const char *start, *p, *end;
     int array_mt; /* stack index of the array metatable */
     int depth;
+    int given;    /* the caller's own text (json_decode), not data read from the store */
 } decoder;
 
-/* Raises ECORRUPT "stored JSON is invalid: <what> at byte N" (N = d->p). */
+/* Raises "<what> at byte N" (N = d->p): EJSON for the caller's own text,
+ * ECORRUPT for data read from the store. */
 static void bad(decoder *d, const char *what)
 {
+    if (d->given)
+        arl_raise(d->L, AR_EJSON, "text is not valid JSON: %s at byte %zu", what, (size_t)(d->p - d->start));
     arl_raise(d->L, AR_ECORRUPT, "stored JSON is invalid: %s at byte %zu", what,
               (size_t)(d->p - d->start));
 }
@@ -939,15 +943,14 @@ static void decode_value(decoder *d)
     }
 }
 
-/* See arl.h. Pushes exactly one value, or raises (ECORRUPT, or a memory
- * error). */
-void arl_json_decode(lua_State *L, const char *json, size_t len)
+/* Pushes exactly one value, or raises (see bad(), or a memory error). */
+static void decode(lua_State *L, const char *json, size_t len, int given)
 {
     if (!json)
         json = "";
     luaL_checkstack(L, 8, NULL);
     push_array_mt(L);
-    decoder d = { L, json, json, json + len, lua_gettop(L), 0 };
+    decoder d = { L, json, json, json + len, lua_gettop(L), 0, given };
     decode_value(&d);
     skip_ws(&d);
     if (d.p != d.end)
@@ -957,6 +960,12 @@ void arl_json_decode(lua_State *L, const char *json, size_t len)
         lua_pushnil(L);
     }
     lua_remove(L, d.array_mt);
+}
+
+/* See arl.h. */
+void arl_json_decode(lua_State *L, const char *json, size_t len)
+{
+    decode(L, json, len, 0);
 }
 
 /* ---- module functions ---------------------------------------------------- */
@@ -969,13 +978,13 @@ static int l_array(lua_State *L)
         lua_settop(L, 0);
         lua_newtable(L);
     } else {
-        luaL_checktype(L, 1, LUA_TTABLE);
+        arl_checktype(L, 1, LUA_TTABLE);
         lua_settop(L, 1);
     }
     push_array_mt(L);
     if (lua_getmetatable(L, 1)) {
         if (!lua_rawequal(L, -1, -2))
-            return luaL_argerror(L, 1, "table already has a metatable");
+            return arl_argerror(L, 1, "table already has a metatable");
         lua_settop(L, 1);
         return 1;
     }
@@ -987,7 +996,7 @@ static int l_array(lua_State *L)
  * path rooted at "value". */
 static int l_json_encode(lua_State *L)
 {
-    luaL_checkany(L, 1);
+    arl_checkany(L, 1);
     lua_settop(L, 1);
     arl_buf *b = arl_scratch(L);
     arl_json_encode(L, 1, "value", b);
@@ -996,12 +1005,16 @@ static int l_json_encode(lua_State *L)
 }
 
 /* agentrun.json_decode(s) -> value (nil for "null"); raises agentrun.Error
- * ECORRUPT for text that is not JSON. */
+ * EJSON, with the byte where it goes wrong, for text that is not JSON, and a
+ * misuse error for a value that is not a string. */
 static int l_json_decode(lua_State *L)
 {
+    int t = lua_type(L, 1);
+    if (t != LUA_TSTRING && t != LUA_TNUMBER)
+        return arl_argerror(L, 1, "string expected, got %s", t == LUA_TNONE ? "no value" : luaL_typename(L, 1));
     size_t n;
-    const char *s = luaL_checklstring(L, 1, &n);
-    arl_json_decode(L, s, n);
+    const char *s = lua_tolstring(L, 1, &n);
+    decode(L, s, n, 1);
     return 1;
 }
 
@@ -1014,12 +1027,12 @@ void arl_open_json(lua_State *L, int module_idx)
     lua_pop(L, 1);
     scratch(L, ARL_SCRATCH);
     scratch(L, SCRATCH2_KEY);
-    lua_pushcfunction(L, l_array);
-    lua_setfield(L, module_idx, "array");
+    static const luaL_Reg functions[] = {
+        { "array", l_array }, { "json_encode", l_json_encode }, { "json_decode", l_json_decode }, { NULL, NULL }
+    };
+    lua_pushvalue(L, module_idx);
+    arl_setfuncs(L, functions, 0);
+    lua_pop(L, 1);
     lua_pushlightuserdata(L, NULL);
     lua_setfield(L, module_idx, "null");
-    lua_pushcfunction(L, l_json_encode);
-    lua_setfield(L, module_idx, "json_encode");
-    lua_pushcfunction(L, l_json_decode);
-    lua_setfield(L, module_idx, "json_decode");
 }

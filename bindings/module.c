@@ -7,8 +7,9 @@
 /* core.sleep(ms): the loop's retry backoff. */
 static int l_sleep(lua_State *L)
 {
-    lua_Integer ms = luaL_checkinteger(L, 1);
-    luaL_argcheck(L, ms >= 0, 1, "must not be negative");
+    lua_Integer ms = lua_tointeger(L, 1);
+    if (lua_type(L, 1) != LUA_TNUMBER || ms < 0)
+        arl_argerror(L, 1, "milliseconds must be a non-negative integer");
     struct timespec ts = { (time_t)(ms / 1000), (long)(ms % 1000) * 1000000L };
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
         ;
@@ -21,6 +22,14 @@ static int l_now(lua_State *L)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     lua_pushinteger(L, (lua_Integer)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+    return 1;
+}
+
+/* core.error_text(v) -> the text a failed run keeps for the error value v
+ * (see arl_error_text): the loop and the record factory use it too. */
+static int l_error_text(lua_State *L)
+{
+    arl_error_text(L, 1, "failed");
     return 1;
 }
 
@@ -86,10 +95,12 @@ int luaopen_agentrun_core(lua_State *L)
     arl_open_run(L, m);
     arl_open_events(L);
     arl_open_retain(L);
-    lua_pushcfunction(L, l_sleep);
-    lua_setfield(L, m, "sleep");
-    lua_pushcfunction(L, l_now);
-    lua_setfield(L, m, "now");
+    static const luaL_Reg functions[] = {
+        { "sleep", l_sleep }, { "now", l_now }, { "error_text", l_error_text }, { NULL, NULL }
+    };
+    lua_pushvalue(L, m);
+    arl_setfuncs(L, functions, 0);
+    lua_pop(L, 1);
     lua_pushliteral(L, AR_VERSION);
     lua_setfield(L, m, "version");
     return 1;

@@ -83,20 +83,20 @@ static const char *const policy_fields[] = {
 static int l_retain(lua_State *L)
 {
     ar_store *store = arl_check_store(L, 1);
-    luaL_checktype(L, 2, LUA_TTABLE);
-    arl_check_fields(L, 2, "retention policy", policy_fields);
+    arl_checktype(L, 2, LUA_TTABLE);
+    arl_check_fields(L, 2, 2, "retention policy", policy_fields);
     ar_retention p = AR_RETENTION_INIT;
     ar_status statuses[16];
-    p.older_than = arl_field_number(L, 2, "retention policy", "older_than", -1);
-    p.keep_last = arl_field_int(L, 2, "retention policy", "keep_last", -1, 0);
-    p.dry_run = arl_field_bool(L, 2, "retention policy", "dry_run", 0);
-    p.vacuum = arl_field_bool(L, 2, "retention policy", "vacuum", 0);
+    p.older_than = arl_field_number(L, 2, 2, "retention policy", "older_than", -1);
+    p.keep_last = arl_field_int(L, 2, 2, "retention policy", "keep_last", -1, 0);
+    p.dry_run = arl_field_bool(L, 2, 2, "retention policy", "dry_run", 0);
+    p.vacuum = arl_field_bool(L, 2, 2, "retention policy", "vacuum", 0);
     if (lua_getfield(L, 2, "status") != LUA_TNIL) {
-        p.n_status = arl_check_statuses(L, -1, "retention policy.status", statuses);
+        p.n_status = arl_check_statuses(L, 2, -1, "retention policy.status", statuses);
         p.status = statuses;
         for (size_t i = 0; i < p.n_status; i++)
             if (statuses[i] == AR_RUNNING)
-                luaL_error(L, "retention policy.status: running runs are never deleted");
+                arl_argerror(L, 2, "retention policy.status: running runs are never deleted");
     }
     lua_pop(L, 1);
     lua_settop(L, 2);
@@ -104,7 +104,7 @@ static int l_retain(lua_State *L)
     int t = lua_getfield(L, 2, "rule"); /* 3 */
     if (t != LUA_TNIL) {
         if (t != LUA_TFUNCTION)
-            luaL_error(L, "retention policy.rule must be a function (got %s)", lua_typename(L, t));
+            arl_argerror(L, 2, "retention policy.rule must be a function (got %s)", lua_typename(L, t));
         lua_pushnil(L); /* 4: the rule's error, if any */
         c.fn = 3;
         c.err_slot = 4;
@@ -122,7 +122,7 @@ static int l_retain(lua_State *L)
         return lua_error(L);
     }
     if (rc)
-        return arl_fail(L, rc, ar_store_errmsg(store));
+        return arl_fail(L, 2, rc, ar_store_errmsg(store));
     lua_createtable(L, 0, 8);
 #define SETI(k, v) (lua_pushinteger(L, (lua_Integer)(v)), lua_setfield(L, -2, k))
     SETI("considered", r.considered);
@@ -140,9 +140,9 @@ static int l_retain(lua_State *L)
 
 void arl_open_retain(lua_State *L)
 {
+    static const luaL_Reg methods[] = { { "retain", l_retain }, { NULL, NULL } };
     luaL_getmetatable(L, ARL_STORE_MT);
     lua_getfield(L, -1, "__index");
-    lua_pushcfunction(L, l_retain);
-    lua_setfield(L, -2, "retain");
+    arl_setfuncs(L, methods, 1);
     lua_pop(L, 2);
 }

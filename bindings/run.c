@@ -5,7 +5,7 @@
 
 static arl_run *to_run(lua_State *L, int idx)
 {
-    return luaL_checkudata(L, idx, ARL_RUN_MT);
+    return arl_checkudata(L, idx, ARL_RUN_MT);
 }
 
 static ar_run *check_run(lua_State *L, int idx)
@@ -26,35 +26,10 @@ void arl_push_run(lua_State *L, ar_run *run, int store_idx)
     lua_setiuservalue(L, -2, 1);
 }
 
-static int run_fail(lua_State *L, ar_run *run, int rc)
+/* Fails with the run's last error; a misuse is about argument `arg`. */
+static int run_fail(lua_State *L, int arg, ar_run *run, int rc)
 {
-    return arl_fail(L, rc, ar_run_errmsg(run));
-}
-
-/* Pushes the error text for the value at idx: strings as they are, other
- * values through tostring; NUL bytes become U+FFFD so nothing is cut. */
-static const char *error_text(lua_State *L, int idx, const char *dflt)
-{
-    idx = lua_absindex(L, idx);
-    if (lua_isnoneornil(L, idx)) {
-        lua_pushstring(L, dflt);
-        return lua_tostring(L, -1);
-    }
-    size_t n;
-    const char *s = luaL_tolstring(L, idx, &n);
-    if (strlen(s) == n)
-        return s;
-    luaL_Buffer b;
-    luaL_buffinit(L, &b);
-    for (size_t i = 0; i < n; i++) {
-        if (s[i])
-            luaL_addchar(&b, s[i]);
-        else
-            luaL_addstring(&b, "\xEF\xBF\xBD");
-    }
-    luaL_pushresult(&b);
-    lua_remove(L, -2);
-    return lua_tostring(L, -1);
+    return arl_fail(L, arg, rc, ar_run_errmsg(run));
 }
 
 static int l_step(lua_State *L)
@@ -62,11 +37,11 @@ static int l_step(lua_State *L)
     ar_run *run = check_run(L, 1);
     ar_counter counters[ARL_MAX_COUNTERS];
     ar_step step;
-    arl_check_step(L, 2, "step", &step, counters, arl_scratch(L), 0);
+    arl_check_step(L, 2, 2, "step", &step, counters, arl_scratch(L), 0);
     int64_t seq = 0;
     int rc = ar_run_step(&seq, run, &step);
     if (rc)
-        return run_fail(L, run, rc);
+        return run_fail(L, 2, run, rc);
     lua_pushinteger(L, (lua_Integer)seq);
     return 1;
 }
@@ -80,7 +55,7 @@ static int check_failed(lua_State *L, ar_run *run, int rc, const ar_exhaustion *
         ar_store *store = arl_check_store(L, -1);
         return arl_raise_budget(L, store, ar_run_id(run), ar_run_iterations(run), ar_run_usage(run), why);
     }
-    return run_fail(L, run, rc);
+    return run_fail(L, 1, run, rc);
 }
 
 static int l_check(lua_State *L)
@@ -101,7 +76,7 @@ static int l_check(lua_State *L)
 static int l_loop_check(lua_State *L)
 {
     ar_run *run = check_run(L, 1);
-    lua_Integer calls = luaL_checkinteger(L, 2);
+    lua_Integer calls = lua_tointeger(L, 2);
     ar_exhaustion why;
     int rc = ar_run_check(&why, run);
     const ar_budget *b = ar_run_budget(run);
@@ -118,12 +93,12 @@ static int l_checkpoint(lua_State *L)
 {
     ar_run *run = check_run(L, 1);
     if (lua_isnoneornil(L, 2))
-        luaL_argerror(L, 2, "state is required");
+        arl_argerror(L, 2, "state is required");
     arl_buf *b = arl_scratch(L);
     arl_json_encode(L, 2, "state", b);
     int rc = ar_run_checkpoint(run, b->data, b->len);
     if (rc)
-        return run_fail(L, run, rc);
+        return run_fail(L, 2, run, rc);
     return 0;
 }
 
@@ -131,7 +106,7 @@ static int l_checkpoint(lua_State *L)
 static int finished(lua_State *L, ar_run *run, int rc, ar_record *r)
 {
     if (rc)
-        return run_fail(L, run, rc);
+        return run_fail(L, 2, run, rc);
     arl_push_owned_record(L, r, 0);
     return 1;
 }
@@ -155,7 +130,7 @@ static int l_complete(lua_State *L)
 static int l_fail(lua_State *L)
 {
     ar_run *run = check_run(L, 1);
-    const char *msg = error_text(L, 2, "failed");
+    const char *msg = arl_error_text(L, 2, "failed");
     ar_record *r = NULL;
     int rc = ar_run_fail(&r, run, msg);
     return finished(L, run, rc, r);
@@ -166,9 +141,9 @@ static int l_exhaust(lua_State *L)
     ar_run *run = check_run(L, 1);
     ar_exhaustion why = { NULL, 0, 0 }, *whyp = NULL;
     if (!lua_isnoneornil(L, 2)) {
-        luaL_checktype(L, 2, LUA_TTABLE);
+        arl_checktype(L, 2, LUA_TTABLE);
         if (lua_getfield(L, 2, "limit") != LUA_TSTRING)
-            luaL_argerror(L, 2, "a BudgetExhausted error (with limit, limit_value, value) is expected");
+            arl_argerror(L, 2, "a BudgetExhausted error (with limit, limit_value, value) is expected");
         why.limit = lua_tostring(L, -1);
         lua_getfield(L, 2, "limit_value");
         why.limit_value = (double)lua_tonumber(L, -1);
@@ -192,7 +167,7 @@ static int l_close(lua_State *L)
     ar_run *run = r->run;
     r->run = NULL;
     if (ar_run_status(run) == AR_RUNNING && !lua_isnoneornil(L, 2)) {
-        const char *msg = error_text(L, 2, "run closed before it finished");
+        const char *msg = arl_error_text(L, 2, "run closed before it finished");
         ar_run_fail(NULL, run, msg);
     }
     ar_run_close(run);
@@ -218,10 +193,10 @@ static const luaL_Reg run_methods[] = {
 /* run.id, run.status, run.iterations, run.usage, run.budget: read-only views. */
 static int l_index(lua_State *L)
 {
-    const char *key = luaL_checkstring(L, 2);
     lua_pushvalue(L, 2);
-    if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL)
+    if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL || lua_type(L, 2) != LUA_TSTRING)
         return 1;
+    const char *key = lua_tostring(L, 2);
     ar_run *run = check_run(L, 1);
     if (strcmp(key, "id") == 0)
         lua_pushstring(L, ar_run_id(run));
@@ -248,10 +223,13 @@ static int l_newindex(lua_State *L)
 void arl_open_run(lua_State *L, int module_idx)
 {
     module_idx = lua_absindex(L, module_idx);
-    lua_pushcfunction(L, l_loop_check);
-    lua_setfield(L, module_idx, "loop_check");
+    static const luaL_Reg functions[] = { { "loop_check", l_loop_check }, { NULL, NULL } };
+    lua_pushvalue(L, module_idx);
+    arl_setfuncs(L, functions, 0);
+    lua_pop(L, 1);
     luaL_newmetatable(L, ARL_RUN_MT);
-    luaL_newlib(L, run_methods);
+    lua_newtable(L);
+    arl_setfuncs(L, run_methods, 1);
     lua_pushcclosure(L, l_index, 1);
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, l_newindex);

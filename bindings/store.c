@@ -8,7 +8,7 @@
 
 static arl_store *to_store(lua_State *L, int idx)
 {
-    return luaL_checkudata(L, idx, ARL_STORE_MT);
+    return arl_checkudata(L, idx, ARL_STORE_MT);
 }
 
 ar_store *arl_check_store(lua_State *L, int idx)
@@ -19,17 +19,17 @@ ar_store *arl_check_store(lua_State *L, int idx)
     return s->store;
 }
 
-int arl_fail(lua_State *L, int rc, const char *msg)
+int arl_fail(lua_State *L, int arg, int rc, const char *msg)
 {
     if (rc == AR_EMISUSE)
-        return luaL_error(L, "%s", msg);
+        return arl_argerror(L, arg, "%s", msg);
     return arl_raise(L, rc, "%s", msg);
 }
 
-/* Fails with the store's last error. */
-static int store_fail(lua_State *L, ar_store *store, int rc)
+/* Fails with the store's last error; a misuse is about argument `arg`. */
+static int store_fail(lua_State *L, int arg, ar_store *store, int rc)
 {
-    return arl_fail(L, rc, ar_store_errmsg(store));
+    return arl_fail(L, arg, rc, ar_store_errmsg(store));
 }
 
 /* ---- open and close ----------------------------------------------------- */
@@ -39,21 +39,21 @@ static const char *const open_fields[] = { "durability", "busy_timeout", "readon
 /* agentrun.open(path [, opts]) -> store | nil, message, code */
 static int l_open(lua_State *L)
 {
-    const char *path = arl_check_text(L, 1, "path");
+    const char *path = arl_check_text(L, 1, 1, "path");
     ar_open_opts opts = AR_OPEN_OPTS_INIT;
     if (!lua_isnoneornil(L, 2)) {
-        luaL_checktype(L, 2, LUA_TTABLE);
-        arl_check_fields(L, 2, "open options", open_fields);
-        const char *d = arl_field_text(L, 2, "open options", "durability", 0);
+        arl_checktype(L, 2, LUA_TTABLE);
+        arl_check_fields(L, 2, 2, "open options", open_fields);
+        const char *d = arl_field_text(L, 2, 2, "open options", "durability", 0);
         if (d && strcmp(d, "full") == 0)
             opts.durability = AR_DURABILITY_FULL;
         else if (d && strcmp(d, "normal") == 0)
             opts.durability = AR_DURABILITY_NORMAL;
         else if (d)
-            luaL_error(L, "open options.durability must be \"full\" or \"normal\" (got \"%s\")", d);
-        int64_t t = arl_field_int(L, 2, "open options", "busy_timeout", 5000, 0);
+            arl_argerror(L, 2, "open options.durability must be \"full\" or \"normal\" (got \"%s\")", d);
+        int64_t t = arl_field_int(L, 2, 2, "open options", "busy_timeout", 5000, 0);
         opts.busy_timeout_ms = t > 0x7fffffff ? 0x7fffffff : (int)t;
-        opts.readonly = arl_field_bool(L, 2, "open options", "readonly", 0);
+        opts.readonly = arl_field_bool(L, 2, 2, "open options", "readonly", 0);
     }
     /* the box exists, closed, before the store is acquired */
     arl_store *s = lua_newuserdatauv(L, sizeof *s, 0);
@@ -103,7 +103,7 @@ static int l_info(lua_State *L)
     ar_store_info info;
     int rc = ar_store_info_get(&info, store);
     if (rc)
-        return store_fail(L, store, rc);
+        return store_fail(L, 1, store, rc);
     lua_createtable(L, 0, 8);
     lua_pushstring(L, info.path);
     lua_setfield(L, -2, "path");
@@ -127,13 +127,13 @@ static const char *const spec_fields[] = {
 };
 
 /* Encodes t[field] (a table) as a JSON object into buf; NULL when absent. */
-static const char *json_field(lua_State *L, int idx, const char *field, arl_buf *buf)
+static const char *json_field(lua_State *L, int arg, int idx, const char *field, arl_buf *buf)
 {
     int t = lua_getfield(L, idx, field);
     const char *json = NULL;
     if (t != LUA_TNIL) {
         if (t != LUA_TTABLE)
-            luaL_error(L, "%s must be a table (got %s)", field, lua_typename(L, t));
+            arl_argerror(L, arg, "%s must be a table (got %s)", field, lua_typename(L, t));
         buf->len = 0;
         arl_json_encode(L, -1, field, buf);
         arl_buf_add(L, buf, "", 1); /* the core takes it as a C string */
@@ -147,24 +147,24 @@ static const char *json_field(lua_State *L, int idx, const char *field, arl_buf 
 static int l_begin(lua_State *L)
 {
     ar_store *store = arl_check_store(L, 1);
-    luaL_checktype(L, 2, LUA_TTABLE);
-    arl_check_fields(L, 2, "run spec", spec_fields);
+    arl_checktype(L, 2, LUA_TTABLE);
+    arl_check_fields(L, 2, 2, "run spec", spec_fields);
     ar_run_spec spec = AR_RUN_SPEC_INIT;
-    spec.agent = arl_field_text(L, 2, "run spec", "agent", 1);
-    spec.goal = arl_field_text(L, 2, "run spec", "goal", 1);
-    spec.user = arl_field_text(L, 2, "run spec", "user", 0);
-    spec.edition = arl_field_text(L, 2, "run spec", "edition", 0);
-    spec.parent = arl_field_text(L, 2, "run spec", "parent", 0);
+    spec.agent = arl_field_text(L, 2, 2, "run spec", "agent", 1);
+    spec.goal = arl_field_text(L, 2, 2, "run spec", "goal", 1);
+    spec.user = arl_field_text(L, 2, 2, "run spec", "user", 0);
+    spec.edition = arl_field_text(L, 2, 2, "run spec", "edition", 0);
+    spec.parent = arl_field_text(L, 2, 2, "run spec", "parent", 0);
     if (lua_getfield(L, 2, "budget") != LUA_TNIL)
-        arl_check_budget(L, -1, &spec.budget);
+        arl_check_budget(L, 2, -1, &spec.budget);
     lua_pop(L, 1);
-    spec.metadata = json_field(L, 2, "metadata", arl_scratch(L));
+    spec.metadata = json_field(L, 2, 2, "metadata", arl_scratch(L));
     ar_run *run = NULL;
     /* the run handle's box exists before the run is begun */
     arl_push_run(L, NULL, 1);
     int rc = ar_run_begin(&run, store, &spec);
     if (rc)
-        return store_fail(L, store, rc);
+        return store_fail(L, 2, store, rc);
     ((arl_run *)lua_touserdata(L, -1))->run = run;
     return 1;
 }
@@ -181,26 +181,28 @@ static const char *const limit_fields[] = { "name", "value", "reached", NULL };
 static void read_record(lua_State *L, int idx, ar_record *r)
 {
     idx = lua_absindex(L, idx);
-    luaL_checktype(L, idx, LUA_TTABLE);
-    arl_check_fields(L, idx, "record", record_fields);
+    int arg = idx; /* the record is the argument at idx */
+    arl_checktype(L, arg, LUA_TTABLE);
+    arl_check_fields(L, arg, idx, "record", record_fields);
     ar_record init = AR_RECORD_INIT;
     *r = init;
     lua_newtable(L);
     int keep = lua_gettop(L), kept = 0;
-    r->agent = arl_field_text(L, idx, "record", "agent", 1);
-    r->goal = arl_field_text(L, idx, "record", "goal", 1);
-    r->user = arl_field_text(L, idx, "record", "user", 0);
-    r->edition = arl_field_text(L, idx, "record", "edition", 0);
-    r->parent = arl_field_text(L, idx, "record", "parent", 0);
-    const char *status = arl_field_text(L, idx, "record", "status", 1);
+    r->agent = arl_field_text(L, arg, idx, "record", "agent", 1);
+    r->goal = arl_field_text(L, arg, idx, "record", "goal", 1);
+    r->user = arl_field_text(L, arg, idx, "record", "user", 0);
+    r->edition = arl_field_text(L, arg, idx, "record", "edition", 0);
+    r->parent = arl_field_text(L, arg, idx, "record", "parent", 0);
+    const char *status = arl_field_text(L, arg, idx, "record", "status", 1);
     if (ar_status_parse(&r->status, status) || r->status == AR_RUNNING)
-        luaL_error(L, "record.status must be completed, budget_exhausted, failed or interrupted (got \"%s\")", status);
+        arl_argerror(L, arg, "record.status must be completed, budget_exhausted, failed or interrupted (got \"%s\")",
+                     status);
     /* a failure's text is never refused (SPEC §6): the core replaces invalid
      * UTF-8, and NUL bytes become U+FFFD here so that nothing is cut */
     int et = lua_getfield(L, idx, "error");
     if (et != LUA_TNIL) {
         if (et != LUA_TSTRING)
-            luaL_error(L, "record.error must be a string (got %s)", lua_typename(L, et));
+            arl_argerror(L, arg, "record.error must be a string (got %s)", lua_typename(L, et));
         size_t n;
         const char *s = lua_tolstring(L, -1, &n);
         if (strlen(s) != n) {
@@ -228,7 +230,7 @@ static void read_record(lua_State *L, int idx, ar_record *r)
         lua_rawseti(L, keep, ++kept);
     }
     lua_pop(L, 1);
-    r->metadata = json_field(L, idx, "metadata", arl_scratch(L));
+    r->metadata = json_field(L, arg, idx, "metadata", arl_scratch(L));
     if (r->metadata) {
         lua_pushstring(L, r->metadata);
         r->metadata = lua_tostring(L, -1);
@@ -236,32 +238,32 @@ static void read_record(lua_State *L, int idx, ar_record *r)
     }
     if (lua_getfield(L, idx, "limit") != LUA_TNIL) {
         if (!lua_istable(L, -1))
-            luaL_error(L, "record.limit must be a table");
+            arl_argerror(L, arg, "record.limit must be a table");
         int li = lua_absindex(L, -1);
-        arl_check_fields(L, li, "record.limit", limit_fields);
-        r->limit.limit = arl_field_text(L, li, "record.limit", "name", 1);
-        r->limit.limit_value = arl_field_number(L, li, "record.limit", "value", 0);
-        r->limit.value = arl_field_number(L, li, "record.limit", "reached", r->limit.limit_value);
+        arl_check_fields(L, arg, li, "record.limit", limit_fields);
+        r->limit.limit = arl_field_text(L, arg, li, "record.limit", "name", 1);
+        r->limit.limit_value = arl_field_number(L, arg, li, "record.limit", "value", 0);
+        r->limit.value = arl_field_number(L, arg, li, "record.limit", "reached", r->limit.limit_value);
     }
     lua_pop(L, 1);
     if (lua_getfield(L, idx, "budget") != LUA_TNIL)
-        arl_check_budget(L, -1, &r->budget);
+        arl_check_budget(L, arg, -1, &r->budget);
     lua_pop(L, 1);
-    r->iterations = arl_field_int(L, idx, "record", "iterations", -1, 0);
-    r->created_at = arl_field_int(L, idx, "record", "created_at", AR_UNSET, 0);
-    r->finished_at = arl_field_int(L, idx, "record", "finished_at", AR_UNSET, 0);
+    r->iterations = arl_field_int(L, arg, idx, "record", "iterations", -1, 0);
+    r->created_at = arl_field_int(L, arg, idx, "record", "created_at", AR_UNSET, 0);
+    r->finished_at = arl_field_int(L, arg, idx, "record", "finished_at", AR_UNSET, 0);
     ar_counter *counters = lua_newuserdatauv(L, sizeof(ar_counter) * ARL_MAX_COUNTERS, 0);
     lua_rawseti(L, keep, ++kept);
     if (lua_getfield(L, idx, "usage") != LUA_TNIL) {
         if (!lua_istable(L, -1))
-            luaL_error(L, "record.usage must be a table");
+            arl_argerror(L, arg, "record.usage must be a table");
         r->usage.total_tokens = 0;
-        arl_check_usage(L, lua_absindex(L, -1), "record", &r->usage, counters, 1);
+        arl_check_usage(L, arg, lua_absindex(L, -1), "record", &r->usage, counters, 1);
     }
     lua_pop(L, 1);
     if (lua_getfield(L, idx, "steps") != LUA_TNIL) {
         if (!lua_istable(L, -1))
-            luaL_error(L, "record.steps must be a list of steps");
+            arl_argerror(L, arg, "record.steps must be a list of steps");
         int si = lua_absindex(L, -1);
         size_t n = lua_rawlen(L, si);
         ar_step *steps = lua_newuserdatauv(L, n ? n * sizeof *steps : 1, 0);
@@ -274,7 +276,7 @@ static void read_record(lua_State *L, int idx, ar_record *r)
             lua_rawseti(L, keep, ++kept);
             arl_buf *b = arl_scratch(L);
             b->len = 0;
-            arl_check_step(L, -1, what, &steps[i], sc, b, 1);
+            arl_check_step(L, arg, -1, what, &steps[i], sc, b, 1);
             if (steps[i].content) {
                 lua_pushlstring(L, b->data, b->len);
                 steps[i].content = lua_tostring(L, -1);
@@ -297,7 +299,7 @@ static int l_write(lua_State *L)
     char *id = NULL;
     int rc = ar_store_write(&id, store, &r);
     if (rc)
-        return store_fail(L, store, rc);
+        return store_fail(L, 2, store, rc);
     lua_pushstring(L, id);
     ar_free(id);
     return 1;
@@ -319,9 +321,9 @@ static int l_make_record(lua_State *L)
     else if (f.status == AR_FAILED)
         rc = ar_record_failed(&r, &f, f.error, err, sizeof err);
     else
-        return luaL_error(L, "record.status must be completed, budget_exhausted or failed");
+        return arl_argerror(L, 1, "record.status must be completed, budget_exhausted or failed");
     if (rc)
-        return arl_fail(L, rc, err);
+        return arl_fail(L, 1, rc, err);
     arl_push_owned_record(L, r, 1);
     return 1;
 }
@@ -334,12 +336,12 @@ static const char *const get_fields[] = { "steps", NULL };
 static int l_get(lua_State *L)
 {
     ar_store *store = arl_check_store(L, 1);
-    const char *id = arl_check_text(L, 2, "id");
+    const char *id = arl_check_text(L, 2, 2, "id");
     int with_steps = 0;
     if (!lua_isnoneornil(L, 3)) {
-        luaL_checktype(L, 3, LUA_TTABLE);
-        arl_check_fields(L, 3, "get options", get_fields);
-        with_steps = arl_field_bool(L, 3, "get options", "steps", 0);
+        arl_checktype(L, 3, LUA_TTABLE);
+        arl_check_fields(L, 3, 3, "get options", get_fields);
+        with_steps = arl_field_bool(L, 3, 3, "get options", "steps", 0);
     }
     ar_record *r = NULL;
     int rc = ar_store_get(&r, store, id, with_steps);
@@ -348,7 +350,7 @@ static int l_get(lua_State *L)
         return 1;
     }
     if (rc)
-        return store_fail(L, store, rc);
+        return store_fail(L, 2, store, rc);
     arl_push_owned_record(L, r, with_steps);
     return 1;
 }
@@ -360,7 +362,7 @@ typedef struct arl_iter {
 
 static int iter_close(lua_State *L)
 {
-    arl_iter *b = luaL_checkudata(L, 1, ARL_ITER_MT);
+    arl_iter *b = arl_checkudata(L, 1, ARL_ITER_MT);
     ar_steps_close(b->it);
     b->it = NULL;
     return 0;
@@ -377,14 +379,14 @@ static arl_iter *push_iter(lua_State *L, ar_store *store, int store_idx, const c
     lua_setiuservalue(L, -2, 1);
     int rc = ar_steps_open(&b->it, store, id, from, limit);
     if (rc)
-        store_fail(L, store, rc);
+        store_fail(L, 2, store, rc);
     return b;
 }
 
 /* Pushes the next step of the box at idx, or nil (closing it) at the end. */
 static int iter_push_next(lua_State *L, int idx)
 {
-    arl_iter *b = luaL_checkudata(L, idx, ARL_ITER_MT);
+    arl_iter *b = lua_touserdata(L, idx);
     if (!b->it) {
         lua_pushnil(L);
         return 0;
@@ -400,7 +402,7 @@ static int iter_push_next(lua_State *L, int idx)
     const ar_step *step = NULL;
     int rc = ar_steps_next(&step, b->it);
     if (rc)
-        return store_fail(L, s->store, rc);
+        return store_fail(L, 1, s->store, rc);
     if (!step) {
         ar_steps_close(b->it);
         b->it = NULL;
@@ -423,13 +425,13 @@ static const char *const steps_fields[] = { "from", "limit", NULL };
 static int l_steps(lua_State *L)
 {
     ar_store *store = arl_check_store(L, 1);
-    const char *id = arl_check_text(L, 2, "id");
+    const char *id = arl_check_text(L, 2, 2, "id");
     int64_t from = 1, limit = -1;
     if (!lua_isnoneornil(L, 3)) {
-        luaL_checktype(L, 3, LUA_TTABLE);
-        arl_check_fields(L, 3, "steps options", steps_fields);
-        from = arl_field_int(L, 3, "steps options", "from", 1, 1);
-        limit = arl_field_int(L, 3, "steps options", "limit", -1, 0);
+        arl_checktype(L, 3, LUA_TTABLE);
+        arl_check_fields(L, 3, 3, "steps options", steps_fields);
+        from = arl_field_int(L, 3, 3, "steps options", "from", 1, 1);
+        limit = arl_field_int(L, 3, 3, "steps options", "limit", -1, 0);
     }
     push_iter(L, store, 1, id, from, limit);
     lua_pushvalue(L, -1);
@@ -482,12 +484,12 @@ int arl_raise_budget(lua_State *L, ar_store *store, const char *run_id, int64_t 
     luaL_setmetatable(L, ARL_ITER_MT);
     int rc = ar_steps_open(&b->it, store, run_id, 1, -1);
     if (rc)
-        return store_fail(L, store, rc);
+        return store_fail(L, 1, store, rc);
     lua_Integer i = 0;
     for (;;) {
         const ar_step *step = NULL;
         if ((rc = ar_steps_next(&step, b->it)))
-            return store_fail(L, store, rc);
+            return store_fail(L, 1, store, rc);
         if (!step)
             break;
         arl_push_step(L, step);
@@ -512,27 +514,27 @@ static void check_query(lua_State *L, int idx, ar_run_query *q, ar_status *st)
     *q = init;
     if (lua_isnoneornil(L, idx))
         return;
-    luaL_checktype(L, idx, LUA_TTABLE);
-    arl_check_fields(L, idx, "query", query_fields);
-    q->agent = arl_field_text(L, idx, "query", "agent", 0);
-    q->user = arl_field_text(L, idx, "query", "user", 0);
-    q->edition = arl_field_text(L, idx, "query", "edition", 0);
-    q->parent = arl_field_text(L, idx, "query", "parent", 0);
+    arl_checktype(L, idx, LUA_TTABLE);
+    arl_check_fields(L, idx, idx, "query", query_fields);
+    q->agent = arl_field_text(L, idx, idx, "query", "agent", 0);
+    q->user = arl_field_text(L, idx, idx, "query", "user", 0);
+    q->edition = arl_field_text(L, idx, idx, "query", "edition", 0);
+    q->parent = arl_field_text(L, idx, idx, "query", "parent", 0);
     if (lua_getfield(L, idx, "status") != LUA_TNIL) {
-        q->n_status = arl_check_statuses(L, -1, "query.status", st);
+        q->n_status = arl_check_statuses(L, idx, -1, "query.status", st);
         q->status = st;
     }
     lua_pop(L, 1);
-    q->since = arl_field_int(L, idx, "query", "since", AR_UNSET, INT64_MIN + 1);
-    q->until = arl_field_int(L, idx, "query", "until", AR_UNSET, INT64_MIN + 1);
-    q->limit = arl_field_int(L, idx, "query", "limit", 50, 0);
-    q->after = arl_field_text(L, idx, "query", "after", 0);
-    q->before = arl_field_text(L, idx, "query", "before", 0);
-    const char *order = arl_field_text(L, idx, "query", "order", 0);
+    q->since = arl_field_int(L, idx, idx, "query", "since", AR_UNSET, INT64_MIN + 1);
+    q->until = arl_field_int(L, idx, idx, "query", "until", AR_UNSET, INT64_MIN + 1);
+    q->limit = arl_field_int(L, idx, idx, "query", "limit", 50, 0);
+    q->after = arl_field_text(L, idx, idx, "query", "after", 0);
+    q->before = arl_field_text(L, idx, idx, "query", "before", 0);
+    const char *order = arl_field_text(L, idx, idx, "query", "order", 0);
     if (order && strcmp(order, "asc") == 0)
         q->order = AR_ORDER_ASC;
     else if (order && strcmp(order, "desc") != 0)
-        luaL_error(L, "query.order must be \"asc\" or \"desc\" (got \"%s\")", order);
+        arl_argerror(L, idx, "query.order must be \"asc\" or \"desc\" (got \"%s\")", order);
 }
 
 /* Holds an array of records until they are pushed (decoding may raise). */
@@ -564,7 +566,7 @@ static int l_runs(lua_State *L)
     char *cursor = NULL;
     int rc = ar_runs_list(&b->list, &b->n, &cursor, store, &q);
     if (rc)
-        return store_fail(L, store, rc);
+        return store_fail(L, 2, store, rc);
     if (cursor) {
         lua_pushstring(L, cursor);
         ar_free(cursor);
@@ -594,7 +596,7 @@ static int l_count(lua_State *L)
     int64_t n = 0;
     int rc = ar_runs_count(&n, store, &q);
     if (rc)
-        return store_fail(L, store, rc);
+        return store_fail(L, 2, store, rc);
     lua_pushinteger(L, (lua_Integer)n);
     return 1;
 }
@@ -608,7 +610,7 @@ static int l_stats(lua_State *L)
     ar_stats s;
     int rc = ar_runs_stats(&s, store, &q);
     if (rc)
-        return store_fail(L, store, rc);
+        return store_fail(L, 2, store, rc);
     lua_createtable(L, 0, 8);
 #define SETI(k, v) (lua_pushinteger(L, (lua_Integer)(v)), lua_setfield(L, -2, k))
     SETI("runs", s.runs);
@@ -633,11 +635,11 @@ static int l_stats(lua_State *L)
 static int l_forget_user(lua_State *L)
 {
     ar_store *store = arl_check_store(L, 1);
-    const char *user = arl_check_text(L, 2, "user");
+    const char *user = arl_check_text(L, 2, 2, "user");
     int64_t n = 0;
     int rc = ar_store_forget_user(&n, store, user);
     if (rc)
-        return store_fail(L, store, rc);
+        return store_fail(L, 2, store, rc);
     lua_pushinteger(L, (lua_Integer)n);
     return 1;
 }
@@ -646,12 +648,12 @@ static int l_forget_user(lua_State *L)
 static int l_checkpoint(lua_State *L)
 {
     ar_store *store = arl_check_store(L, 1);
-    const char *id = arl_check_text(L, 2, "run_id");
+    const char *id = arl_check_text(L, 2, 2, "run_id");
     char *state = NULL;
     int64_t seq = 0;
     int rc = ar_store_checkpoint(&state, &seq, store, id);
     if (rc)
-        return store_fail(L, store, rc);
+        return store_fail(L, 2, store, rc);
     if (!state) {
         lua_pushnil(L);
         return 1;
@@ -672,14 +674,14 @@ static const char *const resume_fields[] = { "budget", NULL };
 static int l_resume(lua_State *L)
 {
     ar_store *store = arl_check_store(L, 1);
-    const char *id = arl_check_text(L, 2, "run_id");
+    const char *id = arl_check_text(L, 2, 2, "run_id");
     ar_budget budget;
     int has_budget = 0;
     if (!lua_isnoneornil(L, 3)) {
-        luaL_checktype(L, 3, LUA_TTABLE);
-        arl_check_fields(L, 3, "resume options", resume_fields);
+        arl_checktype(L, 3, LUA_TTABLE);
+        arl_check_fields(L, 3, 3, "resume options", resume_fields);
         if (lua_getfield(L, 3, "budget") != LUA_TNIL) {
-            arl_check_budget(L, -1, &budget);
+            arl_check_budget(L, 3, -1, &budget);
             has_budget = 1;
         }
         lua_pop(L, 1);
@@ -688,7 +690,7 @@ static int l_resume(lua_State *L)
     ar_run *run = NULL;
     int rc = ar_run_resume(&run, store, id, has_budget ? &budget : NULL);
     if (rc)
-        return store_fail(L, store, rc);
+        return store_fail(L, has_budget ? 3 : 2, store, rc);
     ((arl_run *)lua_touserdata(L, -1))->run = run;
     return 1;
 }
@@ -698,17 +700,17 @@ static const char *const recover_fields[] = { "stale_after", NULL };
 static int l_recover(lua_State *L)
 {
     ar_store *store = arl_check_store(L, 1);
-    luaL_checktype(L, 2, LUA_TTABLE);
-    arl_check_fields(L, 2, "recover options", recover_fields);
+    arl_checktype(L, 2, LUA_TTABLE);
+    arl_check_fields(L, 2, 2, "recover options", recover_fields);
     lua_getfield(L, 2, "stale_after");
     if (lua_isnil(L, -1))
-        luaL_error(L, "recover options.stale_after is required");
+        arl_argerror(L, 2, "recover options.stale_after is required");
     lua_pop(L, 1);
-    double stale = arl_field_number(L, 2, "recover options", "stale_after", 0);
+    double stale = arl_field_number(L, 2, 2, "recover options", "stale_after", 0);
     int64_t n = 0;
     int rc = ar_store_recover(&n, store, stale);
     if (rc)
-        return store_fail(L, store, rc);
+        return store_fail(L, 2, store, rc);
     lua_pushinteger(L, (lua_Integer)n);
     return 1;
 }
@@ -724,7 +726,8 @@ void arl_open_store(lua_State *L, int module_idx)
 {
     module_idx = lua_absindex(L, module_idx);
     luaL_newmetatable(L, ARL_STORE_MT);
-    luaL_newlib(L, store_methods);
+    lua_newtable(L);
+    arl_setfuncs(L, store_methods, 1);
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, l_close);
     lua_setfield(L, -2, "__gc");
@@ -746,8 +749,8 @@ void arl_open_store(lua_State *L, int module_idx)
     lua_setfield(L, -2, "__gc");
     lua_pop(L, 1);
 
-    lua_pushcfunction(L, l_open);
-    lua_setfield(L, module_idx, "open");
-    lua_pushcfunction(L, l_make_record);
-    lua_setfield(L, module_idx, "make_record");
+    static const luaL_Reg functions[] = { { "open", l_open }, { "make_record", l_make_record }, { NULL, NULL } };
+    lua_pushvalue(L, module_idx);
+    arl_setfuncs(L, functions, 0);
+    lua_pop(L, 1);
 }

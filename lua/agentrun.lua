@@ -23,8 +23,34 @@ function M.is_error(v)
   return type(v) == "table" and getmetatable(v) == core.Error
 end
 
-M.records = require("agentrun.records")(core)
-M.loop = require("agentrun.loop")(M, core)
+-- Misuse errors of the Lua functions, worded as the C functions word theirs
+-- ("bad argument #1 to 'record' (...)"), so that every misuse error names the
+-- call the caller made, also when a C function did the checking for it.
+local misuse = {}
+
+--- Raises a misuse error about argument `arg` of `name`; `level` as error's.
+function misuse.argerror(name, arg, detail, level)
+  error(("bad argument #%d to '%s' (%s)"):format(arg, name, detail), level + 1)
+end
+
+--- Raises a misuse error about the handle a method `name` was called on.
+function misuse.badself(name, expected, got, level)
+  error(("calling '%s' on bad self (%s expected, got %s)"):format(name, expected, type(got)), level + 1)
+end
+
+--- Re-raises `e`, raised by a call made on behalf of `name`: a misuse error
+--- about an argument becomes one about `name`'s argument `arg`; any other
+--- error goes on unchanged.
+function misuse.reraise(e, name, arg, level)
+  if type(e) == "string" then
+    local detail = e:match("bad argument #%d+ to '[^']*' %((.*)%)$") or e:match("calling '[^']*' on bad self %((.*)%)$")
+    if detail then misuse.argerror(name, arg, detail, level + 1) end
+  end
+  error(e, 0)
+end
+
+M.records = require("agentrun.records")(core, misuse)
+M.loop = require("agentrun.loop")(M, core, misuse)
 M.policy = require("agentrun.policy")(M)
 
 return M

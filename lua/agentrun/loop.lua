@@ -1,5 +1,5 @@
 -- loop.lua -- agentrun.loop: check the budget, call the step function, record, repeat.
-return function(M, core)
+return function(M, core, misuse)
   local spec_fields = {
     agent = true, goal = true, user = true, edition = true, parent = true, metadata = true,
     budget = true, resume = true, retries = true,
@@ -37,6 +37,7 @@ return function(M, core)
   --- ctx:record(step) -> seq: records a step durably (retrying transient
   --- failures). The step is in ctx.steps even when the store keeps failing.
   function ctx_methods.record(ctx, step)
+    if getmetatable(ctx) ~= ctx_mt then misuse.badself("record", "loop context", ctx, 2) end
     local entry = {}
     if type(step) == "table" then
       for k, v in pairs(step) do entry[k] = v end
@@ -50,7 +51,7 @@ return function(M, core)
         raise_with_steps(seq, steps)
       end
       steps[#steps] = nil -- refused (bad input): not part of the transcript
-      error(seq, 2)
+      misuse.reraise(seq, "record", 1, 2)
     end
     entry.seq = seq
     ctx.iteration = seq + 1
@@ -60,48 +61,63 @@ return function(M, core)
 
   --- ctx:save(state): saves a resumable state after the latest step.
   function ctx_methods.save(ctx, state)
-    with_retries(ctx._retries, ctx.run.checkpoint, ctx.run, state)
+    if getmetatable(ctx) ~= ctx_mt then misuse.badself("save", "loop context", ctx, 2) end
+    local ok, e = pcall(with_retries, ctx._retries, ctx.run.checkpoint, ctx.run, state)
+    if not ok then misuse.reraise(e, "save", 1, 2) end
     ctx.checkpoint = state
   end
 
+  -- Checks loop's arguments; errors point at the caller of loop.
   local function check_args(store, spec, step_fn)
+    if type(store) ~= "userdata" then
+      misuse.argerror("loop", 1, ("store expected, got %s"):format(type(store)), 3)
+    end
     if type(spec) ~= "table" then
-      error(("bad argument #2 to 'loop' (table expected, got %s)"):format(type(spec)), 3)
+      misuse.argerror("loop", 2, ("table expected, got %s"):format(type(spec)), 3)
     end
     if type(step_fn) ~= "function" then
-      error(("bad argument #3 to 'loop' (function expected, got %s)"):format(type(step_fn)), 3)
-    end
-    if type(store) ~= "userdata" then
-      error(("bad argument #1 to 'loop' (store expected, got %s)"):format(type(store)), 3)
+      misuse.argerror("loop", 3, ("function expected, got %s"):format(type(step_fn)), 3)
     end
     for k in pairs(spec) do
       if not spec_fields[k] then
-        error(("unknown field '%s' in loop spec"):format(tostring(k)), 3)
+        misuse.argerror("loop", 2, ("unknown field '%s' in loop spec"):format(tostring(k)), 3)
       end
+    end
+    if spec.resume ~= nil and type(spec.resume) ~= "string" then
+      misuse.argerror("loop", 2, "loop spec.resume must be a run id", 3)
     end
     local retries = spec.retries
     if retries == nil then return 3 end
     if math.type(retries) ~= "integer" or retries < 0 then
-      error("loop spec.retries must be a non-negative integer", 3)
+      misuse.argerror("loop", 2, "loop spec.retries must be a non-negative integer", 3)
     end
     return retries
+  end
+
+  -- Begins or resumes the run of spec: a misuse error of store:begin or
+  -- store:resume is one about loop's spec. Errors point at the caller of loop.
+  local function open_run(store, spec, retries)
+    local ok, run
+    if spec.resume ~= nil then
+      local opts = spec.budget ~= nil and { budget = spec.budget } or nil
+      ok, run = pcall(with_retries, retries, store.resume, store, spec.resume, opts)
+    else
+      local b = {}
+      for _, k in ipairs(begin_fields) do b[k] = spec[k] end
+      ok, run = pcall(with_retries, retries, store.begin, store, b)
+    end
+    if not ok then misuse.reraise(run, "loop", 2, 3) end
+    return run
   end
 
   --- agentrun.loop(store, spec, step_fn) -> record (with steps).
   function M.loop(store, spec, step_fn)
     local retries = check_args(store, spec, step_fn)
-    local run, steps, checkpoint
-    steps = M.array {}
+    local run = open_run(store, spec, retries)
+    local steps, checkpoint = M.array {}, nil
     if spec.resume ~= nil then
-      if type(spec.resume) ~= "string" then error("loop spec.resume must be a run id", 2) end
-      local opts = spec.budget ~= nil and { budget = spec.budget } or nil
-      run = with_retries(retries, store.resume, store, spec.resume, opts)
       for step in store:steps(run.id) do steps[#steps + 1] = step end
       checkpoint = store:checkpoint(run.id)
-    else
-      local b = {}
-      for _, k in ipairs(begin_fields) do b[k] = spec[k] end
-      run = with_retries(retries, store.begin, store, b)
     end
     local ctx = setmetatable({
       run = run, steps = steps, checkpoint = checkpoint,
@@ -114,7 +130,7 @@ return function(M, core)
     local function finish(fn, arg)
       local ok, e = pcall(with_retries, retries, fn, run, arg)
       if not ok and M.is_error(e) and e.code == "EJSON" then
-        ok, e = pcall(with_retries, retries, run.fail, run, M.records.error_text(e))
+        ok, e = pcall(with_retries, retries, run.fail, run, core.error_text(e))
       end
       if not ok then raise_with_steps(e, steps) end
       local record = with_retries(retries, store.get, store, run.id, { steps = true })
@@ -141,7 +157,7 @@ return function(M, core)
       if not done then
         if ctx._failed or is_transient(result) then raise_with_steps(result, steps) end
         if M.is_budget_exhausted(result) then return finish(run.exhaust, result) end
-        return finish(run.fail, M.records.error_text(result))
+        return finish(run.fail, core.error_text(result))
       elseif result ~= nil then
         return finish(run.complete, result)
       end

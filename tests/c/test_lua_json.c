@@ -390,7 +390,9 @@ static void test_null_is_agentrun_null_inside_and_nil_at_top(void **state)
         "eq(D('{\"a\":null}').a, agentrun.null); eq(J(D('{\"a\":null}')), '{\"a\":null}')");
 }
 
-static void test_invalid_text_fails_with_ecorrupt_and_offset(void **state)
+/* json_decode is given the caller's own text: not JSON is EJSON (ECORRUPT is
+ * for data read from the store, below). */
+static void test_invalid_text_given_to_json_decode_fails_with_ejson_and_offset(void **state)
 {
     LUA("local cases = {\n"
         "  {'', 'unexpected end of text at byte 0'},\n"
@@ -426,7 +428,7 @@ static void test_invalid_text_fails_with_ecorrupt_and_offset(void **state)
         "  {'\"ab\\\\ud800\\\\u0041\"', 'lone surrogate in \\\\u escape at byte 3'},\n"
         "}\n"
         "for _, c in ipairs(cases) do\n"
-        "  fails('ECORRUPT', 'stored JSON is invalid: ' .. c[2], D, c[1])\n"
+        "  fails('EJSON', 'text is not valid JSON: ' .. c[2], D, c[1])\n"
         "end");
 }
 
@@ -434,9 +436,29 @@ static void test_decoding_deep_nesting_has_a_limit(void **state)
 {
     LUA("local ok = ('['):rep(1024) .. (']'):rep(1024)\n"
         "local t = D(ok); for i = 1, 1023 do t = t[1] end; eq(next(t), nil)\n"
-        "fails('ECORRUPT', 'stored JSON is invalid: nested deeper than 1024 levels at byte 1024',\n"
+        "fails('EJSON', 'text is not valid JSON: nested deeper than 1024 levels at byte 1024',\n"
         "      D, ('['):rep(100000))\n"
-        "fails('ECORRUPT', nil, D, ('{\"a\":'):rep(5000))");
+        "fails('EJSON', nil, D, ('{\"a\":'):rep(5000))");
+}
+
+/* Decodes text read from the store: "[1,2". */
+static int decode_stored(lua_State *L)
+{
+    arl_json_decode(L, "[1,2", 4);
+    return 1;
+}
+
+static void test_invalid_stored_text_fails_with_ecorrupt_and_offset(void **state)
+{
+    lua_State *L = *state;
+    lua_pushcfunction(L, decode_stored);
+    assert_int_equal(lua_pcall(L, 0, 1, 0), LUA_ERRRUN);
+    assert_true(lua_istable(L, -1));
+    lua_getfield(L, -1, "code");
+    assert_string_equal(lua_tostring(L, -1), "ECORRUPT");
+    lua_getfield(L, -2, "message");
+    assert_string_equal(lua_tostring(L, -1), "stored JSON is invalid: unexpected end of text at byte 4");
+    lua_settop(L, 0);
 }
 
 /* Decodes the first 5 bytes of a longer text; returns what it pushed. */
@@ -474,8 +496,8 @@ static void test_error_objects_print_code_and_message(void **state)
 {
     LUA("local e = fails('EJSON', nil, J, 0/0)\n"
         "eq(tostring(e), 'agentrun: EJSON: value: NaN is not valid JSON')\n"
-        "e = fails('ECORRUPT', nil, D, '[')\n"
-        "eq(tostring(e), 'agentrun: ECORRUPT: stored JSON is invalid: unexpected end of text at byte 1')");
+        "e = fails('EJSON', nil, D, '[')\n"
+        "eq(tostring(e), 'agentrun: EJSON: text is not valid JSON: unexpected end of text at byte 1')");
 }
 
 static void test_push_error_builds_an_error_object(void **state)
@@ -656,7 +678,8 @@ static const struct CMUnitTest tests[] = {
     T(test_decoded_integers_stay_integers),
     T(test_decodes_escapes_and_whitespace),
     T(test_null_is_agentrun_null_inside_and_nil_at_top),
-    T(test_invalid_text_fails_with_ecorrupt_and_offset),
+    T(test_invalid_text_given_to_json_decode_fails_with_ejson_and_offset),
+    T(test_invalid_stored_text_fails_with_ecorrupt_and_offset),
     T(test_decoding_deep_nesting_has_a_limit),
     T(test_decode_reads_only_the_given_length_and_pushes_one_value),
     T(test_array_refuses_other_metatables_with_a_plain_error),

@@ -246,8 +246,8 @@ describe("store:retain criteria", function()
   it("refuses unknown and ill-typed policy fields with a plain error and deletes nothing", function()
     put(s, { age = 10 * DAY })
     local e = h.plain_error(s.retain, s, { keep = 1 })
-    assert.equal("unknown field 'keep' in retention policy", e)
-    assert.equal("unknown field 'max_age' in retention policy",
+    assert.equal("bad argument #1 to 'retain' (unknown field 'keep' in retention policy)", e)
+    assert.equal("bad argument #1 to 'retain' (unknown field 'max_age' in retention policy)",
                  h.plain_error(s.retain, s, { keep_last = 0, max_age = 1 }))
     for _, bad in ipairs {
       { older_than = "7d" }, { older_than = -1 }, { older_than = 0 / 0 }, { older_than = math.huge },
@@ -533,7 +533,8 @@ describe("store:retain_events", function()
     for i = 1, 6 do ev("a", i * DAY) end
     assert.equal(3, s:retain_events { older_than = 4.5 * 24 * 3600, keep_last = 3 })
     assert.equal(3, s:count_events { agent = "a" })
-    assert.equal("unknown field 'older' in retain_events policy", h.plain_error(s.retain_events, s, { older = 1 }))
+    assert.equal("bad argument #1 to 'retain_events' (unknown field 'older' in retain_events policy)",
+                 h.plain_error(s.retain_events, s, { older = 1 }))
     assert.equal(3, s:count_events { agent = "a" })
   end)
 end)
