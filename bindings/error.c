@@ -229,7 +229,7 @@ const char *arl_error_text(lua_State *L, int idx, const char *dflt)
     else if (t == LUA_TNUMBER || t == LUA_TBOOLEAN)
         luaL_tolstring(L, idx, NULL); /* no __tostring: tried above */
     else
-        lua_pushfstring(L, "(a %s was raised as the error, without a message)", lua_typename(L, t));
+        lua_pushfstring(L, "(an error value of type %s, without a message)", lua_typename(L, t));
     size_t n;
     const char *s = lua_tolstring(L, -1, &n);
     if (strlen(s) == n)
