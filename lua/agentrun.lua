@@ -38,15 +38,15 @@ function misuse.badself(name, expected, got, level)
   error(("calling '%s' on bad self (%s expected, got %s)"):format(name, expected, type(got)), level + 1)
 end
 
---- Re-raises `e`, raised by a call made on behalf of `name`: a misuse error
---- about an argument becomes one about `name`'s argument `arg`; any other
---- error goes on unchanged.
+--- Re-raises `e`, raised by a call made through pcall on behalf of `name`
+--- (so a string error carries no position yet): a misuse error about an
+--- argument becomes one about `name`'s argument `arg`; another string error
+--- gets the position of `name`'s caller; error objects go on unchanged.
 function misuse.reraise(e, name, arg, level)
-  if type(e) == "string" then
-    local detail = e:match("bad argument #%d+ to '[^']*' %((.*)%)$") or e:match("calling '[^']*' on bad self %((.*)%)$")
-    if detail then misuse.argerror(name, arg, detail, level + 1) end
-  end
-  error(e, 0)
+  if type(e) ~= "string" then error(e, 0) end
+  local detail = e:match("^bad argument #%d+ to '[^']*' %((.*)%)$") or e:match("^calling '[^']*' on bad self %((.*)%)$")
+  if detail then misuse.argerror(name, arg, detail, level + 1) end
+  error(e, level + 1)
 end
 
 M.records = require("agentrun.records")(core, misuse)
