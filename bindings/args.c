@@ -73,13 +73,19 @@ int64_t arl_to_count(lua_State *L, int arg, int idx, const char *what)
 {
     int isint = 0;
     lua_Integer v = 0;
-    if (lua_type(L, idx) == LUA_TNUMBER)
+    if (lua_type(L, idx) == LUA_TNUMBER) {
         v = lua_tointegerx(L, idx, &isint);
+        /* a float past int64 (1e300, math.huge; all integral) is still a
+         * count given: out of the core's range, which the core then states */
+        lua_Number f = lua_tonumber(L, idx);
+        if (!isint && (f >= 0x1p63 || f < -0x1p63)) {
+            v = f > 0 ? LUA_MAXINTEGER : LUA_MININTEGER;
+            isint = 1;
+        }
+    }
     if (!isint)
         arl_argerror(L, arg, "%s must be an integer (got %s)", what,
                      lua_type(L, idx) == LUA_TNUMBER ? "a non-integral number" : luaL_typename(L, idx));
-    if (v < 0)
-        arl_argerror(L, arg, "%s must not be negative", what);
     return (int64_t)v;
 }
 
@@ -111,6 +117,19 @@ double arl_field_number(lua_State *L, int arg, int idx, const char *what, const 
         v = (double)lua_tonumber(L, -1);
         if (!isfinite(v) || v < 0)
             arl_argerror(L, arg, "%s.%s must be a non-negative finite number", what, field);
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+double arl_field_real(lua_State *L, int arg, int idx, const char *what, const char *field, double dflt)
+{
+    int t = get(L, idx, field);
+    double v = dflt;
+    if (t != LUA_TNIL) {
+        if (t != LUA_TNUMBER)
+            arl_argerror(L, arg, "%s.%s must be a number (got %s)", what, field, lua_typename(L, t));
+        v = (double)lua_tonumber(L, -1);
     }
     lua_pop(L, 1);
     return v;

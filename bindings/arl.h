@@ -131,8 +131,11 @@ const char *arl_field_text(lua_State *L, int arg, int idx, const char *what, con
 int64_t arl_field_int(lua_State *L, int arg, int idx, const char *what, const char *field, int64_t dflt,
                       int64_t min);
 double arl_field_number(lua_State *L, int arg, int idx, const char *what, const char *field, double dflt);
+/* A number whatever its value (NaN, negative, huge): for fields whose range the core checks and states. */
+double arl_field_real(lua_State *L, int arg, int idx, const char *what, const char *field, double dflt);
 int arl_field_bool(lua_State *L, int arg, int idx, const char *what, const char *field, int dflt);
-/* Checks the value at idx is a non-negative integer (floats with an integral value accepted). */
+/* Checks the value at idx is an integer (floats with an integral value
+ * accepted; past int64 they saturate). The core checks the range. */
 int64_t arl_to_count(lua_State *L, int arg, int idx, const char *what);
 /* Checks the value at idx is plain text (a string, UTF-8, no NUL). */
 const char *arl_check_text(lua_State *L, int arg, int idx, const char *what);

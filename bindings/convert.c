@@ -1,11 +1,40 @@
 /* convert.c -- Lua tables <-> the core's budgets, steps, usage and records. */
 #include "arl.h"
 
+#include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 static const char *const budget_fields[] = {
     "max_steps", "max_input_tokens", "max_output_tokens", "max_tokens", "max_cost", "max_seconds", NULL
 };
+
+/* Budget limits are range-checked by the core, which states the range. A
+ * negative one must not read as AR_NO_LIMIT (-1) there: it is passed as a
+ * value that is out of range for certain. */
+static int64_t budget_int(lua_State *L, int arg, int idx, const char *field)
+{
+    int64_t v = AR_NO_LIMIT;
+    if (lua_getfield(L, idx, field) != LUA_TNIL) {
+        char label[32];
+        snprintf(label, sizeof label, "budget.%s", field);
+        v = arl_to_count(L, arg, -1, label);
+        if (v < 0)
+            v = INT64_MIN;
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+static double budget_real(lua_State *L, int arg, int idx, const char *field)
+{
+    int given = lua_getfield(L, idx, field) != LUA_TNIL;
+    lua_pop(L, 1);
+    if (!given)
+        return AR_NO_LIMIT;
+    double v = arl_field_real(L, arg, idx, "budget", field, AR_NO_LIMIT);
+    return v >= 0 ? v : -HUGE_VAL;
+}
 
 void arl_check_budget(lua_State *L, int arg, int idx, ar_budget *out)
 {
@@ -18,12 +47,12 @@ void arl_check_budget(lua_State *L, int arg, int idx, ar_budget *out)
     if (!lua_istable(L, idx))
         arl_argerror(L, arg, "budget must be a table (got %s)", luaL_typename(L, idx));
     arl_check_fields(L, arg, idx, "budget", budget_fields);
-    b.max_steps = arl_field_int(L, arg, idx, "budget", "max_steps", AR_NO_LIMIT, 0);
-    b.max_input_tokens = arl_field_int(L, arg, idx, "budget", "max_input_tokens", AR_NO_LIMIT, 0);
-    b.max_output_tokens = arl_field_int(L, arg, idx, "budget", "max_output_tokens", AR_NO_LIMIT, 0);
-    b.max_tokens = arl_field_int(L, arg, idx, "budget", "max_tokens", AR_NO_LIMIT, 0);
-    b.max_cost = arl_field_number(L, arg, idx, "budget", "max_cost", AR_NO_LIMIT);
-    b.max_seconds = arl_field_number(L, arg, idx, "budget", "max_seconds", AR_NO_LIMIT);
+    b.max_steps = budget_int(L, arg, idx, "max_steps");
+    b.max_input_tokens = budget_int(L, arg, idx, "max_input_tokens");
+    b.max_output_tokens = budget_int(L, arg, idx, "max_output_tokens");
+    b.max_tokens = budget_int(L, arg, idx, "max_tokens");
+    b.max_cost = budget_real(L, arg, idx, "max_cost");
+    b.max_seconds = budget_real(L, arg, idx, "max_seconds");
     *out = b;
 }
 
@@ -48,8 +77,9 @@ void arl_check_usage(lua_State *L, int arg, int idx, const char *what, ar_usage 
             arl_argerror(L, arg, "%s.usage: counter names must be strings", what);
         const char *key = lua_tostring(L, -2);
         if (with_cost && strcmp(key, "cost") == 0) {
-            if (lua_type(L, -1) != LUA_TNUMBER || !(lua_tonumber(L, -1) >= 0))
-                arl_argerror(L, arg, "%s.usage.cost must be a non-negative number", what);
+            /* its range is the core's to check */
+            if (lua_type(L, -1) != LUA_TNUMBER)
+                arl_argerror(L, arg, "%s.usage.cost must be a number (got %s)", what, luaL_typename(L, -1));
             u->cost = (double)lua_tonumber(L, -1);
             lua_pop(L, 1);
             continue;
@@ -78,9 +108,11 @@ void arl_check_usage(lua_State *L, int arg, int idx, const char *what, ar_usage 
         }
         lua_pop(L, 1);
     }
-    if (has_total && total != u->input_tokens + u->output_tokens)
+    /* unsigned: counts out of range (the core refuses them) must not overflow here */
+    uint64_t sum = (uint64_t)u->input_tokens + (uint64_t)u->output_tokens;
+    if (has_total && (uint64_t)total != sum)
         arl_argerror(L, arg, "%s.usage.total_tokens (%I) must equal input_tokens + output_tokens (%I)", what,
-                   (lua_Integer)total, (lua_Integer)(u->input_tokens + u->output_tokens));
+                     (lua_Integer)total, (lua_Integer)sum);
     u->n_extra = n;
     u->extra = n ? counters : NULL;
 }
@@ -103,7 +135,7 @@ void arl_check_step(lua_State *L, int arg, int idx, const char *what, ar_step *o
         arl_check_usage(L, arg, lua_absindex(L, -1), what, &s.usage, counters, 0);
     }
     lua_pop(L, 1);
-    s.usage.cost = arl_field_number(L, arg, idx, what, "cost", 0.0);
+    s.usage.cost = arl_field_real(L, arg, idx, what, "cost", 0.0);
     s.duration_ms = arl_field_int(L, arg, idx, what, "duration_ms", 0, 0);
     if (in_record)
         s.at = arl_field_int(L, arg, idx, what, "at", AR_UNSET, 0);

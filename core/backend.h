@@ -23,14 +23,14 @@ typedef struct ar_db_step {
     int64_t seq;
     const char *kind, *name;
     const char *content; size_t content_len;   /* NULL: JSON null */
-    int64_t input_tokens, output_tokens, cost_micros;
+    int64_t input_tokens, output_tokens, cost_nanos;
     const char *extra; size_t extra_len;       /* counters object or NULL */
     int64_t duration_ms, at;
 } ar_db_step;
 
 /* A run's columns that change as it goes. */
 typedef struct ar_db_progress {
-    int64_t iterations, input_tokens, output_tokens, cost_micros;
+    int64_t iterations, input_tokens, output_tokens, cost_nanos;
     const char *extra; size_t extra_len;
     int64_t elapsed_ms, updated_at;
 } ar_db_progress;

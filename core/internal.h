@@ -55,6 +55,7 @@ void ar_arena_release(ar_arena *arena);
 typedef struct ar_record_box {
     ar_allocator alloc;
     ar_arena arena;
+    int64_t cost_nanos;       /* rec.usage.cost exactly, as stored (a double may not hold it) */
     ar_record rec;
 } ar_record_box;
 ar_record_box *ar_record_box_new(const ar_allocator *a);
@@ -65,28 +66,37 @@ ar_record_box *ar_record_box_new(const ar_allocator *a);
 typedef struct ar_totals {
     int64_t iterations;
     int64_t input_tokens, output_tokens;
-    int64_t cost_micros;
+    int64_t cost_nanos;
     size_t n_extra, cap_extra;
     ar_counter *extra;        /* names owned (allocated) */
 } ar_totals;
 
 void ar_totals_free(const ar_allocator *a, ar_totals *t);
-/* Adds one step's usage into t (copying new counter names). AR_ENOMEM on failure, t unchanged. */
-int ar_totals_add(const ar_allocator *a, ar_totals *t, const ar_usage *u, int64_t cost_micros);
+/* AR_OK when adding one step's usage and cost to t keeps every total within
+ * its limit (AR_MAX_COUNT, AR_MAX_COST); AR_EMISUSE otherwise, with a message
+ * naming `what` (e.g. "step") and the total. */
+int ar_totals_fit(ar_err *err, const char *what, const ar_totals *t, const ar_usage *u, int64_t cost_nanos);
+/* Adds one step's usage into t (copying new counter names). AR_ENOMEM on
+ * failure, t unchanged. Callers check ar_totals_fit first. */
+int ar_totals_add(const ar_allocator *a, ar_totals *t, const ar_usage *u, int64_t cost_nanos);
 /* Copies src into *dst (deep). */
 int ar_totals_copy(const ar_allocator *a, ar_totals *dst, const ar_totals *src);
 /* Writes extra counters as a JSON object into buf (grown); NULL/0 when none. */
 int ar_counters_json(const ar_allocator *a, char **buf, size_t *cap, size_t *len,
                      const ar_counter *c, size_t n);
-/* Parses a counters object into t (replacing t's extras). */
+/* Parses a counters object into an empty t. AR_ECORRUPT for a value outside
+ * 0..2^63 or a name given twice; AR_ENOMEM. */
 int ar_counters_parse(const ar_allocator *a, ar_totals *t, const char *json, size_t len);
 
-/* Checks a step's usage for misuse (negative, total mismatch, bad counter names). */
-int ar_usage_check(ar_err *err, const ar_usage *u);
+/* Checks usage for misuse (counts outside 0..AR_MAX_COUNT, input + output
+ * past it, total mismatch, bad counter names); messages name `what.field`. */
+int ar_usage_check(ar_err *err, const char *what, const ar_usage *u);
 
-/* Cost conversions: exact micro-units. AR_EMISUSE for NaN/negative/huge. */
-int ar_cost_to_micros(int64_t *out, double cost);
-double ar_micros_to_cost(int64_t micros);
+/* The one conversion of cost between the API's doubles and the stored
+ * integer nano-units: AR_EMISUSE for NaN and anything outside 0..AR_MAX_COST. */
+int ar_cost_to_nanos(int64_t *out, double cost);
+/* The double nearest nanos * 1e-9. */
+double ar_nanos_to_cost(int64_t nanos);
 
 /* Budget <-> JSON text ({"max_steps":10,...}); "{}" when unlimited. */
 int ar_budget_check(ar_err *err, const ar_budget *b);
@@ -149,7 +159,7 @@ int ar_text_check(ar_err *err, const char *field, const char *s, int required, i
 /* Validates JSON text (AR_EJSON with the field name in the message). */
 int ar_json_check(ar_err *err, const char *field, const char *json, size_t len, int object);
 
-/* Validates a step for ar_run_step / records. Sets *cost_micros and *content_len. */
-int ar_step_check(ar_err *err, const ar_step *s, int64_t *cost_micros, size_t *content_len);
+/* Validates a step for ar_run_step / records. Sets *cost_nanos and *content_len. */
+int ar_step_check(ar_err *err, const ar_step *s, int64_t *cost_nanos, size_t *content_len);
 
 #endif

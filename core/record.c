@@ -3,6 +3,7 @@
 #include "json.h"
 
 #include <float.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,10 +38,11 @@ static int fields_check(ar_err *err, const ar_record *f)
     if (f->iterations >= 0 && (uint64_t)f->iterations < f->n_steps)
         return ar_fail(err, AR_EMISUSE, "iterations (%lld) is less than the number of steps (%zu)",
                        (long long)f->iterations, f->n_steps);
-    if (f->usage.total_tokens >= 0 && (rc = ar_usage_check(err, &f->usage)))
+    int64_t cost;
+    if (f->usage.total_tokens >= 0 && (rc = ar_usage_check(err, "usage", &f->usage)))
         return rc;
-    if (f->usage.total_tokens >= 0 && !(f->usage.cost >= 0.0))
-        return ar_fail(err, AR_EMISUSE, "usage.cost must be a non-negative number");
+    if (f->usage.total_tokens >= 0 && ar_cost_to_nanos(&cost, f->usage.cost))
+        return ar_fail(err, AR_EMISUSE, "usage.cost must be a number in 0..9e9");
     if ((f->created_at != AR_UNSET && (f->created_at < 0 || (uint64_t)f->created_at > AR_ID_MAX_MS)) ||
         (f->finished_at != AR_UNSET && (f->finished_at < 0 || (uint64_t)f->finished_at > AR_ID_MAX_MS)))
         return ar_fail(err, AR_EMISUSE, "created_at and finished_at must be milliseconds in 0..2^47");
@@ -75,7 +77,8 @@ static ar_counter *copy_counters(ar_arena *a, const ar_counter *c, size_t n, int
 }
 
 /* Builds the normalised deep copy of `f` with the given ending, allocated
- * with `alloc` (a store's own when it writes). */
+ * with `alloc` (a store's own when it writes). The run's cost total is kept
+ * exactly in the record's box: its double may not hold it. */
 static int build(ar_record **out, const ar_allocator *alloc, const ar_record *f, ar_status status,
                  const char *output, size_t output_len, const char *error,
                  const ar_exhaustion *why, ar_err *err)
@@ -136,7 +139,11 @@ static int build(ar_record **out, const ar_allocator *alloc, const ar_record *f,
         const ar_step *s = &f->steps[i];
         int64_t cost = 0;
         size_t len = s->content ? (s->content_len == AR_NUL_TERMINATED ? strlen(s->content) : s->content_len) : 0;
-        ar_cost_to_micros(&cost, s->usage.cost);
+        ar_cost_to_nanos(&cost, s->usage.cost);
+        char what[40];
+        snprintf(what, sizeof what, "steps[%zu]", i + 1);
+        if ((rc = ar_totals_fit(err, what, &sums, &s->usage, cost)))
+            break;
         steps[i] = *s;
         steps[i].seq = (int64_t)i + 1;
         steps[i].kind = ar_arena_strdup(a, s->kind, &failed);
@@ -144,7 +151,7 @@ static int build(ar_record **out, const ar_allocator *alloc, const ar_record *f,
         steps[i].content = s->content ? ar_arena_strndup(a, s->content, len, &failed) : NULL;
         steps[i].content_len = len;
         steps[i].usage.total_tokens = s->usage.input_tokens + s->usage.output_tokens;
-        steps[i].usage.cost = ar_micros_to_cost(cost);
+        steps[i].usage.cost = ar_nanos_to_cost(cost);
         steps[i].usage.extra = copy_counters(a, s->usage.extra, s->usage.n_extra, &failed);
         steps[i].at = s->at != AR_UNSET ? s->at : r->finished_at;
         if (!failed && ar_totals_add(alloc, &sums, &s->usage, cost))
@@ -154,24 +161,24 @@ static int build(ar_record **out, const ar_allocator *alloc, const ar_record *f,
     r->n_steps = f->n_steps;
     r->iterations = f->iterations >= 0 ? f->iterations : (int64_t)f->n_steps;
     if (f->usage.total_tokens >= 0) {
-        int64_t cost = 0;
-        ar_cost_to_micros(&cost, f->usage.cost);
+        ar_cost_to_nanos(&box->cost_nanos, f->usage.cost);
         r->usage = f->usage;
         r->usage.total_tokens = f->usage.input_tokens + f->usage.output_tokens;
-        r->usage.cost = ar_micros_to_cost(cost);
+        r->usage.cost = ar_nanos_to_cost(box->cost_nanos);
         r->usage.extra = copy_counters(a, f->usage.extra, f->usage.n_extra, &failed);
     } else {
         r->usage.input_tokens = sums.input_tokens;
         r->usage.output_tokens = sums.output_tokens;
         r->usage.total_tokens = sums.input_tokens + sums.output_tokens;
-        r->usage.cost = ar_micros_to_cost(sums.cost_micros);
+        box->cost_nanos = sums.cost_nanos;
+        r->usage.cost = ar_nanos_to_cost(sums.cost_nanos);
         r->usage.n_extra = sums.n_extra;
         r->usage.extra = copy_counters(a, sums.extra, sums.n_extra, &failed);
     }
     ar_totals_free(alloc, &sums);
-    if (failed) {
+    if (rc || failed) {
         ar_record_free(r);
-        return ar_fail(err, AR_ENOMEM, "out of memory building a record");
+        return rc ? rc : ar_fail(err, AR_ENOMEM, "out of memory building a record");
     }
     *out = r;
     return AR_OK;
@@ -220,8 +227,8 @@ static int write_rows(ar_store *store, const ar_record *r, char id[AR_ID_LEN + 1
     ar_db *db = store->db;
     char budget[320];
     ar_budget_json(budget, sizeof budget, &r->budget);
-    int64_t cost = 0;
-    ar_cost_to_micros(&cost, r->usage.cost);
+    const ar_record_box *box = (const ar_record_box *)((const char *)r - offsetof(ar_record_box, rec));
+    int64_t cost = box->cost_nanos;
     size_t clen = 0;
     if (ar_counters_json(&store->alloc, buf, cap, &clen, r->usage.extra, r->usage.n_extra))
         return ar_fail(err, AR_ENOMEM, "out of memory writing a record");
@@ -240,7 +247,7 @@ static int write_rows(ar_store *store, const ar_record *r, char id[AR_ID_LEN + 1
     } while ((rc = ar_db_run_insert(db, &row, err)) == AR_DB_CONFLICT);
     for (size_t i = 0; rc == AR_OK && i < r->n_steps; i++) {
         const ar_step *s = &r->steps[i];
-        ar_cost_to_micros(&cost, s->usage.cost);
+        ar_cost_to_nanos(&cost, s->usage.cost);
         if (ar_counters_json(&store->alloc, buf, cap, &clen, s->usage.extra, s->usage.n_extra))
             return ar_fail(err, AR_ENOMEM, "out of memory writing a record");
         ar_db_step st = { s->seq, s->kind, s->name, s->content, s->content_len,

@@ -160,10 +160,9 @@ int ar_run_resume(ar_run **out, ar_store *store, const char *run_id, const ar_bu
     }
     run->budget = budget ? *budget : r->budget;
     run->totals.iterations = r->iterations;
+    /* the exact stored nano-units: the record's double may not hold them */
     ar_usage u = r->usage;
-    int64_t cost = 0;
-    ar_cost_to_micros(&cost, r->usage.cost);
-    if (ar_totals_add(&store->alloc, &run->totals, &u, cost)) {
+    if (ar_totals_add(&store->alloc, &run->totals, &u, box->cost_nanos)) {
         rc = ar_fail(&store->err, AR_ENOMEM, "out of memory resuming a run");
         goto cleanup;
     }
@@ -201,7 +200,7 @@ const ar_usage *ar_run_usage(const ar_run *run)
     u->input_tokens = run->totals.input_tokens;
     u->output_tokens = run->totals.output_tokens;
     u->total_tokens = u->input_tokens + u->output_tokens;
-    u->cost = ar_micros_to_cost(run->totals.cost_micros);
+    u->cost = ar_nanos_to_cost(run->totals.cost_nanos);
     u->n_extra = run->totals.n_extra;
     u->extra = run->totals.extra;
     return u;
@@ -214,7 +213,7 @@ static void totals_undo(ar_run *run, const ar_usage *u, int64_t cost, const ar_t
     ar_totals *t = &run->totals;
     t->input_tokens -= u->input_tokens;
     t->output_tokens -= u->output_tokens;
-    t->cost_micros -= cost;
+    t->cost_nanos -= cost;
     for (size_t i = 0; i < u->n_extra; i++) {
         for (size_t k = 0; k < t->n_extra; k++) {
             if (strcmp(t->extra[k].name, u->extra[i].name) != 0)
@@ -242,7 +241,8 @@ int ar_run_step(int64_t *out, ar_run *run, const ar_step *step)
     int64_t cost = 0;
     size_t content_len = 0;
     int rc;
-    if ((rc = writable(run)) || (rc = ar_step_check(&run->err, step, &cost, &content_len)))
+    if ((rc = writable(run)) || (rc = ar_step_check(&run->err, step, &cost, &content_len)) ||
+        (rc = ar_totals_fit(&run->err, "the step", &run->totals, &step->usage, cost)))
         return rc;
     ar_store *store = run->store;
     /* the names the totals had before, to undo exactly on failure */
@@ -271,7 +271,7 @@ int ar_run_step(int64_t *out, ar_run *run, const ar_step *step)
                        step->usage.input_tokens, step->usage.output_tokens, cost,
                        step_counters_len ? run->scratch2 : NULL, step_counters_len,
                        step->duration_ms, now };
-    ar_db_progress p = { seq, run->totals.input_tokens, run->totals.output_tokens, run->totals.cost_micros,
+    ar_db_progress p = { seq, run->totals.input_tokens, run->totals.output_tokens, run->totals.cost_nanos,
                          run_counters_len ? run->scratch : NULL, run_counters_len,
                          elapsed_ms(run, now), now };
     if ((rc = ar_db_txn_begin(store->db, &store->err)) == AR_OK &&

@@ -6,8 +6,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#define MAX_COUNT 9007199254740992LL /* 2^53: counts stay exact everywhere */
-
 static int counter_name_ok(const char *name)
 {
     size_t n = name ? strlen(name) : 0;
@@ -23,34 +21,38 @@ static int counter_name_ok(const char *name)
            strcmp(name, "total_tokens") && strcmp(name, "cost");
 }
 
-int ar_usage_check(ar_err *err, const ar_usage *u)
+int ar_usage_check(ar_err *err, const char *what, const ar_usage *u)
 {
-    if (u->input_tokens < 0 || u->input_tokens > MAX_COUNT)
-        return ar_fail(err, AR_EMISUSE, "usage.input_tokens must be an integer in 0..2^53");
-    if (u->output_tokens < 0 || u->output_tokens > MAX_COUNT)
-        return ar_fail(err, AR_EMISUSE, "usage.output_tokens must be an integer in 0..2^53");
-    if (u->total_tokens != 0 && u->total_tokens != u->input_tokens + u->output_tokens)
-        return ar_fail(err, AR_EMISUSE,
-                       "usage.total_tokens (%lld) must equal input_tokens + output_tokens (%lld)",
-                       (long long)u->total_tokens, (long long)(u->input_tokens + u->output_tokens));
+    if (!(u->input_tokens >= 0 && u->input_tokens <= AR_MAX_COUNT))
+        return ar_fail(err, AR_EMISUSE, "%s.input_tokens must be an integer in 0..2^53", what);
+    if (!(u->output_tokens >= 0 && u->output_tokens <= AR_MAX_COUNT))
+        return ar_fail(err, AR_EMISUSE, "%s.output_tokens must be an integer in 0..2^53", what);
+    /* each within 2^53, their sum may not be: total_tokens must stay exact too */
+    int64_t sum = u->input_tokens + u->output_tokens;
+    if (sum > AR_MAX_COUNT)
+        return ar_fail(err, AR_EMISUSE, "%s.total_tokens (input_tokens + output_tokens = %lld) must be in 0..2^53",
+                       what, (long long)sum);
+    if (u->total_tokens != 0 && u->total_tokens != sum)
+        return ar_fail(err, AR_EMISUSE, "%s.total_tokens (%lld) must equal input_tokens + output_tokens (%lld)",
+                       what, (long long)u->total_tokens, (long long)sum);
     if (u->n_extra && !u->extra)
-        return ar_fail(err, AR_EMISUSE, "usage.extra is NULL with n_extra > 0");
+        return ar_fail(err, AR_EMISUSE, "%s.extra is NULL with n_extra > 0", what);
     for (size_t i = 0; i < u->n_extra; i++) {
         if (!counter_name_ok(u->extra[i].name))
             return ar_fail(err, AR_EMISUSE,
-                           "usage counter name '%s' must be 1-64 characters of [A-Za-z0-9_.-] "
+                           "%s counter name '%s' must be 1-64 characters of [A-Za-z0-9_.-] "
                            "and not a built-in field",
-                           u->extra[i].name ? u->extra[i].name : "(null)");
-        if (u->extra[i].value < 0 || u->extra[i].value > MAX_COUNT)
-            return ar_fail(err, AR_EMISUSE, "usage.%s must be an integer in 0..2^53", u->extra[i].name);
+                           what, u->extra[i].name ? u->extra[i].name : "(null)");
+        if (!(u->extra[i].value >= 0 && u->extra[i].value <= AR_MAX_COUNT))
+            return ar_fail(err, AR_EMISUSE, "%s.%s must be an integer in 0..2^53", what, u->extra[i].name);
         for (size_t j = 0; j < i; j++)
             if (strcmp(u->extra[i].name, u->extra[j].name) == 0)
-                return ar_fail(err, AR_EMISUSE, "usage.%s is given twice", u->extra[i].name);
+                return ar_fail(err, AR_EMISUSE, "%s.%s is given twice", what, u->extra[i].name);
     }
     return AR_OK;
 }
 
-int ar_step_check(ar_err *err, const ar_step *s, int64_t *cost_micros, size_t *content_len)
+int ar_step_check(ar_err *err, const ar_step *s, int64_t *cost_nanos, size_t *content_len)
 {
     int rc;
     if (!s)
@@ -58,10 +60,10 @@ int ar_step_check(ar_err *err, const ar_step *s, int64_t *cost_micros, size_t *c
     if ((rc = ar_text_check(err, "step.kind", s->kind, 1, 1)) ||
         (rc = ar_text_check(err, "step.name", s->name, 0, 0)))
         return rc;
-    if ((rc = ar_usage_check(err, &s->usage)))
+    if ((rc = ar_usage_check(err, "step.usage", &s->usage)))
         return rc;
-    if (ar_cost_to_micros(cost_micros, s->usage.cost))
-        return ar_fail(err, AR_EMISUSE, "step.cost must be a non-negative finite number");
+    if (ar_cost_to_nanos(cost_nanos, s->usage.cost))
+        return ar_fail(err, AR_EMISUSE, "step.cost must be a number in 0..9e9");
     if (s->duration_ms < 0)
         return ar_fail(err, AR_EMISUSE, "step.duration_ms must not be negative");
     *content_len = 0;
@@ -101,7 +103,49 @@ static size_t counter_find(const ar_totals *t, const char *name, int *found)
     return lo;
 }
 
-int ar_totals_add(const ar_allocator *a, ar_totals *t, const ar_usage *u, int64_t cost_micros)
+/* Sums that callers checked with ar_totals_fit; only damaged rows read back
+ * (ar_counters_parse) can pass int64, and they must not be undefined behaviour. */
+static int64_t wrap_add(int64_t x, int64_t y)
+{
+    return (int64_t)((uint64_t)x + (uint64_t)y);
+}
+
+/* Whether total + add stays in 0..cap; a total already outside (a damaged or
+ * schema-1 row) takes nothing more. No overflow: add <= cap. */
+static int sum_fits(int64_t total, int64_t add, int64_t cap)
+{
+    return total >= 0 && total <= cap && add <= cap - total;
+}
+
+int ar_totals_fit(ar_err *err, const char *what, const ar_totals *t, const ar_usage *u, int64_t cost_nanos)
+{
+    static const char over[] = "%s would take the run's %s past 2^53 (it is %lld; the step adds %lld)";
+    if (!sum_fits(t->input_tokens, u->input_tokens, AR_MAX_COUNT))
+        return ar_fail(err, AR_EMISUSE, over, what, "input_tokens", (long long)t->input_tokens,
+                       (long long)u->input_tokens);
+    if (!sum_fits(t->output_tokens, u->output_tokens, AR_MAX_COUNT))
+        return ar_fail(err, AR_EMISUSE, over, what, "output_tokens", (long long)t->output_tokens,
+                       (long long)u->output_tokens);
+    /* both within 2^53 now: their sums cannot overflow */
+    if (t->input_tokens + t->output_tokens > AR_MAX_COUNT - (u->input_tokens + u->output_tokens))
+        return ar_fail(err, AR_EMISUSE, over, what, "total_tokens", (long long)(t->input_tokens + t->output_tokens),
+                       (long long)(u->input_tokens + u->output_tokens));
+    for (size_t i = 0; i < u->n_extra; i++) {
+        int found;
+        size_t at = counter_find(t, u->extra[i].name, &found);
+        int64_t have = found ? t->extra[at].value : 0;
+        if (!sum_fits(have, u->extra[i].value, AR_MAX_COUNT))
+            return ar_fail(err, AR_EMISUSE, over, what, u->extra[i].name, (long long)have,
+                           (long long)u->extra[i].value);
+    }
+    int64_t cap = (int64_t)AR_MAX_COST * INT64_C(1000000000);
+    if (!sum_fits(t->cost_nanos, cost_nanos, cap))
+        return ar_fail(err, AR_EMISUSE, "%s would take the run's cost past 9e9 (it is %.9f; the step adds %.9f)",
+                       what, ar_nanos_to_cost(t->cost_nanos), ar_nanos_to_cost(cost_nanos));
+    return AR_OK;
+}
+
+int ar_totals_add(const ar_allocator *a, ar_totals *t, const ar_usage *u, int64_t cost_nanos)
 {
     /* first make room for every new counter, so a failure changes nothing */
     size_t new_names = 0;
@@ -150,19 +194,19 @@ int ar_totals_add(const ar_allocator *a, ar_totals *t, const ar_usage *u, int64_
             t->extra[at].value = 0;
             t->n_extra++;
         }
-        t->extra[at].value += u->extra[i].value;
+        t->extra[at].value = wrap_add(t->extra[at].value, u->extra[i].value);
     }
     if (name_buf != names)
         ar_mem_free(a, name_buf);
-    t->input_tokens += u->input_tokens;
-    t->output_tokens += u->output_tokens;
-    t->cost_micros += cost_micros;
+    t->input_tokens = wrap_add(t->input_tokens, u->input_tokens);
+    t->output_tokens = wrap_add(t->output_tokens, u->output_tokens);
+    t->cost_nanos = wrap_add(t->cost_nanos, cost_nanos);
     return AR_OK;
 }
 
 int ar_totals_copy(const ar_allocator *a, ar_totals *dst, const ar_totals *src)
 {
-    ar_totals t = { src->iterations, src->input_tokens, src->output_tokens, src->cost_micros, 0, 0, NULL };
+    ar_totals t = { src->iterations, src->input_tokens, src->output_tokens, src->cost_nanos, 0, 0, NULL };
     ar_usage u = { 0, 0, 0, 0.0, src->n_extra, src->extra };
     if (ar_totals_add(a, &t, &u, 0)) {
         ar_totals_free(a, &t);
@@ -222,7 +266,9 @@ int ar_counters_parse(const ar_allocator *a, ar_totals *t, const char *json, siz
     }
     size_t k = 0;
     for (cJSON *it = root->child; it; it = it->next) {
-        if (!cJSON_IsNumber(it) || !it->string || !counter_name_ok(it->string) || it->valuedouble < 0) {
+        /* below 2^63: converting to int64 stays defined */
+        if (!cJSON_IsNumber(it) || !it->string || !counter_name_ok(it->string) ||
+            !(it->valuedouble >= 0 && it->valuedouble < 9223372036854775808.0)) {
             rc = AR_ECORRUPT;
             break;
         }
@@ -232,7 +278,10 @@ int ar_counters_parse(const ar_allocator *a, ar_totals *t, const char *json, siz
     }
     if (rc == AR_OK) {
         ar_usage u = { 0, 0, 0, 0.0, k, list };
+        size_t had = t->n_extra;
         rc = ar_totals_add(a, t, &u, 0);
+        if (rc == AR_OK && t->n_extra - had != k) /* a name given twice */
+            rc = AR_ECORRUPT;
     }
     if (list != small)
         ar_mem_free(a, list);
@@ -250,13 +299,15 @@ int ar_budget_parse(ar_budget *out, const char *json, size_t len)
         return AR_ENOMEM;
     if (cJSON_IsObject(root)) {
         for (cJSON *it = root->child; it; it = it->next) {
-            if (!cJSON_IsNumber(it) || !it->string || it->valuedouble < 0)
+            /* out of range means damaged: ignored, and no undefined conversion */
+            if (!cJSON_IsNumber(it) || !it->string || !(it->valuedouble >= 0 && it->valuedouble <= 1e300))
                 continue;
             double v = it->valuedouble;
-            if (!strcmp(it->string, "max_steps")) b.max_steps = (int64_t)v;
-            else if (!strcmp(it->string, "max_input_tokens")) b.max_input_tokens = (int64_t)v;
-            else if (!strcmp(it->string, "max_output_tokens")) b.max_output_tokens = (int64_t)v;
-            else if (!strcmp(it->string, "max_tokens")) b.max_tokens = (int64_t)v;
+            int integral = v <= (double)AR_MAX_COUNT;
+            if (!strcmp(it->string, "max_steps")) { if (integral) b.max_steps = (int64_t)v; }
+            else if (!strcmp(it->string, "max_input_tokens")) { if (integral) b.max_input_tokens = (int64_t)v; }
+            else if (!strcmp(it->string, "max_output_tokens")) { if (integral) b.max_output_tokens = (int64_t)v; }
+            else if (!strcmp(it->string, "max_tokens")) { if (integral) b.max_tokens = (int64_t)v; }
             else if (!strcmp(it->string, "max_cost")) b.max_cost = v;
             else if (!strcmp(it->string, "max_seconds")) b.max_seconds = v;
         }

@@ -172,6 +172,7 @@ ar_record_box *ar_record_box_new(const ar_allocator *a)
     box->alloc = *a;
     box->arena.alloc = &box->alloc;
     box->arena.head = NULL;
+    box->cost_nanos = 0;
     ar_record init = AR_RECORD_INIT;
     box->rec = init;
     return box;
@@ -311,20 +312,27 @@ int ar_json_check(ar_err *err, const char *field, const char *json, size_t len, 
 
 /* ---- cost and budgets --------------------------------------------------- */
 
-#define MAX_COST 9.0e12 /* micro-units stay far inside int64 */
+#define NANOS_PER_UNIT INT64_C(1000000000)
 
-int ar_cost_to_micros(int64_t *out, double cost)
+int ar_cost_to_nanos(int64_t *out, double cost)
 {
-    if (!(cost >= 0.0) || cost > MAX_COST)
+    if (!(cost >= 0.0 && cost <= AR_MAX_COST))
         return AR_EMISUSE;
-    /* round half away from zero at the sixth decimal */
-    *out = (int64_t)(cost * 1e6 + 0.5);
+    /* whole units and the fraction apart are exact (cost < 2^63), so the one
+     * rounding left is the fraction's scaling, far below half a nano-unit */
+    int64_t whole = (int64_t)cost;
+    double frac = cost - (double)whole;
+    *out = whole * NANOS_PER_UNIT + (int64_t)(frac * 1e9 + 0.5);
     return AR_OK;
 }
 
-double ar_micros_to_cost(int64_t micros)
+double ar_nanos_to_cost(int64_t nanos)
 {
-    return (double)micros / 1e6;
+    /* below 2^53 the integer is exact as a double: one correctly rounded
+     * division gives the double nearest the nine-decimal value */
+    if (nanos >= -AR_MAX_COUNT && nanos <= AR_MAX_COUNT)
+        return (double)nanos / 1e9;
+    return (double)(nanos / NANOS_PER_UNIT) + (double)(nanos % NANOS_PER_UNIT) / 1e9;
 }
 
 static const char *const limit_names[] = {
@@ -341,16 +349,20 @@ const char *ar_limit_name(const char *name)
     return NULL;
 }
 
+#define MAX_SECONDS 1e12
+
+/* A limit above what a total can reach would never trigger; above 2^53 it
+ * would not even read back exactly from the stored budget. */
 int ar_budget_check(ar_err *err, const ar_budget *b)
 {
     const int64_t ints[] = { b->max_steps, b->max_input_tokens, b->max_output_tokens, b->max_tokens };
     for (size_t i = 0; i < 4; i++)
-        if (ints[i] < AR_NO_LIMIT)
-            return ar_fail(err, AR_EMISUSE, "budget.%s must not be negative", limit_names[i]);
-    if (b->max_cost != AR_NO_LIMIT && !(b->max_cost >= 0.0 && b->max_cost <= MAX_COST))
-        return ar_fail(err, AR_EMISUSE, "budget.max_cost must be a non-negative number");
-    if (b->max_seconds != AR_NO_LIMIT && !(b->max_seconds >= 0.0 && b->max_seconds <= 1e12))
-        return ar_fail(err, AR_EMISUSE, "budget.max_seconds must be a non-negative number");
+        if (ints[i] != AR_NO_LIMIT && !(ints[i] >= 0 && ints[i] <= AR_MAX_COUNT))
+            return ar_fail(err, AR_EMISUSE, "budget.%s must be an integer in 0..2^53", limit_names[i]);
+    if (b->max_cost != AR_NO_LIMIT && !(b->max_cost >= 0.0 && b->max_cost <= AR_MAX_COST))
+        return ar_fail(err, AR_EMISUSE, "budget.max_cost must be a number in 0..9e9");
+    if (b->max_seconds != AR_NO_LIMIT && !(b->max_seconds >= 0.0 && b->max_seconds <= MAX_SECONDS))
+        return ar_fail(err, AR_EMISUSE, "budget.max_seconds must be a number in 0..1e12");
     return AR_OK;
 }
 
@@ -370,8 +382,8 @@ size_t ar_budget_json(char *buf, size_t cap, const ar_budget *b)
     }
     if (b->max_cost >= 0) {
         int64_t m = 0;
-        ar_cost_to_micros(&m, b->max_cost);
-        PUT("%s\"max_cost\":%.17g", first ? "" : ",", ar_micros_to_cost(m));
+        ar_cost_to_nanos(&m, b->max_cost);
+        PUT("%s\"max_cost\":%.17g", first ? "" : ",", ar_nanos_to_cost(m));
         first = 0;
     }
     if (b->max_seconds >= 0)
@@ -385,9 +397,9 @@ int ar_budget_reached(ar_exhaustion *out, const ar_budget *b, const ar_totals *t
 {
     ar_exhaustion e = { NULL, 0, 0 };
     int64_t total = t->input_tokens + t->output_tokens;
-    int64_t max_cost_micros = 0;
+    int64_t max_cost_nanos = 0;
     if (b->max_cost >= 0)
-        ar_cost_to_micros(&max_cost_micros, b->max_cost);
+        ar_cost_to_nanos(&max_cost_nanos, b->max_cost);
     if (b->max_steps >= 0 && t->iterations >= b->max_steps)
         e = (ar_exhaustion){ "max_steps", (double)b->max_steps, (double)t->iterations };
     else if (b->max_input_tokens >= 0 && t->input_tokens >= b->max_input_tokens)
@@ -396,8 +408,8 @@ int ar_budget_reached(ar_exhaustion *out, const ar_budget *b, const ar_totals *t
         e = (ar_exhaustion){ "max_output_tokens", (double)b->max_output_tokens, (double)t->output_tokens };
     else if (b->max_tokens >= 0 && total >= b->max_tokens)
         e = (ar_exhaustion){ "max_tokens", (double)b->max_tokens, (double)total };
-    else if (b->max_cost >= 0 && t->cost_micros >= max_cost_micros)
-        e = (ar_exhaustion){ "max_cost", ar_micros_to_cost(max_cost_micros), ar_micros_to_cost(t->cost_micros) };
+    else if (b->max_cost >= 0 && t->cost_nanos >= max_cost_nanos)
+        e = (ar_exhaustion){ "max_cost", ar_nanos_to_cost(max_cost_nanos), ar_nanos_to_cost(t->cost_nanos) };
     else if (b->max_seconds >= 0 && (double)elapsed_ms / 1000.0 >= b->max_seconds)
         e = (ar_exhaustion){ "max_seconds", b->max_seconds, (double)elapsed_ms / 1000.0 };
     if (!e.limit)

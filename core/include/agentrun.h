@@ -10,7 +10,7 @@ extern "C" {
 #endif
 
 #define AR_VERSION "0.1.0"
-#define AR_SCHEMA_VERSION 1
+#define AR_SCHEMA_VERSION 2
 
 /*
  * Conventions
@@ -31,8 +31,15 @@ extern "C" {
  *   without NUL bytes (AR_EMISUSE otherwise), except a run's error text, which
  *   is never refused: invalid bytes are replaced by U+FFFD.
  * - Times are integer milliseconds since the Unix epoch (UTC).
- * - Cost is kept exactly in micro-units (1e-6); it crosses the API as a double
- *   and reads back as the double nearest the six-decimal value.
+ * - Cost is kept exactly in integer nano-units (1e-9): a cost crossing the API
+ *   as a double is rounded to the nearest nano-unit (half away from zero), and
+ *   reads back as the double nearest the nine-decimal value, so 10,000 steps of
+ *   0.0001 sum to exactly 1.0 and 0.1 + 0.2 reads back as 0.3.
+ * - Limits of totals: a step's cost and a run's cost total are in
+ *   0..AR_MAX_COST; token counts, counters and their run totals (input,
+ *   output, input + output, each extra counter) are in 0..AR_MAX_COUNT, where
+ *   every figure is exact. A step or record that would take a total past its
+ *   limit is AR_EMISUSE and nothing is stored: totals never wrap.
  * - Destructors accept NULL. Two stores in two threads work independently;
  *   one store must not be used by two threads at once. The only process-wide
  *   state is two lock-free counters that keep run ids in creation order.
@@ -51,7 +58,7 @@ enum {
     AR_EPERM,     /* no permission (read-only store, file mode) */
     AR_ENOMEM,    /* an allocation failed */
     AR_EBUDGET,   /* ar_run_check: a budget limit is reached */
-    AR_EVERSION,  /* the file was written by a newer agentrun */
+    AR_EVERSION,  /* the file was written by a newer agentrun (or an older one, opened read-only) */
     AR_ECALLBACK  /* a caller's callback asked to stop (retention rule) */
 };
 
@@ -59,6 +66,8 @@ enum {
 const char *ar_code_name(int code);
 
 #define AR_NUL_TERMINATED ((size_t)-1)
+#define AR_MAX_COST 9e9                          /* the largest cost and cost total */
+#define AR_MAX_COUNT INT64_C(9007199254740992)   /* 2^53: the largest count and count total */
 #define AR_UNSET INT64_MIN /* "not given" for optional int64 fields */
 
 /* ------------------------------------------------------------------------- */
@@ -93,8 +102,12 @@ typedef struct ar_open_opts {
  * store for ":memory:". `opts` may be NULL for the defaults. Like sqlite3_open,
  * *out is set even on failure (unless memory ran out) so that the message can
  * be read with ar_store_errmsg; the caller then closes it.
+ * A file of an older schema (1: agentrun 0.1, costs in micro-units) is
+ * upgraded in place when opened writable, in one transaction: if the upgrade
+ * fails, the file stays as it was. Opened read-only, such a file is refused
+ * with AR_EVERSION (open it writable once to upgrade it).
  * Returns AR_OK, AR_EMISUSE, AR_EIO, AR_EPERM, AR_ECORRUPT (not an agentrun
- * store), AR_EVERSION (newer schema), AR_EBUSY, AR_ENOMEM. */
+ * store), AR_EVERSION (newer schema, or older and read-only), AR_EBUSY, AR_ENOMEM. */
 int ar_store_open(ar_store **out, const char *path, const ar_open_opts *opts);
 
 /* Finishes the store's still-open runs as failed with "store closed before
@@ -148,7 +161,9 @@ typedef struct ar_usage {
     const ar_counter *extra;
 } ar_usage;
 
-/* Budget limits; a negative value (AR_NO_LIMIT) means no limit. */
+/* Budget limits; AR_NO_LIMIT means no limit. Otherwise the integer limits are
+ * in 0..AR_MAX_COUNT, max_cost in 0..AR_MAX_COST and max_seconds in 0..1e12
+ * (AR_EMISUSE outside, with the range in the message). */
 #define AR_NO_LIMIT (-1)
 typedef struct ar_budget {
     int64_t max_steps;
@@ -225,7 +240,8 @@ void ar_records_free(ar_record **records, size_t n);
 /* The record factory: builds a finished record from `fields` (agent, goal,
  * user, edition, parent, metadata, budget, steps, created_at, finished_at;
  * usage and iterations computed from the steps when not given), validating
- * everything ar_run_step and ar_run_begin would. *out is a deep copy owned by
+ * everything ar_run_step and ar_run_begin would (steps whose totals would pass
+ * AR_MAX_COST or AR_MAX_COUNT are AR_EMISUSE). *out is a deep copy owned by
  * the caller; `fields` is only read. The record has no id until written.
  * Returns AR_OK, AR_EMISUSE, AR_EJSON, AR_ENOMEM. Error text is in `errbuf`
  * (may be NULL) of `errlen` bytes. */
@@ -281,8 +297,9 @@ int64_t ar_run_created_at(const ar_run *run);
 const char *ar_run_errmsg(const ar_run *run);
 
 /* Appends a step; it is durable when this returns and *out (may be NULL) holds
- * its seq. Never refuses a step for budget reasons. On failure nothing is
- * written and the same step can be retried.
+ * its seq. Never refuses a step for budget reasons. A step that would take a
+ * run total past AR_MAX_COST or AR_MAX_COUNT is AR_EMISUSE. On failure
+ * nothing is written, the run is unchanged and takes further steps.
  * Returns AR_OK, AR_EMISUSE, AR_EJSON, AR_ESTATE (run finished or store
  * closed), or a store error. */
 int ar_run_step(int64_t *out, ar_run *run, const ar_step *step);
@@ -347,6 +364,9 @@ int ar_runs_list(ar_record ***out, size_t *n, char **next_cursor,
 /* Counts the runs matching the query's filters (limit and cursors ignored). */
 int ar_runs_count(int64_t *out, ar_store *store, const ar_run_query *query);
 
+/* The sums are exact; a token sum past INT64_MAX (possible only beyond 1,024
+ * runs at AR_MAX_COUNT) reads as INT64_MAX, and a cost sum past 9.2e9 is the
+ * nearest double to the exact sum. */
 typedef struct ar_stats {
     int64_t runs;
     int64_t by_status[5];   /* indexed by ar_status */

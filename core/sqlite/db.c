@@ -10,9 +10,12 @@
 
 #define AR_APPLICATION_ID 0x41477275 /* "AGru": marks a file as an agentrun store */
 
-/* Schema version 1. Later versions append a migration below; files are
- * upgraded in place, in one transaction, when they are opened. */
-static const char schema_v1[] =
+/* The current schema, made at once for a new file. An older file is brought
+ * to the same tables by the migrations below, in place, in one transaction,
+ * when it is opened writable. A change of schema edits this text and appends
+ * a migration (tests/c/test_migrate.c checks that a new file and an upgraded
+ * schema-1 file end with the same schema). */
+static const char schema_current[] =
     /* n is the id's tick: (created_at << 16) | sequence. The table is thus in
      * time order, and an id is found by its key, with no index of its own. */
     "CREATE TABLE runs("
@@ -24,7 +27,7 @@ static const char schema_v1[] =
     " budget TEXT NOT NULL DEFAULT '{}',"
     " iterations INTEGER NOT NULL DEFAULT 0,"
     " input_tokens INTEGER NOT NULL DEFAULT 0, output_tokens INTEGER NOT NULL DEFAULT 0,"
-    " cost_micros INTEGER NOT NULL DEFAULT 0, counters TEXT,"
+    " cost_nanos INTEGER NOT NULL DEFAULT 0, counters TEXT,"
     " elapsed_ms INTEGER NOT NULL DEFAULT 0,"
     " created_at INTEGER NOT NULL, finished_at INTEGER, updated_at INTEGER NOT NULL,"
     " metadata TEXT);"
@@ -38,7 +41,7 @@ static const char schema_v1[] =
     " run INTEGER NOT NULL, seq INTEGER NOT NULL,"
     " kind TEXT NOT NULL, name TEXT, content TEXT,"
     " input_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL,"
-    " cost_micros INTEGER NOT NULL, counters TEXT,"
+    " cost_nanos INTEGER NOT NULL, counters TEXT,"
     " duration_ms INTEGER NOT NULL, at INTEGER NOT NULL);"
     "CREATE UNIQUE INDEX steps_by_run ON steps(run, seq);"
     "CREATE TABLE checkpoints("
@@ -53,9 +56,23 @@ static const char schema_v1[] =
     "CREATE INDEX events_by_at ON events(agent, at, id);"
     "CREATE INDEX events_by_run ON events(run) WHERE run IS NOT NULL;";
 
-/* migrations[v] upgrades a file from version v to v + 1 (index 0 creates it). */
-static const char *const migrations[] = { schema_v1 };
-#define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
+/* Schema 1 -> 2, one statement a line. Costs are kept in integer
+ * nano-units (1e-9) instead of micro-units, so that a step of 0.0000004 is
+ * not rounded away: stored costs are scaled by 1000 and read back the same.
+ * A schema-1 cost outside 0..9e9 (only the old wrap-around of totals could
+ * store one) becomes 9e9, the largest cost now kept. */
+#define SCALED_COST "CASE WHEN cost_nanos BETWEEN 0 AND 9000000000000000 THEN cost_nanos * 1000" \
+    " ELSE 9000000000000000000 END"
+static const char schema_v1_to_v2[] =
+    "ALTER TABLE runs RENAME COLUMN cost_micros TO cost_nanos;"
+    "ALTER TABLE steps RENAME COLUMN cost_micros TO cost_nanos;"
+    "UPDATE runs SET cost_nanos = " SCALED_COST ";"
+    "UPDATE steps SET cost_nanos = " SCALED_COST ";";
+
+/* migrations[v - 1] upgrades a file from version v to v + 1. All that a file
+ * needs run in the one transaction of migrate(). */
+static const char *const migrations[] = { schema_v1_to_v2 };
+#define SCHEMA_VERSION (1 + (int)(sizeof migrations / sizeof migrations[0]))
 
 int sq_fail(ar_db *db, ar_err *err, int rc, const char *what)
 {
@@ -79,6 +96,9 @@ int sq_fail(ar_db *db, ar_err *err, int rc, const char *what)
         return ar_fail(err, code, "%s: the store is locked by another writer (%s)", what, detail);
     if (code == AR_EFULL)
         return ar_fail(err, code, "%s: the disk or the store is full (%s)", what, detail);
+    /* SQLite's own text may name what it failed to do, not why */
+    if (code == AR_ENOMEM)
+        return ar_fail(err, code, "%s: out of memory (%s)", what, detail);
     if (rc == SQLITE_READONLY_DIRECTORY || rc == SQLITE_READONLY_CANTINIT)
         return ar_fail(err, code, "%s: the store's directory is not writable, and SQLite must create "
                        "the -wal and -shm files beside the store even to read it (%s)", what, detail);
@@ -177,8 +197,10 @@ static int migrate(ar_db *db, ar_err *err)
     int64_t version = 0;
     if ((rc = pragma_int(db, "PRAGMA user_version", &version, err)))
         goto cleanup;
-    for (int64_t v = version; v < SCHEMA_VERSION; v++)
-        if ((rc = sq_exec(db, migrations[v], err)))
+    if (version == 0 && (rc = sq_exec(db, schema_current, err)))
+        goto cleanup;
+    for (int64_t v = version; v >= 1 && v < SCHEMA_VERSION; v++)
+        if ((rc = sq_exec(db, migrations[v - 1], err)))
             goto cleanup;
     if (version < SCHEMA_VERSION) {
         char sql[96];
@@ -309,6 +331,14 @@ int ar_db_open(ar_db **out, const char *path, const ar_open_opts *opts,
         goto fail;
     if (version == 0 && opts->readonly) {
         rc = ar_fail(err, AR_ECORRUPT, "%s is not an agentrun store (empty file opened read-only)", path);
+        goto fail;
+    }
+    /* an older schema reads differently (costs in micro-units before 2); it
+     * is upgraded by a writable open, never read half-understood */
+    if (version < SCHEMA_VERSION && opts->readonly) {
+        rc = ar_fail(err, AR_EVERSION,
+                     "%s is in schema %lld, made by an older agentrun: open it writable once to upgrade it "
+                     "to schema %d, then it can be opened read-only", path, (long long)version, SCHEMA_VERSION);
         goto fail;
     }
     if (!opts->readonly) {

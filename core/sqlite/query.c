@@ -155,6 +155,41 @@ int ar_db_runs_count(ar_db *db, const ar_run_query *q, int64_t *out, ar_err *err
     return rc;
 }
 
+/* A column summed in SQL as three 21-bit limbs, x = hi * 2^42 + mid * 2^21 +
+ * lo: no limb sum can overflow (fewer than 2^42 rows, more than a file can
+ * hold), where sum(x) would raise "integer overflow" and total(x) would round
+ * past 2^53. */
+#define LIMB_SUMS(x) "sum(" x " >> 42), sum((" x " >> 21) & 2097151), sum(" x " & 2097151)"
+#define LIMB (INT64_C(1) << 21)
+
+/* The exact total of the limb sums at column `c`. When it is outside int64,
+ * *fits is 0 and the total saturates; *approx is the nearest double either way. */
+static int64_t limb_total(sqlite3_stmt *st, int c, int *fits, double *approx)
+{
+    int64_t hi = sqlite3_column_int64(st, c);
+    int64_t mid = sqlite3_column_int64(st, c + 1);
+    int64_t lo = sqlite3_column_int64(st, c + 2);
+    mid += lo / LIMB;           /* lo and mid are sums of non-negative limbs */
+    lo %= LIMB;
+    hi += mid / LIMB;
+    mid %= LIMB;
+    int64_t low = mid * LIMB + lo;  /* 0 .. 2^42 - 1 */
+    *approx = (double)hi * (double)(LIMB * LIMB) + (double)low;
+    *fits = hi >= -LIMB && hi < LIMB;
+    if (!*fits)
+        return hi < 0 ? INT64_MIN : INT64_MAX;
+    return hi * (LIMB * LIMB) + low;
+}
+
+static int64_t sum_saturated(int64_t a, int64_t b)
+{
+    if (b > 0 && a > INT64_MAX - b)
+        return INT64_MAX;
+    if (b < 0 && a < INT64_MIN - b)
+        return INT64_MIN;
+    return a + b;
+}
+
 int ar_db_runs_stats(ar_db *db, const ar_run_query *q, ar_stats *out, ar_err *err)
 {
     sqlbuf b = { "", 0, 0 };
@@ -162,8 +197,9 @@ int ar_db_runs_stats(ar_db *db, const ar_run_query *q, ar_stats *out, ar_err *er
             " total(status = 'running'), total(status = 'completed'),"
             " total(status = 'budget_exhausted'), total(status = 'failed'),"
             " total(status = 'interrupted'),"
-            " total(iterations), total(input_tokens), total(output_tokens), total(cost_micros),"
-            " avg(finished_at - created_at) FROM runs");
+            " avg(finished_at - created_at), "
+            LIMB_SUMS("iterations") ", " LIMB_SUMS("input_tokens") ", "
+            LIMB_SUMS("output_tokens") ", " LIMB_SUMS("cost_nanos") " FROM runs");
     add_filters(&b, q);
     sqlite3_stmt *st = NULL;
     int rc = prepare(db, &b, &st, err);
@@ -176,12 +212,15 @@ int ar_db_runs_stats(ar_db *db, const ar_run_query *q, ar_stats *out, ar_err *er
         out->runs = sqlite3_column_int64(st, 0);
         for (int k = 0; k < 5; k++)
             out->by_status[k] = (int64_t)sqlite3_column_double(st, 1 + k);
-        out->iterations = (int64_t)sqlite3_column_double(st, 6);
-        out->input_tokens = (int64_t)sqlite3_column_double(st, 7);
-        out->output_tokens = (int64_t)sqlite3_column_double(st, 8);
-        out->total_tokens = out->input_tokens + out->output_tokens;
-        out->cost = ar_micros_to_cost((int64_t)sqlite3_column_double(st, 9));
-        out->avg_latency_ms = sqlite3_column_double(st, 10);
+        out->avg_latency_ms = sqlite3_column_double(st, 6);
+        int fits;
+        double approx;
+        out->iterations = limb_total(st, 7, &fits, &approx);
+        out->input_tokens = limb_total(st, 10, &fits, &approx);
+        out->output_tokens = limb_total(st, 13, &fits, &approx);
+        out->total_tokens = sum_saturated(out->input_tokens, out->output_tokens);
+        int64_t nanos = limb_total(st, 16, &fits, &approx);
+        out->cost = fits ? ar_nanos_to_cost(nanos) : approx / 1e9;
     } else {
         rc = sq_fail(db, err, src, "computing statistics");
     }

@@ -19,7 +19,7 @@ static void bind_progress(sqlite3_stmt *st, int i, const ar_db_progress *p)
     sqlite3_bind_int64(st, i, p->iterations);
     sqlite3_bind_int64(st, i + 1, p->input_tokens);
     sqlite3_bind_int64(st, i + 2, p->output_tokens);
-    sqlite3_bind_int64(st, i + 3, p->cost_micros);
+    sqlite3_bind_int64(st, i + 3, p->cost_nanos);
     sq_bind_textn(st, i + 4, p->extra, p->extra_len);
     sqlite3_bind_int64(st, i + 5, p->elapsed_ms);
     sqlite3_bind_int64(st, i + 6, p->updated_at);
@@ -30,7 +30,7 @@ int ar_db_run_insert(ar_db *db, const ar_db_run *r, ar_err *err)
     sqlite3_stmt *st = sq_stmt(db, SQ_RUN_INSERT,
         "INSERT INTO runs(n, id, agent, goal, user, edition, parent, metadata, budget, status,"
         " output, error, limit_name, limit_value, limit_reached,"
-        " iterations, input_tokens, output_tokens, cost_micros, counters, elapsed_ms, updated_at,"
+        " iterations, input_tokens, output_tokens, cost_nanos, counters, elapsed_ms, updated_at,"
         " created_at, finished_at)"
         " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", err);
     if (!st)
@@ -70,7 +70,7 @@ int ar_db_step_insert(ar_db *db, int64_t run_rowid, const ar_db_step *s, ar_err 
 {
     sqlite3_stmt *st = sq_stmt(db, SQ_STEP_INSERT,
         "INSERT INTO steps(run, seq, kind, name, content, input_tokens, output_tokens,"
-        " cost_micros, counters, duration_ms, at) VALUES(?,?,?,?,?,?,?,?,?,?,?)", err);
+        " cost_nanos, counters, duration_ms, at) VALUES(?,?,?,?,?,?,?,?,?,?,?)", err);
     if (!st)
         return err->code;
     sqlite3_bind_int64(st, 1, run_rowid);
@@ -80,7 +80,7 @@ int ar_db_step_insert(ar_db *db, int64_t run_rowid, const ar_db_step *s, ar_err 
     sq_bind_textn(st, 5, s->content, s->content_len);
     sqlite3_bind_int64(st, 6, s->input_tokens);
     sqlite3_bind_int64(st, 7, s->output_tokens);
-    sqlite3_bind_int64(st, 8, s->cost_micros);
+    sqlite3_bind_int64(st, 8, s->cost_nanos);
     sq_bind_textn(st, 9, s->extra, s->extra_len);
     sqlite3_bind_int64(st, 10, s->duration_ms);
     sqlite3_bind_int64(st, 11, s->at);
@@ -90,7 +90,7 @@ int ar_db_step_insert(ar_db *db, int64_t run_rowid, const ar_db_step *s, ar_err 
 int ar_db_run_progress(ar_db *db, int64_t run_rowid, const ar_db_progress *p, ar_err *err)
 {
     sqlite3_stmt *st = sq_stmt(db, SQ_RUN_PROGRESS,
-        "UPDATE runs SET iterations = ?, input_tokens = ?, output_tokens = ?, cost_micros = ?,"
+        "UPDATE runs SET iterations = ?, input_tokens = ?, output_tokens = ?, cost_nanos = ?,"
         " counters = ?, elapsed_ms = ?, updated_at = ? WHERE n = ? AND status = 'running'", err);
     if (!st)
         return err->code;
@@ -230,7 +230,8 @@ int sq_row_to_record(ar_db *db, sqlite3_stmt *st, int c, ar_record_box *box, ar_
     r->usage.input_tokens = sqlite3_column_int64(st, c + 15);
     r->usage.output_tokens = sqlite3_column_int64(st, c + 16);
     r->usage.total_tokens = r->usage.input_tokens + r->usage.output_tokens;
-    r->usage.cost = ar_micros_to_cost(sqlite3_column_int64(st, c + 17));
+    box->cost_nanos = sqlite3_column_int64(st, c + 17);
+    r->usage.cost = ar_nanos_to_cost(box->cost_nanos);
     const char *counters = col_text(st, c + 18, &n);
     int rc = counters_to_usage(db, a, counters, n, &r->usage);
     if (rc == AR_ECORRUPT)
@@ -303,7 +304,7 @@ int ar_db_steps_fetch(ar_db *db, int64_t run_rowid, int64_t from, size_t max,
     *out = NULL;
     *n = 0;
     sqlite3_stmt *st = sq_stmt(db, SQ_STEPS_FETCH,
-        "SELECT seq, kind, name, content, input_tokens, output_tokens, cost_micros, counters,"
+        "SELECT seq, kind, name, content, input_tokens, output_tokens, cost_nanos, counters,"
         " duration_ms, at FROM steps WHERE run = ? AND seq >= ? ORDER BY seq LIMIT ?", err);
     if (!st)
         return err->code;
@@ -330,7 +331,7 @@ int ar_db_steps_fetch(ar_db *db, int64_t run_rowid, int64_t from, size_t max,
         s->usage.input_tokens = sqlite3_column_int64(st, 4);
         s->usage.output_tokens = sqlite3_column_int64(st, 5);
         s->usage.total_tokens = s->usage.input_tokens + s->usage.output_tokens;
-        s->usage.cost = ar_micros_to_cost(sqlite3_column_int64(st, 6));
+        s->usage.cost = ar_nanos_to_cost(sqlite3_column_int64(st, 6));
         const char *counters = col_text(st, 7, &len);
         int crc = counters_to_usage(db, arena, counters, len, &s->usage);
         s->duration_ms = sqlite3_column_int64(st, 8);

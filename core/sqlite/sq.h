@@ -47,7 +47,7 @@ int sq_exec(ar_db *db, const char *sql, ar_err *err);
 /* The column list of a run row, and its decoding into a record. */
 #define SQ_RUN_COLUMNS "n, id, agent, goal, user, edition, parent, status, output, error, " \
     "limit_name, limit_value, limit_reached, budget, iterations, input_tokens, output_tokens, " \
-    "cost_micros, counters, elapsed_ms, created_at, finished_at, updated_at, metadata"
+    "cost_nanos, counters, elapsed_ms, created_at, finished_at, updated_at, metadata"
 int sq_row_to_record(ar_db *db, sqlite3_stmt *st, int col0, struct ar_record_box *box, ar_err *err);
 
 #endif

@@ -362,7 +362,7 @@ static void test_show_store_example_lists_the_runs_and_the_latest_transcript(voi
 
     expect_exit(run_program(loop_argv, log, 1), 0, log);
     expect_exit(run_program(show_argv, log, 1), 0, log);
-    expect_output(log, "(schema 1): 3 runs, 29 steps, 0 events");
+    expect_output(log, "(schema 2): 3 runs, 29 steps, 0 events");
     expect_output(log, "Totals: 3 runs (budget_exhausted 1, completed 1, failed 1), 29 steps");
     expect_output(log, "(failed): What was the average refund per returned unit in the Lisbon pilot?");
     expect_output(log, "ended: tool calculator failed: division by zero");

@@ -107,10 +107,10 @@ static char *dump_store(const char *path)
 {
     static const char *const queries[] = {
         "SELECT agent, goal, user, edition, parent IS NOT NULL, status, output, error, limit_name,"
-        " limit_value, limit_reached, budget, iterations, input_tokens, output_tokens, cost_micros,"
+        " limit_value, limit_reached, budget, iterations, input_tokens, output_tokens, cost_nanos,"
         " counters, metadata FROM runs ORDER BY agent, goal",
         "SELECT r.agent, r.goal, s.seq, s.kind, s.name, s.content, s.input_tokens, s.output_tokens,"
-        " s.cost_micros, s.counters, s.duration_ms FROM steps s LEFT JOIN runs r ON r.n = s.run"
+        " s.cost_nanos, s.counters, s.duration_ms FROM steps s LEFT JOIN runs r ON r.n = s.run"
         " ORDER BY r.agent, r.goal, s.seq",
         "SELECT r.agent, r.goal, c.seq, c.state FROM checkpoints c LEFT JOIN runs r ON r.n = c.run"
         " ORDER BY r.agent, r.goal",

@@ -580,10 +580,10 @@ static void test_costs_0_1_and_0_2_read_back_as_0_3(void **state)
     assert_exact(rec->steps[0].usage.cost, 0.1);
     assert_exact(rec->steps[1].usage.cost, 0.2);
     ar_record_free(rec);
-    /* beyond the sixth decimal, cost rounds to the nearest micro-unit */
-    step_usage(run, 0, 0, 0.0000004);
-    step_usage(run, 0, 0, 0.0000006);
-    assert_exact(ar_run_usage(run)->cost, 0.300001);
+    /* beyond the ninth decimal, cost rounds to the nearest nano-unit */
+    step_usage(run, 0, 0, 0.0000000004);
+    step_usage(run, 0, 0, 0.0000000006);
+    assert_exact(ar_run_usage(run)->cost, 0.300000001);
     ar_run_close(run);
     ar_store_close(store);
 }
@@ -717,7 +717,7 @@ static void test_check_reports_max_cost_exactly(void **state)
     ar_run *run = begin_budget(store, &b);
     step_usage(run, 0, 0, 0.1);
     assert_int_equal(ar_run_check(NULL, run), AR_OK);
-    /* 0.1 + 0.2 is below 0.3 in doubles, but the micro-unit sum reaches it */
+    /* 0.1 + 0.2 is below 0.3 in doubles, but the nano-unit sum reaches it */
     step_usage(run, 0, 0, 0.2);
     expect_exhausted(run, "max_cost", 0.3, 0.3);
     ar_run_close(run);
