@@ -299,11 +299,12 @@ int ar_budget_parse(ar_budget *out, const char *json, size_t len)
         return AR_ENOMEM;
     if (cJSON_IsObject(root)) {
         for (cJSON *it = root->child; it; it = it->next) {
-            /* out of range means damaged: ignored, and no undefined conversion */
-            if (!cJSON_IsNumber(it) || !it->string || !(it->valuedouble >= 0 && it->valuedouble <= 1e300))
+            if (!cJSON_IsNumber(it) || !it->string || !(it->valuedouble >= 0))
                 continue;
+            /* kept as stored, also past today's ranges (schema 1 allowed
+             * them); only what int64 cannot hold is dropped as damaged */
             double v = it->valuedouble;
-            int integral = v <= (double)AR_MAX_COUNT;
+            int integral = v < 9223372036854775808.0;
             if (!strcmp(it->string, "max_steps")) { if (integral) b.max_steps = (int64_t)v; }
             else if (!strcmp(it->string, "max_input_tokens")) { if (integral) b.max_input_tokens = (int64_t)v; }
             else if (!strcmp(it->string, "max_output_tokens")) { if (integral) b.max_output_tokens = (int64_t)v; }

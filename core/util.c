@@ -381,9 +381,10 @@ size_t ar_budget_json(char *buf, size_t cap, const ar_budget *b)
         }
     }
     if (b->max_cost >= 0) {
+        /* one stored past today's range (schema 1 allowed it) is kept as it is */
         int64_t m = 0;
-        ar_cost_to_nanos(&m, b->max_cost);
-        PUT("%s\"max_cost\":%.17g", first ? "" : ",", ar_nanos_to_cost(m));
+        double cost = ar_cost_to_nanos(&m, b->max_cost) == AR_OK ? ar_nanos_to_cost(m) : b->max_cost;
+        PUT("%s\"max_cost\":%.17g", first ? "" : ",", cost);
         first = 0;
     }
     if (b->max_seconds >= 0)
@@ -397,9 +398,9 @@ int ar_budget_reached(ar_exhaustion *out, const ar_budget *b, const ar_totals *t
 {
     ar_exhaustion e = { NULL, 0, 0 };
     int64_t total = t->input_tokens + t->output_tokens;
+    /* a max_cost past what a total can reach (a stored schema-1 budget) is never reached */
     int64_t max_cost_nanos = 0;
-    if (b->max_cost >= 0)
-        ar_cost_to_nanos(&max_cost_nanos, b->max_cost);
+    int cost_limited = b->max_cost >= 0 && ar_cost_to_nanos(&max_cost_nanos, b->max_cost) == AR_OK;
     if (b->max_steps >= 0 && t->iterations >= b->max_steps)
         e = (ar_exhaustion){ "max_steps", (double)b->max_steps, (double)t->iterations };
     else if (b->max_input_tokens >= 0 && t->input_tokens >= b->max_input_tokens)
@@ -408,7 +409,7 @@ int ar_budget_reached(ar_exhaustion *out, const ar_budget *b, const ar_totals *t
         e = (ar_exhaustion){ "max_output_tokens", (double)b->max_output_tokens, (double)t->output_tokens };
     else if (b->max_tokens >= 0 && total >= b->max_tokens)
         e = (ar_exhaustion){ "max_tokens", (double)b->max_tokens, (double)total };
-    else if (b->max_cost >= 0 && t->cost_nanos >= max_cost_nanos)
+    else if (cost_limited && t->cost_nanos >= max_cost_nanos)
         e = (ar_exhaustion){ "max_cost", ar_nanos_to_cost(max_cost_nanos), ar_nanos_to_cost(t->cost_nanos) };
     else if (b->max_seconds >= 0 && (double)elapsed_ms / 1000.0 >= b->max_seconds)
         e = (ar_exhaustion){ "max_seconds", b->max_seconds, (double)elapsed_ms / 1000.0 };

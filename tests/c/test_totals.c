@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sqlite3.h>
+
 #include "agentrun.h"
 
 #define CAP_COST 9e9                              /* SPEC §6: the largest cost total */
@@ -433,6 +435,48 @@ static void test_stats_over_runs_near_the_caps_are_exact_then_saturate(void **st
     ar_store_close(store);
 }
 
+/* Schema 1 took max_cost up to 9e12 and integer limits up to int64: such a
+ * budget, stored, keeps its figures and stays unreached when the run resumes. */
+static void test_budget_stored_beyond_the_ranges_resumes_unchanged(void **state)
+{
+    (void)state;
+    char *dir = tmpdir_make();
+    char *path = tmpdir_path(dir, "legacy.db");
+    ar_store *store = NULL;
+    assert_int_equal(ar_store_open(&store, path, NULL), AR_OK);
+    ar_budget b = AR_BUDGET_INIT;
+    b.max_steps = 1;
+    ar_run *run = begin(store, &b);
+    step_ok(run, 10, 0, NULL, 0, 2.5);
+    ar_exhaustion e;
+    assert_int_equal(ar_run_check(&e, run), AR_EBUDGET);
+    assert_int_equal(ar_run_exhaust(NULL, run, &e), AR_OK);
+    char id[27];
+    memcpy(id, ar_run_id(run), 27);
+    ar_run_close(run);
+    ar_store_close(store);
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "UPDATE runs SET budget = '{\"max_tokens\":1152921504606846976,"
+                                      "\"max_cost\":10000000000}'", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(ar_store_open(&store, path, NULL), AR_OK);
+    assert_int_equal(ar_run_resume(&run, store, id, NULL), AR_OK);
+    assert_exact(ar_run_budget(run)->max_cost, 1e10);
+    assert_int_equal(ar_run_budget(run)->max_tokens, INT64_C(1152921504606846976));
+    assert_int_equal(ar_run_check(NULL, run), AR_OK);
+    step_ok(run, 0, 0, NULL, 0, 4.5e9);
+    assert_int_equal(ar_run_check(NULL, run), AR_OK);
+    ar_record *rec = get(store, id, 0);
+    assert_exact(rec->budget.max_cost, 1e10);
+    assert_int_equal(rec->budget.max_tokens, INT64_C(1152921504606846976));
+    ar_record_free(rec);
+    ar_run_close(run);
+    ar_store_close(store);
+    free(path);
+    tmpdir_remove(dir);
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_cost_is_kept_to_the_nano_unit),
     cmocka_unit_test(test_step_cost_outside_0_to_9e9_is_misuse_stating_the_range),
@@ -443,6 +487,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_record_whose_steps_sum_past_a_cap_is_refused_and_writes_nothing),
     cmocka_unit_test(test_resumed_run_near_the_caps_keeps_exact_totals_and_refuses_past_them),
     cmocka_unit_test(test_stats_over_runs_near_the_caps_are_exact_then_saturate),
+    cmocka_unit_test(test_budget_stored_beyond_the_ranges_resumes_unchanged),
 };
 
 TEST_GROUP(totals_group, "totals", tests);

@@ -81,6 +81,29 @@ describe("totals", function()
       assert.equal(3, s:info().steps)
     end)
 
+  for _, durability in ipairs { "full", "normal" } do
+    it("never wrap in a file store with durability '" .. durability .. "': the file keeps the last good totals",
+      function()
+        local dir = h.tmpdir()
+        local path = dir .. "/totals.db"
+        local fs = assert(agentrun.open(path, { durability = durability }))
+        local r = fs:begin { agent = "a", goal = "g" }
+        r:step { kind = "llm", usage = { input_tokens = CAP - 1, cache_read_tokens = 5 }, cost = 9e9 }
+        refused(r, { kind = "llm", cost = 0.000000001 }, "cost", "9e9")
+        refused(r, { kind = "llm", usage = { input_tokens = 2 } }, "input_tokens", "2^53")
+        assert.equal(2, r:step { kind = "llm", usage = { input_tokens = 1 } })
+        local id = r.id
+        fs:close()
+        local again = assert(agentrun.open(path, { readonly = true }))
+        local rec = again:get(id, { steps = true })
+        assert.same({ input_tokens = CAP, output_tokens = 0, total_tokens = CAP, cost = 9e9, cache_read_tokens = 5 },
+          rec.usage)
+        assert.same({ 1, 2 }, h.seqs(rec.steps))
+        again:close()
+        h.rmdir(dir)
+      end)
+  end
+
   it("never wrap: 1,030 steps of input_tokens = 2^53 stop at the first that would pass 2^53", function()
     local r = s:begin { agent = "a", goal = "g", budget = { max_tokens = CAP } }
     r:step { kind = "llm", usage = { input_tokens = CAP } }
