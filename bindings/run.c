@@ -157,13 +157,35 @@ static int l_exhaust(lua_State *L)
     return finished(L, run, rc, r);
 }
 
-/* run:close(), __gc and __close(run, err): a run still running is finished as
- * failed, with the error that closed its scope when there is one. */
+/* __gc: a run still running is finished as failed. Never raises: during a
+ * retention scan of its store, the core finishes it once the scan ends. */
+static int l_gc(lua_State *L)
+{
+    arl_run *r = to_run(L, 1);
+    if (r->run) {
+        ar_run *run = r->run;
+        r->run = NULL;
+        ar_run_close(run);
+    }
+    return 0;
+}
+
+/* run:close() and __close(run, err): a run still running is finished as
+ * failed, with the error that closed its scope when there is one. That is a
+ * write, refused (ESTATE, the run left open) from a retention rule of its store. */
 static int l_close(lua_State *L)
 {
     arl_run *r = to_run(L, 1);
     if (!r->run)
         return 0;
+    if (ar_run_status(r->run) == AR_RUNNING) {
+        lua_getiuservalue(L, 1, 1);
+        arl_store *s = luaL_testudata(L, -1, ARL_STORE_MT);
+        if (s && s->store && ar_store_in_rule(s->store))
+            return arl_raise(L, AR_ESTATE, "cannot close a running run: a retention rule of its store is "
+                             "running, and a rule may read its store but not write to it");
+        lua_pop(L, 1);
+    }
     ar_run *run = r->run;
     r->run = NULL;
     if (ar_run_status(run) == AR_RUNNING && !lua_isnoneornil(L, 2)) {
@@ -234,7 +256,7 @@ void arl_open_run(lua_State *L, int module_idx)
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, l_newindex);
     lua_setfield(L, -2, "__newindex");
-    lua_pushcfunction(L, l_close);
+    lua_pushcfunction(L, l_gc);
     lua_setfield(L, -2, "__gc");
     lua_pushcfunction(L, l_close);
     lua_setfield(L, -2, "__close");

@@ -72,8 +72,8 @@ static int l_open(lua_State *L)
     return 1;
 }
 
-/* store:close(); also __gc and __close. Closing twice is harmless. */
-static int l_close(lua_State *L)
+/* __gc: never raises (the core puts off a close it cannot make now). */
+static int l_gc(lua_State *L)
 {
     arl_store *s = to_store(L, 1);
     if (s->store) {
@@ -82,6 +82,17 @@ static int l_close(lua_State *L)
         ar_store_close(store);
     }
     return 0;
+}
+
+/* store:close() and __close. Closing twice is harmless; closing from one of
+ * the store's own retention rules raises ESTATE and leaves it open. */
+static int l_close(lua_State *L)
+{
+    arl_store *s = to_store(L, 1);
+    if (s->store && ar_store_in_rule(s->store))
+        return arl_raise(L, AR_ESTATE, "cannot close the store: a retention rule of this store is running, "
+                         "and a rule may read its store but not close it");
+    return l_gc(L);
 }
 
 static int l_tostring(lua_State *L)
@@ -729,7 +740,7 @@ void arl_open_store(lua_State *L, int module_idx)
     lua_newtable(L);
     arl_setfuncs(L, store_methods, 1);
     lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, l_close);
+    lua_pushcfunction(L, l_gc);
     lua_setfield(L, -2, "__gc");
     lua_pushcfunction(L, l_close);
     lua_setfield(L, -2, "__close");

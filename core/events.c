@@ -32,7 +32,7 @@ typedef struct event_summary_box {
  * nothing is written. */
 int ar_event_append(int64_t *out, ar_store *store, const ar_event *event)
 {
-    int rc = ar_store_usable(store);
+    int rc = ar_store_writable(store, "append an event");
     if (out)
         *out = 0;
     if (rc)
@@ -306,7 +306,7 @@ void ar_event_summary_free(ar_event_summary *summary)
 /* Deletes every event of `agent` and no other; *out (may be NULL) gets the count. */
 int ar_events_delete(int64_t *out, ar_store *store, const char *agent)
 {
-    int rc = ar_store_usable(store);
+    int rc = ar_store_writable(store, "delete events");
     if (out)
         *out = 0;
     if (rc || (rc = ar_text_check(&store->err, "agent", agent, 1, 1)))
@@ -327,7 +327,7 @@ int ar_events_delete(int64_t *out, ar_store *store, const char *agent)
  * nothing is deleted. */
 int ar_events_retain(int64_t *out, ar_store *store, const ar_event_retention *policy)
 {
-    int rc = ar_store_usable(store);
+    int rc = ar_store_writable(store, "apply event retention");
     if (out)
         *out = 0;
     if (rc)

@@ -119,6 +119,8 @@ struct ar_store {
     int readonly;
     struct ar_run *runs;            /* open run handles, to finish on close */
     uint64_t prng;                  /* splitmix64 state: the random half of ids */
+    int scanning;                   /* a retention scan (and so its rule) is running */
+    int close_deferred;             /* ar_store_close was called during the scan */
 };
 
 struct ar_run {
@@ -137,10 +139,21 @@ struct ar_run {
     ar_usage usage_view;
     char *scratch; size_t scratch_cap;   /* counters JSON */
     char *scratch2; size_t scratch2_cap;
+    int close_deferred;             /* closed during a retention scan: finished after it */
 };
 
 /* AR_OK when the store is open; AR_EMISUSE otherwise (NULL, or it failed to open). */
 int ar_store_usable(ar_store *store);
+/* AR_OK when the store is open and may be written: AR_ESTATE while a
+ * retention scan runs on it, since a rule may read its store but not write
+ * to it (`what` names the refused call in the message). */
+int ar_store_writable(ar_store *store, const char *what);
+/* The same refusal for a call made on something of the store (a run):
+ * AR_OK when no retention scan runs on `store`, else AR_ESTATE in `err`. */
+int ar_store_scan_check(const ar_store *store, struct ar_err *err, const char *what);
+/* Closes the run handles whose ar_run_close came during a retention scan
+ * (implemented in run.c). */
+void ar_store_close_deferred_runs(ar_store *store);
 
 int64_t ar_now_ms(void);
 #define AR_ID_MAX_MS 0x7fffffffffffULL /* 47 bits of milliseconds: ticks stay positive */

@@ -262,7 +262,7 @@ int ar_store_write(char **out, ar_store *store, const ar_record *record)
 {
     if (out)
         *out = NULL;
-    int usable = ar_store_usable(store);
+    int usable = ar_store_writable(store, "write a record");
     if (usable)
         return usable;
     if (!out || !record)

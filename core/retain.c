@@ -18,6 +18,7 @@ typedef struct victim {
 
 /* What one retention call decides while the scan streams by. */
 typedef struct plan {
+    ar_store *store;
     const ar_retention *policy;
     ar_err *err;
     const ar_allocator *alloc;
@@ -84,6 +85,9 @@ static int decide(void *ud, const ar_db_retain_row *row)
     p->report->considered++;
     if (policy->rule) {
         int urc = policy->rule(policy->rule_ud, row->record, age, &verdict);
+        if (p->store->close_deferred)
+            return ar_fail(p->err, AR_ESTATE, "the retention rule closed the store it runs on; "
+                           "nothing was deleted, and the store is now closed");
         if (urc)
             return ar_fail(p->err, AR_ECALLBACK, "the retention rule failed on run %s (it returned %d); "
                            "nothing was deleted", row->record->id, urc);
@@ -174,7 +178,7 @@ int ar_store_retain(ar_retention_report *out, ar_store *store, const ar_retentio
 {
     if (out)
         memset(out, 0, sizeof *out);
-    int usable = ar_store_usable(store);
+    int usable = ar_store_writable(store, "run retention");
     if (usable)
         return usable;
     if (!out || !policy)
@@ -190,10 +194,20 @@ int ar_store_retain(ar_retention_report *out, ar_store *store, const ar_retentio
     ar_retention_report report;
     memset(&report, 0, sizeof report);
     report.dry_run = policy->dry_run != 0;
-    plan p = { policy, &store->err, &store->alloc, ar_now_ms(), &report, NULL, 0, 0 };
-    if ((rc = ar_db_retain_bytes(store->db, &report.bytes_before, &store->err)) ||
-        (rc = ar_db_retain_scan(store->db, statuses, n_statuses, policy->keep_last >= 0, policy->rule != NULL,
-                                decide, &p, &store->err)))
+    plan p = { store, policy, &store->err, &store->alloc, ar_now_ms(), &report, NULL, 0, 0 };
+    if ((rc = ar_db_retain_bytes(store->db, &report.bytes_before, &store->err)))
+        goto cleanup;
+    /* The scan is one statement, so one read transaction: the rule sees the
+     * runs finished when it began, whatever is written meanwhile, and in WAL
+     * mode the read holds up no other writer. Writes through this store
+     * would land under the stepping statement (and be scanned again), so
+     * they are refused until the scan ends; closes are put off. */
+    store->scanning = 1;
+    rc = ar_db_retain_scan(store->db, statuses, n_statuses, policy->keep_last >= 0, policy->rule != NULL,
+                           decide, &p, &store->err);
+    store->scanning = 0;
+    ar_store_close_deferred_runs(store);
+    if (rc || store->close_deferred)
         goto cleanup;
     /* neighbouring rows share pages: each batch then rewrites few of them */
     if (p.n > 1)
@@ -210,5 +224,10 @@ int ar_store_retain(ar_retention_report *out, ar_store *store, const ar_retentio
         *out = report;
 cleanup:
     ar_mem_free(&store->alloc, p.victims);
+    if (store->close_deferred) {
+        /* the rule closed the store: the caller has let go of it */
+        ar_store_close(store);
+        return AR_ESTATE;
+    }
     return rc;
 }

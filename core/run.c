@@ -62,14 +62,16 @@ static int from_store(ar_run *run, int rc)
     return rc;
 }
 
-/* The run can take a step or a finish: AR_OK or AR_ESTATE/AR_EMISUSE. */
-static int writable(ar_run *run)
+/* The run can take a step or a finish: AR_OK or AR_ESTATE/AR_EMISUSE.
+ * `what` names the write it is about to make; NULL for a check, which only
+ * reads and so is allowed during a retention scan. */
+static int writable(ar_run *run, const char *what)
 {
     if (!run->store)
         return ar_fail(&run->err, AR_ESTATE, "the run's store is closed");
     if (run->status != AR_RUNNING)
         return ar_fail(&run->err, AR_ESTATE, "the run is %s; it takes no more steps", ar_status_name(run->status));
-    return AR_OK;
+    return what ? ar_store_scan_check(run->store, &run->err, what) : AR_OK;
 }
 
 static int64_t elapsed_ms(const ar_run *run, int64_t now)
@@ -100,7 +102,7 @@ int ar_run_begin(ar_run **out, ar_store *store, const ar_run_spec *spec)
     if (!out)
         return AR_EMISUSE;
     *out = NULL;
-    int rc = ar_store_usable(store);
+    int rc = ar_store_writable(store, "begin a run");
     if (rc || (rc = spec_check(&store->err, spec)))
         return rc;
     ar_run *run = run_new(store);
@@ -136,7 +138,7 @@ int ar_run_resume(ar_run **out, ar_store *store, const char *run_id, const ar_bu
     if (!out)
         return AR_EMISUSE;
     *out = NULL;
-    int rc = ar_store_usable(store);
+    int rc = ar_store_writable(store, "resume a run");
     if (rc)
         return rc;
     if (!run_id)
@@ -241,7 +243,7 @@ int ar_run_step(int64_t *out, ar_run *run, const ar_step *step)
     int64_t cost = 0;
     size_t content_len = 0;
     int rc;
-    if ((rc = writable(run)) || (rc = ar_step_check(&run->err, step, &cost, &content_len)) ||
+    if ((rc = writable(run, "record a step")) || (rc = ar_step_check(&run->err, step, &cost, &content_len)) ||
         (rc = ar_totals_fit(&run->err, "the step", &run->totals, &step->usage, cost)))
         return rc;
     ar_store *store = run->store;
@@ -297,7 +299,7 @@ int ar_run_check(ar_exhaustion *out, ar_run *run)
 {
     if (!run)
         return AR_EMISUSE;
-    int rc = writable(run);
+    int rc = writable(run, NULL);
     if (rc)
         return rc;
     rc = ar_budget_reached(out, &run->budget, &run->totals, elapsed_ms(run, ar_now_ms()));
@@ -310,7 +312,7 @@ int ar_run_checkpoint(ar_run *run, const char *state_json, size_t len)
 {
     if (!run)
         return AR_EMISUSE;
-    int rc = writable(run);
+    int rc = writable(run, "save a checkpoint");
     if (rc)
         return rc;
     if (!state_json)
@@ -363,7 +365,7 @@ int ar_run_complete(ar_record **out, ar_run *run, const char *output_json, size_
         *out = NULL;
     if (!run)
         return AR_EMISUSE;
-    int rc = writable(run);
+    int rc = writable(run, "complete a run");
     if (rc)
         return rc;
     if (output_json && len == AR_NUL_TERMINATED)
@@ -380,7 +382,7 @@ int ar_run_fail(ar_record **out, ar_run *run, const char *error)
         *out = NULL;
     if (!run)
         return AR_EMISUSE;
-    int rc = writable(run);
+    int rc = writable(run, "fail a run");
     if (rc)
         return rc;
     if (!error)
@@ -405,7 +407,7 @@ int ar_run_exhaust(ar_record **out, ar_run *run, const ar_exhaustion *why)
         *out = NULL;
     if (!run)
         return AR_EMISUSE;
-    int rc = writable(run);
+    int rc = writable(run, "end a run as budget_exhausted");
     if (rc)
         return rc;
     ar_exhaustion e;
@@ -438,6 +440,22 @@ void ar_run_close(ar_run *run)
 {
     if (!run)
         return;
+    /* finishing it now would write while a retention scan reads the store:
+     * the scan's end does it (ar_store_close_deferred_runs) */
+    if (run->store && run->store->scanning && run->status == AR_RUNNING) {
+        run->close_deferred = 1;
+        return;
+    }
     ar_run_detach(run, "run closed before it finished");
     run_free(run);
+}
+
+void ar_store_close_deferred_runs(ar_store *store)
+{
+    ar_run *next;
+    for (ar_run *run = store->runs; run; run = next) {
+        next = run->next;
+        if (run->close_deferred)
+            ar_run_close(run);
+    }
 }

@@ -66,6 +66,13 @@ void ar_store_close(ar_store *store)
 {
     if (!store)
         return;
+    /* the scan is stepping a statement of this connection: ar_store_retain
+     * closes the store once the scan has let go of it */
+    if (store->scanning) {
+        store->close_deferred = 1;
+        return;
+    }
+    ar_store_close_deferred_runs(store);
     while (store->runs)
         ar_run_detach(store->runs, "store closed before the run finished");
     ar_db_close(store->db);
@@ -94,6 +101,25 @@ int ar_store_usable(ar_store *store)
     return AR_OK;
 }
 
+int ar_store_scan_check(const ar_store *store, ar_err *err, const char *what)
+{
+    if (!store->scanning)
+        return AR_OK;
+    return ar_fail(err, AR_ESTATE, "cannot %s: a retention rule of this store is running, "
+                   "and a rule may read its store but not write to it", what);
+}
+
+int ar_store_writable(ar_store *store, const char *what)
+{
+    int rc = ar_store_usable(store);
+    return rc ? rc : ar_store_scan_check(store, &store->err, what);
+}
+
+int ar_store_in_rule(const ar_store *store)
+{
+    return store && store->scanning;
+}
+
 int ar_store_info_get(ar_store_info *out, ar_store *store)
 {
     int rc = ar_store_usable(store);
@@ -111,7 +137,7 @@ int ar_store_info_get(ar_store_info *out, ar_store *store)
 int ar_store_forget_user(int64_t *out, ar_store *store, const char *user)
 {
     int64_t n = 0;
-    int rc = ar_store_usable(store);
+    int rc = ar_store_writable(store, "forget a user");
     if (out)
         *out = 0;
     if (rc || (rc = ar_text_check(&store->err, "user", user, 1, 1)))
@@ -126,7 +152,7 @@ int ar_store_forget_user(int64_t *out, ar_store *store, const char *user)
 int ar_store_recover(int64_t *out, ar_store *store, double stale_after_s)
 {
     int64_t n = 0;
-    int rc = ar_store_usable(store);
+    int rc = ar_store_writable(store, "recover runs");
     if (out)
         *out = 0;
     if (rc)

@@ -112,8 +112,16 @@ int ar_store_open(ar_store **out, const char *path, const ar_open_opts *opts);
 
 /* Finishes the store's still-open runs as failed with "store closed before
  * the run finished" (their handles then return AR_ESTATE), releases the file
- * and frees the store. NULL is accepted. */
+ * and frees the store. NULL is accepted. Called from a retention rule of
+ * this store, it is put off until the scan has let go of the store:
+ * ar_store_retain then fails with AR_ESTATE, deleting nothing, and frees
+ * the store before it returns (see ar_store_retain). */
 void ar_store_close(ar_store *store);
+
+/* Non-zero while a retention rule of this store is running (during the scan
+ * of ar_store_retain): the store can then be read but not written, see
+ * ar_store_retain. */
+int ar_store_in_rule(const ar_store *store);
 
 /* The message of the last failing call on the store ("" if none). Owned by the store. */
 const char *ar_store_errmsg(const ar_store *store);
@@ -319,7 +327,9 @@ int ar_run_fail(ar_record **out, ar_run *run, const char *error);
 int ar_run_exhaust(ar_record **out, ar_run *run, const ar_exhaustion *why);
 
 /* Frees the handle; a run still running is first finished as failed with
- * "run closed before it finished". NULL is accepted. */
+ * "run closed before it finished". NULL is accepted. Called from a
+ * retention rule of the run's store, the finish (a write) is put off until
+ * the scan ends; the handle must not be used again either way. */
 void ar_run_close(ar_run *run);
 
 /* ------------------------------------------------------------------------- */
@@ -468,10 +478,19 @@ int ar_events_retain(int64_t *out, ar_store *store, const ar_event_retention *po
 
 enum { AR_RULE_UNDECIDED = 0, AR_RULE_KEEP = 1, AR_RULE_DELETE = 2 };
 
-/* Called for each considered run (a record without steps; age in seconds since
- * finished_at). Sets *verdict to AR_RULE_KEEP, AR_RULE_DELETE or
- * AR_RULE_UNDECIDED and returns 0; a non-zero return stops retention with
- * AR_ECALLBACK and nothing is deleted. */
+/* Called for each considered run (a record without steps, valid during the
+ * call; age in seconds since finished_at). Sets *verdict to AR_RULE_KEEP,
+ * AR_RULE_DELETE or AR_RULE_UNDECIDED and returns 0; a non-zero return stops
+ * retention with AR_ECALLBACK and nothing is deleted.
+ * A rule may read the store it runs on (ar_store_get, ar_runs_list, ...) but
+ * not write to it: every writing call on the store or on its runs
+ * (ar_run_begin, ar_run_resume, ar_run_step, ar_run_checkpoint, the three
+ * finishes, ar_store_write, ar_event_append, ar_events_delete,
+ * ar_events_retain, ar_store_forget_user, ar_store_recover, ar_store_retain)
+ * returns AR_ESTATE and writes nothing. ar_run_close of a running run is put
+ * off until the scan ends. ar_store_close is put off too, and then fails the
+ * retention with AR_ESTATE. Other stores, even on the same file, are not
+ * affected; what they write meanwhile is not scanned. */
 typedef int (*ar_rule_fn)(void *ud, const ar_record *run, double age, int *verdict);
 
 typedef struct ar_retention {
@@ -490,6 +509,17 @@ typedef struct ar_retention_report {
     int dry_run;
 } ar_retention_report;
 
+/* Applies the policy to the finished runs (any status but running): one
+ * read of the runs finished when it begins, which calls the rule on each
+ * considered run and decides, then the deletion in short transactions (and
+ * the vacuum). Runs finished after the read began are not considered.
+ * Returns AR_OK with *out filled; AR_EMISUSE (bad policy); AR_EPERM
+ * (read-only store, unless dry_run); AR_ECALLBACK (the rule failed or gave an
+ * unknown verdict: nothing deleted); AR_ESTATE when called from one of this
+ * store's rules, or when the rule closed the store: nothing is deleted and
+ * the store is freed before this returns, so it must not be used again (not
+ * even for ar_store_errmsg); or a store error (a failed deletion batch leaves
+ * the earlier batches deleted, and says how many). */
 int ar_store_retain(ar_retention_report *out, ar_store *store, const ar_retention *policy);
 
 #ifdef __cplusplus

@@ -563,7 +563,7 @@ static void test_retention_from_inside_a_rule_is_refused(void **state)
     p.rule = rule_by_goal;
     p.rule_ud = &log;
     ar_retention_report rep = retain_ok(f->store, &p);
-    assert_int_equal(log.nested_rc, AR_EMISUSE);
+    assert_int_equal(log.nested_rc, AR_ESTATE);
     assert_int_equal(log.calls, 6);
     assert_int_equal(rep.considered, 6);
     assert_int_equal(rep.deleted, 1);
@@ -571,12 +571,13 @@ static void test_retention_from_inside_a_rule_is_refused(void **state)
 }
 
 typedef struct resumer {
-    ar_store *store;
+    ar_store *store;        /* another store on the same file */
     ar_run *run;
 } resumer;
 
-/* Asks to delete every run, and resumes the budget_exhausted one meanwhile,
- * as another process could between the scan and the deletion. */
+/* Asks to delete every run, and resumes the budget_exhausted one meanwhile
+ * through another store, as another process could between the scan and the
+ * deletion. */
 static int resume_and_delete(void *ud, const ar_record *run, double age, int *verdict)
 {
     resumer *r = ud;
@@ -592,7 +593,9 @@ static void test_run_resumed_after_the_scan_is_not_deleted(void **state)
     fixture *f = *state;
     char *done = write_run(f->store, "a", AR_COMPLETED, f->now - DAY, f->now - DAY, 2);
     char *paused = write_run(f->store, "a", AR_BUDGET_EXHAUSTED, f->now - DAY, f->now - DAY, 3);
-    resumer r = { f->store, NULL };
+    ar_store *other = NULL;
+    assert_int_equal(ar_store_open(&other, f->path, NULL), AR_OK);
+    resumer r = { other, NULL };
     ar_retention p = AR_RETENTION_INIT;
     p.rule = resume_and_delete;
     p.rule_ud = &r;
@@ -609,8 +612,401 @@ static void test_run_resumed_after_the_scan_is_not_deleted(void **state)
     assert_int_equal(ar_run_step(&seq, r.run, &step), AR_OK);
     assert_int_equal(seq, 4);
     ar_run_close(r.run);
+    ar_store_close(other);
     ar_free(done);
     ar_free(paused);
+}
+
+/* ---- a rule and its own store ------------------------------------------------ */
+
+/* What a store holds, to show that a refused call changed nothing. */
+typedef struct contents {
+    int64_t runs, steps, events, running, user_runs;
+} contents;
+
+static contents contents_of(ar_store *store)
+{
+    contents c;
+    ar_store_info info;
+    assert_int_equal(ar_store_info_get(&info, store), AR_OK);
+    c.runs = info.runs;
+    c.steps = info.steps;
+    c.events = info.events;
+    ar_run_query q = AR_RUN_QUERY_INIT;
+    ar_status running = AR_RUNNING;
+    q.status = &running;
+    q.n_status = 1;
+    assert_int_equal(ar_runs_count(&c.running, store, &q), AR_OK);
+    q = (ar_run_query)AR_RUN_QUERY_INIT;
+    q.user = "u";
+    assert_int_equal(ar_runs_count(&c.user_runs, store, &q), AR_OK);
+    return c;
+}
+
+static void assert_same_contents(contents a, contents b)
+{
+    assert_int_equal(a.runs, b.runs);
+    assert_int_equal(a.steps, b.steps);
+    assert_int_equal(a.events, b.events);
+    assert_int_equal(a.running, b.running);
+    assert_int_equal(a.user_runs, b.user_runs);
+}
+
+enum {
+    W_BEGIN, W_RESUME, W_STEP, W_CHECKPOINT, W_COMPLETE, W_FAIL, W_EXHAUST, W_WRITE, W_EVENT,
+    W_DELETE_EVENTS, W_RETAIN_EVENTS, W_FORGET_USER, W_RECOVER, W_RETAIN, W_DRY_RETAIN, W_COUNT
+};
+
+/* A rule that tries every write to its own store once, noting each code. */
+typedef struct writer {
+    ar_store *store;
+    ar_run *running;            /* begun before retention */
+    const char *paused;         /* a budget_exhausted run's id */
+    int calls, in_rule;
+    int rc[W_COUNT];
+} writer;
+
+static int write_from_rule(void *ud, const ar_record *run, double age, int *verdict)
+{
+    writer *w = ud;
+    (void)run;
+    (void)age;
+    w->calls++;
+    w->in_rule = ar_store_in_rule(w->store);
+    if (w->calls > 1)
+        return 0;
+    ar_run_spec spec = AR_RUN_SPEC_INIT;
+    spec.agent = "a";
+    spec.goal = "new";
+    ar_run *r = NULL;
+    w->rc[W_BEGIN] = ar_run_begin(&r, w->store, &spec);
+    assert_null(r);
+    w->rc[W_RESUME] = ar_run_resume(&r, w->store, w->paused, NULL);
+    assert_null(r);
+    ar_step step = AR_STEP_INIT;
+    step.kind = "llm";
+    w->rc[W_STEP] = ar_run_step(NULL, w->running, &step);
+    w->rc[W_CHECKPOINT] = ar_run_checkpoint(w->running, "{}", AR_NUL_TERMINATED);
+    ar_record *done = NULL;
+    w->rc[W_COMPLETE] = ar_run_complete(&done, w->running, "1", AR_NUL_TERMINATED);
+    assert_null(done);
+    w->rc[W_FAIL] = ar_run_fail(&done, w->running, "no");
+    ar_exhaustion why = { "max_steps", 1, 1 };
+    w->rc[W_EXHAUST] = ar_run_exhaust(&done, w->running, &why);
+    ar_record rec = AR_RECORD_INIT;
+    rec.agent = "a";
+    rec.goal = "written";
+    rec.status = AR_FAILED;
+    char *id = NULL;
+    w->rc[W_WRITE] = ar_store_write(&id, w->store, &rec);
+    assert_null(id);
+    ar_event e = AR_EVENT_INIT;
+    e.agent = "a";
+    e.type = "log";
+    w->rc[W_EVENT] = ar_event_append(NULL, w->store, &e);
+    w->rc[W_DELETE_EVENTS] = ar_events_delete(NULL, w->store, "a");
+    ar_event_retention er = AR_EVENT_RETENTION_INIT;
+    er.keep_last = 0;
+    w->rc[W_RETAIN_EVENTS] = ar_events_retain(NULL, w->store, &er);
+    w->rc[W_FORGET_USER] = ar_store_forget_user(NULL, w->store, "u");
+    w->rc[W_RECOVER] = ar_store_recover(NULL, w->store, 0);
+    ar_retention p = AR_RETENTION_INIT;
+    p.keep_last = 0;
+    ar_retention_report rep;
+    w->rc[W_RETAIN] = ar_store_retain(&rep, w->store, &p);
+    p.dry_run = 1;
+    w->rc[W_DRY_RETAIN] = ar_store_retain(&rep, w->store, &p);
+    *verdict = AR_RULE_DELETE;
+    return 0;
+}
+
+static void test_a_rule_gets_estate_from_every_write_to_its_own_store_and_nothing_changes(void **state)
+{
+    fixture *f = *state;
+    char *a = write_run(f->store, "a", AR_COMPLETED, f->now - 2 * DAY, f->now - 2 * DAY, 1);
+    char *paused = write_run(f->store, "a", AR_BUDGET_EXHAUSTED, f->now - DAY, f->now - DAY, 1);
+    ar_event e = AR_EVENT_INIT;
+    e.agent = "a";
+    e.type = "log";
+    e.at = f->now - 10 * DAY;
+    assert_int_equal(ar_event_append(NULL, f->store, &e), AR_OK);
+    ar_run_spec spec = AR_RUN_SPEC_INIT;
+    spec.agent = "a";
+    spec.goal = "running";
+    spec.user = "u";
+    writer w;
+    memset(&w, 0, sizeof w);
+    w.store = f->store;
+    w.paused = paused;
+    assert_int_equal(ar_run_begin(&w.running, f->store, &spec), AR_OK);
+    ar_step step = AR_STEP_INIT;
+    step.kind = "llm";
+    assert_int_equal(ar_run_step(NULL, w.running, &step), AR_OK);
+    contents before = contents_of(f->store);
+    assert_false(ar_store_in_rule(f->store));
+
+    ar_retention p = AR_RETENTION_INIT;
+    p.rule = write_from_rule;
+    p.rule_ud = &w;
+    p.dry_run = 1;
+    ar_retention_report rep = retain_ok(f->store, &p);
+    assert_int_equal(w.calls, 2);
+    assert_true(w.in_rule);
+    assert_false(ar_store_in_rule(f->store));
+    for (int i = 0; i < W_COUNT; i++) {
+        if (w.rc[i] != AR_ESTATE)
+            print_error("write %d returned %d\n", i, w.rc[i]);
+        assert_int_equal(w.rc[i], AR_ESTATE);
+    }
+    assert_non_null(strstr(ar_run_errmsg(w.running), "retention rule"));
+    assert_int_equal(rep.considered, 2);
+    assert_same_contents(before, contents_of(f->store));
+
+    /* once the scan is over, the same writes work */
+    assert_int_equal(ar_run_status(w.running), AR_RUNNING);
+    int64_t seq = 0;
+    assert_int_equal(ar_run_step(&seq, w.running, &step), AR_OK);
+    assert_int_equal(seq, 2);
+    assert_int_equal(ar_run_checkpoint(w.running, "{}", AR_NUL_TERMINATED), AR_OK);
+    assert_int_equal(ar_event_append(NULL, f->store, &e), AR_OK);
+    ar_run_close(w.running);
+    ar_free(a);
+    ar_free(paused);
+}
+
+typedef struct closer {
+    ar_store *store;
+    int calls;
+} closer;
+
+static int close_from_rule(void *ud, const ar_record *run, double age, int *verdict)
+{
+    closer *c = ud;
+    (void)run;
+    (void)age;
+    c->calls++;
+    ar_store_close(c->store);
+    *verdict = AR_RULE_DELETE;
+    return 0;
+}
+
+static void test_a_rule_that_closes_its_store_fails_retention_deletes_nothing_and_frees_it(void **state)
+{
+    fixture *f = *state;
+    for (int i = 0; i < 3; i++)
+        ar_free(write_run(f->store, "a", AR_COMPLETED, f->now - (i + 1) * DAY, f->now - (i + 1) * DAY, 2));
+    ar_run_spec spec = AR_RUN_SPEC_INIT;
+    spec.agent = "a";
+    spec.goal = "running";
+    ar_run *running = NULL;
+    assert_int_equal(ar_run_begin(&running, f->store, &spec), AR_OK);
+    closer c = { f->store, 0 };
+    ar_retention p = AR_RETENTION_INIT;
+    p.keep_last = 0;
+    p.rule = close_from_rule;
+    p.rule_ud = &c;
+    ar_retention_report rep;
+    assert_int_equal(ar_store_retain(&rep, f->store, &p), AR_ESTATE);
+    f->store = NULL; /* freed by ar_store_retain: the teardown must not close it again */
+    assert_int_equal(c.calls, 1);
+    assert_int_equal(rep.deleted, 0);
+    /* the close went through after the scan: its open run was let go of */
+    assert_int_not_equal(ar_run_status(running), AR_RUNNING);
+    assert_int_equal(ar_run_step(NULL, running, &(ar_step)AR_STEP_INIT), AR_ESTATE);
+    ar_run_close(running);
+    ar_store *again = NULL;
+    assert_int_equal(ar_store_open(&again, f->path, NULL), AR_OK);
+    assert_int_equal(count_runs(again, "a"), 4);
+    ar_store_info info;
+    assert_int_equal(ar_store_info_get(&info, again), AR_OK);
+    assert_int_equal(info.steps, 6);
+    ar_store_close(again);
+}
+
+typedef struct dropper {
+    ar_store *store;
+    ar_run *run;
+    ar_status during;
+} dropper;
+
+/* Closes a running run of its own store, then reads it back. */
+static int close_run_from_rule(void *ud, const ar_record *run, double age, int *verdict)
+{
+    dropper *d = ud;
+    (void)run;
+    (void)age;
+    (void)verdict;
+    if (d->run) {
+        char id[64];
+        snprintf(id, sizeof id, "%s", ar_run_id(d->run));
+        ar_run_close(d->run);
+        d->run = NULL;
+        ar_record *r = NULL;
+        if (ar_store_get(&r, d->store, id, 0) != AR_OK)
+            return 1;
+        d->during = r->status;
+        ar_record_free(r);
+    }
+    return 0;
+}
+
+static void test_a_running_run_closed_from_a_rule_is_finished_when_the_scan_ends(void **state)
+{
+    fixture *f = *state;
+    ar_free(write_done(f->store, "a", f->now - DAY));
+    ar_free(write_done(f->store, "a", f->now - 2 * DAY));
+    ar_run_spec spec = AR_RUN_SPEC_INIT;
+    spec.agent = "a";
+    spec.goal = "dropped";
+    dropper d = { f->store, NULL, AR_COMPLETED };
+    assert_int_equal(ar_run_begin(&d.run, f->store, &spec), AR_OK);
+    char id[64];
+    snprintf(id, sizeof id, "%s", ar_run_id(d.run));
+    ar_retention p = AR_RETENTION_INIT;
+    p.older_than = 0;
+    p.rule = close_run_from_rule;
+    p.rule_ud = &d;
+    ar_retention_report rep = retain_ok(f->store, &p);
+    assert_int_equal(d.during, AR_RUNNING);
+    /* finished after the scan, so neither considered nor deleted */
+    assert_int_equal(rep.considered, 2);
+    assert_int_equal(rep.deleted, 2);
+    ar_record *r = NULL;
+    assert_int_equal(ar_store_get(&r, f->store, id, 0), AR_OK);
+    assert_int_equal(r->status, AR_FAILED);
+    assert_string_equal(r->error, "run closed before it finished");
+    ar_record_free(r);
+}
+
+typedef struct reader {
+    ar_store *store;
+    const char *steps_id;       /* a run with 3 steps */
+    const char *checkpoint_id;  /* a running run with a checkpoint */
+    int calls, ok;
+} reader;
+
+/* Reads its own store every way it can; ok stays 1 while every read works. */
+static int read_from_rule(void *ud, const ar_record *run, double age, int *verdict)
+{
+    reader *rd = ud;
+    (void)age;
+    rd->calls++;
+    ar_record *r = NULL;
+    if (ar_store_get(&r, rd->store, run->id, 1) != AR_OK || strcmp(r->id, run->id) != 0)
+        rd->ok = 0;
+    ar_record_free(r);
+    ar_step_iter *it = NULL;
+    const ar_step *s = NULL;
+    int64_t n = 0;
+    if (ar_steps_open(&it, rd->store, rd->steps_id, 1, -1) != AR_OK)
+        rd->ok = 0;
+    while (it && ar_steps_next(&s, it) == AR_OK && s)
+        n++;
+    ar_steps_close(it);
+    if (n != 3)
+        rd->ok = 0;
+    ar_record **list = NULL;
+    size_t count = 0;
+    ar_run_query q = AR_RUN_QUERY_INIT;
+    if (ar_runs_list(&list, &count, NULL, rd->store, &q) != AR_OK || count != 3)
+        rd->ok = 0;
+    ar_records_free(list, count);
+    ar_stats st;
+    if (ar_runs_count(&n, rd->store, &q) != AR_OK || n != 3 || ar_runs_stats(&st, rd->store, &q) != AR_OK ||
+        st.runs != 3)
+        rd->ok = 0;
+    char *state = NULL;
+    int64_t seq = 0;
+    if (ar_store_checkpoint(&state, &seq, rd->store, rd->checkpoint_id) != AR_OK || !state ||
+        strcmp(state, "{\"at\":1}") != 0)
+        rd->ok = 0;
+    ar_free(state);
+    ar_event_list *events = NULL;
+    ar_event_query eq = AR_EVENT_QUERY_INIT;
+    eq.agent = "a";
+    if (ar_events_list(&events, NULL, rd->store, &eq) != AR_OK || events->n != 1)
+        rd->ok = 0;
+    ar_event_list_free(events);
+    ar_store_info info;
+    if (ar_store_info_get(&info, rd->store) != AR_OK || info.runs != 3)
+        rd->ok = 0;
+    *verdict = AR_RULE_KEEP;
+    return 0;
+}
+
+static void test_a_rule_can_read_its_own_store(void **state)
+{
+    fixture *f = *state;
+    char *id = write_run(f->store, "a", AR_COMPLETED, f->now - DAY, f->now - DAY, 3);
+    ar_free(write_run(f->store, "b", AR_FAILED, f->now - DAY, f->now - DAY, 0));
+    ar_event e = AR_EVENT_INIT;
+    e.agent = "a";
+    e.type = "log";
+    assert_int_equal(ar_event_append(NULL, f->store, &e), AR_OK);
+    ar_run_spec spec = AR_RUN_SPEC_INIT;
+    spec.agent = "a";
+    spec.goal = "g";
+    ar_run *cp = NULL;
+    assert_int_equal(ar_run_begin(&cp, f->store, &spec), AR_OK);
+    assert_int_equal(ar_run_checkpoint(cp, "{\"at\":1}", AR_NUL_TERMINATED), AR_OK);
+    reader rd = { f->store, id, ar_run_id(cp), 0, 1 };
+    ar_retention p = AR_RETENTION_INIT;
+    p.older_than = 0;
+    p.rule = read_from_rule;
+    p.rule_ud = &rd;
+    ar_retention_report rep = retain_ok(f->store, &p);
+    assert_int_equal(rd.calls, 2);
+    assert_true(rd.ok);
+    assert_int_equal(rep.kept_by_rule, 2);
+    assert_int_equal(rep.deleted, 0);
+    ar_run_close(cp);
+    ar_free(id);
+}
+
+typedef struct bystander {
+    ar_store *other;            /* another store on the same file */
+    int calls, write_rc;
+} bystander;
+
+/* Writes a finished run through another store on the same file each call. */
+static int write_elsewhere(void *ud, const ar_record *run, double age, int *verdict)
+{
+    bystander *b = ud;
+    (void)run;
+    (void)age;
+    b->calls++;
+    ar_run_spec spec = AR_RUN_SPEC_INIT;
+    spec.agent = "a";
+    spec.goal = "meanwhile";
+    ar_run *r = NULL;
+    int rc = ar_run_begin(&r, b->other, &spec);
+    if (rc == AR_OK)
+        rc = ar_run_fail(NULL, r, "x");
+    ar_run_close(r);
+    if (rc)
+        b->write_rc = rc;
+    *verdict = AR_RULE_DELETE;
+    return 0;
+}
+
+static void test_runs_finished_by_another_writer_during_the_scan_are_not_considered(void **state)
+{
+    fixture *f = *state;
+    for (int i = 0; i < 3; i++)
+        ar_free(write_done(f->store, "a", f->now - (i + 1) * DAY));
+    bystander b = { NULL, 0, AR_OK };
+    assert_int_equal(ar_store_open(&b.other, f->path, NULL), AR_OK);
+    ar_retention p = AR_RETENTION_INIT;
+    p.rule = write_elsewhere;
+    p.rule_ud = &b;
+    ar_retention_report rep = retain_ok(f->store, &p);
+    /* the other writer was never held up, and what it wrote was not scanned */
+    assert_int_equal(b.write_rc, AR_OK);
+    assert_int_equal(b.calls, 3);
+    assert_int_equal(rep.considered, 3);
+    assert_int_equal(rep.deleted, 3);
+    assert_int_equal(count_runs(f->store, "a"), 3);
+    ar_store_close(b.other);
 }
 
 /* ---- dry run, related rows, batches, size ------------------------------------ */
@@ -984,6 +1380,11 @@ static const struct CMUnitTest tests[] = {
     T(test_rule_error_stops_with_ecallback_after_every_call_and_deletes_nothing),
     T(test_retention_from_inside_a_rule_is_refused),
     T(test_run_resumed_after_the_scan_is_not_deleted),
+    T(test_a_rule_gets_estate_from_every_write_to_its_own_store_and_nothing_changes),
+    T(test_a_rule_that_closes_its_store_fails_retention_deletes_nothing_and_frees_it),
+    T(test_a_running_run_closed_from_a_rule_is_finished_when_the_scan_ends),
+    T(test_a_rule_can_read_its_own_store),
+    T(test_runs_finished_by_another_writer_during_the_scan_are_not_considered),
     T(test_dry_run_reports_the_same_numbers_and_deletes_nothing),
     T(test_deleted_runs_take_their_steps_checkpoint_and_events),
     T(test_deletion_spans_many_batches),

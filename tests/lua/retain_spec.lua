@@ -436,6 +436,157 @@ describe("store:retain with a rule", function()
   end)
 end)
 
+describe("store:retain with a rule that uses its own store", function()
+  local s
+  before_each(function() s = h.memstore() end)
+  after_each(function() s:close() end)
+
+  -- What the store holds, to show that a refused call changed nothing.
+  local function contents(st)
+    local ids = left(st)
+    local events = st:events { agent = "a", limit = 1000 }
+    return { ids = ids, events = #events, steps = st:info().steps,
+             statuses = (function()
+               local t = {}
+               for i, id in ipairs(ids) do t[i] = st:get(id).status end
+               return t
+             end)() }
+  end
+
+  -- Each way a rule can write to or close the store it runs on. `setup`
+  -- (optional) runs before retain and returns what the attempt needs.
+  local attempts = {
+    { "begin", function() s:begin { agent = "a", goal = "new" }:fail("x") end },
+    { "write", function() s:write(agentrun.records.completed { agent = "a", goal = "w" }) end },
+    { "step on a run begun earlier", function(r) r:step { kind = "llm" } end, true },
+    { "checkpoint of a run begun earlier", function(r) r:checkpoint { n = 1 } end, true },
+    { "complete of a run begun earlier", function(r) r:complete("out") end, true },
+    { "fail of a run begun earlier", function(r) r:fail("no") end, true },
+    { "exhaust of a run begun earlier", function(r)
+        r:exhaust { limit = "max_steps", limit_value = 1, value = 1 }
+      end, true },
+    { "close of a running run begun earlier", function(r) r:close() end, true },
+    { "<close> of a running run begun earlier", function(r) do local _ <close> = r end end, true },
+    { "event", function() s:event { agent = "a", type = "log", content = "x" } end },
+    { "delete_events", function() s:delete_events("a") end },
+    { "retain_events", function() s:retain_events { keep_last = 0 } end },
+    { "forget_user", function() s:forget_user("u") end },
+    { "recover", function() s:recover { stale_after = 0 } end },
+    { "resume", function(_, paused) s:resume(paused) end },
+    { "retain", function() s:retain { keep_last = 0 } end },
+    { "close", function() s:close() end },
+  }
+  for _, a in ipairs(attempts) do
+    local name, attempt, uses_run = a[1], a[2], a[3]
+    it(("refuses %s from inside the rule with ESTATE, and retain raises it and deletes nothing"):format(name),
+      function()
+        put(s, { age = 3 * DAY, metadata = { n = 1 } })
+        put(s, { age = 2 * DAY })
+        local paused = put(s, { age = DAY, status = "budget_exhausted" })
+        s:forget_user("nobody")
+        s:event { agent = "a", type = "log", content = "old", at = NOW - 10 * DAY }
+        local running = s:begin { agent = "a", goal = "running", user = "u" }
+        running:step { kind = "llm" }
+        local before = contents(s)
+        local calls = 0
+        local e = h.ar_error("ESTATE", s.retain, s, { keep_last = 0, rule = function()
+          calls = calls + 1
+          attempt(running, paused)
+          return "delete"
+        end })
+        assert.equal(1, calls)
+        assert.matches("retention rule", e.message, 1, true)
+        assert.same(before, contents(s))
+        -- the store and the run handle are as they were, and work as usual
+        assert.equal("running", running.status)
+        assert.equal(2, running:step { kind = "llm" })
+        running:complete("done")
+        assert.equal(4, s:retain { keep_last = 0 }.deleted)
+      end)
+  end
+
+  it("lets a rule that catches the refusal go on: retain completes and nothing was written", function()
+    for i = 1, 3 do put(s, { age = i * DAY }) end
+    local refused = 0
+    local r = s:retain { keep_last = 0, rule = function()
+      local ok, e = pcall(s.begin, s, { agent = "a", goal = "new" })
+      if not ok and getmetatable(e) == agentrun.Error and e.code == "ESTATE" then refused = refused + 1 end
+      local ok2 = pcall(s.close, s)
+      if not ok2 then refused = refused + 1 end
+    end }
+    assert.equal(6, refused)
+    assert.same({ 3, 3 }, { r.considered, r.deleted })
+    assert.equal(0, s:count {})
+  end)
+
+  it("lets a rule read its own store: get, steps, runs, count, stats, checkpoint, events, info", function()
+    local id = put(s, { age = 2 * DAY, steps = 3 })
+    put(s, { age = DAY, agent = "b" })
+    local r0 = s:begin { agent = "a", goal = "kept going" }
+    r0:checkpoint { at = 1 }
+    s:event { agent = "a", type = "log", content = "hello" }
+    local seen = {}
+    local r = s:retain { rule = function(run)
+      seen[#seen + 1] = {
+        s:get(run.id).id == run.id, #h.steps(s, id), #s:runs {}, s:count {}, s:stats {}.runs,
+        s:checkpoint(r0.id).at, #s:events { agent = "a" }, s:count_events { agent = "a" },
+        s:event_summary("a").total, s:info().runs,
+      }
+      return "keep"
+    end }
+    assert.equal(2, r.kept_by_rule)
+    for _, v in ipairs(seen) do assert.same({ true, 3, 3, 3, 3, 1, 1, 1, 1, 3 }, v) end
+    r0:close()
+  end)
+
+  it("does not show the rule runs finished after retain began, nor loop on them", function()
+    local dir = h.tmpdir()
+    local path = dir .. "/runs.db"
+    local a = assert(agentrun.open(path))
+    local b = assert(agentrun.open(path))
+    for i = 1, 3 do put(a, { age = i * DAY }) end
+    local calls, written = 0, {}
+    local r = a:retain { keep_last = 0, rule = function()
+      calls = calls + 1
+      -- another handle on the same file is another writer: never blocked, never seen
+      written[#written + 1] = b:write(agentrun.records.failed("x", { agent = "a", goal = "meanwhile" }))
+      local late = b:begin { agent = "a", goal = "meanwhile" }
+      late:fail("x")
+      return "delete"
+    end }
+    assert.equal(3, calls)
+    assert.same({ 3, 3 }, { r.considered, r.deleted })
+    assert.equal(6, a:count {})
+    for _, id in ipairs(written) do assert.equal("failed", a:get(id).status) end
+    a:close()
+    b:close()
+    h.rmdir(dir)
+  end)
+
+  it("finishes a running run whose handle is collected during the rule once retain returns", function()
+    put(s, { age = DAY })
+    -- no collection before the rule's own: the handle must die inside it
+    collectgarbage("stop")
+    local id
+    coroutine.wrap(function() id = s:begin { agent = "a", goal = "dropped" }.id end)()
+    local during
+    local ok, rep = pcall(s.retain, s, { rule = function()
+      collectgarbage()
+      collectgarbage()
+      during = s:get(id).status
+      return "keep"
+    end })
+    collectgarbage("restart")
+    assert.is_true(ok, tostring(rep))
+    assert.equal(1, rep.kept_by_rule)
+    assert.equal(1, rep.considered)
+    assert.equal("running", during)
+    local after = s:get(id)
+    assert.equal("failed", after.status)
+    assert.equal("run closed before it finished", after.error)
+  end)
+end)
+
 describe("store:retain dry_run and vacuum", function()
   local dir
   before_each(function() dir = h.tmpdir() end)
