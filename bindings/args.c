@@ -69,6 +69,38 @@ const char *arl_field_text(lua_State *L, int arg, int idx, const char *what, con
     return s;
 }
 
+/* Longest part of a string shown in a message. */
+#define SHOW_MAX 48
+
+const char *arl_show_value(lua_State *L, int idx)
+{
+    idx = lua_absindex(L, idx);
+    switch (lua_type(L, idx)) {
+    case LUA_TNIL:
+        return lua_pushliteral(L, "nil");
+    case LUA_TBOOLEAN:
+        return lua_pushstring(L, lua_toboolean(L, idx) ? "boolean true" : "boolean false");
+    case LUA_TNUMBER:
+        /* a copy, so the number itself is not turned into a string */
+        lua_pushvalue(L, idx);
+        lua_pushfstring(L, "number %s", lua_tostring(L, -1));
+        lua_remove(L, -2);
+        return lua_tostring(L, -1);
+    case LUA_TSTRING: {
+        size_t n;
+        const char *s = lua_tolstring(L, idx, &n);
+        if (n <= SHOW_MAX)
+            return lua_pushfstring(L, "string \"%s\"", s);
+        lua_pushlstring(L, s, SHOW_MAX);
+        lua_pushfstring(L, "string \"%s...\" (%I bytes)", lua_tostring(L, -1), (lua_Integer)n);
+        lua_remove(L, -2);
+        return lua_tostring(L, -1);
+    }
+    default:
+        return lua_pushfstring(L, "a %s value", luaL_typename(L, idx));
+    }
+}
+
 int64_t arl_to_count(lua_State *L, int arg, int idx, const char *what)
 {
     int isint = 0;

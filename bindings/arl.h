@@ -139,6 +139,10 @@ int arl_field_bool(lua_State *L, int arg, int idx, const char *what, const char 
 int64_t arl_to_count(lua_State *L, int arg, int idx, const char *what);
 /* Checks the value at idx is plain text (a string, UTF-8, no NUL). */
 const char *arl_check_text(lua_State *L, int arg, int idx, const char *what);
+/* Pushes and returns a short text naming the value at idx by its type and,
+ * for a string, number or boolean, its value: `string "nil"`, `number 1`,
+ * `boolean false`, `nil`, `a table value`. Never runs a metamethod. */
+const char *arl_show_value(lua_State *L, int idx);
 
 /* ---- ownership boxes (bindings/module.c) -------------------------------- */
 

@@ -302,8 +302,10 @@ size_t arl_check_statuses(lua_State *L, int arg, int idx, const char *what, ar_s
     if (n == 0 || n > 16)
         arl_argerror(L, arg, "%s must list 1 to 16 statuses", what);
     for (size_t i = 0; i < n; i++) {
-        if (lua_rawgeti(L, idx, (lua_Integer)i + 1) != LUA_TSTRING || ar_status_parse(&out[i], lua_tostring(L, -1)))
-            arl_argerror(L, arg, "%s[%d]: unknown status '%s'", what, (int)i + 1, luaL_tolstring(L, -1, NULL));
+        if (lua_rawgeti(L, idx, (lua_Integer)i + 1) != LUA_TSTRING)
+            arl_argerror(L, arg, "%s[%d] must be a status name (got %s)", what, (int)i + 1, arl_show_value(L, -1));
+        if (ar_status_parse(&out[i], lua_tostring(L, -1)))
+            arl_argerror(L, arg, "%s[%d]: unknown status '%s'", what, (int)i + 1, lua_tostring(L, -1));
         lua_pop(L, 1);
     }
     return n;

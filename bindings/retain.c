@@ -45,7 +45,7 @@ static int rule_trampoline(lua_State *L)
             c->verdict = AR_RULE_DELETE;
         else
             return luaL_error(L, "retention rule must return \"keep\", \"delete\" or nil (got %s)",
-                              luaL_tolstring(L, -1, NULL));
+                              arl_show_value(L, -1));
     }
     return 0;
 }

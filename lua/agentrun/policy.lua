@@ -106,9 +106,13 @@ local function host_rule(rule, path)
       if type(verdict) == "string" then error(verdict, 0) end
       error(("policy file %s: the rule raised %s"):format(path, describe(verdict)), 0)
     end
-    if verdict ~= nil and type(verdict) ~= "string" then
+    local t = type(verdict)
+    if t == "number" or t == "boolean" then
+      error(("policy file %s: the rule must return \"keep\", \"delete\" or nil (got %s %s)")
+        :format(path, t, tostring(verdict)), 0)
+    elseif verdict ~= nil and t ~= "string" then
       error(("policy file %s: the rule must return \"keep\", \"delete\" or nil (got a %s value)")
-        :format(path, type(verdict)), 0)
+        :format(path, t), 0)
     end
     return verdict
   end

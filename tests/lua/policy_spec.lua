@@ -208,6 +208,8 @@ describe("the policy sandbox", function()
     { "rule_gc.lua", "finalizers (__gc) are not allowed in a policy" },
     { "rule_error_object.lua", "the rule raised a table value" },
     { "rule_bad_verdict.lua", 'the rule must return "keep", "delete" or nil (got a table value)' },
+    { "rule_string_nil_verdict.lua", 'must return "keep", "delete" or nil (got string "nil")' },
+    { "rule_number_verdict.lua", 'the rule must return "keep", "delete" or nil (got number 0)' },
   }
   for _, a in ipairs(rule_attempts) do
     local file, message = a[1], a[2]

@@ -391,6 +391,31 @@ describe("store:retain with a rule", function()
     assert.equal(1, s:count {})
   end)
 
+  it("names a wrong verdict by its type and value, without running any of its metamethods", function()
+    put(s, { age = 10 * DAY })
+    local loud = setmetatable({}, { __tostring = function() error("the host ran the verdict's __tostring") end,
+                                    __name = "loud" })
+    local cases = {
+      { "nil", 'got string "nil"' }, { "", 'got string ""' }, { 1, "got number 1" }, { 2.5, "got number 2.5" },
+      { true, "got boolean true" }, { false, "got boolean false" }, { loud, "got a table value" },
+      { print, "got a function value" },
+    }
+    for _, c in ipairs(cases) do
+      local e = h.plain_error(s.retain, s, { keep_last = 0, rule = function() return c[1] end })
+      assert.is_truthy(e:find('must return "keep", "delete" or nil (' .. c[2] .. ")", 1, true), e)
+    end
+    assert.equal(1, s:count {})
+  end)
+
+  it("names a status list entry that is not a status name by its type and value", function()
+    put(s, { age = 10 * DAY })
+    local e = h.plain_error(s.retain, s, { status = { "failed", 1 } })
+    assert.is_truthy(e:find("status[2] must be a status name (got number 1)", 1, true), e)
+    e = h.plain_error(s.retain, s, { status = { "failed", "1" } })
+    assert.is_truthy(e:find("status[2]: unknown status '1'", 1, true), e)
+    assert.equal(1, s:count {})
+  end)
+
   it("stops a rule that loops forever with a budget error and deletes nothing", function()
     for i = 1, 3 do put(s, { age = i * DAY }) end
     local e = h.plain_error(s.retain, s, { keep_last = 0, rule = function() while true do end end })
