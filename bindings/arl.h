@@ -117,6 +117,36 @@ void arl_push_run(lua_State *L, ar_run *run, int store_idx);
 int arl_raise_budget(lua_State *L, ar_store *store, const char *run_id, int64_t iterations,
                      const ar_usage *usage, const ar_exhaustion *why);
 
+/* ---- budgets of untrusted Lua code (bindings/budget.c) ------------------- */
+
+/* Memory a series of bounded calls may take: the state's heap may grow by
+ * `limit` bytes past what it held when the account was opened. */
+typedef struct arl_account {
+    size_t limit;
+    int64_t base;
+} arl_account;
+void arl_account_open(lua_State *L, arl_account *account, size_t limit);
+
+/* Calls the function below the `nargs` arguments at the top of the stack,
+ * as lua_pcall(L, nargs, nresults, 0) does, with at most `instructions` VM
+ * instructions (allocation and arl_charge count too) and the memory of
+ * `account` (NULL: none but an outer call's). Nothing the function does
+ * escapes either budget: message handlers, metamethods and __close
+ * handlers are counted, and a pcall cannot catch the error for good.
+ * Returns the lua_pcall status; when a budget ran out the error object is
+ * "<who> exceeded its budget of N instructions" or "<who> exceeded its memory
+ * budget of N bytes". L's hook is put back afterwards. Calls nest. */
+int arl_pcall_bounded(lua_State *L, int nargs, int nresults, int64_t instructions, arl_account *account,
+                      const char *who);
+/* Charges n instructions of work done by a library function to the running
+ * bounded call (none: nothing happens); raises a memory error past its budget. */
+void arl_charge(lua_State *L, int64_t n);
+/* Sets core.bounded_call, core.charge and core.per_value on the module table. */
+void arl_open_budget(lua_State *L, int module_idx);
+/* Sets core.patterns: find, match, gmatch and gsub as in the string library,
+ * charging their matching work to the running bounded call. */
+void arl_open_patterns(lua_State *L, int module_idx);
+
 /* ---- argument tables (bindings/args.c) ---------------------------------- */
 
 /* Each check raises through arl_argerror about argument `arg` (the argument

@@ -101,6 +101,8 @@ int luaopen_agentrun_core(lua_State *L)
     lua_pushvalue(L, m);
     arl_setfuncs(L, functions, 0);
     lua_pop(L, 1);
+    arl_open_budget(L, m);
+    arl_open_patterns(L, m);
     lua_pushliteral(L, AR_VERSION);
     lua_setfield(L, m, "version");
     return 1;

@@ -3,28 +3,24 @@
 
 #include <string.h>
 
-/* A rule call may run this many VM instructions; a runaway rule stops with an error. */
+/* A rule call may run this many VM instructions, and the rule's calls in one
+ * retain may together grow the Lua heap by this many bytes (what a rule keeps
+ * from one call to the next counts). Past either, the rule fails. */
 #define RULE_INSTRUCTION_BUDGET 1000000
+#define RULE_MEMORY_BUDGET (64 * 1024 * 1024)
 
 typedef struct rule_ctx {
     lua_State *L;
     int fn;             /* stack index of the rule function */
     int err_slot;       /* stack index that receives the rule's error */
+    arl_account account;
     const ar_record *run;
     double age;
     int verdict;
 } rule_ctx;
 
-/* Once the budget is spent every further instruction raises, so a rule that
- * catches the error with pcall cannot go on looping. */
-static void budget_hook(lua_State *L, lua_Debug *ar)
-{
-    (void)ar;
-    lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
-    luaL_error(L, "retention rule exceeded its budget of %d instructions", RULE_INSTRUCTION_BUDGET);
-}
-
-/* Runs inside lua_pcall: builds the run's table, calls the rule, reads its verdict. */
+/* Runs inside lua_pcall: builds the run's table, calls the rule under its
+ * budgets, reads its verdict. */
 static int rule_trampoline(lua_State *L)
 {
     rule_ctx *c = lua_touserdata(L, 2);
@@ -32,9 +28,8 @@ static int rule_trampoline(lua_State *L)
     arl_push_record(L, c->run, 0);
     lua_pushnumber(L, c->age);
     lua_setfield(L, -2, "age");
-    lua_sethook(L, budget_hook, LUA_MASKCOUNT, RULE_INSTRUCTION_BUDGET);
-    lua_call(L, 1, 1);
-    lua_sethook(L, NULL, 0, 0);
+    if (arl_pcall_bounded(L, 1, 1, RULE_INSTRUCTION_BUDGET, &c->account, "retention rule") != LUA_OK)
+        return lua_error(L);
     if (lua_isnil(L, -1)) {
         c->verdict = AR_RULE_UNDECIDED;
     } else {
@@ -65,9 +60,7 @@ static int call_rule(void *ud, const ar_record *run, double age, int *verdict)
     lua_pushcfunction(L, rule_trampoline);
     lua_pushvalue(L, c->fn);
     lua_pushlightuserdata(L, c);
-    int rc = lua_pcall(L, 2, 0, 0);
-    lua_sethook(L, NULL, 0, 0);
-    if (rc != LUA_OK) {
+    if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
         lua_replace(L, c->err_slot);
         return 1;
     }
@@ -100,7 +93,7 @@ static int l_retain(lua_State *L)
     }
     lua_pop(L, 1);
     lua_settop(L, 2);
-    rule_ctx c = { L, 0, 0, NULL, 0, AR_RULE_UNDECIDED };
+    rule_ctx c = { L, 0, 0, { 0, 0 }, NULL, 0, AR_RULE_UNDECIDED };
     int t = lua_getfield(L, 2, "rule"); /* 3 */
     if (t != LUA_TNIL) {
         if (t != LUA_TFUNCTION)
@@ -108,15 +101,12 @@ static int l_retain(lua_State *L)
         lua_pushnil(L); /* 4: the rule's error, if any */
         c.fn = 3;
         c.err_slot = 4;
+        arl_account_open(L, &c.account, RULE_MEMORY_BUDGET);
         p.rule = call_rule;
         p.rule_ud = &c;
     }
-    /* the caller's own hook comes back after the rules ran */
-    lua_Hook hook = lua_gethook(L);
-    int mask = lua_gethookmask(L), count = lua_gethookcount(L);
     ar_retention_report r;
     int rc = ar_store_retain(&r, store, &p);
-    lua_sethook(L, hook, mask, count);
     if (rc == AR_ECALLBACK && c.err_slot) {
         lua_pushvalue(L, c.err_slot);
         return lua_error(L);

@@ -51,6 +51,6 @@ end
 
 M.records = require("agentrun.records")(core, misuse)
 M.loop = require("agentrun.loop")(M, core, misuse)
-M.policy = require("agentrun.policy")(M)
+M.policy = require("agentrun.policy")(M, core)
 
 return M

@@ -143,6 +143,9 @@ describe("agentrun.policy", function()
   end)
 end)
 
+local INSTRUCTIONS = "exceeded its budget of 10000000 instructions"
+local MEMORY = "exceeded its memory budget of 67108864 bytes"
+
 describe("the policy sandbox", function()
   -- Each file tries a way out at its top level; each must fail with this in its message.
   local attempts = {
@@ -166,6 +169,31 @@ describe("the policy sandbox", function()
     { "escape_top_loop.lua", "exceeded its budget of 10000000 instructions" },
     { "escape_top_pcall_loop.lua", "exceeded its budget of 10000000 instructions" },
     { "escape_error_tostring.lua", ": a table value" },
+    -- nothing inside escapes either budget: message handlers, __close, metamethods
+    { "escape_xpcall_handler.lua", INSTRUCTIONS },
+    { "escape_xpcall_handler_pcall.lua", INSTRUCTIONS },
+    { "escape_nested_handlers.lua", INSTRUCTIONS },
+    { "escape_error_in_handler.lua", INSTRUCTIONS },
+    { "escape_close_handler.lua", INSTRUCTIONS },
+    { "escape_metamethod_loop.lua", INSTRUCTIONS },
+    { "escape_concat_doubling.lua", MEMORY },
+    { "escape_string_rep.lua", MEMORY },
+    { "escape_memory_pcall.lua", "exceeded its " },
+    { "escape_memory_churn.lua", INSTRUCTIONS },
+    -- library calls whose work is not VM instructions pay for it
+    { "escape_pattern_backtracking.lua", INSTRUCTIONS },
+    { "escape_pattern_method.lua", INSTRUCTIONS },
+    { "escape_gsub_backtracking.lua", INSTRUCTIONS },
+    { "escape_plain_find.lua", INSTRUCTIONS },
+    { "escape_table_concat.lua", "exceeded its " },
+    { "escape_table_move.lua", INSTRUCTIONS },
+    { "escape_table_insert.lua", INSTRUCTIONS },
+    { "escape_table_remove.lua", INSTRUCTIONS },
+    { "escape_table_sort.lua", "exceeded its " },
+    { "escape_table_unpack.lua", INSTRUCTIONS },
+    { "escape_string_byte.lua", INSTRUCTIONS },
+    { "escape_utf8_len.lua", INSTRUCTIONS },
+    { "escape_tonumber.lua", INSTRUCTIONS },
   }
   for _, a in ipairs(attempts) do
     local file, message = a[1], a[2]
@@ -210,6 +238,10 @@ describe("the policy sandbox", function()
     { "rule_bad_verdict.lua", 'the rule must return "keep", "delete" or nil (got a table value)' },
     { "rule_string_nil_verdict.lua", 'must return "keep", "delete" or nil (got string "nil")' },
     { "rule_number_verdict.lua", 'the rule must return "keep", "delete" or nil (got number 0)' },
+    { "rule_xpcall_handler.lua", "retention rule exceeded its budget of 1000000 instructions" },
+    { "rule_close_handler.lua", "retention rule exceeded its budget of 1000000 instructions" },
+    { "rule_concat_doubling.lua", "retention rule exceeded its " },
+    { "rule_pattern_backtracking.lua", "retention rule exceeded its budget of 1000000 instructions" },
   }
   for _, a in ipairs(rule_attempts) do
     local file, message = a[1], a[2]
@@ -227,6 +259,27 @@ describe("the policy sandbox", function()
       assert.equal(3, s:retain { keep_last = 0 }.deleted)
     end)
   end
+
+  it("counts what the rule keeps from call to call against one memory budget per retain", function()
+    local p = agentrun.policy(fixture("rule_memory_across_calls.lua"))
+    p.keep_last = 0
+    local s <close> = h.memstore()
+    for i = 1, 40 do
+      s:write(agentrun.records.completed { agent = "bot", goal = "g", created_at = NOW - i * DAY,
+                                           finished_at = NOW - i * DAY })
+    end
+    local e = h.plain_error(s.retain, s, p)
+    assert.is_truthy(e:find("retention rule exceeded its memory budget of 67108864 bytes", 1, true), e)
+    assert.equal(40, s:count {})
+  end)
+
+  it("lets string methods, patterns and the table library work as usual in a policy", function()
+    local p = agentrun.policy(fixture("library_use.lua"))
+    assert.same({ keep_last = 3 }, { keep_last = p.keep_last })
+    local s <close> = store_with_runs()
+    local r = s:retain(p)
+    assert.equal(3, r.kept_by_rule)
+  end)
 
   it("passes a rule's plain error message to the caller as it is", function()
     local p = agentrun.policy(fixture("rule_error_text.lua"))

@@ -437,6 +437,91 @@ describe("store:retain with a rule", function()
     assert.equal(1, s:count {})
   end)
 
+  -- Rules given to store:retain directly run in the caller's state, under
+  -- the same budgets as a policy file's rule: nothing inside escapes them.
+  local escapes = {
+    { "loops in xpcall's message handler", function() xpcall(error, function() while true do end end) end,
+      BUDGET_ERROR },
+    { "catches the budget error in a message handler and loops again", function()
+        xpcall(error, function() while true do pcall(function() while true do end end) end end)
+      end, BUDGET_ERROR },
+    { "fails in its message handler, again and again", function()
+        xpcall(function() while true do end end, function(e) for _ = 1, 100000 do end error(e) end)
+      end, BUDGET_ERROR },
+    { "loops in a __close handler", function()
+        local guard <close> = setmetatable({}, { __close = function() while true do end end })
+        while true do end
+      end, BUDGET_ERROR },
+    { "loops in a metamethod", function()
+        local t = setmetatable({}, { __index = function() while true do end end })
+        xpcall(function() return t.x end, function() while true do end end)
+      end, BUDGET_ERROR },
+    { "loops in a coroutine it makes", function()
+        coroutine.wrap(function() while true do end end)()
+      end, BUDGET_ERROR },
+    { "doubles a string 40 times", function()
+        local x = "x"
+        for _ = 1, 40 do x = x .. x end
+      end, "retention rule exceeded its " },
+    { "asks for two gigabytes at once", function() return ("x"):rep((1 << 31) - 2) end,
+      "retention rule exceeded its memory budget of 67108864 bytes" },
+    { "catches every memory error and asks again", function()
+        local keep = {}
+        while true do pcall(function() keep[#keep + 1] = ("x"):rep(1 << 20) .. #keep end) end
+      end, "retention rule exceeded its " },
+  }
+  for _, c in ipairs(escapes) do
+    it(("stops a rule that %s, deletes nothing and leaves the host as it was"):format(c[1]), function()
+      for i = 1, 3 do put(s, { age = i * DAY }) end
+      local function host_hook() end
+      debug.sethook(host_hook, "", 1000000000)
+      local e = h.plain_error(s.retain, s, { keep_last = 0, rule = c[2] })
+      local hook, _, count = debug.gethook()
+      debug.sethook()
+      assert.is_truthy(e:find(c[3], 1, true), e)
+      assert.equal(host_hook, hook)
+      assert.equal(1000000000, count)
+      assert.equal(3, s:count {})
+      -- the host's own instructions are its own again
+      local n = 0
+      for i = 1, 3000000 do n = n + i end
+      assert.equal(3, s:retain { keep_last = 0 }.deleted)
+    end)
+  end
+
+  it("gives the host its memory back once a rule ran out of its own", function()
+    put(s, { age = DAY })
+    local e = h.plain_error(s.retain, s, { rule = function() return ("x"):rep((1 << 31) - 2) end })
+    assert.equal("retention rule exceeded its memory budget of 67108864 bytes", e)
+    assert.equal(80 * 2 ^ 20, #("x"):rep(1 << 20):rep(80))
+  end)
+
+  it("counts what a rule keeps from call to call against one memory budget per retain", function()
+    for i = 1, 40 do put(s, { age = i * DAY }) end
+    local keep = {}
+    local e = h.plain_error(s.retain, s, { keep_last = 0, rule = function(run)
+      keep[#keep + 1] = ("x"):rep(1 << 22) .. run.id
+    end })
+    assert.equal("retention rule exceeded its memory budget of 67108864 bytes", e)
+    assert.equal(40, s:count {})
+    keep = nil
+    -- the next retain has a budget of its own
+    local calls = 0
+    assert.equal(40, s:retain { keep_last = 0, rule = function() calls = calls + 1 end }.deleted)
+    assert.equal(40, calls)
+  end)
+
+  it("leaves a coroutine made by a rule free of the rule's budget once retain returns", function()
+    put(s, { age = DAY })
+    local co
+    s:retain { rule = function()
+      co = coroutine.create(function() local n = 0 for i = 1, 3000000 do n = n + i end return n end)
+    end }
+    local ok, n = coroutine.resume(co)
+    assert.is_true(ok, tostring(n))
+    assert.equal(4500001500000, n)
+  end)
+
   it("gives each rule call its own budget and gives the caller's hook back", function()
     for i = 1, 3 do put(s, { age = i * DAY }) end
     local function host_hook() end
