@@ -10,7 +10,9 @@
 -- The budget counts VM instructions, and a library call is one instruction
 -- whatever it does. So every library call the sandbox offers either does
 -- O(1) work, or work that allocates its result (allocation is charged: one
--- instruction per 16 bytes), or is bounded here:
+-- instruction per 16 bytes; string.rep, string.format, whose widths Lua
+-- limits to two digits, string.sub, upper, lower, reverse, char, os.date),
+-- or is bounded here:
 --   string.find/match/gmatch/gsub (and the string methods): backtracking
 --     patterns and plain searches take time out of proportion to their
 --     input; the sandbox's own matcher charges every step (core.patterns);
