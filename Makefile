@@ -5,6 +5,7 @@
 #   make check   the same suites under ASan+UBSan, warnings as errors
 #   make bench   the benchmarks (files on disk, baselines measured alongside)
 #   make install PREFIX=/usr/local DESTDIR=
+#   make lua-module / install-lua   the Lua module alone (what the rockspec runs)
 
 PREFIX     ?= /usr/local
 DESTDIR    ?=
@@ -14,7 +15,13 @@ PCDIR      ?= $(LIBDIR)/pkgconfig
 LUA_CMOD   ?= $(PREFIX)/lib/lua/5.4
 LUA_LMOD   ?= $(PREFIX)/share/lua/5.4
 
-VERSION    := 0.1.0
+# The release version is defined once, as AR_VERSION in the public header;
+# the library's file name, the .pc file and the Lua module all take it from
+# there (the rockspec's name repeats it; tests/sh checks that they agree).
+VERSION    := $(shell sed -nE 's/^.[[:space:]]*define[[:space:]]+AR_VERSION[[:space:]]+"([^"]+)".*/\1/p' core/include/agentrun.h)
+ifeq ($(VERSION),)
+$(error cannot read AR_VERSION from core/include/agentrun.h)
+endif
 SOMAJOR    := 0
 
 CC         ?= cc
@@ -24,22 +31,32 @@ OPT        ?= -O2 -g
 EXTRA_CFLAGS ?=
 EXTRA_LDFLAGS ?=
 
-PKGS       := sqlite3 libcjson lua5.4 cmocka
-# Debian package that provides each pkg-config module / command.
-DEB_sqlite3 := libsqlite3-dev
-DEB_libcjson := libcjson-dev
-DEB_lua5.4 := liblua5.4-dev
-DEB_cmocka := libcmocka-dev
+# What each build needs, as kind:name:Debian-package words: a pkg-config
+# module (pc:), a command (cmd:) or a file (file:). A library or Lua-module
+# build needs only the first two lists; the test-only packages are checked
+# by `deps` alone. luarocks names its Lua headers' directory in LUA_INCDIR.
+LIB_NEEDS  := cmd:pkg-config:pkg-config pc:sqlite3:libsqlite3-dev pc:libcjson:libcjson-dev
+LUA_NEEDS   = $(if $(LUA_INCDIR),file:$(LUA_INCDIR)/lua.h:liblua5.4-dev,pc:lua5.4:liblua5.4-dev)
+TEST_NEEDS := pc:cmocka:libcmocka-dev cmd:lua5.4:lua5.4 cmd:busted:lua-busted cmd:luarocks:luarocks
+# auto: as root, apt-get installs what is missing; no: only name it and stop.
+APT_INSTALL ?= auto
 
 PKG_CFLAGS  = $(shell pkg-config --cflags sqlite3 libcjson 2>/dev/null)
 PKG_LIBS    = $(shell pkg-config --libs sqlite3 libcjson 2>/dev/null)
-LUA_CFLAGS  = $(shell pkg-config --cflags lua5.4 2>/dev/null)
+LUA_CFLAGS  = $(if $(LUA_INCDIR),-I$(LUA_INCDIR),$(shell pkg-config --cflags lua5.4 2>/dev/null))
 LUA_LIBS    = $(shell pkg-config --libs lua5.4 2>/dev/null)
 CMOCKA_CFLAGS = $(shell pkg-config --cflags cmocka 2>/dev/null)
 CMOCKA_LIBS = $(shell pkg-config --libs cmocka 2>/dev/null)
 
-CFLAGS_ALL  = -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(WARN) $(OPT) -fPIC \
-              -Icore/include -Icore $(PKG_CFLAGS) $(EXTRA_CFLAGS)
+# Each directory sees only the headers it may use: the core its own and
+# SQLite's and cJSON's, never Lua's, cmocka's, the bindings' or the tests'.
+# The bindings use the public header and the core's JSON/UTF-8 validators
+# (core/json.h: one rule, kept in the core).
+BASE_CFLAGS = -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(WARN) $(OPT) -fPIC
+CORE_CFLAGS = $(BASE_CFLAGS) -Icore/include -Icore $(PKG_CFLAGS) $(EXTRA_CFLAGS)
+BIND_CFLAGS = $(BASE_CFLAGS) -Icore/include -Icore -Ibindings $(LUA_CFLAGS) $(EXTRA_CFLAGS)
+TEST_CFLAGS = $(BASE_CFLAGS) -Icore/include -Icore -Ibindings -Itests/c $(PKG_CFLAGS) $(LUA_CFLAGS) \
+              $(CMOCKA_CFLAGS) $(EXTRA_CFLAGS)
 LDFLAGS_ALL = $(EXTRA_LDFLAGS)
 
 CORE_SRC   := $(wildcard core/*.c core/sqlite/*.c)
@@ -58,39 +75,64 @@ CTEST_BIN  := $(BUILD)/tests/c_tests
 EXAMPLES   := $(BUILD)/examples/record_run $(BUILD)/examples/embed_host
 BENCH_BIN  := $(BUILD)/bench/bench
 
+# A test-only Lua module: the Lua specs arm the fault VFS through it; it is
+# never part of the library or installed.
+FAULTVFS_LUA := $(BUILD)/lua/faultvfs.so
+
 LUA_ENV     = LUA_PATH='$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/tests/lua/?.lua;;' \
               LUA_CPATH='$(abspath $(BUILD))/lua/?.so;;'
 
-.PHONY: all deps lib test test-c test-lua test-sh check bench demo install uninstall clean env
+.PHONY: all deps deps-lib deps-lua lib lua-module test-build test test-c test-lua test-sh check bench demo \
+        install install-lua uninstall clean env
 
-all: deps lib $(LUA_MOD) $(EXAMPLES) $(CTEST_BIN)
+all: lib $(LUA_MOD) $(EXAMPLES)
 
 lib: $(STATIC_LIB) $(SHARED_LIB) $(BUILD)/agentrun.pc
 
-# Installs the Debian packages that are missing: as root with apt-get,
-# otherwise it prints the command to run and stops.
-deps:
-	@missing=""; \
-	for p in $(PKGS); do pkg-config --exists $$p || case $$p in \
-	  sqlite3) missing="$$missing $(DEB_sqlite3)";; libcjson) missing="$$missing $(DEB_libcjson)";; \
-	  lua5.4) missing="$$missing $(DEB_lua5.4)";; cmocka) missing="$$missing $(DEB_cmocka)";; esac; done; \
-	command -v lua5.4 >/dev/null 2>&1 || missing="$$missing lua5.4"; \
-	command -v busted >/dev/null 2>&1 || missing="$$missing lua-busted"; \
-	command -v pkg-config >/dev/null 2>&1 || missing="pkg-config $$missing"; \
+lua-module: $(LUA_MOD)
+
+# $(call need,WORDS): checks each kind:name:package word of WORDS; installs
+# the missing Debian packages as root with apt-get (unless APT_INSTALL=no),
+# otherwise prints the command to run and stops.
+need = @missing=""; \
+	for w in $(1); do \
+	  kind=$${w%%:*}; rest=$${w\#*:}; name=$${rest%:*}; pkg=$${rest\#\#*:}; \
+	  case $$kind in \
+	    pc) pkg-config --exists "$$name" 2>/dev/null;; \
+	    cmd) command -v "$$name" >/dev/null 2>&1;; \
+	    file) [ -f "$$name" ];; \
+	  esac || missing="$$missing $$pkg"; \
+	done; \
 	if [ -n "$$missing" ]; then \
-	  if [ "$$(id -u)" = 0 ]; then \
+	  if [ "$$(id -u)" = 0 ] && [ "$(APT_INSTALL)" != no ]; then \
 	    echo "installing:$$missing"; \
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing) >/dev/null || exit 1; \
 	  else \
-	    echo "missing packages; run:  sudo apt-get install -y$$missing"; exit 1; \
+	    echo "missing packages; run:  sudo apt-get install -y$$missing" >&2; exit 1; \
 	  fi; \
 	fi
 
-# Every compile waits for `deps` (order-only), so `make -j` never compiles
-# before the packages that provide the headers are installed.
-$(BUILD)/obj/%.o: %.c | deps
+# One after the other, so that two apt-get runs never compete for its lock.
+deps-lib:
+	$(call need,$(LIB_NEEDS))
+deps-lua: deps-lib
+	$(call need,$(LUA_NEEDS))
+deps: deps-lua
+	$(call need,$(TEST_NEEDS))
+
+# Each compile waits (order-only) for the packages that provide the headers
+# it includes, so `make -j` never compiles before they are installed.
+$(BUILD)/obj/core/%.o: core/%.c | deps-lib
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_ALL) $(LUA_CFLAGS) $(CMOCKA_CFLAGS) -Ibindings -Itests/c -MMD -MP -c $< -o $@
+	$(CC) $(CORE_CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/obj/bindings/%.o: bindings/%.c | deps-lua
+	@mkdir -p $(@D)
+	$(CC) $(BIND_CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/obj/tests/c/%.o: tests/c/%.c | deps
+	@mkdir -p $(@D)
+	$(CC) $(TEST_CFLAGS) -MMD -MP -c $< -o $@
 
 $(STATIC_LIB): $(CORE_OBJ)
 	@mkdir -p $(@D)
@@ -118,13 +160,13 @@ $(LUA_MOD): $(BIND_OBJ) $(STATIC_LIB)
 	@mkdir -p $(@D)
 	$(CC) -shared -o $@ $(BIND_OBJ) $(STATIC_LIB) $(PKG_LIBS) $(LDFLAGS_ALL)
 
-$(BUILD)/examples/record_run: examples/record_run.c $(STATIC_LIB) | deps
+$(BUILD)/examples/record_run: examples/record_run.c $(STATIC_LIB) | deps-lib
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_ALL) -o $@ $< $(STATIC_LIB) $(PKG_LIBS) $(LDFLAGS_ALL)
+	$(CC) $(BASE_CFLAGS) -Icore/include $(EXTRA_CFLAGS) -o $@ $< $(STATIC_LIB) $(PKG_LIBS) $(LDFLAGS_ALL)
 
-$(BUILD)/examples/embed_host: examples/embed_host.c $(BIND_OBJ) $(STATIC_LIB) | deps
+$(BUILD)/examples/embed_host: examples/embed_host.c $(BIND_OBJ) $(STATIC_LIB) | deps-lua
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_ALL) $(LUA_CFLAGS) -Ibindings -o $@ $< $(BIND_OBJ) $(STATIC_LIB) \
+	$(CC) $(BASE_CFLAGS) -Icore/include $(LUA_CFLAGS) $(EXTRA_CFLAGS) -o $@ $< $(BIND_OBJ) $(STATIC_LIB) \
 	    $(PKG_LIBS) $(LUA_LIBS) -lm $(LDFLAGS_ALL)
 
 # The C runner also drives the Lua glue through an embedded Lua state.
@@ -132,23 +174,33 @@ $(CTEST_BIN): $(CTEST_OBJ) $(BIND_OBJ) $(STATIC_LIB)
 	@mkdir -p $(@D)
 	$(CC) -o $@ $(CTEST_OBJ) $(BIND_OBJ) $(STATIC_LIB) $(PKG_LIBS) $(LUA_LIBS) $(CMOCKA_LIBS) -lm $(LDFLAGS_ALL)
 
+$(FAULTVFS_LUA): tests/lua/faultvfs_lua.c tests/c/faultvfs.c tests/c/faultvfs.h | deps
+	@mkdir -p $(@D)
+	$(CC) $(BASE_CFLAGS) -Itests/c $(PKG_CFLAGS) $(LUA_CFLAGS) $(EXTRA_CFLAGS) -shared -o $@ \
+	    tests/lua/faultvfs_lua.c tests/c/faultvfs.c $(PKG_LIBS) $(LDFLAGS_ALL)
+
 $(BENCH_BIN): $(BENCH_SRC) $(wildcard tests/bench/*.h tests/bench/*.def) $(STATIC_LIB) | deps
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_ALL) $(LUA_CFLAGS) -o $@ $(BENCH_SRC) $(STATIC_LIB) $(PKG_LIBS) $(LUA_LIBS) -lm $(LDFLAGS_ALL)
+	$(CC) $(BASE_CFLAGS) -Icore/include $(PKG_CFLAGS) $(LUA_CFLAGS) $(EXTRA_CFLAGS) -o $@ $(BENCH_SRC) \
+	    $(STATIC_LIB) $(PKG_LIBS) $(LUA_LIBS) -lm $(LDFLAGS_ALL)
 
-test: all
+# Everything the test runners run.
+test-build: all $(CTEST_BIN) $(FAULTVFS_LUA)
+
+test: deps test-build
 	@$(MAKE) --no-print-directory test-c test-lua test-sh
 
 # The C runner and the Lua runner each end on "N passed, N failed".
 test-c: $(CTEST_BIN)
 	AR_BUILD=$(BUILD) $(LUA_ENV) $(CTEST_BIN)
 
-test-lua: $(LUA_MOD)
+test-lua: $(LUA_MOD) $(FAULTVFS_LUA)
 	AR_BUILD=$(BUILD) $(LUA_ENV) $(LUA_WRAP) lua5.4 $$(command -v busted) --output=tests/lua/summary.lua \
 	  --pattern=_spec --lpath='$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua' tests/lua
 
-# The build system itself: parallel builds wait for deps, installs honour PREFIX.
-test-sh: lib
+# The build system itself: parallel builds wait for their packages, installs
+# honour PREFIX, the rockspec installs a working module.
+test-sh: lib $(LUA_MOD)
 	tests/sh/run.sh $(BUILD)
 
 # ASan+UBSan build in its own tree; the Lua interpreter is not instrumented,
@@ -156,7 +208,7 @@ test-sh: lib
 check: deps
 	$(MAKE) --no-print-directory BUILD=build-asan OPT='-O1 -g -fno-omit-frame-pointer' \
 	  EXTRA_CFLAGS='-Werror -fsanitize=address,undefined -fno-sanitize-recover=undefined' \
-	  EXTRA_LDFLAGS='-fsanitize=address,undefined' all
+	  EXTRA_LDFLAGS='-fsanitize=address,undefined' test-build
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  $(MAKE) --no-print-directory BUILD=build-asan test-c
 	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
@@ -166,7 +218,7 @@ check: deps
 bench: deps $(BENCH_BIN) $(LUA_MOD)
 	$(LUA_ENV) $(BENCH_BIN)
 
-demo: all
+demo: deps all
 	@rm -f $(BUILD)/demo.db $(BUILD)/demo.db-wal $(BUILD)/demo.db-shm
 	@if [ -f examples/agent_loop.lua ]; then \
 	  $(LUA_ENV) lua5.4 examples/agent_loop.lua $(BUILD)/demo.db && \
@@ -178,15 +230,19 @@ demo: all
 env:
 	@echo "export $(LUA_ENV)"
 
-install: lib $(LUA_MOD)
-	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR) $(DESTDIR)$(PCDIR) \
-	  $(DESTDIR)$(LUA_CMOD)/agentrun $(DESTDIR)$(LUA_LMOD)/agentrun
+install: lib install-lua
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR) $(DESTDIR)$(PCDIR)
 	install -m 644 $(STATIC_LIB) $(DESTDIR)$(LIBDIR)/
 	install -m 755 $(SHARED_LIB) $(DESTDIR)$(LIBDIR)/
 	ln -sf libagentrun.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libagentrun.so
 	install -m 644 core/include/agentrun.h $(DESTDIR)$(INCDIR)/
 	install -m 644 $(BUILD)/agentrun.pc $(DESTDIR)$(PCDIR)/
+
+# The Lua module: agentrun.core (C) and every Lua file under lua/. The
+# rockspec runs this target with LUA_CMOD and LUA_LMOD set to the rock's dirs.
+install-lua: $(LUA_MOD)
+	install -d $(DESTDIR)$(LUA_CMOD)/agentrun $(DESTDIR)$(LUA_LMOD)/agentrun
 	install -m 755 $(LUA_MOD) $(DESTDIR)$(LUA_CMOD)/agentrun/core.so
 	install -m 644 lua/agentrun.lua $(DESTDIR)$(LUA_LMOD)/
 	for f in lua/agentrun/*.lua; do [ -f "$$f" ] && install -m 644 "$$f" $(DESTDIR)$(LUA_LMOD)/agentrun/ || true; done
@@ -200,18 +256,7 @@ clean:
 
 -include $(CORE_OBJ:.o=.d) $(BIND_OBJ:.o=.d) $(CTEST_OBJ:.o=.d)
 
-# ---- fault injection and fuzzing (tests only; appended by the fault-tolerance work) ----
-# The Lua specs arm the test-only fault VFS through this module; it is never
-# part of the library or installed.
-FAULTVFS_LUA := $(BUILD)/lua/faultvfs.so
-
-$(FAULTVFS_LUA): tests/lua/faultvfs_lua.c tests/c/faultvfs.c tests/c/faultvfs.h | deps
-	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_ALL) $(LUA_CFLAGS) -Itests/c -shared -o $@ tests/lua/faultvfs_lua.c tests/c/faultvfs.c \
-	    $(PKG_LIBS) $(LDFLAGS_ALL)
-
-test-lua: $(FAULTVFS_LUA)
-
+# ---- fuzzing (tests only) ----
 # libFuzzer targets, one per tests/fuzz/*.c, built by clang with ASan+UBSan in
 # their own tree (never mixed with the gcc objects of $(BUILD)). `make fuzz`
 # runs each for FUZZ_SECONDS, starting from tests/fuzz/corpus/<target>/;
@@ -221,8 +266,11 @@ FUZZ_SECONDS ?= 60
 FUZZ_BUILD   ?= build-fuzz
 FUZZ_CC      ?= clang
 FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined
-FUZZ_CFLAGS   = -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(WARN) -g -O1 -fno-omit-frame-pointer \
-                $(FUZZ_SAN) -Icore/include -Icore -Ibindings $(PKG_CFLAGS) $(LUA_CFLAGS)
+# The same include paths per directory as the main build.
+FUZZ_BASE     = -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(WARN) -g -O1 -fno-omit-frame-pointer $(FUZZ_SAN)
+FUZZ_CORE_CFLAGS = $(FUZZ_BASE) -Icore/include -Icore $(PKG_CFLAGS)
+FUZZ_BIND_CFLAGS = $(FUZZ_BASE) -Icore/include -Icore -Ibindings $(LUA_CFLAGS)
+FUZZ_CFLAGS   = $(FUZZ_BASE) -Icore/include -Icore -Ibindings $(PKG_CFLAGS) $(LUA_CFLAGS)
 FUZZ_SRC     := $(wildcard tests/fuzz/*.c)
 FUZZ_BINS    := $(FUZZ_SRC:tests/fuzz/%.c=$(FUZZ_BUILD)/%)
 FUZZ_OBJ     := $(CORE_SRC:%.c=$(FUZZ_BUILD)/obj/%.o) $(BIND_SRC:%.c=$(FUZZ_BUILD)/obj/%.o)
@@ -245,9 +293,13 @@ fuzz-deps: deps
 	fi; \
 	rm -rf $$probe
 
-$(FUZZ_BUILD)/obj/%.o: %.c
+$(FUZZ_BUILD)/obj/core/%.o: core/%.c
 	@mkdir -p $(@D)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c $< -o $@
+	$(FUZZ_CC) $(FUZZ_CORE_CFLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c $< -o $@
+
+$(FUZZ_BUILD)/obj/bindings/%.o: bindings/%.c
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_BIND_CFLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c $< -o $@
 
 $(FUZZ_BUILD)/%: tests/fuzz/%.c $(FUZZ_OBJ)
 	@mkdir -p $(@D)
