@@ -283,12 +283,12 @@ fuzz-deps: deps
 	@probe=$$(mktemp -d); \
 	echo 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n) { (void)d; (void)n; return 0; }' > $$probe/p.c; \
 	if ! $(FUZZ_CC) -fsanitize=fuzzer,address,undefined $$probe/p.c -o $$probe/p >/dev/null 2>&1; then \
-	  if [ "$$(id -u)" = 0 ]; then \
+	  if [ "$$(id -u)" = 0 ] && [ "$(APT_INSTALL)" != no ]; then \
 	    echo "installing: clang libclang-rt-14-dev"; \
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang libclang-rt-14-dev) >/dev/null || \
 	      { rm -rf $$probe; exit 1; }; \
 	  else \
-	    echo "missing packages; run:  sudo apt-get install -y clang libclang-rt-14-dev"; rm -rf $$probe; exit 1; \
+	    echo "missing packages; run:  sudo apt-get install -y clang libclang-rt-14-dev" >&2; rm -rf $$probe; exit 1; \
 	  fi; \
 	fi; \
 	rm -rf $$probe
