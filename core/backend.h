@@ -65,6 +65,10 @@ typedef struct ar_db_run_key {
 
 /* ar_db_run_insert: another run already has this key (pick a new id). */
 #define AR_DB_CONFLICT 100
+/* A write of a run handle changed nothing: the run is no longer running
+ * under the handle's owner epoch (resumed elsewhere, or marked interrupted);
+ * err holds why, with code AR_ESTATE. */
+#define AR_DB_LOST 101
 
 /* ---- the store ---------------------------------------------------------- */
 
@@ -82,19 +86,26 @@ void ar_db_txn_rollback(ar_db *db);
 /* Inserts a run under run->n; AR_DB_CONFLICT (err untouched) when the key is taken. */
 int ar_db_run_insert(ar_db *db, const ar_db_run *run, struct ar_err *err);
 int ar_db_step_insert(ar_db *db, int64_t run_rowid, const ar_db_step *step, struct ar_err *err);
-int ar_db_run_progress(ar_db *db, int64_t run_rowid, const ar_db_progress *p, struct ar_err *err);
-/* Marks activity on a running run (updated_at = now); AR_ESTATE when it is
- * no longer running in the file. */
-int ar_db_run_touch(ar_db *db, int64_t run_rowid, int64_t now, struct ar_err *err);
-/* Finishes a run that is still `running` in the file; AR_ESTATE otherwise. */
-int ar_db_run_finish(ar_db *db, int64_t run_rowid, const ar_db_finish *f, struct ar_err *err);
-/* Sets a budget_exhausted/interrupted run running again with `budget` (JSON). */
-int ar_db_run_reopen(ar_db *db, int64_t run_rowid, const char *budget, int64_t now, struct ar_err *err);
 
-/* Loads a run into box->rec (strings in box's arena). *rowid and *elapsed_ms
- * may be NULL. AR_ENOTFOUND when there is none. */
+/* The writes of a run handle. Each changes the run only while it is
+ * `running` under the epoch `owner` (the fence of one writer per run) and
+ * returns AR_DB_LOST otherwise. */
+int ar_db_run_progress(ar_db *db, int64_t run_rowid, int64_t owner, const ar_db_progress *p,
+                       struct ar_err *err);
+/* Marks activity (updated_at = now). */
+int ar_db_run_touch(ar_db *db, int64_t run_rowid, int64_t owner, int64_t now, struct ar_err *err);
+/* Ends the run with f->status (a finished status, or interrupted). */
+int ar_db_run_finish(ar_db *db, int64_t run_rowid, int64_t owner, const ar_db_finish *f,
+                     struct ar_err *err);
+/* Sets a budget_exhausted/interrupted run still at epoch `owner` running
+ * again with `budget` (JSON), under epoch owner + 1; AR_ESTATE otherwise. */
+int ar_db_run_reopen(ar_db *db, int64_t run_rowid, int64_t owner, const char *budget, int64_t now,
+                     struct ar_err *err);
+
+/* Loads a run into box->rec (strings in box's arena). *rowid, *elapsed_ms
+ * and *owner (its epoch) may be NULL. AR_ENOTFOUND when there is none. */
 int ar_db_run_load(ar_db *db, const char *id, struct ar_record_box *box,
-                   int64_t *rowid, int64_t *elapsed_ms, struct ar_err *err);
+                   int64_t *rowid, int64_t *elapsed_ms, int64_t *owner, struct ar_err *err);
 /* Looks up a run's rowid; AR_ENOTFOUND when there is none. */
 int ar_db_run_rowid(ar_db *db, const char *id, int64_t *rowid, struct ar_err *err);
 

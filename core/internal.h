@@ -128,8 +128,10 @@ struct ar_run {
     struct ar_run *next, *prev;
     ar_allocator alloc;
     int64_t rowid;
+    int64_t owner;                  /* the run's ownership epoch this handle holds */
     char id[AR_ID_LEN + 1];
     ar_status status;
+    char lost[AR_ERRMSG_MAX];       /* why the run is no longer this handle's; "" while it is */
     ar_budget budget;
     ar_totals totals;
     int64_t created_at;

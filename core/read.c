@@ -22,7 +22,7 @@ int ar_store_get(ar_record **out, ar_store *store, const char *id, int with_step
     if (!box)
         return ar_fail(&store->err, AR_ENOMEM, "out of memory reading a run");
     int64_t rowid;
-    if ((rc = ar_db_run_load(store->db, id, box, &rowid, NULL, &store->err)))
+    if ((rc = ar_db_run_load(store->db, id, box, &rowid, NULL, NULL, &store->err)))
         goto cleanup;
     if (with_steps) {
         ar_step *steps;

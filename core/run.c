@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-void ar_run_detach(ar_run *run, const char *why);
+void ar_run_detach(ar_run *run, ar_status end, const char *why);
 
 static void link_run(ar_store *store, ar_run *run)
 {
@@ -52,11 +52,19 @@ static void run_free(ar_run *run)
     a.free(a.ud, run);
 }
 
-/* Copies the store's error into the run's slot (run calls report on the run). */
+/* Copies the store's error into the run's slot (run calls report on the
+ * run). AR_DB_LOST, a write the fence refused, means the run is no longer
+ * this handle's: the handle reports it interrupted from now on and refuses
+ * every write with the reason, while the new owner goes on unhindered. */
 static int from_store(ar_run *run, int rc)
 {
     if (rc && run->store) {
         run->err = run->store->err;
+        if (rc == AR_DB_LOST) {
+            rc = AR_ESTATE;
+            run->status = AR_INTERRUPTED;
+            memcpy(run->lost, run->err.msg, sizeof run->lost);
+        }
         run->err.code = rc;
     }
     return rc;
@@ -69,6 +77,8 @@ static int writable(ar_run *run, const char *what)
 {
     if (!run->store)
         return ar_fail(&run->err, AR_ESTATE, "the run's store is closed");
+    if (run->lost[0])
+        return ar_fail(&run->err, AR_ESTATE, "%s", run->lost);
     if (run->status != AR_RUNNING)
         return ar_fail(&run->err, AR_ESTATE, "the run is %s; it takes no more steps", ar_status_name(run->status));
     return what ? ar_store_scan_check(run->store, &run->err, what) : AR_OK;
@@ -147,12 +157,15 @@ int ar_run_resume(ar_run **out, ar_store *store, const char *run_id, const ar_bu
         return rc;
     ar_record_box *box = ar_record_box_new(&store->alloc);
     ar_run *run = run_new(store);
-    int64_t elapsed = 0;
+    int64_t elapsed = 0, owner = 0;
     if (!box || !run) {
         rc = ar_fail(&store->err, AR_ENOMEM, "out of memory resuming a run");
         goto cleanup;
     }
-    if ((rc = ar_db_run_load(store->db, run_id, box, &run->rowid, &elapsed, &store->err)))
+    /* the run is read and taken under the write lock: no other resume can
+     * move it on in between and leave this handle with stale totals */
+    if ((rc = ar_db_txn_begin(store->db, &store->err)) ||
+        (rc = ar_db_run_load(store->db, run_id, box, &run->rowid, &elapsed, &owner, &store->err)))
         goto cleanup;
     const ar_record *r = &box->rec;
     if (r->status != AR_BUDGET_EXHAUSTED && r->status != AR_INTERRUPTED) {
@@ -171,8 +184,11 @@ int ar_run_resume(ar_run **out, ar_store *store, const char *run_id, const ar_bu
     char budget_json[320];
     ar_budget_json(budget_json, sizeof budget_json, &run->budget);
     int64_t now = ar_now_ms();
-    if ((rc = ar_db_run_reopen(store->db, run->rowid, budget_json, now, &store->err)))
+    if ((rc = ar_db_run_reopen(store->db, run->rowid, owner, budget_json, now, &store->err)) ||
+        (rc = ar_db_txn_commit(store->db, &store->err)))
         goto cleanup;
+    /* the new epoch: from now on only this handle writes to the run */
+    run->owner = owner + 1;
     memcpy(run->id, r->id, AR_ID_LEN + 1);
     run->created_at = r->created_at;
     run->elapsed_base_ms = elapsed;
@@ -181,6 +197,8 @@ int ar_run_resume(ar_run **out, ar_store *store, const char *run_id, const ar_bu
     *out = run;
     run = NULL;
 cleanup:
+    if (rc)
+        ar_db_txn_rollback(store->db);
     ar_record_free(box ? &box->rec : NULL);
     if (run)
         run_free(run);
@@ -276,14 +294,15 @@ int ar_run_step(int64_t *out, ar_run *run, const ar_step *step)
     ar_db_progress p = { seq, run->totals.input_tokens, run->totals.output_tokens, run->totals.cost_nanos,
                          run_counters_len ? run->scratch : NULL, run_counters_len,
                          elapsed_ms(run, now), now };
+    /* the fenced update first: a handle that lost the run inserts nothing */
     if ((rc = ar_db_txn_begin(store->db, &store->err)) == AR_OK &&
-        (rc = ar_db_step_insert(store->db, run->rowid, &row, &store->err)) == AR_OK &&
-        (rc = ar_db_run_progress(store->db, run->rowid, &p, &store->err)) == AR_OK)
+        (rc = ar_db_run_progress(store->db, run->rowid, run->owner, &p, &store->err)) == AR_OK &&
+        (rc = ar_db_step_insert(store->db, run->rowid, &row, &store->err)) == AR_OK)
         rc = ar_db_txn_commit(store->db, &store->err);
     if (rc) {
         ar_db_txn_rollback(store->db);
         totals_undo(run, &step->usage, cost, &before);
-        from_store(run, rc);
+        rc = from_store(run, rc);
         goto cleanup;
     }
     run->totals.iterations = seq;
@@ -325,9 +344,9 @@ int ar_run_checkpoint(ar_run *run, const char *state_json, size_t len)
     ar_store *store = run->store;
     int64_t now = ar_now_ms();
     if ((rc = ar_db_txn_begin(store->db, &store->err)) == AR_OK &&
+        (rc = ar_db_run_touch(store->db, run->rowid, run->owner, now, &store->err)) == AR_OK &&
         (rc = ar_db_checkpoint_put(store->db, run->rowid, run->totals.iterations, state_json, len, now,
-                                   &store->err)) == AR_OK &&
-        (rc = ar_db_run_touch(store->db, run->rowid, now, &store->err)) == AR_OK)
+                                   &store->err)) == AR_OK)
         rc = ar_db_txn_commit(store->db, &store->err);
     if (rc)
         ar_db_txn_rollback(store->db);
@@ -341,7 +360,7 @@ static int finish(ar_record **out, ar_run *run, ar_db_finish *f)
     int64_t now = ar_now_ms();
     f->finished_at = now;
     f->elapsed_ms = elapsed_ms(run, now);
-    int rc = ar_db_run_finish(store->db, run->rowid, f, &store->err);
+    int rc = ar_db_run_finish(store->db, run->rowid, run->owner, f, &store->err);
     if (rc)
         return from_store(run, rc);
     run->status = f->status;
@@ -350,7 +369,7 @@ static int finish(ar_record **out, ar_run *run, ar_db_finish *f)
     ar_record_box *box = ar_record_box_new(&store->alloc);
     if (!box)
         return ar_fail(&run->err, AR_ENOMEM, "the run is finished, but reading its record ran out of memory");
-    if ((rc = ar_db_run_load(store->db, run->id, box, NULL, NULL, &store->err))) {
+    if ((rc = ar_db_run_load(store->db, run->id, box, NULL, NULL, NULL, &store->err))) {
         ar_record_free(&box->rec);
         /* say that the finish itself took: retrying it would be AR_ESTATE */
         return ar_fail(&run->err, rc, "the run is finished, but reading its record failed: %s", store->err.msg);
@@ -425,14 +444,18 @@ int ar_run_exhaust(ar_record **out, ar_run *run, const ar_exhaustion *why)
     return finish(out, run, &f);
 }
 
-void ar_run_detach(ar_run *run, const char *why)
+/* Ends a run still running under this handle with `end` (failed with
+ * `why` when its handle closes, interrupted when its store closes) and
+ * detaches the handle from its store. A run the handle lost is left as the
+ * new owner has it. */
+void ar_run_detach(ar_run *run, ar_status end, const char *why)
 {
     if (run->store && run->status == AR_RUNNING) {
-        ar_db_finish f = { AR_FAILED, NULL, 0, why, NULL, 0, 0, 0, 0 };
+        ar_db_finish f = { end, NULL, 0, why, NULL, 0, 0, 0, 0 };
         finish(NULL, run, &f);
     }
     if (run->status == AR_RUNNING)
-        run->status = AR_FAILED;
+        run->status = end;
     unlink_run(run);
 }
 
@@ -446,7 +469,7 @@ void ar_run_close(ar_run *run)
         run->close_deferred = 1;
         return;
     }
-    ar_run_detach(run, "run closed before it finished");
+    ar_run_detach(run, AR_FAILED, "run closed before it finished");
     run_free(run);
 }
 

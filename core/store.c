@@ -59,8 +59,8 @@ int ar_store_open(ar_store **out, const char *path, const ar_open_opts *opts)
     return AR_OK;
 }
 
-/* Implemented in run.c: finishes an open run as failed and detaches it. */
-void ar_run_detach(ar_run *run, const char *why);
+/* Implemented in run.c: ends an open run with `end` and detaches it. */
+void ar_run_detach(ar_run *run, ar_status end, const char *why);
 
 void ar_store_close(ar_store *store)
 {
@@ -73,8 +73,9 @@ void ar_store_close(ar_store *store)
         return;
     }
     ar_store_close_deferred_runs(store);
+    /* as a crash followed by recover would: the runs stay resumable */
     while (store->runs)
-        ar_run_detach(store->runs, "store closed before the run finished");
+        ar_run_detach(store->runs, AR_INTERRUPTED, NULL);
     ar_db_close(store->db);
     ar_mem_free(&store->alloc, store->path);
     ar_allocator a = store->alloc;

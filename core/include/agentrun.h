@@ -110,12 +110,13 @@ typedef struct ar_open_opts {
  * store), AR_EVERSION (newer schema, or older and read-only), AR_EBUSY, AR_ENOMEM. */
 int ar_store_open(ar_store **out, const char *path, const ar_open_opts *opts);
 
-/* Finishes the store's still-open runs as failed with "store closed before
- * the run finished" (their handles then return AR_ESTATE), releases the file
- * and frees the store. NULL is accepted. Called from a retention rule of
- * this store, it is put off until the scan has let go of the store:
- * ar_store_retain then fails with AR_ESTATE, deleting nothing, and frees
- * the store before it returns (see ar_store_retain). */
+/* Leaves the store's still-open runs `interrupted`, exactly as a crash and
+ * ar_store_recover would (they can be resumed); their handles then report
+ * AR_INTERRUPTED and return AR_ESTATE. Releases the file and frees the
+ * store. NULL is accepted. Called from a retention rule of this store, it is
+ * put off until the scan has let go of the store: ar_store_retain then fails
+ * with AR_ESTATE, deleting nothing, and frees the store before it returns
+ * (see ar_store_retain). */
 void ar_store_close(ar_store *store);
 
 /* Non-zero while a retention rule of this store is running (during the scan
@@ -285,6 +286,18 @@ typedef struct ar_run_spec {
 } ar_run_spec;
 #define AR_RUN_SPEC_INIT { NULL, NULL, NULL, NULL, NULL, NULL, AR_BUDGET_INIT }
 
+/* One writer per run. A handle owns its run until the run is resumed through
+ * another handle (of this store or another, in this process or another).
+ * From then on every write of the old handle (step, checkpoint, complete,
+ * fail, exhaust, and the implicit finishes of ar_run_close and
+ * ar_store_close) returns AR_ESTATE ("run <id> was resumed elsewhere") and
+ * changes nothing; the new owner is never blocked by it. The same holds for
+ * a handle whose run ar_store_recover marked interrupted without a resume:
+ * its writes return AR_ESTATE ("run <id> is interrupted") and the run stays
+ * interrupted, to be resumed. Either way the handle then reports
+ * AR_INTERRUPTED and refuses every further write. The check is made in the
+ * transaction of each write, against an ownership epoch in the store. */
+
 /* Begins a run: its row is durable when this returns. *out is a handle owned
  * by the caller (ar_run_close). Returns AR_OK, AR_EMISUSE, AR_EJSON, or a
  * store error. */
@@ -292,10 +305,14 @@ int ar_run_begin(ar_run **out, ar_store *store, const ar_run_spec *spec);
 
 /* Continues a budget_exhausted or interrupted run under the same id: seq,
  * usage and elapsed time continue. `budget` (may be NULL) replaces the old
- * one. Returns AR_OK, AR_ENOTFOUND, AR_ESTATE (other statuses), or a store error. */
+ * one. The run is read and taken in one transaction, and the new handle
+ * becomes its only writer (see "One writer per run" above). Returns AR_OK,
+ * AR_ENOTFOUND, AR_ESTATE (other statuses), or a store error. */
 int ar_run_resume(ar_run **out, ar_store *store, const char *run_id, const ar_budget *budget);
 
-/* Views of the run; owned by the run. usage->extra is valid until the next step. */
+/* Views of the run; owned by the run. usage->extra is valid until the next
+ * step. ar_run_status is AR_INTERRUPTED once the handle has lost its run
+ * (resumed elsewhere, marked interrupted, or its store closed). */
 const char *ar_run_id(const ar_run *run);
 ar_status ar_run_status(const ar_run *run);
 int64_t ar_run_iterations(const ar_run *run);
@@ -308,8 +325,8 @@ const char *ar_run_errmsg(const ar_run *run);
  * its seq. Never refuses a step for budget reasons. A step that would take a
  * run total past AR_MAX_COST or AR_MAX_COUNT is AR_EMISUSE. On failure
  * nothing is written, the run is unchanged and takes further steps.
- * Returns AR_OK, AR_EMISUSE, AR_EJSON, AR_ESTATE (run finished or store
- * closed), or a store error. */
+ * Returns AR_OK, AR_EMISUSE, AR_EJSON, AR_ESTATE (run finished, store
+ * closed, or the run no longer this handle's), or a store error. */
 int ar_run_step(int64_t *out, ar_run *run, const ar_step *step);
 
 /* AR_OK when no limit is reached; AR_EBUDGET with *out filled (may be NULL)
@@ -326,10 +343,11 @@ int ar_run_complete(ar_record **out, ar_run *run, const char *output_json, size_
 int ar_run_fail(ar_record **out, ar_run *run, const char *error);
 int ar_run_exhaust(ar_record **out, ar_run *run, const ar_exhaustion *why);
 
-/* Frees the handle; a run still running is first finished as failed with
- * "run closed before it finished". NULL is accepted. Called from a
- * retention rule of the run's store, the finish (a write) is put off until
- * the scan ends; the handle must not be used again either way. */
+/* Frees the handle; a run still running under it is first finished as
+ * failed with "run closed before it finished" (a run the handle lost is
+ * left as it is). NULL is accepted. Called from a retention rule of the
+ * run's store, the finish (a write) is put off until the scan ends; the
+ * handle must not be used again either way. */
 void ar_run_close(ar_run *run);
 
 /* ------------------------------------------------------------------------- */
@@ -397,7 +415,8 @@ int ar_store_forget_user(int64_t *out, ar_store *store, const char *user);
 int ar_store_checkpoint(char **out, int64_t *seq, ar_store *store, const char *run_id);
 
 /* Marks `running` runs with no activity for `stale_after_s` seconds as
- * interrupted; *out (may be NULL) gets the count. */
+ * interrupted; *out (may be NULL) gets the count. A handle still open on
+ * such a run then gets AR_ESTATE for every write (see "One writer per run"). */
 int ar_store_recover(int64_t *out, ar_store *store, double stale_after_s);
 
 /* ------------------------------------------------------------------------- */

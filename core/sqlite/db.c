@@ -30,7 +30,10 @@ static const char schema_current[] =
     " cost_nanos INTEGER NOT NULL DEFAULT 0, counters TEXT,"
     " elapsed_ms INTEGER NOT NULL DEFAULT 0,"
     " created_at INTEGER NOT NULL, finished_at INTEGER, updated_at INTEGER NOT NULL,"
-    " metadata TEXT);"
+    " metadata TEXT,"
+    /* the ownership epoch: resuming a run increments it, and each write of a
+     * run handle requires the epoch its handle took (one writer per run) */
+    " owner INTEGER NOT NULL DEFAULT 0);"
     /* each index ends with n, so a filtered listing is read in time order */
     "CREATE INDEX runs_by_agent ON runs(agent);"
     "CREATE INDEX runs_by_user ON runs(user);"
@@ -60,14 +63,16 @@ static const char schema_current[] =
  * nano-units (1e-9) instead of micro-units, so that a step of 0.0000004 is
  * not rounded away: stored costs are scaled by 1000 and read back the same.
  * A schema-1 cost outside 0..9e9 (only the old wrap-around of totals could
- * store one) becomes 9e9, the largest cost now kept. */
+ * store one) becomes 9e9, the largest cost now kept. runs.owner, the run's
+ * ownership epoch, starts at 0 for every run. */
 #define SCALED_COST "CASE WHEN cost_nanos BETWEEN 0 AND 9000000000000000 THEN cost_nanos * 1000" \
     " ELSE 9000000000000000000 END"
 static const char schema_v1_to_v2[] =
     "ALTER TABLE runs RENAME COLUMN cost_micros TO cost_nanos;"
     "ALTER TABLE steps RENAME COLUMN cost_micros TO cost_nanos;"
     "UPDATE runs SET cost_nanos = " SCALED_COST ";"
-    "UPDATE steps SET cost_nanos = " SCALED_COST ";";
+    "UPDATE steps SET cost_nanos = " SCALED_COST ";"
+    "ALTER TABLE runs ADD COLUMN owner INTEGER NOT NULL DEFAULT 0;";
 
 /* migrations[v - 1] upgrades a file from version v to v + 1. All that a file
  * needs run in the one transaction of migrate(). */

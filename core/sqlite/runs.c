@@ -87,41 +87,75 @@ int ar_db_step_insert(ar_db *db, int64_t run_rowid, const ar_db_step *s, ar_err 
     return step_done(db, st, err, "recording the step");
 }
 
-int ar_db_run_progress(ar_db *db, int64_t run_rowid, const ar_db_progress *p, ar_err *err)
+/* Says why a write of a run handle changed nothing: the run was resumed
+ * through another handle (its epoch moved on) or is no longer running. */
+static int lost(ar_db *db, int64_t run_rowid, int64_t owner, ar_err *err)
+{
+    sqlite3_stmt *st = sq_stmt(db, SQ_RUN_OWNER, "SELECT id, status, owner FROM runs WHERE n = ?", err);
+    if (st) {
+        sqlite3_bind_int64(st, 1, run_rowid);
+        int rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            const char *id = (const char *)sqlite3_column_text(st, 0);
+            const char *status = (const char *)sqlite3_column_text(st, 1);
+            if (sqlite3_column_int64(st, 2) != owner)
+                ar_fail(err, AR_ESTATE, "run %s was resumed elsewhere; this handle no longer writes to it",
+                        id ? id : "?");
+            else
+                ar_fail(err, AR_ESTATE, "run %s is %s; this handle no longer writes to it (resume it to continue)",
+                        id ? id : "?", status ? status : "?");
+        } else {
+            ar_fail(err, AR_ESTATE, rc == SQLITE_DONE ? "the run is no longer in the store"
+                                                      : "the run is no longer running under this handle");
+        }
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+    } else {
+        ar_fail(err, AR_ESTATE, "the run is no longer running under this handle");
+    }
+    return AR_DB_LOST;
+}
+
+/* Steps a fenced write of a run handle: exactly one row changes, or the run is lost. */
+static int fenced(ar_db *db, sqlite3_stmt *st, int64_t run_rowid, int64_t owner, ar_err *err, const char *what)
+{
+    int rc = step_done(db, st, err, what);
+    if (rc == AR_OK && sqlite3_changes(db->conn) != 1)
+        return lost(db, run_rowid, owner, err);
+    return rc;
+}
+
+int ar_db_run_progress(ar_db *db, int64_t run_rowid, int64_t owner, const ar_db_progress *p, ar_err *err)
 {
     sqlite3_stmt *st = sq_stmt(db, SQ_RUN_PROGRESS,
         "UPDATE runs SET iterations = ?, input_tokens = ?, output_tokens = ?, cost_nanos = ?,"
-        " counters = ?, elapsed_ms = ?, updated_at = ? WHERE n = ? AND status = 'running'", err);
+        " counters = ?, elapsed_ms = ?, updated_at = ? WHERE n = ? AND owner = ? AND status = 'running'", err);
     if (!st)
         return err->code;
     bind_progress(st, 1, p);
     sqlite3_bind_int64(st, 8, run_rowid);
-    int rc = step_done(db, st, err, "updating the run's totals");
-    if (rc == AR_OK && sqlite3_changes(db->conn) != 1)
-        return ar_fail(err, AR_ESTATE, "the run is no longer running in the store");
-    return rc;
+    sqlite3_bind_int64(st, 9, owner);
+    return fenced(db, st, run_rowid, owner, err, "updating the run's totals");
 }
 
-int ar_db_run_touch(ar_db *db, int64_t run_rowid, int64_t now, ar_err *err)
+int ar_db_run_touch(ar_db *db, int64_t run_rowid, int64_t owner, int64_t now, ar_err *err)
 {
     sqlite3_stmt *st = sq_stmt(db, SQ_RUN_TOUCH,
-        "UPDATE runs SET updated_at = ? WHERE n = ? AND status = 'running'", err);
+        "UPDATE runs SET updated_at = ? WHERE n = ? AND owner = ? AND status = 'running'", err);
     if (!st)
         return err->code;
     sqlite3_bind_int64(st, 1, now);
     sqlite3_bind_int64(st, 2, run_rowid);
-    int rc = step_done(db, st, err, "saving the checkpoint");
-    if (rc == AR_OK && sqlite3_changes(db->conn) != 1)
-        return ar_fail(err, AR_ESTATE, "the run is no longer running in the store");
-    return rc;
+    sqlite3_bind_int64(st, 3, owner);
+    return fenced(db, st, run_rowid, owner, err, "saving the checkpoint");
 }
 
-int ar_db_run_finish(ar_db *db, int64_t run_rowid, const ar_db_finish *f, ar_err *err)
+int ar_db_run_finish(ar_db *db, int64_t run_rowid, int64_t owner, const ar_db_finish *f, ar_err *err)
 {
     sqlite3_stmt *st = sq_stmt(db, SQ_RUN_FINISH,
         "UPDATE runs SET status = ?, output = ?, error = ?, limit_name = ?, limit_value = ?,"
         " limit_reached = ?, finished_at = ?, updated_at = ?, elapsed_ms = ?"
-        " WHERE n = ? AND status = 'running'", err);
+        " WHERE n = ? AND owner = ? AND status = 'running'", err);
     if (!st)
         return err->code;
     sq_bind_text(st, 1, ar_status_name(f->status));
@@ -136,26 +170,25 @@ int ar_db_run_finish(ar_db *db, int64_t run_rowid, const ar_db_finish *f, ar_err
     sqlite3_bind_int64(st, 8, f->finished_at);
     sqlite3_bind_int64(st, 9, f->elapsed_ms);
     sqlite3_bind_int64(st, 10, run_rowid);
-    int rc = step_done(db, st, err, "finishing the run");
-    if (rc == AR_OK && sqlite3_changes(db->conn) != 1)
-        return ar_fail(err, AR_ESTATE, "the run is no longer running in the store");
-    return rc;
+    sqlite3_bind_int64(st, 11, owner);
+    return fenced(db, st, run_rowid, owner, err, "finishing the run");
 }
 
-int ar_db_run_reopen(ar_db *db, int64_t run_rowid, const char *budget, int64_t now, ar_err *err)
+int ar_db_run_reopen(ar_db *db, int64_t run_rowid, int64_t owner, const char *budget, int64_t now, ar_err *err)
 {
     sqlite3_stmt *st = sq_stmt(db, SQ_RUN_REOPEN,
-        "UPDATE runs SET status = 'running', budget = ?, output = NULL, error = NULL,"
+        "UPDATE runs SET status = 'running', owner = owner + 1, budget = ?, output = NULL, error = NULL,"
         " limit_name = NULL, limit_value = NULL, limit_reached = NULL, finished_at = NULL,"
-        " updated_at = ? WHERE n = ? AND status IN ('budget_exhausted', 'interrupted')", err);
+        " updated_at = ? WHERE n = ? AND owner = ? AND status IN ('budget_exhausted', 'interrupted')", err);
     if (!st)
         return err->code;
     sq_bind_text(st, 1, budget);
     sqlite3_bind_int64(st, 2, now);
     sqlite3_bind_int64(st, 3, run_rowid);
+    sqlite3_bind_int64(st, 4, owner);
     int rc = step_done(db, st, err, "resuming the run");
     if (rc == AR_OK && sqlite3_changes(db->conn) != 1)
-        return ar_fail(err, AR_ESTATE, "only budget_exhausted and interrupted runs can be resumed");
+        return ar_fail(err, AR_ESTATE, "the run changed while it was being resumed");
     return rc;
 }
 
@@ -247,12 +280,13 @@ int sq_row_to_record(ar_db *db, sqlite3_stmt *st, int c, ar_record_box *box, ar_
 }
 
 int ar_db_run_load(ar_db *db, const char *id, ar_record_box *box, int64_t *rowid,
-                   int64_t *elapsed_ms, ar_err *err)
+                   int64_t *elapsed_ms, int64_t *owner, ar_err *err)
 {
     int64_t key = ar_id_tick(id);
     if (key < 0)
         return ar_fail(err, AR_ENOTFOUND, "no run with id %s", id);
-    sqlite3_stmt *st = sq_stmt(db, SQ_RUN_LOAD, "SELECT " SQ_RUN_COLUMNS " FROM runs WHERE n = ? AND id = ?", err);
+    sqlite3_stmt *st = sq_stmt(db, SQ_RUN_LOAD,
+                               "SELECT " SQ_RUN_COLUMNS ", owner FROM runs WHERE n = ? AND id = ?", err);
     if (!st)
         return err->code;
     sqlite3_bind_int64(st, 1, key);
@@ -265,6 +299,8 @@ int ar_db_run_load(ar_db *db, const char *id, ar_record_box *box, int64_t *rowid
             *rowid = sqlite3_column_int64(st, 0);
         if (elapsed_ms)
             *elapsed_ms = sqlite3_column_int64(st, 19);
+        if (owner)
+            *owner = sqlite3_column_int64(st, 24);
     } else if (rc == SQLITE_DONE) {
         result = ar_fail(err, AR_ENOTFOUND, "no run with id %s", id);
     } else {

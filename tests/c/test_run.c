@@ -1052,60 +1052,6 @@ static void test_closing_a_running_run_fails_it(void **state)
     ar_store_close(store);
 }
 
-static void test_closing_the_store_fails_its_open_runs(void **state)
-{
-    (void)state;
-    char *dir = tmpdir_make();
-    char *path = tmpdir_path(dir, "close.db");
-    ar_store *store = NULL;
-    assert_int_equal(ar_store_open(&store, path, NULL), AR_OK);
-    ar_run *open1 = begin_budget(store, NULL);
-    ar_run *open2 = begin_budget(store, NULL);
-    ar_run *done = begin_budget(store, NULL);
-    step_usage(open1, 3, 4, 0.0);
-    assert_int_equal(ar_run_complete(NULL, done, "1", AR_NUL_TERMINATED), AR_OK);
-    char id1[32], id2[32], id3[32];
-    snprintf(id1, sizeof id1, "%s", ar_run_id(open1));
-    snprintf(id2, sizeof id2, "%s", ar_run_id(open2));
-    snprintf(id3, sizeof id3, "%s", ar_run_id(done));
-    ar_store_close(store);
-
-    /* the handles outlive the store and refuse further work */
-    assert_int_equal(ar_run_status(open1), AR_FAILED);
-    assert_int_equal(ar_run_status(open2), AR_FAILED);
-    assert_int_equal(ar_run_status(done), AR_COMPLETED);
-    assert_string_equal(ar_run_id(open1), id1);
-    ar_step step = AR_STEP_INIT;
-    step.kind = "llm";
-    assert_int_equal(ar_run_step(NULL, open1, &step), AR_ESTATE);
-    assert_int_equal(ar_run_complete(NULL, open2, NULL, 0), AR_ESTATE);
-    assert_int_equal(ar_run_fail(NULL, open2, "x"), AR_ESTATE);
-    assert_int_equal(ar_run_check(NULL, open1), AR_ESTATE);
-    assert_int_equal(ar_run_checkpoint(open1, "1", 1), AR_ESTATE);
-    assert_int_equal(ar_run_iterations(open1), 1);
-    ar_run_close(open1);
-    ar_run_close(open2);
-    ar_run_close(done);
-
-    assert_int_equal(ar_store_open(&store, path, NULL), AR_OK);
-    ar_record *rec = get(store, id1, 0);
-    assert_int_equal(rec->status, AR_FAILED);
-    assert_string_equal(rec->error, "store closed before the run finished");
-    assert_int_equal(rec->iterations, 1);
-    assert_int_equal(rec->usage.total_tokens, 7);
-    ar_record_free(rec);
-    rec = get(store, id2, 0);
-    assert_int_equal(rec->status, AR_FAILED);
-    assert_string_equal(rec->error, "store closed before the run finished");
-    ar_record_free(rec);
-    rec = get(store, id3, 0);
-    assert_int_equal(rec->status, AR_COMPLETED);
-    ar_record_free(rec);
-    ar_store_close(store);
-    free(path);
-    tmpdir_remove(dir);
-}
-
 /* ---- checkpoints -------------------------------------------------------- */
 
 static void test_checkpoint_keeps_the_latest_state_and_its_seq(void **state)
@@ -1462,7 +1408,6 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_exhaust_without_a_reason_uses_the_reached_limit),
     cmocka_unit_test(test_exhaust_refuses_figures_that_are_not_finite_or_negative),
     cmocka_unit_test(test_closing_a_running_run_fails_it),
-    cmocka_unit_test(test_closing_the_store_fails_its_open_runs),
     cmocka_unit_test(test_checkpoint_keeps_the_latest_state_and_its_seq),
     cmocka_unit_test(test_checkpoint_of_an_unknown_run_is_enotfound),
     cmocka_unit_test(test_resume_continues_seq_usage_and_takes_the_new_budget),

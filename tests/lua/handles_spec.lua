@@ -82,7 +82,7 @@ describe("store handle", function()
     s:close()
   end)
 
-  it("finishes its still-open runs as failed when closed; their handles then raise ESTATE", function()
+  it("leaves its still-open runs interrupted (resumable) when closed; their handles then raise ESTATE", function()
     local path = dir .. "/s.db"
     local s = agentrun.open(path)
     local r1 = s:begin { agent = "a", goal = "g" }
@@ -94,7 +94,7 @@ describe("store handle", function()
     s:close()
 
     for _, r in ipairs { r1, r2 } do
-      assert.equal("failed", r.status)
+      assert.equal("interrupted", r.status)
       h.ar_error("ESTATE", r.step, r, { kind = "x" })
       h.ar_error("ESTATE", r.check, r)
       h.ar_error("ESTATE", r.checkpoint, r, { at = 1 })
@@ -109,14 +109,32 @@ describe("store handle", function()
     local again = agentrun.open(path)
     for i = 1, 2 do
       local rec = again:get(ids[i])
-      assert.equal("failed", rec.status)
-      assert.equal("store closed before the run finished", rec.error)
+      assert.equal("interrupted", rec.status)
+      assert.is_nil(rec.error)
       assert.is_nil(rec.output)
     end
     assert.equal(1, again:get(ids[1]).iterations)
     assert.equal(7, again:get(ids[1]).usage.total_tokens)
     assert.equal("completed", again:get(ids[3]).status)
     assert.equal("fine", again:get(ids[3]).output)
+    -- exactly as after a crash and recover: resumed, it goes on from step 2
+    local resumed = again:resume(ids[1])
+    assert.equal(2, resumed:step { kind = "llm" })
+    assert.equal("completed", resumed:complete("done").status)
+    again:close()
+  end)
+
+  it("leaves its open runs interrupted also when closed through its collector entry", function()
+    local path = dir .. "/s.db"
+    local s = agentrun.open(path)
+    local r = s:begin { agent = "a", goal = "g" }
+    r:step { kind = "llm" }
+    -- a store is only collected after its runs (they pin it); its __gc is the same close
+    getmetatable(s).__gc(s)
+    assert.equal("interrupted", r.status)
+    h.ar_error("ESTATE", r.step, r, { kind = "x" })
+    local again = agentrun.open(path)
+    assert.equal("interrupted", again:get(r.id).status)
     again:close()
   end)
 
