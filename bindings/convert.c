@@ -137,8 +137,10 @@ void arl_check_step(lua_State *L, int arg, int idx, const char *what, ar_step *o
     lua_pop(L, 1);
     s.usage.cost = arl_field_real(L, arg, idx, what, "cost", 0.0);
     s.duration_ms = arl_field_int(L, arg, idx, what, "duration_ms", 0, 0);
-    if (in_record)
+    if (in_record) {
+        s.seq = arl_field_int(L, arg, idx, what, "seq", 0, 1);
         s.at = arl_field_int(L, arg, idx, what, "at", AR_UNSET, 0);
+    }
     if (lua_getfield(L, idx, "content") != LUA_TNIL) {
         char root[64];
         lua_pushfstring(L, "%s.content", what);
@@ -261,6 +263,12 @@ void arl_push_record(lua_State *L, const ar_record *r, int with_steps)
     else {
         lua_newtable(L);
         lua_setfield(L, -2, "metadata");
+    }
+    if (r->checkpoint) {
+        lua_createtable(L, 0, 2);
+        set_json(L, "state", r->checkpoint, strlen(r->checkpoint));
+        set_int(L, "seq", r->checkpoint_seq);
+        lua_setfield(L, -2, "checkpoint");
     }
     if (with_steps || r->steps) {
         lua_createtable(L, (int)r->n_steps, 0);

@@ -183,9 +183,10 @@ static int l_begin(lua_State *L)
 static const char *const record_fields[] = {
     "id", "agent", "goal", "user", "edition", "parent", "status", "output", "error", "limit",
     "budget", "iterations", "usage", "latency_ms", "created_at", "finished_at", "updated_at",
-    "metadata", "steps", NULL
+    "metadata", "steps", "checkpoint", NULL
 };
 static const char *const limit_fields[] = { "name", "value", "reached", NULL };
+static const char *const checkpoint_fields[] = { "state", "seq", NULL };
 
 /* Reads the record table at idx into *r. Encoded JSON and scratch arrays
  * are kept alive by a table pushed on the stack (pop it when done). */
@@ -199,6 +200,7 @@ static void read_record(lua_State *L, int idx, ar_record *r)
     *r = init;
     lua_newtable(L);
     int keep = lua_gettop(L), kept = 0;
+    r->id = arl_field_text(L, arg, idx, "record", "id", 0);
     r->agent = arl_field_text(L, arg, idx, "record", "agent", 1);
     r->goal = arl_field_text(L, arg, idx, "record", "goal", 1);
     r->user = arl_field_text(L, arg, idx, "record", "user", 0);
@@ -263,6 +265,25 @@ static void read_record(lua_State *L, int idx, ar_record *r)
     r->iterations = arl_field_int(L, arg, idx, "record", "iterations", -1, 0);
     r->created_at = arl_field_int(L, arg, idx, "record", "created_at", AR_UNSET, 0);
     r->finished_at = arl_field_int(L, arg, idx, "record", "finished_at", AR_UNSET, 0);
+    r->updated_at = arl_field_int(L, arg, idx, "record", "updated_at", AR_UNSET, 0);
+    r->latency_ms = arl_field_int(L, arg, idx, "record", "latency_ms", AR_UNSET, 0);
+    int ct = lua_getfield(L, idx, "checkpoint");
+    if (ct != LUA_TNIL) {
+        if (ct != LUA_TTABLE)
+            arl_argerror(L, arg, "record.checkpoint must be a table {state=, seq=} (got %s)", lua_typename(L, ct));
+        int ci = lua_absindex(L, -1);
+        arl_check_fields(L, arg, ci, "record.checkpoint", checkpoint_fields);
+        if (lua_getfield(L, ci, "state") == LUA_TNIL)
+            arl_argerror(L, arg, "record.checkpoint.state is required");
+        arl_buf *b = arl_scratch(L);
+        arl_json_encode(L, -1, "checkpoint.state", b);
+        lua_pushlstring(L, b->data, b->len);
+        r->checkpoint = lua_tostring(L, -1);
+        lua_rawseti(L, keep, ++kept);
+        lua_pop(L, 1);
+        r->checkpoint_seq = arl_field_int(L, arg, ci, "record.checkpoint", "seq", AR_UNSET, 0);
+    }
+    lua_pop(L, 1);
     ar_counter *counters = lua_newuserdatauv(L, sizeof(ar_counter) * ARL_MAX_COUNTERS, 0);
     lua_rawseti(L, keep, ++kept);
     if (lua_getfield(L, idx, "usage") != LUA_TNIL) {

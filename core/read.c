@@ -27,9 +27,9 @@ int ar_store_get(ar_record **out, ar_store *store, const char *id, int with_step
     if (with_steps) {
         ar_step *steps;
         size_t n;
-        /* For a recorded run iterations is the count, so one fetch does. A
-         * written record may claim more or fewer steps than it kept: the
-         * first fetch is capped, and repeated larger while it comes back full. */
+        /* iterations is the count, so one fetch does; but a record written
+         * by an earlier version may claim more or fewer steps than it kept:
+         * the first fetch is capped, and repeated larger while it comes back full. */
         size_t max = box->rec.iterations >= 0 && box->rec.iterations < GET_FETCH_MAX
                          ? (size_t)box->rec.iterations + 1 : GET_FETCH_MAX;
         for (;;) {

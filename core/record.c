@@ -33,21 +33,80 @@ static int fields_check(ar_err *err, const ar_record *f)
             snprintf(msg, sizeof msg, "%s", err->msg);
             return ar_fail(err, rc, "steps[%zu]: %s", i + 1, msg);
         }
+        /* a seq names a step: renumbering it would change what it refers to */
+        if (f->steps[i].seq != 0 && f->steps[i].seq != (int64_t)i + 1)
+            return ar_fail(err, AR_EMISUSE, "steps[%zu].seq is %lld: steps must number 1..n in order",
+                           i + 1, (long long)f->steps[i].seq);
     }
-    /* fewer would contradict the transcript, and a resume would reuse its seqs */
-    if (f->iterations >= 0 && (uint64_t)f->iterations < f->n_steps)
-        return ar_fail(err, AR_EMISUSE, "iterations (%lld) is less than the number of steps (%zu)",
+    /* any other count would contradict the transcript, and a resume would reuse or skip seqs */
+    if (f->iterations >= 0 && (uint64_t)f->iterations != f->n_steps)
+        return ar_fail(err, AR_EMISUSE, "iterations (%lld) disagrees with the number of steps (%zu)",
                        (long long)f->iterations, f->n_steps);
     int64_t cost;
     if (f->usage.total_tokens >= 0 && (rc = ar_usage_check(err, "usage", &f->usage)))
         return rc;
     if (f->usage.total_tokens >= 0 && ar_cost_to_nanos(&cost, f->usage.cost))
         return ar_fail(err, AR_EMISUSE, "usage.cost must be a number in 0..9e9");
-    if ((f->created_at != AR_UNSET && (f->created_at < 0 || (uint64_t)f->created_at > AR_ID_MAX_MS)) ||
-        (f->finished_at != AR_UNSET && (f->finished_at < 0 || (uint64_t)f->finished_at > AR_ID_MAX_MS)))
-        return ar_fail(err, AR_EMISUSE, "created_at and finished_at must be milliseconds in 0..2^47");
+    const int64_t times[] = { f->created_at, f->finished_at, f->updated_at };
+    for (size_t i = 0; i < 3; i++)
+        if (times[i] != AR_UNSET && (times[i] < 0 || (uint64_t)times[i] > AR_ID_MAX_MS))
+            return ar_fail(err, AR_EMISUSE, "created_at, finished_at and updated_at must be milliseconds in 0..2^47");
+    if (f->id) {
+        int64_t tick = ar_id_tick(f->id);
+        if (tick < 0)
+            return ar_fail(err, AR_EMISUSE, "id is not a valid agentrun id (26 characters of Crockford base32)");
+        /* the id is the run's key in time order: its time and created_at are one */
+        if (f->created_at != AR_UNSET && f->created_at != tick >> 16)
+            return ar_fail(err, AR_EMISUSE, "created_at (%lld) disagrees with the time of id %s (%lld)",
+                           (long long)f->created_at, f->id, (long long)(tick >> 16));
+    }
     if (f->created_at != AR_UNSET && f->finished_at != AR_UNSET && f->finished_at < f->created_at)
         return ar_fail(err, AR_EMISUSE, "finished_at is before created_at");
+    if (f->checkpoint) {
+        if ((rc = ar_json_check(err, "checkpoint.state", f->checkpoint, strlen(f->checkpoint), 0)))
+            return rc;
+        if (f->checkpoint_seq != AR_UNSET && (f->checkpoint_seq < 0 || (uint64_t)f->checkpoint_seq > f->n_steps))
+            return ar_fail(err, AR_EMISUSE, "checkpoint.seq (%lld) must be a step of the record (0..%zu)",
+                           (long long)f->checkpoint_seq, f->n_steps);
+    }
+    return AR_OK;
+}
+
+/* The value of counter `name` in c[0..n), 0 when it is not there. */
+static int64_t counter_value(const ar_counter *c, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(c[i].name, name) == 0)
+            return c[i].value;
+    return 0;
+}
+
+/* Given usage must be what the steps add up to, counter by counter. The
+ * cost agrees when it is the sum in nano-units, or the very double that sum
+ * reads back as (a double cannot hold every large total exactly). */
+static int usage_agrees(ar_err *err, const ar_usage *given, int64_t given_cost, const ar_totals *sums)
+{
+    if (given->input_tokens != sums->input_tokens)
+        return ar_fail(err, AR_EMISUSE, "usage.input_tokens (%lld) disagrees with the sum of the steps (%lld)",
+                       (long long)given->input_tokens, (long long)sums->input_tokens);
+    if (given->output_tokens != sums->output_tokens)
+        return ar_fail(err, AR_EMISUSE, "usage.output_tokens (%lld) disagrees with the sum of the steps (%lld)",
+                       (long long)given->output_tokens, (long long)sums->output_tokens);
+    if (given_cost != sums->cost_nanos && given->cost != ar_nanos_to_cost(sums->cost_nanos))
+        return ar_fail(err, AR_EMISUSE, "usage.cost (%.17g) disagrees with the sum of the steps (%.17g)",
+                       ar_nanos_to_cost(given_cost), ar_nanos_to_cost(sums->cost_nanos));
+    for (size_t i = 0; i < given->n_extra; i++) {
+        int64_t v = counter_value(sums->extra, sums->n_extra, given->extra[i].name);
+        if (given->extra[i].value != v)
+            return ar_fail(err, AR_EMISUSE, "usage.%s (%lld) disagrees with the sum of the steps (%lld)",
+                           given->extra[i].name, (long long)given->extra[i].value, (long long)v);
+    }
+    for (size_t i = 0; i < sums->n_extra; i++) {
+        int64_t v = counter_value(given->extra, given->n_extra, sums->extra[i].name);
+        if (sums->extra[i].value != v)
+            return ar_fail(err, AR_EMISUSE, "usage.%s (%lld) disagrees with the sum of the steps (%lld)",
+                           sums->extra[i].name, (long long)v, (long long)sums->extra[i].value);
+    }
     return AR_OK;
 }
 
@@ -102,13 +161,27 @@ static int build(ar_record **out, const ar_allocator *alloc, const ar_record *f,
         if (!(e.limit_value >= 0.0 && e.limit_value <= DBL_MAX) || !(e.value >= 0.0 && e.value <= DBL_MAX))
             return ar_fail(err, AR_EMISUSE, "limit_value and value must be non-negative finite numbers");
     }
+    int64_t now = ar_now_ms();
+    int64_t created = f->created_at != AR_UNSET ? f->created_at : f->id ? ar_id_tick(f->id) >> 16 : now;
+    int64_t finished = f->finished_at != AR_UNSET ? f->finished_at : (now > created ? now : created);
+    int64_t updated = f->updated_at != AR_UNSET ? f->updated_at : finished;
+    if (finished < created)
+        return ar_fail(err, AR_EMISUSE, "finished_at is before created_at");
+    if (updated < finished)
+        return ar_fail(err, AR_EMISUSE, "updated_at is before finished_at");
+    if (f->latency_ms != AR_UNSET && f->latency_ms != finished - created)
+        return ar_fail(err, AR_EMISUSE, "latency_ms (%lld) disagrees with finished_at - created_at (%lld)",
+                       (long long)f->latency_ms, (long long)(finished - created));
+    int64_t given_cost = 0;
+    if (f->usage.total_tokens >= 0)
+        ar_cost_to_nanos(&given_cost, f->usage.cost); /* checked by fields_check */
     ar_record_box *box = ar_record_box_new(alloc);
     if (!box)
         return ar_fail(err, AR_ENOMEM, "out of memory building a record");
     ar_arena *a = &box->arena;
     ar_record *r = &box->rec;
     int failed = 0;
-    int64_t now = ar_now_ms();
+    r->id = ar_arena_strdup(a, f->id, &failed);
     r->agent = ar_arena_strdup(a, f->agent, &failed);
     r->goal = ar_arena_strdup(a, f->goal, &failed);
     r->user = ar_arena_strdup(a, f->user, &failed);
@@ -127,10 +200,14 @@ static int build(ar_record **out, const ar_allocator *alloc, const ar_record *f,
     }
     r->limit = e;
     r->budget = f->budget;
-    r->created_at = f->created_at != AR_UNSET ? f->created_at : now;
-    r->finished_at = f->finished_at != AR_UNSET ? f->finished_at : (now > r->created_at ? now : r->created_at);
-    r->updated_at = r->finished_at;
-    r->latency_ms = r->finished_at - r->created_at;
+    r->created_at = created;
+    r->finished_at = finished;
+    r->updated_at = updated;
+    r->latency_ms = finished - created;
+    if (f->checkpoint) {
+        r->checkpoint = ar_arena_strdup(a, f->checkpoint, &failed);
+        r->checkpoint_seq = f->checkpoint_seq != AR_UNSET ? f->checkpoint_seq : (int64_t)f->n_steps;
+    }
 
     ar_totals sums = { 0, 0, 0, 0, 0, 0, NULL };
     ar_step *steps = f->n_steps ? ar_arena_alloc(a, f->n_steps * sizeof *steps) : NULL;
@@ -159,26 +236,23 @@ static int build(ar_record **out, const ar_allocator *alloc, const ar_record *f,
     }
     r->steps = steps;
     r->n_steps = f->n_steps;
-    r->iterations = f->iterations >= 0 ? f->iterations : (int64_t)f->n_steps;
-    if (f->usage.total_tokens >= 0) {
-        ar_cost_to_nanos(&box->cost_nanos, f->usage.cost);
-        r->usage = f->usage;
-        r->usage.total_tokens = f->usage.input_tokens + f->usage.output_tokens;
-        r->usage.cost = ar_nanos_to_cost(box->cost_nanos);
-        r->usage.extra = copy_counters(a, f->usage.extra, f->usage.n_extra, &failed);
-    } else {
-        r->usage.input_tokens = sums.input_tokens;
-        r->usage.output_tokens = sums.output_tokens;
-        r->usage.total_tokens = sums.input_tokens + sums.output_tokens;
-        box->cost_nanos = sums.cost_nanos;
-        r->usage.cost = ar_nanos_to_cost(sums.cost_nanos);
-        r->usage.n_extra = sums.n_extra;
-        r->usage.extra = copy_counters(a, sums.extra, sums.n_extra, &failed);
-    }
+    r->iterations = (int64_t)f->n_steps;
+    /* what is stored is always the steps' sums; given figures only have to agree */
+    r->usage.input_tokens = sums.input_tokens;
+    r->usage.output_tokens = sums.output_tokens;
+    r->usage.total_tokens = sums.input_tokens + sums.output_tokens;
+    box->cost_nanos = sums.cost_nanos;
+    r->usage.cost = ar_nanos_to_cost(sums.cost_nanos);
+    r->usage.n_extra = sums.n_extra;
+    r->usage.extra = copy_counters(a, sums.extra, sums.n_extra, &failed);
+    if (!rc && failed)
+        rc = ar_fail(err, AR_ENOMEM, "out of memory building a record");
+    else if (!rc && f->usage.total_tokens >= 0)
+        rc = usage_agrees(err, &f->usage, given_cost, &sums);
     ar_totals_free(alloc, &sums);
-    if (rc || failed) {
+    if (rc) {
         ar_record_free(r);
-        return rc ? rc : ar_fail(err, AR_ENOMEM, "out of memory building a record");
+        return rc;
     }
     *out = r;
     return AR_OK;
@@ -236,15 +310,29 @@ static int write_rows(ar_store *store, const ar_record *r, char id[AR_ID_LEN + 1
                       r->status, r->output, r->output ? strlen(r->output) : 0, r->error,
                       r->limit.limit, r->limit.limit_value, r->limit.value,
                       { r->iterations, r->usage.input_tokens, r->usage.output_tokens, cost,
-                        clen ? *buf : NULL, clen, r->latency_ms, r->finished_at },
+                        clen ? *buf : NULL, clen, r->latency_ms, r->updated_at },
                       r->created_at, r->finished_at };
-    /* the record keeps its created_at; a key taken in that millisecond means another id */
     int64_t rowid;
     int rc;
-    do {
-        rowid = ar_id_new(store, r->created_at, 1, id);
-        row.n = rowid;
-    } while ((rc = ar_db_run_insert(db, &row, err)) == AR_DB_CONFLICT);
+    if (r->id) {
+        /* a record keeps its id, and with it its key */
+        memcpy(id, r->id, AR_ID_LEN + 1);
+        row.n = rowid = ar_id_tick(r->id);
+        if ((rc = ar_db_run_insert(db, &row, err)) == AR_DB_CONFLICT) {
+            int64_t other;
+            if ((rc = ar_db_run_rowid(db, id, &other, err)) == AR_OK)
+                return ar_fail(err, AR_ESTATE, "run %s is already in the store", id);
+            if (rc != AR_ENOTFOUND)
+                return rc;
+            return ar_fail(err, AR_ESTATE, "the store holds another run made in the same tick as %s", id);
+        }
+    } else {
+        /* the record keeps its created_at; a key taken in that millisecond means another id */
+        do {
+            rowid = ar_id_new(store, r->created_at, 1, id);
+            row.n = rowid;
+        } while ((rc = ar_db_run_insert(db, &row, err)) == AR_DB_CONFLICT);
+    }
     for (size_t i = 0; rc == AR_OK && i < r->n_steps; i++) {
         const ar_step *s = &r->steps[i];
         ar_cost_to_nanos(&cost, s->usage.cost);
@@ -254,6 +342,11 @@ static int write_rows(ar_store *store, const ar_record *r, char id[AR_ID_LEN + 1
                           s->usage.input_tokens, s->usage.output_tokens, cost,
                           clen ? *buf : NULL, clen, s->duration_ms, s->at };
         rc = ar_db_step_insert(db, rowid, &st, err);
+    }
+    if (rc == AR_OK && r->checkpoint) {
+        /* saved when the step it follows was made (the run's start for seq 0) */
+        int64_t at = r->checkpoint_seq > 0 ? r->steps[r->checkpoint_seq - 1].at : r->created_at;
+        rc = ar_db_checkpoint_put(db, rowid, r->checkpoint_seq, r->checkpoint, strlen(r->checkpoint), at, err);
     }
     return rc;
 }
@@ -269,6 +362,16 @@ int ar_store_write(char **out, ar_store *store, const ar_record *record)
         return ar_fail(&store->err, AR_EMISUSE, "out and record are required");
     if (record->status == AR_RUNNING || !ar_status_name(record->status))
         return ar_fail(&store->err, AR_EMISUSE, "only a finished record can be written (status is not final)");
+    /* each ending has its own field: another one would be stored and never read as meant */
+    if (record->output && record->status != AR_COMPLETED)
+        return ar_fail(&store->err, AR_EMISUSE, "output is only for a completed record (status is %s)",
+                       ar_status_name(record->status));
+    if (record->error && record->status != AR_FAILED)
+        return ar_fail(&store->err, AR_EMISUSE, "error is only for a failed record (status is %s)",
+                       ar_status_name(record->status));
+    if (record->limit.limit && record->status != AR_BUDGET_EXHAUSTED)
+        return ar_fail(&store->err, AR_EMISUSE, "limit is only for a budget_exhausted record (status is %s)",
+                       ar_status_name(record->status));
     /* normalise through the factory so a hand-made record is checked like any other */
     ar_record *r = NULL;
     int rc = build(&r, &store->alloc, record, record->status, record->output, AR_NUL_TERMINATED,

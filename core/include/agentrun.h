@@ -193,9 +193,10 @@ typedef struct ar_exhaustion {
     double value;
 } ar_exhaustion;
 
-/* One step of a run. On input (ar_run_step, records) seq and at are ignored
- * (at: AR_UNSET means now when writing a record). On output every pointer is
- * owned by the object it came from. */
+/* One step of a run. ar_run_step ignores seq and at. In a record's steps,
+ * seq 0 means "not given" and any other seq must be the step's position
+ * (steps number 1..n in order), and at AR_UNSET means the record's
+ * finished_at. On output every pointer is owned by the object it came from. */
 typedef struct ar_step {
     int64_t seq;
     const char *kind;        /* required, non-empty */
@@ -213,11 +214,19 @@ typedef struct ar_step {
 
 /* The one uniform record of a run. Records returned by the library own all
  * their strings and steps (free with ar_record_free). A caller may also fill
- * one (start from AR_RECORD_INIT) as the `fields` of the record factory; then
- * it only borrows. JSON fields (output, metadata) are JSON text; metadata is
- * an object. */
+ * one (start from AR_RECORD_INIT) as the `fields` of the record factory or
+ * for ar_store_write; then it only borrows. JSON fields (output, metadata,
+ * checkpoint) are JSON text; metadata is an object.
+ *
+ * What a written record gives must agree with itself, or it is AR_EMISUSE
+ * and nothing is stored: an id must be a valid agentrun id, and since an id
+ * encodes the millisecond it was made in, a given created_at must be that
+ * millisecond (left out, it is taken from the id); given iterations must be
+ * the number of steps, and given usage (input, output, cost, every counter)
+ * the sums of the steps'; latency_ms, when given, must be finished_at -
+ * created_at, and updated_at, when given, not before finished_at. */
 typedef struct ar_record {
-    const char *id;
+    const char *id;          /* in fields: NULL for a new id, else kept */
     const char *agent;
     const char *goal;
     const char *user;
@@ -231,29 +240,34 @@ typedef struct ar_record {
     int64_t iterations;      /* in fields: negative means "count the steps" */
     ar_usage usage;          /* in fields: total_tokens < 0 means "sum the steps" */
     int64_t latency_ms;      /* finished_at - created_at, AR_UNSET while running */
-    int64_t created_at;      /* in fields: AR_UNSET means now */
+    int64_t created_at;      /* in fields: AR_UNSET means the id's time, or now */
     int64_t finished_at;     /* AR_UNSET while running; in fields AR_UNSET means now */
-    int64_t updated_at;
+    int64_t updated_at;      /* in fields: AR_UNSET means finished_at */
     const char *metadata;    /* JSON object text, or NULL */
     size_t n_steps;          /* steps, when asked for */
     const ar_step *steps;
+    const char *checkpoint;  /* a checkpoint state to write with the record (JSON text), or
+                                NULL; records read back (ar_store_get) leave it NULL */
+    int64_t checkpoint_seq;  /* the step the checkpoint follows, 0..n_steps; AR_UNSET: the last */
 } ar_record;
 #define AR_RECORD_INIT { NULL, NULL, NULL, NULL, NULL, NULL, AR_RUNNING, NULL, NULL, \
     { NULL, 0, 0 }, AR_BUDGET_INIT, -1, { 0, 0, -1, 0.0, 0, NULL }, AR_UNSET, \
-    AR_UNSET, AR_UNSET, AR_UNSET, NULL, 0, NULL }
+    AR_UNSET, AR_UNSET, AR_UNSET, NULL, 0, NULL, NULL, AR_UNSET }
 
 void ar_record_free(ar_record *record);
 /* Frees an array of records returned by a listing, and the array. */
 void ar_records_free(ar_record **records, size_t n);
 
-/* The record factory: builds a finished record from `fields` (agent, goal,
- * user, edition, parent, metadata, budget, steps, created_at, finished_at;
- * usage and iterations computed from the steps when not given), validating
- * everything ar_run_step and ar_run_begin would (steps whose totals would pass
- * AR_MAX_COST or AR_MAX_COUNT are AR_EMISUSE). *out is a deep copy owned by
- * the caller; `fields` is only read. The record has no id until written.
- * Returns AR_OK, AR_EMISUSE, AR_EJSON, AR_ENOMEM. Error text is in `errbuf`
- * (may be NULL) of `errlen` bytes. */
+/* The record factory: builds a finished record from `fields` (id, agent,
+ * goal, user, edition, parent, metadata, budget, steps, created_at,
+ * finished_at, checkpoint; usage and iterations computed from the steps, and
+ * checked against them when given), validating everything ar_run_step and
+ * ar_run_begin would (steps whose totals would pass AR_MAX_COST or
+ * AR_MAX_COUNT are AR_EMISUSE), and the rules of a written record above.
+ * *out is a deep copy owned by the caller; `fields` is only read. Without an
+ * id in fields the record has none until written. Returns AR_OK,
+ * AR_EMISUSE, AR_EJSON, AR_ENOMEM. Error text is in `errbuf` (may be NULL)
+ * of `errlen` bytes. */
 int ar_record_completed(ar_record **out, const ar_record *fields,
                         const char *output_json, size_t output_len,
                         char *errbuf, size_t errlen);
@@ -262,9 +276,16 @@ int ar_record_budget_exhausted(ar_record **out, const ar_record *fields,
 int ar_record_failed(ar_record **out, const ar_record *fields, const char *error,
                      char *errbuf, size_t errlen);
 
-/* Writes a finished record and all its steps in one transaction. *out receives
- * the new run id (caller frees with ar_free). Returns AR_OK, AR_EMISUSE (not a
- * finished record), AR_EJSON, or a store error; on failure nothing is written. */
+/* Writes a finished (or interrupted) record, all its steps and its
+ * checkpoint in one transaction, checked as the factory checks its fields;
+ * output only with a completed record, error only with a failed one, limit
+ * only with a budget_exhausted one. A record read back by ar_store_get and
+ * written to another store reproduces the run: id, times, totals, steps.
+ * *out receives the run id (caller frees with ar_free): the record's own
+ * when it has one, else a new one. Returns AR_OK, AR_EMISUSE (not a
+ * finished record, or a record that disagrees with itself), AR_EJSON,
+ * AR_ESTATE (the store already holds a run with that id), or a store error;
+ * on failure nothing is written. */
 int ar_store_write(char **out, ar_store *store, const ar_record *record);
 
 /* Frees a string returned by the library (ids, cursors, checkpoint states). */

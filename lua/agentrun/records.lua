@@ -3,9 +3,9 @@
 -- like a run recorded step by step.
 return function(core, misuse)
   local allowed = {
-    agent = true, goal = true, user = true, edition = true, parent = true, metadata = true,
+    id = true, agent = true, goal = true, user = true, edition = true, parent = true, metadata = true,
     budget = true, steps = true, output = true, created_at = true, finished_at = true,
-    usage = true, iterations = true,
+    usage = true, iterations = true, checkpoint = true,
   }
 
   -- A copy of the caller's fields (argument `arg` of `name`), refusing names

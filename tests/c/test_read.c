@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sqlite3.h>
+
 #include "agentrun.h"
 
 #define T0 INT64_C(1700000000000) /* fixture runs start here, long before now */
@@ -41,7 +43,8 @@ static void put(ar_store *store, row *r)
     rec.status = r->status;
     rec.created_at = r->created_at;
     rec.finished_at = r->created_at + 100;
-    rec.limit = (ar_exhaustion){ "max_steps", 1, 1 };
+    if (r->status == AR_BUDGET_EXHAUSTED)
+        rec.limit = (ar_exhaustion){ "max_steps", 1, 1 };
     char *id = NULL;
     int rc = ar_store_write(&id, store, &rec);
     if (rc != AR_OK) {
@@ -222,10 +225,16 @@ static void test_get_with_and_without_steps(void **state)
     ar_store_close(store);
 }
 
+/* A store written by an earlier version may hold a record whose iterations
+ * disagree with its steps (writes now refuse one): get still returns every
+ * step it kept. */
 static void test_get_returns_every_kept_step_whatever_iterations_claims(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    char *dir = tmpdir_make();
+    char *path = tmpdir_path(dir, "old.db");
+    ar_store *store = NULL;
+    assert_int_equal(ar_store_open(&store, path, NULL), AR_OK);
     ar_step steps[2] = { AR_STEP_INIT, AR_STEP_INIT };
     steps[0].kind = "first";
     steps[1].kind = "second";
@@ -237,7 +246,13 @@ static void test_get_returns_every_kept_step_whatever_iterations_claims(void **s
     rec.n_steps = 2;
     rec.iterations = INT64_C(1000000000000);
     char *id = NULL;
+    assert_int_equal(ar_store_write(&id, store, &rec), AR_EMISUSE);
+    rec.iterations = -1;
     assert_int_equal(ar_store_write(&id, store, &rec), AR_OK);
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "UPDATE runs SET iterations = 1000000000000", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
     ar_record *back = get(store, id, 1);
     assert_int_equal(back->iterations, INT64_C(1000000000000));
     assert_int_equal(back->n_steps, 2);
@@ -246,6 +261,8 @@ static void test_get_returns_every_kept_step_whatever_iterations_claims(void **s
     ar_record_free(back);
     ar_free(id);
     ar_store_close(store);
+    free(path);
+    tmpdir_remove(dir);
 }
 
 static void test_get_reads_a_transcript_longer_than_its_first_fetch(void **state)
@@ -996,19 +1013,31 @@ static void test_count_ignores_limit_and_cursors(void **state)
     ar_store_close(store);
 }
 
-/* Writes a finished run with the given times and usage. */
+/* Writes a finished run with the given times and `iterations` steps, the
+ * first of which carries the usage. */
 static void put_timed(ar_store *store, ar_status status, int64_t created, int64_t finished,
                       int64_t iterations, int64_t in, int64_t out, double cost)
 {
+    ar_step steps[8];
+    assert_true(iterations >= 1 && iterations <= 8);
+    for (int64_t i = 0; i < iterations; i++) {
+        ar_step init = AR_STEP_INIT;
+        steps[i] = init;
+        steps[i].kind = "k";
+    }
+    steps[0].usage = (ar_usage){ in, out, 0, cost, 0, NULL };
     ar_record rec = AR_RECORD_INIT;
     rec.agent = "stats";
     rec.goal = "g";
     rec.status = status;
     rec.created_at = created;
     rec.finished_at = finished;
+    rec.steps = steps;
+    rec.n_steps = (size_t)iterations;
     rec.iterations = iterations;
     rec.usage = (ar_usage){ in, out, 0, cost, 0, NULL };
-    rec.limit = (ar_exhaustion){ "max_cost", 1, 1 };
+    if (status == AR_BUDGET_EXHAUSTED)
+        rec.limit = (ar_exhaustion){ "max_cost", 1, 1 };
     char *id = NULL;
     assert_int_equal(ar_store_write(&id, store, &rec), AR_OK);
     ar_free(id);

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "agentrun.h"
 
@@ -222,44 +223,68 @@ static void test_completed_record_sums_usage_and_counts_steps(void **state)
     ar_record_free(r);
 }
 
-static void test_given_usage_and_iterations_are_kept(void **state)
+static void test_given_usage_and_iterations_must_agree_with_the_steps(void **state)
 {
     (void)state;
     ar_step steps[3];
     sample_steps(steps);
     ar_record f = sample_fields(steps, 3);
-    ar_counter given[] = { { "images", 4 } };
-    f.usage = (ar_usage){ 7, 8, 0, 1.25, 1, given };
-    f.iterations = 12;
+    ar_counter sums[] = { { "reasoning_tokens", 11 }, { "cache_read_tokens", 7 } };
+    f.usage = (ar_usage){ 150, 50, 0, 0.3, 2, sums };
+    f.iterations = 3;
     ar_record *r = NULL;
     assert_int_equal(ar_record_completed(&r, &f, NULL, 0, NULL, 0), AR_OK);
-    assert_int_equal(r->iterations, 12);
-    assert_int_equal(r->usage.input_tokens, 7);
-    assert_int_equal(r->usage.output_tokens, 8);
-    assert_int_equal(r->usage.total_tokens, 15);
-    assert_exact(r->usage.cost, 1.25);
-    assert_int_equal(r->usage.n_extra, 1);
-    assert_string_equal(r->usage.extra[0].name, "images");
-    assert_int_equal(r->usage.extra[0].value, 4);
-    assert_null(r->output);
-    assert_int_equal(r->n_steps, 3);
+    assert_int_equal(r->iterations, 3);
+    assert_int_equal(r->usage.total_tokens, 200);
+    assert_exact(r->usage.cost, 0.3);
+    assert_int_equal(r->usage.n_extra, 2);
     ar_record_free(r);
 
-    f.usage.total_tokens = 16;
-    char err[128] = "";
-    assert_int_equal(ar_record_completed(&r, &f, NULL, 0, err, sizeof err), AR_EMISUSE);
-    assert_null(r);
-    assert_non_null(strstr(err, "total_tokens"));
-
-    /* no steps: the figures given are the only ones */
-    f.usage.total_tokens = 15;
+    /* each figure that disagrees with the steps' sums is misuse */
+    ar_counter fewer[] = { { "cache_read_tokens", 7 } };
+    ar_counter more[] = { { "reasoning_tokens", 11 }, { "cache_read_tokens", 7 }, { "images", 1 } };
+    ar_counter off[] = { { "reasoning_tokens", 11 }, { "cache_read_tokens", 8 } };
+    struct { ar_usage usage; int64_t iterations; const char *msg; } cases[] = {
+        { { 999, 50, 0, 0.3, 2, sums }, 3, "usage.input_tokens (999) disagrees with the sum of the steps (150)" },
+        { { 150, 49, 0, 0.3, 2, sums }, 3, "usage.output_tokens (49) disagrees" },
+        { { 150, 50, 0, 0.31, 2, sums }, 3, "usage.cost" },
+        { { 150, 50, 0, 0.3, 1, fewer }, 3, "usage.reasoning_tokens (0) disagrees with the sum of the steps (11)" },
+        { { 150, 50, 0, 0.3, 3, more }, 3, "usage.images (1) disagrees with the sum of the steps (0)" },
+        { { 150, 50, 0, 0.3, 2, off }, 3, "usage.cache_read_tokens (8)" },
+        { { 150, 50, 0, 0.3, 2, sums }, 12, "iterations (12) disagrees with the number of steps (3)" },
+        { { 150, 50, 0, 0.3, 2, sums }, 2, "iterations (2) disagrees with the number of steps (3)" },
+    };
+    ar_store *store = test_mem_store();
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        f.usage = cases[i].usage;
+        f.iterations = cases[i].iterations;
+        char err[256] = "";
+        r = (ar_record *)&f;
+        int rc = ar_record_completed(&r, &f, NULL, 0, err, sizeof err);
+        if (rc != AR_EMISUSE || !strstr(err, cases[i].msg)) {
+            print_error("case %zu: %s \"%s\", want \"%s\"\n", i, ar_code_name(rc), err, cases[i].msg);
+            fail();
+        }
+        assert_null(r);
+        f.status = AR_COMPLETED;
+        char *id = (char *)"x";
+        assert_int_equal(ar_store_write(&id, store, &f), AR_EMISUSE);
+        assert_null(id);
+    }
+    /* no steps: the figures must be zero too, or the transcript would not add up */
+    f.usage = (ar_usage){ 7, 8, 0, 1.25, 0, NULL };
+    f.iterations = -1;
     f.steps = NULL;
     f.n_steps = 0;
-    assert_int_equal(ar_record_completed(&r, &f, NULL, 0, NULL, 0), AR_OK);
-    assert_int_equal(r->iterations, 12);
-    assert_int_equal(r->usage.total_tokens, 15);
-    assert_int_equal(r->n_steps, 0);
-    ar_record_free(r);
+    assert_int_equal(ar_record_completed(&r, &f, NULL, 0, NULL, 0), AR_EMISUSE);
+    char *id = (char *)"x";
+    assert_int_equal(ar_store_write(&id, store, &f), AR_EMISUSE);
+    assert_null(id);
+    int64_t runs, n;
+    info(store, &runs, &n);
+    assert_int_equal(runs, 0);
+    assert_int_equal(n, 0);
+    ar_store_close(store);
 }
 
 static void test_record_times_default_to_now(void **state)
@@ -400,7 +425,15 @@ static void test_factory_reports_each_validation_error_in_errbuf(void **state)
     RESET(); f.usage = (ar_usage){ 1, 0, 0, -2.0, 0, NULL };
     expect_refused(&f, NULL, AR_EMISUSE, "usage.cost must be a number in 0..9e9");
     RESET(); f.iterations = 2;
-    expect_refused(&f, NULL, AR_EMISUSE, "iterations (2) is less than the number of steps (3)");
+    expect_refused(&f, NULL, AR_EMISUSE, "iterations (2) disagrees with the number of steps (3)");
+    RESET(); steps[1].seq = 3;
+    expect_refused(&f, NULL, AR_EMISUSE, "steps[2].seq is 3");
+    RESET(); f.id = "x";
+    expect_refused(&f, NULL, AR_EMISUSE, "id is not a valid agentrun id");
+    RESET(); f.checkpoint = "{\"plan\":";
+    expect_refused(&f, NULL, AR_EJSON, "checkpoint.state");
+    RESET(); f.checkpoint = "1"; f.checkpoint_seq = 4;
+    expect_refused(&f, NULL, AR_EMISUSE, "checkpoint.seq (4) must be a step of the record (0..3)");
     RESET();
     expect_refused(&f, "{\"unclosed\":", AR_EJSON, "output");
     expect_refused(NULL, NULL, AR_EMISUSE, "fields is NULL");
@@ -571,24 +604,264 @@ static void test_whole_record_reads_back_like_the_run_recorded_step_by_step(void
     }
 }
 
+/* Everything a record read back holds, id and every time included. */
+static void same_run(const ar_record *a, const ar_record *b)
+{
+    same_record_and_times(a, b);
+    same_str("id", a->id, b->id);
+    assert_int_equal(a->updated_at, b->updated_at);
+}
+
 static void test_a_record_read_back_writes_to_another_store_unchanged(void **state)
+{
+    (void)state;
+    const ar_status outcomes[] = { AR_COMPLETED, AR_FAILED, AR_BUDGET_EXHAUSTED, AR_INTERRUPTED };
+    for (size_t k = 0; k < 4; k++) {
+        ar_store *a = test_mem_store();
+        ar_store *b = test_mem_store();
+        ar_step steps[3];
+        sample_steps(steps);
+        char *id;
+        if (outcomes[k] == AR_INTERRUPTED) {
+            /* recover makes updated_at differ from finished_at */
+            ar_run_spec spec = AR_RUN_SPEC_INIT;
+            spec.agent = "a";
+            spec.goal = "g";
+            spec.budget.max_tokens = 10;
+            ar_run *run = NULL;
+            assert_int_equal(ar_run_begin(&run, a, &spec), AR_OK);
+            assert_int_equal(ar_run_step(NULL, run, &steps[0]), AR_OK);
+            id = strdup(ar_run_id(run));
+            struct timespec pause = { 0, 5 * 1000000L };
+            nanosleep(&pause, NULL);
+            assert_int_equal(ar_store_recover(NULL, a, 0), AR_OK);
+            ar_run_close(run);
+        } else {
+            id = record_step_by_step(a, steps, outcomes[k]);
+        }
+        ar_record *orig = get(a, id, 1);
+        assert_int_equal(orig->status, outcomes[k]);
+        char *copy_id = write_ok(b, orig);
+        assert_string_equal(copy_id, id);
+        ar_record *copy = get(b, copy_id, 1);
+        same_run(copy, orig);
+        ar_record_free(copy);
+        /* the id is taken now: in either store, writing it again is ESTATE and writes nothing */
+        char *again = (char *)"x";
+        assert_int_equal(ar_store_write(&again, b, orig), AR_ESTATE);
+        assert_null(again);
+        assert_non_null(strstr(ar_store_errmsg(b), "already in the store"));
+        assert_int_equal(ar_store_write(&again, a, orig), AR_ESTATE);
+        int64_t runs, n;
+        info(b, &runs, &n);
+        assert_int_equal(runs, 1);
+        assert_int_equal(n, (int64_t)orig->n_steps);
+        ar_record_free(orig);
+        ar_free(copy_id);
+        free(id);
+        ar_store_close(a);
+        ar_store_close(b);
+    }
+}
+
+static void test_a_record_keeps_its_id_and_an_invalid_id_is_misuse(void **state)
 {
     (void)state;
     ar_store *a = test_mem_store();
     ar_store *b = test_mem_store();
     ar_step steps[3];
     sample_steps(steps);
-    char *id = record_step_by_step(a, steps, AR_BUDGET_EXHAUSTED);
-    ar_record *orig = get(a, id, 1);
-    char *copy_id = write_ok(b, orig);
-    ar_record *copy = get(b, copy_id, 1);
-    same_record_and_times(copy, orig);
-    ar_record_free(copy);
-    ar_record_free(orig);
-    ar_free(copy_id);
-    free(id);
+    ar_record f = sample_fields(steps, 3);
+    f.status = AR_COMPLETED;
+    f.created_at = 1000;
+    f.finished_at = 2000;
+    char *id = write_ok(a, &f);
+    /* the factory keeps it too */
+    f.id = id;
+    ar_record *r = NULL;
+    assert_int_equal(ar_record_completed(&r, &f, NULL, 0, NULL, 0), AR_OK);
+    assert_string_equal(r->id, id);
+    assert_true(r->id != id);
+    assert_int_equal(r->created_at, 1000);
+    ar_record_free(r);
+    /* its created_at may be left out: it is the id's */
+    f.created_at = AR_UNSET;
+    char *copy = write_ok(b, &f);
+    assert_string_equal(copy, id);
+    ar_free(copy);
+    ar_record *back = get(b, id, 1);
+    assert_int_equal(back->created_at, 1000);
+    assert_int_equal(back->latency_ms, 1000);
+    ar_record_free(back);
+
+    const char *invalid[] = { "x", "", "01ARZ3NDEKTSV4RRFFQ69G5FA", "01ARZ3NDEKTSV4RRFFQ69G5FAVV",
+                              "01arz3ndektsv4rrffq69g5fav", "81ARZ3NDEKTSV4RRFFQ69G5FAV", "01ARZ3NDEKTSV4RRFFQ69G5FAU" };
+    for (size_t i = 0; i < sizeof invalid / sizeof invalid[0]; i++) {
+        f.id = invalid[i];
+        char *out = (char *)"x";
+        assert_int_equal(ar_store_write(&out, b, &f), AR_EMISUSE);
+        assert_null(out);
+        assert_non_null(strstr(ar_store_errmsg(b), "id is not a valid agentrun id"));
+        r = (ar_record *)&f;
+        assert_int_equal(ar_record_completed(&r, &f, NULL, 0, NULL, 0), AR_EMISUSE);
+        assert_null(r);
+    }
+    int64_t runs, n;
+    info(b, &runs, &n);
+    assert_int_equal(runs, 1);
+    ar_free(id);
     ar_store_close(a);
     ar_store_close(b);
+}
+
+/* An id encodes the millisecond it was made in: a record whose created_at
+ * says otherwise is misuse (listings by time use the id's time). */
+static void test_a_created_at_that_disagrees_with_the_id_is_misuse(void **state)
+{
+    (void)state;
+    ar_store *store = test_mem_store();
+    ar_store *other = test_mem_store();
+    ar_record f = AR_RECORD_INIT;
+    f.agent = "a";
+    f.goal = "g";
+    f.status = AR_COMPLETED;
+    f.created_at = 5000;
+    char *id = write_ok(store, &f);
+    f.id = id;
+    f.created_at = 5001;
+    char *out = (char *)"x";
+    assert_int_equal(ar_store_write(&out, other, &f), AR_EMISUSE);
+    assert_null(out);
+    assert_non_null(strstr(ar_store_errmsg(other), "created_at (5001) disagrees with the time of id"));
+    char err[256] = "";
+    ar_record *r = NULL;
+    assert_int_equal(ar_record_completed(&r, &f, NULL, 0, err, sizeof err), AR_EMISUSE);
+    assert_non_null(strstr(err, "(5000)"));
+    f.created_at = 5000;
+    out = write_ok(other, &f);
+    ar_free(out);
+    ar_free(id);
+    ar_store_close(store);
+    ar_store_close(other);
+}
+
+static void test_given_times_must_agree_with_each_other(void **state)
+{
+    (void)state;
+    ar_store *store = test_mem_store();
+    ar_record f = AR_RECORD_INIT;
+    f.agent = "a";
+    f.goal = "g";
+    f.status = AR_COMPLETED;
+    f.created_at = 1000;
+    f.finished_at = 3000;
+    f.updated_at = 9000;
+    f.latency_ms = 2000;
+    char *id = write_ok(store, &f);
+    ar_record *back = get(store, id, 0);
+    assert_int_equal(back->updated_at, 9000);
+    assert_int_equal(back->latency_ms, 2000);
+    ar_record_free(back);
+    ar_free(id);
+    f.latency_ms = 1999;
+    assert_int_equal(ar_store_write(&id, store, &f), AR_EMISUSE);
+    assert_non_null(strstr(ar_store_errmsg(store), "latency_ms (1999) disagrees with finished_at - created_at (2000)"));
+    f.latency_ms = AR_UNSET;
+    f.updated_at = 2999;
+    assert_int_equal(ar_store_write(&id, store, &f), AR_EMISUSE);
+    assert_non_null(strstr(ar_store_errmsg(store), "updated_at is before finished_at"));
+    int64_t runs, n;
+    info(store, &runs, &n);
+    assert_int_equal(runs, 1);
+    ar_store_close(store);
+}
+
+static void test_fields_that_do_not_fit_the_status_are_misuse_when_written(void **state)
+{
+    (void)state;
+    ar_store *store = test_mem_store();
+    ar_record f = AR_RECORD_INIT;
+    f.agent = "a";
+    f.goal = "g";
+    char *id = (char *)"x";
+    f.status = AR_FAILED;
+    f.output = "1";
+    assert_int_equal(ar_store_write(&id, store, &f), AR_EMISUSE);
+    assert_non_null(strstr(ar_store_errmsg(store), "output"));
+    f.output = NULL;
+    f.status = AR_COMPLETED;
+    f.error = "e";
+    assert_int_equal(ar_store_write(&id, store, &f), AR_EMISUSE);
+    assert_non_null(strstr(ar_store_errmsg(store), "error"));
+    f.error = NULL;
+    f.limit = (ar_exhaustion){ "max_steps", 1, 1 };
+    assert_int_equal(ar_store_write(&id, store, &f), AR_EMISUSE);
+    assert_non_null(strstr(ar_store_errmsg(store), "limit"));
+    assert_null(id);
+    int64_t runs, n;
+    info(store, &runs, &n);
+    assert_int_equal(runs, 0);
+    ar_store_close(store);
+}
+
+static void test_a_record_may_carry_its_checkpoint(void **state)
+{
+    (void)state;
+    ar_store *store = test_mem_store();
+    ar_step steps[3];
+    sample_steps(steps);
+    ar_record f = sample_fields(steps, 3);
+    f.status = AR_INTERRUPTED;
+    f.checkpoint = "{\"plan\":[1,2]}";
+    f.checkpoint_seq = 2;
+    char *id = write_ok(store, &f);
+    char *cp = NULL;
+    int64_t seq = -1;
+    assert_int_equal(ar_store_checkpoint(&cp, &seq, store, id), AR_OK);
+    assert_string_equal(cp, "{\"plan\":[1,2]}");
+    assert_int_equal(seq, 2);
+    ar_free(cp);
+    /* resumed, the run goes on from its steps with that checkpoint */
+    ar_run *run = NULL;
+    assert_int_equal(ar_run_resume(&run, store, id, NULL), AR_OK);
+    assert_int_equal(ar_run_iterations(run), 3);
+    ar_step next = AR_STEP_INIT;
+    next.kind = "llm";
+    int64_t got = 0;
+    assert_int_equal(ar_run_step(&got, run, &next), AR_OK);
+    assert_int_equal(got, 4);
+    ar_run_close(run);
+    ar_free(id);
+
+    /* by default it follows the last step; the factory carries it */
+    f.checkpoint_seq = AR_UNSET;
+    ar_record *r = NULL;
+    assert_int_equal(ar_record_completed(&r, &f, NULL, 0, NULL, 0), AR_OK);
+    assert_string_equal(r->checkpoint, f.checkpoint);
+    assert_true(r->checkpoint != f.checkpoint);
+    assert_int_equal(r->checkpoint_seq, 3);
+    id = write_ok(store, r);
+    assert_int_equal(ar_store_checkpoint(&cp, &seq, store, id), AR_OK);
+    assert_int_equal(seq, 3);
+    ar_free(cp);
+    ar_free(id);
+    ar_record_free(r);
+
+    const int64_t bad[] = { -1, 4, AR_UNSET + 1 };
+    for (size_t i = 0; i < 3; i++) {
+        f.checkpoint_seq = bad[i];
+        id = (char *)"x";
+        assert_int_equal(ar_store_write(&id, store, &f), AR_EMISUSE);
+        assert_non_null(strstr(ar_store_errmsg(store), "checkpoint.seq"));
+    }
+    f.checkpoint_seq = 0;
+    f.checkpoint = "{\"plan\":";
+    assert_int_equal(ar_store_write(&id, store, &f), AR_EJSON);
+    assert_null(id);
+    int64_t runs, n;
+    info(store, &runs, &n);
+    assert_int_equal(runs, 2);
+    ar_store_close(store);
 }
 
 static void test_a_hand_made_record_is_normalised_when_written(void **state)
@@ -597,9 +870,7 @@ static void test_a_hand_made_record_is_normalised_when_written(void **state)
     ar_store *store = test_mem_store();
     ar_step steps[3];
     sample_steps(steps);
-    steps[0].seq = 7;
-    steps[1].seq = 7;
-    steps[2].seq = -1;
+    steps[1].seq = 2; /* the others say nothing: numbered by position */
     ar_record rec = sample_fields(steps, 3);
     rec.status = AR_FAILED;
     char *id = write_ok(store, &rec);
@@ -613,6 +884,41 @@ static void test_a_hand_made_record_is_normalised_when_written(void **state)
         assert_int_equal(back->steps[i].seq, (int64_t)i + 1);
     assert_int_equal(back->latency_ms, back->finished_at - back->created_at);
     ar_record_free(back);
+    ar_free(id);
+    ar_store_close(store);
+}
+
+static void test_given_step_seqs_must_number_the_steps_1_to_n_in_order(void **state)
+{
+    (void)state;
+    ar_store *store = test_mem_store();
+    const int64_t bad[][3] = { { 5, 9, 10 }, { 1, 1, 2 }, { 1, 3, 2 }, { 2, 3, 4 }, { 1, 2, -1 }, { 0, 0, 4 } };
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        ar_step steps[3];
+        sample_steps(steps);
+        for (int i = 0; i < 3; i++)
+            steps[i].seq = bad[k][i];
+        ar_record rec = sample_fields(steps, 3);
+        rec.status = AR_COMPLETED;
+        char *id = (char *)"x";
+        assert_int_equal(ar_store_write(&id, store, &rec), AR_EMISUSE);
+        assert_null(id);
+        assert_non_null(strstr(ar_store_errmsg(store), "steps must number 1..n in order"));
+        ar_record *r = (ar_record *)&rec;
+        assert_int_equal(ar_record_failed(&r, &rec, "e", NULL, 0), AR_EMISUSE);
+        assert_null(r);
+    }
+    int64_t runs, n;
+    info(store, &runs, &n);
+    assert_int_equal(runs, 0);
+    assert_int_equal(n, 0);
+    ar_step steps[3];
+    sample_steps(steps);
+    for (int i = 0; i < 3; i++)
+        steps[i].seq = i + 1;
+    ar_record rec = sample_fields(steps, 3);
+    rec.status = AR_COMPLETED;
+    char *id = write_ok(store, &rec);
     ar_free(id);
     ar_store_close(store);
 }
@@ -675,7 +981,7 @@ static void test_a_record_with_a_bad_step_writes_nothing(void **state)
 
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_completed_record_sums_usage_and_counts_steps),
-    cmocka_unit_test(test_given_usage_and_iterations_are_kept),
+    cmocka_unit_test(test_given_usage_and_iterations_must_agree_with_the_steps),
     cmocka_unit_test(test_record_times_default_to_now),
     cmocka_unit_test(test_budget_exhausted_record_keeps_the_limit),
     cmocka_unit_test(test_failed_record_keeps_the_error_and_replaces_invalid_utf8),
@@ -685,7 +991,13 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_write_returns_an_id_and_stores_run_and_steps),
     cmocka_unit_test(test_whole_record_reads_back_like_the_run_recorded_step_by_step),
     cmocka_unit_test(test_a_record_read_back_writes_to_another_store_unchanged),
+    cmocka_unit_test(test_a_record_keeps_its_id_and_an_invalid_id_is_misuse),
+    cmocka_unit_test(test_a_created_at_that_disagrees_with_the_id_is_misuse),
+    cmocka_unit_test(test_given_times_must_agree_with_each_other),
+    cmocka_unit_test(test_fields_that_do_not_fit_the_status_are_misuse_when_written),
+    cmocka_unit_test(test_a_record_may_carry_its_checkpoint),
     cmocka_unit_test(test_a_hand_made_record_is_normalised_when_written),
+    cmocka_unit_test(test_given_step_seqs_must_number_the_steps_1_to_n_in_order),
     cmocka_unit_test(test_writing_a_record_that_is_not_finished_is_misuse),
     cmocka_unit_test(test_a_record_with_a_bad_step_writes_nothing),
 };

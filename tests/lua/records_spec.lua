@@ -70,11 +70,78 @@ describe("agentrun.records", function()
     assert.same({}, rec.steps)
   end)
 
-  it("keeps usage and iterations when given", function()
-    local rec = records.completed { agent = "a", goal = "g", steps = { { kind = "llm" } }, iterations = 5,
-                                    usage = { input_tokens = 10, output_tokens = 1, cost = 2, cache_read_tokens = 9 } }
-    assert.equal(5, rec.iterations)
-    assert.same({ input_tokens = 10, output_tokens = 1, total_tokens = 11, cost = 2, cache_read_tokens = 9 }, rec.usage)
+  it("accepts usage and iterations that agree with the steps, and refuses any that do not", function()
+    local steps = { { kind = "llm", usage = { input_tokens = 1, output_tokens = 2, cache_read_tokens = 3 }, cost = 0.5 },
+                    { kind = "tool" } }
+    local rec = records.completed { agent = "a", goal = "g", steps = steps, iterations = 2,
+                                    usage = { input_tokens = 1, output_tokens = 2, cost = 0.5, cache_read_tokens = 3 } }
+    assert.equal(2, rec.iterations)
+    assert.same({ input_tokens = 1, output_tokens = 2, total_tokens = 3, cost = 0.5, cache_read_tokens = 3 }, rec.usage)
+    local cases = {
+      { { iterations = 5 }, "iterations (5) disagrees with the number of steps (2)" },
+      { { usage = { input_tokens = 999, output_tokens = 2, cost = 0.5, cache_read_tokens = 3 } },
+        "usage.input_tokens (999) disagrees with the sum of the steps (1)" },
+      { { usage = { input_tokens = 1, output_tokens = 2, cost = 2, cache_read_tokens = 3 } }, "usage.cost" },
+      { { usage = { input_tokens = 1, output_tokens = 2, cost = 0.5 } }, "usage.cache_read_tokens (0) disagrees" },
+      { { usage = { input_tokens = 1, output_tokens = 2, cost = 0.5, cache_read_tokens = 3, images = 1 } },
+        "usage.images (1) disagrees" },
+    }
+    for _, c in ipairs(cases) do
+      local f = { agent = "a", goal = "g", steps = steps }
+      for k, v in pairs(c[1]) do f[k] = v end
+      local msg = h.plain_error(records.completed, f)
+      assert.truthy(msg:find(c[2], 1, true), msg)
+    end
+    -- without steps the figures can only be zero
+    h.plain_error(records.completed, { agent = "a", goal = "g", usage = { input_tokens = 3 } })
+    h.plain_error(records.completed, { agent = "a", goal = "g", iterations = 1 })
+  end)
+
+  it("keeps a given id, takes created_at from it, and refuses an invalid one", function()
+    local s = h.memstore()
+    local id = s:write(records.completed { agent = "a", goal = "g", created_at = 5000, finished_at = 6000 })
+    s:close()
+    local rec = records.completed { id = id, agent = "a", goal = "g", finished_at = 6000 }
+    assert.equal(id, rec.id)
+    assert.equal(5000, rec.created_at)
+    assert.equal(1000, rec.latency_ms)
+    local msg = h.plain_error(records.completed, { id = id, agent = "a", goal = "g", created_at = 5001 })
+    assert.truthy(msg:find("created_at (5001) disagrees with the time of id " .. id .. " (5000)", 1, true), msg)
+    for _, bad in ipairs { "x", "", id:lower(), id .. "0", "8" .. id:sub(2), id:sub(1, 25) .. "U" } do
+      msg = h.plain_error(records.completed, { id = bad, agent = "a", goal = "g" })
+      assert.truthy(msg:find("id is not a valid agentrun id", 1, true), msg)
+    end
+    h.plain_error(records.completed, { id = 42, agent = "a", goal = "g" })
+  end)
+
+  it("keeps step seqs that number the steps 1..n in order and refuses any other", function()
+    local rec = records.completed { agent = "a", goal = "g",
+                                    steps = { { kind = "a", seq = 1 }, { kind = "b" }, { kind = "c", seq = 3 } } }
+    assert.same({ 1, 2, 3 }, h.seqs(rec.steps))
+    for _, seqs in ipairs { { 5, 9 }, { 1, 1 }, { 2, 1 }, { 2, 3 } } do
+      local steps = {}
+      for i, q in ipairs(seqs) do steps[i] = { kind = "k", seq = q } end
+      local msg = h.plain_error(records.completed, { agent = "a", goal = "g", steps = steps })
+      assert.truthy(msg:find("steps must number 1..n in order", 1, true), msg)
+    end
+    h.plain_error(records.completed, { agent = "a", goal = "g", steps = { { kind = "k", seq = 0 } } })
+    h.plain_error(records.completed, { agent = "a", goal = "g", steps = { { kind = "k", seq = 1.5 } } })
+  end)
+
+  it("carries a checkpoint, after the last step unless its seq says otherwise", function()
+    local steps = { { kind = "a" }, { kind = "b" } }
+    local rec = records.completed { agent = "a", goal = "g", steps = steps, checkpoint = { state = { plan = 1 } } }
+    assert.same({ state = { plan = 1 }, seq = 2 }, rec.checkpoint)
+    rec = records.completed { agent = "a", goal = "g", steps = steps, checkpoint = { state = "s", seq = 0 } }
+    assert.same({ state = "s", seq = 0 }, rec.checkpoint)
+    local msg = h.plain_error(records.completed, { agent = "a", goal = "g", steps = steps,
+                                                   checkpoint = { state = "s", seq = 3 } })
+    assert.truthy(msg:find("checkpoint.seq (3) must be a step of the record (0..2)", 1, true), msg)
+    h.plain_error(records.completed, { agent = "a", goal = "g", checkpoint = { seq = 0 } })
+    h.plain_error(records.completed, { agent = "a", goal = "g", checkpoint = { state = 1, at = 5 } })
+    h.plain_error(records.completed, { agent = "a", goal = "g", checkpoint = "s" })
+    local e = h.ar_error("EJSON", records.completed, { agent = "a", goal = "g", checkpoint = { state = { 0 / 0 } } })
+    assert.truthy(e.message:find("checkpoint.state", 1, true), e.message)
   end)
 
   it("keeps created_at and finished_at when given", function()
@@ -151,7 +218,7 @@ describe("agentrun.records", function()
         "unknown field 'stauts' in record fields" },
       { function() return records.completed { agent = "a", goal = "g", status = "failed" } end,
         "unknown field 'status' in record fields" },
-      { function() return records.completed { agent = "a", goal = "g", id = "x" } end, "unknown field 'id'" },
+      { function() return records.completed { agent = "a", goal = "g", id = "x" } end, "id is not a valid agentrun id" },
       { function() return records.failed("e", { agent = "a", goal = "g", error = "e" }) end, "unknown field 'error'" },
       { function() return records.completed "fields" end, "record fields must be a table (got string)" },
       { function() return records.completed { goal = "g" } end, "agent is required" },
@@ -225,19 +292,96 @@ describe("store:write", function()
     end
   end)
 
-  it("accepts a record read back by get and writes an identical copy", function()
+  -- A run of each ending, recorded step by step in s; returns their ids.
+  local function every_ending()
+    local ids = {}
     local r = record_steps(s, run_fields(), transcript())
     r:complete({ final = agentrun.array {} })
+    ids[#ids + 1] = r.id
+    r = record_steps(s, run_fields(), transcript())
+    r:fail("the tool crashed")
+    ids[#ids + 1] = r.id
+    r = record_steps(s, run_fields(), transcript())
+    r:exhaust(h.budget_error(r.check, r))
+    ids[#ids + 1] = r.id
+    -- exhausted, resumed with another budget, then completed
+    r = record_steps(s, run_fields(), transcript())
+    r:exhaust(h.budget_error(r.check, r))
+    r = s:resume(r.id, { budget = { max_steps = 9 } })
+    r:step { kind = "llm", usage = { input_tokens = 1 } }
+    r:complete "after a resume"
+    ids[#ids + 1] = r.id
+    -- marked interrupted by recover: its updated_at is not its finished_at
+    r = record_steps(s, run_fields(), transcript())
+    r:checkpoint { plan = "next" }
+    require("agentrun.core").sleep(3)
+    assert.equal(1, s:recover { stale_after = 0 })
+    ids[#ids + 1] = r.id
+    r:close()
+    return ids
+  end
+
+  it("writes a record read back by get into another store as the very same run", function()
+    local other = h.memstore()
+    for _, id in ipairs(every_ending()) do
+      local orig = s:get(id, { steps = true })
+      assert.equal(id, other:write(orig))
+      local copy = other:get(id, { steps = true })
+      assert.same(orig, copy)
+      assert.equal(h.canon(orig), h.canon(copy))
+      -- get does not return the checkpoint: it is written when the record carries it
+      local state, seq = s:checkpoint(id)
+      if state ~= nil then
+        local third = h.memstore()
+        orig.checkpoint = { state = state, seq = seq }
+        third:write(orig)
+        local state3, seq3 = third:checkpoint(id)
+        assert.same(state, state3)
+        assert.equal(seq, seq3)
+        third:close()
+      end
+    end
+    assert.equal(5, other:count())
+    other:close()
+  end)
+
+  it("refuses to write a run whose id the store already holds, and writes nothing", function()
+    local r = record_steps(s, run_fields(), transcript())
+    r:complete "done"
     local orig = s:get(r.id, { steps = true })
-    local id = s:write(orig)
-    assert.are_not.equal(orig.id, id)
-    local copy = s:get(id, { steps = true })
-    assert.equal(orig.created_at, copy.created_at)
-    assert.equal(orig.finished_at, copy.finished_at)
-    for i = 1, #orig.steps do assert.equal(orig.steps[i].at, copy.steps[i].at) end
-    copy.id, copy.updated_at, orig.id, orig.updated_at = nil, nil, nil, nil
-    assert.same(orig, copy)
-    assert.equal(h.canon(orig), h.canon(copy))
+    local e = h.ar_error("ESTATE", s.write, s, orig)
+    assert.equal("run " .. r.id .. " is already in the store", e.message)
+    assert.equal(1, s:count())
+    assert.equal(#orig.steps, s:info().steps)
+  end)
+
+  it("refuses an invalid id, a created_at other than the id's, bad seqs and disagreeing totals", function()
+    local other = h.memstore()
+    local r = record_steps(s, run_fields(), transcript())
+    r:complete "done"
+    local orig = s:get(r.id, { steps = true })
+    local function bad(change, text)
+      local rec = h.copy(orig)
+      setmetatable(rec.steps, getmetatable(orig.steps))
+      change(rec)
+      local msg = h.plain_error(other.write, other, rec)
+      assert.truthy(msg:find(text, 1, true), msg)
+    end
+    bad(function(rec) rec.id = "x" end, "id is not a valid agentrun id")
+    bad(function(rec) rec.created_at = rec.created_at + 1 end, "disagrees with the time of id")
+    bad(function(rec) rec.steps[1].seq, rec.steps[2].seq = 5, 9 end, "steps must number 1..n in order")
+    bad(function(rec) rec.steps[2].seq = 1 end, "steps must number 1..n in order")
+    bad(function(rec) rec.usage = { input_tokens = 999 } end, "usage.input_tokens (999) disagrees")
+    bad(function(rec) rec.iterations = rec.iterations + 1 end, "iterations")
+    bad(function(rec) rec.latency_ms = rec.latency_ms + 1 end, "latency_ms")
+    bad(function(rec) rec.updated_at = rec.finished_at - 1 end, "updated_at is before finished_at")
+    bad(function(rec) rec.steps[1].usage.total_tokens = 1 end, "total_tokens")
+    bad(function(rec) rec.checkpoint = { state = 1, seq = #rec.steps + 1 } end, "checkpoint.seq")
+    bad(function(rec) rec.error = "and yet" end, "error is only for a failed record")
+    bad(function(rec) rec.status = "failed" end, "output is only for a completed record")
+    assert.equal(0, other:count())
+    assert.equal(0, other:info().steps)
+    other:close()
   end)
 
   it("writes an interrupted record", function()
