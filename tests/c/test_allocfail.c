@@ -501,6 +501,7 @@ static void op_write(world *w)
     fields.metadata = "{}";
     fields.steps = steps;
     fields.n_steps = 2;
+    fields.checkpoint = "{\"plan\":[1]}";
     ar_record *rec = NULL;
     char err[256] = "";
     CHECK_INT(ar_record_completed(&rec, &fields, "\"written\"", AR_NUL_TERMINATED, err, sizeof err), AR_OK);

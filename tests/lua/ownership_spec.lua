@@ -171,6 +171,37 @@ describe("one writer per run", function()
   end)
 end)
 
+describe("one writer per run in agentrun.loop", function()
+  local dir
+  before_each(function() dir = h.tmpdir() end)
+  after_each(function() h.rmdir(dir) end)
+
+  it("raises ESTATE from a loop whose run was resumed elsewhere and leaves the new owner's run alone", function()
+    local path = dir .. "/s.db"
+    local s, other = assert(agentrun.open(path)), assert(agentrun.open(path))
+    local id, rb
+    local ok, e = pcall(agentrun.loop, s, { agent = "agent", goal = "goal" }, function(ctx)
+      id = ctx.run.id
+      if ctx.iteration == 2 then
+        assert.equal(1, other:recover { stale_after = 0 })
+        rb = other:resume(id)
+        assert.equal(2, own_step(rb))
+      end
+      ctx:record { kind = "own", usage = { input_tokens = 1 } }
+      ctx:save "loop"
+    end)
+    assert.is_false(ok)
+    assert.equal(agentrun.Error, getmetatable(e))
+    assert.equal("ESTATE", e.code)
+    assert.truthy(e.message:find("resumed elsewhere", 1, true), e.message)
+    expect_run(other, id, "running", 2, "loop", 1)
+    rb:complete "mine"
+    expect_run(other, id, "completed", 2, "loop", 1)
+    s:close()
+    other:close()
+  end)
+end)
+
 describe("one writer per run across processes", function()
   local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
   local dir
