@@ -287,6 +287,45 @@ static void test_upgraded_run_continues_in_nano_units(void **state)
     remove_copy(dir, path);
 }
 
+/* The run the fixture left running gets the ownership epoch of a new run:
+ * resumed twice, the first handle is fenced and the second carries on. */
+static void test_upgraded_runs_have_one_writer_each(void **state)
+{
+    (void)state;
+    const char *id = "01M95K528B0003GZCY906KV9X9";
+    char *dir = NULL;
+    char *path = fixture_copy(&dir);
+    int rc;
+    ar_store *a = open_store(path, 0, &rc);
+    assert_int_equal(rc, AR_OK);
+    char *schema = schema_text(path);
+    assert_non_null(strstr(schema, "runs.owner INTEGER notnull=1 default=0 pk=0"));
+    free(schema);
+    ar_store *b = open_store(path, 0, &rc);
+    assert_int_equal(rc, AR_OK);
+    int64_t n = 0;
+    assert_int_equal(ar_store_recover(&n, a, 0), AR_OK);
+    assert_int_equal(n, 1);
+    ar_run *ra = NULL, *rb = NULL;
+    assert_int_equal(ar_run_resume(&ra, a, id, NULL), AR_OK);
+    assert_int_equal(ar_store_recover(&n, b, 0), AR_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(ar_run_resume(&rb, b, id, NULL), AR_OK);
+    ar_step step = AR_STEP_INIT;
+    step.kind = "llm";
+    int64_t seq = 0;
+    assert_int_equal(ar_run_step(&seq, ra, &step), AR_ESTATE);
+    assert_non_null(strstr(ar_run_errmsg(ra), "resumed elsewhere"));
+    assert_int_equal(ar_run_step(&seq, rb, &step), AR_OK);
+    assert_int_equal(seq, 3);
+    assert_int_equal(ar_run_complete(NULL, rb, NULL, 0), AR_OK);
+    ar_run_close(ra);
+    ar_run_close(rb);
+    ar_store_close(a);
+    ar_store_close(b);
+    remove_copy(dir, path);
+}
+
 static void test_readonly_open_of_schema1_file_refuses_with_eversion_and_changes_nothing(void **state)
 {
     (void)state;
@@ -377,6 +416,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_schema1_file_opens_upgraded_with_every_cost_unchanged),
     cmocka_unit_test(test_upgraded_run_continues_in_nano_units),
     cmocka_unit_test(test_upgraded_file_has_the_schema_of_a_new_file),
+    cmocka_unit_test(test_upgraded_runs_have_one_writer_each),
     cmocka_unit_test(test_readonly_open_of_schema1_file_refuses_with_eversion_and_changes_nothing),
     cmocka_unit_test(test_failed_upgrade_leaves_schema1_intact_and_a_later_open_upgrades),
 };
