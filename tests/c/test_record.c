@@ -664,6 +664,37 @@ static void test_a_record_read_back_writes_to_another_store_unchanged(void **sta
     }
 }
 
+/* A double cannot hold every large total exactly: the cost read back (the
+ * double nearest the stored nano-units) still agrees with the steps. */
+static void test_a_large_cost_read_back_writes_to_another_store_unchanged(void **state)
+{
+    (void)state;
+    ar_store *a = test_mem_store();
+    ar_store *b = test_mem_store();
+    ar_step steps[2] = { AR_STEP_INIT, AR_STEP_INIT };
+    steps[0].kind = "llm";
+    steps[0].usage.cost = 4000000000.000000001;
+    steps[1].kind = "llm";
+    steps[1].usage.cost = 1234567.123456789;
+    ar_record f = AR_RECORD_INIT;
+    f.agent = "a";
+    f.goal = "g";
+    f.status = AR_COMPLETED;
+    f.steps = steps;
+    f.n_steps = 2;
+    char *id = write_ok(a, &f);
+    ar_record *orig = get(a, id, 1);
+    char *copy_id = write_ok(b, orig);
+    ar_record *copy = get(b, copy_id, 1);
+    same_run(copy, orig);
+    ar_record_free(copy);
+    ar_record_free(orig);
+    ar_free(copy_id);
+    ar_free(id);
+    ar_store_close(a);
+    ar_store_close(b);
+}
+
 static void test_a_record_keeps_its_id_and_an_invalid_id_is_misuse(void **state)
 {
     (void)state;
@@ -991,6 +1022,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_write_returns_an_id_and_stores_run_and_steps),
     cmocka_unit_test(test_whole_record_reads_back_like_the_run_recorded_step_by_step),
     cmocka_unit_test(test_a_record_read_back_writes_to_another_store_unchanged),
+    cmocka_unit_test(test_a_large_cost_read_back_writes_to_another_store_unchanged),
     cmocka_unit_test(test_a_record_keeps_its_id_and_an_invalid_id_is_misuse),
     cmocka_unit_test(test_a_created_at_that_disagrees_with_the_id_is_misuse),
     cmocka_unit_test(test_given_times_must_agree_with_each_other),
