@@ -121,12 +121,14 @@ void ar_store_close(ar_store *store);
 
 /* Non-zero while a retention rule of this store is running (during the scan
  * of ar_store_retain): the store can then be read but not written, see
- * ar_store_retain. */
+ * ar_store_retain. 0 for NULL. */
 int ar_store_in_rule(const ar_store *store);
 
-/* The message of the last failing call on the store ("" if none). Owned by the store. */
+/* The message of the last failing call on the store ("" if none; "no store"
+ * for NULL). Owned by the store: its text changes with the next failing call
+ * and is freed by ar_store_close. */
 const char *ar_store_errmsg(const ar_store *store);
-/* The code of the last failing call on the store (AR_OK if none). */
+/* The code of the last failing call on the store (AR_OK if none; AR_EMISUSE for NULL). */
 int ar_store_errcode(const ar_store *store);
 
 typedef struct ar_store_info {
@@ -136,7 +138,9 @@ typedef struct ar_store_info {
     int64_t file_bytes, wal_bytes, free_bytes;
 } ar_store_info;
 
-/* Fills *out with counts and sizes. Returns AR_OK or a store error. */
+/* Fills *out (required) with counts and sizes; out->path is the store's,
+ * valid until ar_store_close. Returns AR_OK, AR_EMISUSE (NULL argument,
+ * store not open) or a store error. */
 int ar_store_info_get(ar_store_info *out, ar_store *store);
 
 /* ------------------------------------------------------------------------- */
@@ -152,7 +156,8 @@ typedef enum ar_status {
 
 /* "running", "completed", "budget_exhausted", "failed", "interrupted"; NULL if out of range. */
 const char *ar_status_name(ar_status status);
-/* Parses a status name; returns AR_OK or AR_EMISUSE. */
+/* Parses a status name into *out (required); returns AR_OK, or AR_EMISUSE
+ * for an unknown or NULL name (*out unchanged). */
 int ar_status_parse(ar_status *out, const char *name);
 
 /* A named integer counter beyond input/output tokens, e.g. cache_read_tokens. */
@@ -288,7 +293,10 @@ int ar_record_failed(ar_record **out, const ar_record *fields, const char *error
  * on failure nothing is written. */
 int ar_store_write(char **out, ar_store *store, const ar_record *record);
 
-/* Frees a string returned by the library (ids, cursors, checkpoint states). */
+/* Frees a string returned by the library (ids, cursors, checkpoint states);
+ * not records, lists or summaries, which have their own functions. NULL is
+ * accepted. Returned objects carry their allocator: they may be freed after
+ * their store is closed. */
 void ar_free(void *ptr);
 
 /* ------------------------------------------------------------------------- */
@@ -375,16 +383,22 @@ void ar_run_close(ar_run *run);
 /* Reading                                                                   */
 
 /* *out is the run, or NULL (with AR_ENOTFOUND) when there is none. With
- * `with_steps`, the record holds its whole transcript. */
+ * `with_steps`, the record holds its whole transcript. *out is the caller's
+ * (ar_record_free); out and id are required (AR_EMISUSE). Returns AR_OK,
+ * AR_EMISUSE, AR_ENOTFOUND, or a store error. */
 int ar_store_get(ar_record **out, ar_store *store, const char *id, int with_steps);
 
 /* Streams a run's steps in seq order in bounded memory, from seq `from`
  * (inclusive; <= 1 for all), at most `limit` steps (< 0: all). Close the
- * iterator before its store. */
+ * iterator before its store. *out is the caller's (ar_steps_close); out and
+ * run_id are required. Returns AR_OK, AR_EMISUSE, AR_ENOTFOUND, or a store
+ * error. */
 typedef struct ar_step_iter ar_step_iter;
 int ar_steps_open(ar_step_iter **out, ar_store *store, const char *run_id, int64_t from, int64_t limit);
 /* *out is the next step (owned by the iterator, valid until the next call),
- * or NULL at the end. */
+ * or NULL at the end (AR_OK). Errors are reported on the iterator's store
+ * (ar_store_errmsg): a store error, after which a later call retries;
+ * AR_EMISUSE (no message) when out or iter is NULL. */
 int ar_steps_next(const ar_step **out, ar_step_iter *iter);
 void ar_steps_close(ar_step_iter *iter);
 
@@ -403,14 +417,19 @@ typedef struct ar_run_query {
 #define AR_RUN_QUERY_INIT { NULL, NULL, NULL, NULL, NULL, 0, AR_UNSET, AR_UNSET, 50, NULL, NULL, AR_ORDER_DESC }
 
 /* Lists runs (records without steps) in the query's order by (created_at, id).
- * *out is an array of *n records (ar_records_free); *next_cursor (may be NULL)
- * receives the cursor for the following page or NULL on the last page
- * (ar_free). Passed as `after`, it always moves past the page. limit 0 gives
- * an empty page and no cursor; INT64_MAX lists every run. A malformed cursor
- * is AR_EMISUSE. */
+ * *out is an array of *n records (ar_records_free), an empty array for an
+ * empty page; *next_cursor (may be NULL) receives the cursor for the
+ * following page or NULL on the last page (ar_free). Passed as `after`, it
+ * always moves past the page. limit 0 gives an empty page and no cursor;
+ * INT64_MAX lists every run. out, n and query are required. Returns AR_OK,
+ * AR_EMISUSE (a NULL argument, a bad filter, more than 16 statuses, a
+ * negative limit, after and before together, a malformed cursor), or a store
+ * error. */
 int ar_runs_list(ar_record ***out, size_t *n, char **next_cursor,
                  ar_store *store, const ar_run_query *query);
-/* Counts the runs matching the query's filters (limit and cursors ignored). */
+/* Counts the runs matching the query's filters (limit and cursors checked,
+ * then ignored). out and query are required. Returns AR_OK, AR_EMISUSE (as
+ * ar_runs_list), or a store error. */
 int ar_runs_count(int64_t *out, ar_store *store, const ar_run_query *query);
 
 /* The sums are exact; a token sum past INT64_MAX (possible only beyond 1,024
@@ -423,16 +442,26 @@ typedef struct ar_stats {
     double cost;
     double avg_latency_ms;  /* mean over finished runs; 0 when none */
 } ar_stats;
+/* Fills *out with the statistics of the runs matching the query's filters,
+ * in one statement: the number of runs, per status, the sums of iterations,
+ * tokens and cost, and the mean latency of the finished runs (limit and
+ * cursors checked, then ignored). out and query are required. Returns AR_OK,
+ * AR_EMISUSE (as ar_runs_list), or a store error; on failure *out is left as
+ * it was (not cleared): read it only after AR_OK. */
 int ar_runs_stats(ar_stats *out, ar_store *store, const ar_run_query *query);
 
-/* Clears `user` on every run of that user; *out (may be NULL) gets the count. */
+/* Clears `user` (required) on every run of that user, in one transaction;
+ * *out (may be NULL) gets the count. Returns AR_OK, AR_EMISUSE, AR_ESTATE
+ * (inside a retention rule), or a store error (nothing changed). */
 int ar_store_forget_user(int64_t *out, ar_store *store, const char *user);
 
 /* ------------------------------------------------------------------------- */
 /* Checkpoints and recovery                                                  */
 
-/* *out is the latest state (JSON text, ar_free) of the run and *seq the step
- * it follows, or *out NULL when the run has none. AR_ENOTFOUND for an unknown run. */
+/* *out is the latest state (JSON text, ar_free) of the run and *seq (may be
+ * NULL) the step it follows, or *out NULL and *seq 0 when the run has none.
+ * out and run_id are required. Returns AR_OK, AR_EMISUSE, AR_ENOTFOUND, or a
+ * store error. */
 int ar_store_checkpoint(char **out, int64_t *seq, ar_store *store, const char *run_id);
 
 /* Marks `running` runs with no activity for `stale_after_s` seconds as
@@ -478,15 +507,18 @@ typedef struct ar_event_list {
 } ar_event_list;
 void ar_event_list_free(ar_event_list *list);
 
-/* Lists one agent's events in the query's order (by id). A cursor marks the
+/* Lists one agent's events (query->agent required) in the query's order (by id). A cursor marks the
  * position between two events: `after` gives the events that follow it,
  * `before` the `limit` events that precede it (still in the query's order).
  * *next_cursor (may be NULL; ar_free) continues as `after`, always moving past
  * the page, NULL on the last page; limit 0 gives an empty page and no cursor.
  * Malformed cursors, after and before together, a negative limit or
- * session are AR_EMISUSE. *out is freed with ar_event_list_free. */
+ * session are AR_EMISUSE. *out is freed with ar_event_list_free; out and query
+ * are required. Returns AR_OK, AR_EMISUSE, or a store error. */
 int ar_events_list(ar_event_list **out, char **next_cursor, ar_store *store, const ar_event_query *query);
-/* Counts the events matching the query's filters (limit and cursors ignored). */
+/* Counts the events matching the query's filters (limit and cursors checked,
+ * then ignored). out and query are required. Returns AR_OK, AR_EMISUSE (as
+ * ar_events_list), or a store error. */
 int ar_events_count(int64_t *out, ar_store *store, const ar_event_query *query);
 
 typedef struct ar_type_count { const char *type; int64_t count; } ar_type_count;
@@ -497,11 +529,14 @@ typedef struct ar_event_summary {
     int64_t first_at, last_at;   /* AR_UNSET when there are no events */
 } ar_event_summary;
 /* One agent's totals, computed in one statement: by_type sorted by type,
- * sessions = the number of distinct sessions. Free with ar_event_summary_free. */
+ * sessions = the number of distinct sessions. Free with ar_event_summary_free.
+ * out and agent are required. Returns AR_OK, AR_EMISUSE, or a store error. */
 int ar_events_summary(ar_event_summary **out, ar_store *store, const char *agent);
 void ar_event_summary_free(ar_event_summary *summary);
 
-/* Deletes every event of one agent; *out gets the count. */
+/* Deletes every event of one agent (required) in one transaction; *out (may
+ * be NULL) gets the count. Returns AR_OK, AR_EMISUSE, AR_ESTATE (inside a
+ * retention rule), or a store error (nothing deleted). */
 int ar_events_delete(int64_t *out, ar_store *store, const char *agent);
 
 typedef struct ar_event_retention {
@@ -510,7 +545,10 @@ typedef struct ar_event_retention {
 } ar_event_retention;
 #define AR_EVENT_RETENTION_INIT { -1, -1 }
 /* Deletes events older than older_than seconds (by at) and, per agent, all
- * but the newest keep_last (by at, then id); *out (may be NULL) gets the count. */
+ * but the newest keep_last (by at, then id), in one transaction; negative
+ * values leave a criterion out. *out (may be NULL) gets the count. policy is
+ * required. Returns AR_OK, AR_EMISUSE (older_than NaN or over 1e12),
+ * AR_ESTATE (inside a retention rule), or a store error (nothing deleted). */
 int ar_events_retain(int64_t *out, ar_store *store, const ar_event_retention *policy);
 
 /* ------------------------------------------------------------------------- */
@@ -553,13 +591,21 @@ typedef struct ar_retention_report {
  * read of the runs finished when it begins, which calls the rule on each
  * considered run and decides, then the deletion in short transactions (and
  * the vacuum). Runs finished after the read began are not considered.
- * Returns AR_OK with *out filled; AR_EMISUSE (bad policy); AR_EPERM
- * (read-only store, unless dry_run); AR_ECALLBACK (the rule failed or gave an
- * unknown verdict: nothing deleted); AR_ESTATE when called from one of this
- * store's rules, or when the rule closed the store: nothing is deleted and
- * the store is freed before this returns, so it must not be used again (not
- * even for ar_store_errmsg); or a store error (a failed deletion batch leaves
- * the earlier batches deleted, and says how many). */
+ * A run is deleted with its steps and checkpoint, in batches of at most 500
+ * runs (fewer once a batch holds about 20,000 steps), one transaction each.
+ * out and policy are required; `policy` is only read.
+ * Returns AR_OK with *out filled; AR_EMISUSE (NULL argument, bad policy);
+ * AR_EPERM (read-only store, unless dry_run); AR_ECALLBACK (the rule failed
+ * or gave an unknown verdict: nothing deleted); AR_ESTATE when called from
+ * one of this store's rules, or when the rule closed the store: nothing is
+ * deleted and the store is freed before this returns, so it must not be
+ * used again (not even for ar_store_errmsg); or a store error. A store error
+ * during the scan deletes nothing. During the deletion, the failed batch is
+ * rolled back but the batches before it stay deleted (whole runs, never half
+ * of one), and the message ends "(N runs were deleted before this failure)";
+ * a failed vacuum leaves every planned run deleted. On every failure *out is
+ * zeroed, so the report of a partial deletion is lost: apply the same policy
+ * again to finish. */
 int ar_store_retain(ar_retention_report *out, ar_store *store, const ar_retention *policy);
 
 #ifdef __cplusplus
