@@ -328,8 +328,10 @@ typedef struct ar_run_spec {
  * transaction of each write, against an ownership epoch in the store. */
 
 /* Begins a run: its row is durable when this returns. *out is a handle owned
- * by the caller (ar_run_close). Returns AR_OK, AR_EMISUSE, AR_EJSON, or a
- * store error. */
+ * by the caller (ar_run_close); spec is required and only read. Failures are
+ * reported on the store. Returns AR_OK, AR_EMISUSE, AR_EJSON, AR_ESTATE
+ * (inside a retention rule), or a store error; on failure nothing is
+ * written. */
 int ar_run_begin(ar_run **out, ar_store *store, const ar_run_spec *spec);
 
 /* Continues a budget_exhausted or interrupted run under the same id: seq,
