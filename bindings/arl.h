@@ -47,6 +47,9 @@ void arl_checkany(lua_State *L, int arg);
  * "table: 0x..."); NUL bytes become U+FFFD so nothing is cut. Never raises
  * but for memory: a failing __tostring falls back to the message or type. */
 const char *arl_error_text(lua_State *L, int idx, const char *dflt);
+/* Replaces the string on top of the stack by a copy whose NUL bytes are
+ * U+FFFD (the same string when it has none) and returns it. */
+const char *arl_nul_replaced(lua_State *L);
 
 /* ---- JSON <-> Lua values (bindings/json.c) ------------------------------ */
 

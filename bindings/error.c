@@ -230,6 +230,11 @@ const char *arl_error_text(lua_State *L, int idx, const char *dflt)
         luaL_tolstring(L, idx, NULL); /* no __tostring: tried above */
     else
         lua_pushfstring(L, "(an error value of type %s, without a message)", lua_typename(L, t));
+    return arl_nul_replaced(L);
+}
+
+const char *arl_nul_replaced(lua_State *L)
+{
     size_t n;
     const char *s = lua_tolstring(L, -1, &n);
     if (strlen(s) == n)

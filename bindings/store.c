@@ -216,21 +216,7 @@ static void read_record(lua_State *L, int idx, ar_record *r)
     if (et != LUA_TNIL) {
         if (et != LUA_TSTRING)
             arl_argerror(L, arg, "record.error must be a string (got %s)", lua_typename(L, et));
-        size_t n;
-        const char *s = lua_tolstring(L, -1, &n);
-        if (strlen(s) != n) {
-            luaL_Buffer b;
-            luaL_buffinit(L, &b);
-            for (size_t i = 0; i < n; i++) {
-                if (s[i])
-                    luaL_addchar(&b, s[i]);
-                else
-                    luaL_addstring(&b, "\xEF\xBF\xBD");
-            }
-            luaL_pushresult(&b);
-            lua_remove(L, -2);
-        }
-        r->error = lua_tostring(L, -1);
+        r->error = arl_nul_replaced(L); /* error text is never refused, nor cut at a NUL */
         lua_rawseti(L, keep, ++kept);
     } else {
         lua_pop(L, 1);
