@@ -298,10 +298,15 @@ int ar_runs_count(int64_t *out, ar_store *store, const ar_run_query *q)
 
 int ar_runs_stats(ar_stats *out, ar_store *store, const ar_run_query *q)
 {
+    /* out-parameters read 0 on failure, as everywhere in the API */
+    if (out)
+        memset(out, 0, sizeof *out);
     int rc = ar_store_usable(store);
     if (rc || (rc = query_check(store, q)))
         return rc;
     if (!out)
         return ar_fail(&store->err, AR_EMISUSE, "out is required");
-    return ar_db_runs_stats(store->db, q, out, &store->err);
+    if ((rc = ar_db_runs_stats(store->db, q, out, &store->err)))
+        memset(out, 0, sizeof *out);
+    return rc;
 }

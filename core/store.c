@@ -16,6 +16,8 @@ const char *ar_status_name(ar_status status)
 
 int ar_status_parse(ar_status *out, const char *name)
 {
+    if (!out)
+        return AR_EMISUSE;
     for (size_t i = 0; name && i < sizeof status_names / sizeof status_names[0]; i++) {
         if (strcmp(name, status_names[i]) == 0) {
             *out = (ar_status)i;

@@ -156,8 +156,8 @@ typedef enum ar_status {
 
 /* "running", "completed", "budget_exhausted", "failed", "interrupted"; NULL if out of range. */
 const char *ar_status_name(ar_status status);
-/* Parses a status name into *out (required); returns AR_OK, or AR_EMISUSE
- * for an unknown or NULL name (*out unchanged). */
+/* Parses a status name into *out; returns AR_OK, or AR_EMISUSE for an
+ * unknown or NULL name or a NULL out (*out unchanged). */
 int ar_status_parse(ar_status *out, const char *name);
 
 /* A named integer counter beyond input/output tokens, e.g. cache_read_tokens. */
@@ -448,8 +448,8 @@ typedef struct ar_stats {
  * in one statement: the number of runs, per status, the sums of iterations,
  * tokens and cost, and the mean latency of the finished runs (limit and
  * cursors checked, then ignored). out and query are required. Returns AR_OK,
- * AR_EMISUSE (as ar_runs_list), or a store error; on failure *out is left as
- * it was (not cleared): read it only after AR_OK. */
+ * AR_EMISUSE (as ar_runs_list), or a store error; on failure *out is all
+ * zeroes. */
 int ar_runs_stats(ar_stats *out, ar_store *store, const ar_run_query *query);
 
 /* Clears `user` (required) on every run of that user, in one transaction;

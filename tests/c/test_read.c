@@ -1200,6 +1200,30 @@ static void test_forget_user_clears_the_user_and_keeps_the_runs(void **state)
     ar_store_close(store);
 }
 
+/* Out-parameters read 0 on failure: a caller that ignores the code sees no
+ * stale totals, and a NULL out is refused rather than written through. */
+static void test_failed_stats_leave_zeroes_and_status_parse_refuses_a_null_out(void **state)
+{
+    (void)state;
+    ar_store *store = test_mem_store();
+    ar_stats s;
+    memset(&s, 0x5a, sizeof s);
+    ar_run_query q = AR_RUN_QUERY_INIT;
+    q.limit = -1;
+    ar_status bad[] = { (ar_status)99 };
+    q.status = bad;
+    q.n_status = 1;
+    assert_int_equal(ar_runs_stats(&s, store, &q), AR_EMISUSE);
+    assert_int_equal(s.runs, 0);
+    assert_int_equal(s.total_tokens, 0);
+    assert_true(s.cost == 0.0 && s.avg_latency_ms == 0.0);
+    assert_int_equal(ar_status_parse(NULL, "completed"), AR_EMISUSE);
+    ar_status st = AR_RUNNING;
+    assert_int_equal(ar_status_parse(&st, "completed"), AR_OK);
+    assert_int_equal(st, AR_COMPLETED);
+    ar_store_close(store);
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_get_of_an_unknown_id_is_null_and_enotfound),
     cmocka_unit_test(test_get_with_and_without_steps),
@@ -1228,6 +1252,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_stats_sum_usage_and_average_latency_over_finished_runs),
     cmocka_unit_test(test_stats_count_interrupted_runs),
     cmocka_unit_test(test_forget_user_clears_the_user_and_keeps_the_runs),
+    cmocka_unit_test(test_failed_stats_leave_zeroes_and_status_parse_refuses_a_null_out),
 };
 
 TEST_GROUP(read_group, "read", tests);
