@@ -174,10 +174,11 @@ $(CTEST_BIN): $(CTEST_OBJ) $(BIND_OBJ) $(STATIC_LIB)
 	@mkdir -p $(@D)
 	$(CC) -o $@ $(CTEST_OBJ) $(BIND_OBJ) $(STATIC_LIB) $(PKG_LIBS) $(LUA_LIBS) $(CMOCKA_LIBS) -lm $(LDFLAGS_ALL)
 
-$(FAULTVFS_LUA): tests/lua/faultvfs_lua.c tests/c/faultvfs.c tests/c/faultvfs.h | deps
+$(FAULTVFS_LUA): tests/lua/faultvfs_lua.c tests/c/faultvfs.c tests/c/faultvfs.h tests/c/sqlimit.c \
+                 tests/c/sqlimit.h | deps
 	@mkdir -p $(@D)
 	$(CC) $(BASE_CFLAGS) -Itests/c $(PKG_CFLAGS) $(LUA_CFLAGS) $(EXTRA_CFLAGS) -shared -o $@ \
-	    tests/lua/faultvfs_lua.c tests/c/faultvfs.c $(PKG_LIBS) $(LDFLAGS_ALL)
+	    tests/lua/faultvfs_lua.c tests/c/faultvfs.c tests/c/sqlimit.c $(PKG_LIBS) $(LDFLAGS_ALL)
 
 $(BENCH_BIN): $(BENCH_SRC) $(wildcard tests/bench/*.h tests/bench/*.def) $(STATIC_LIB) | deps
 	@mkdir -p $(@D)

@@ -28,8 +28,9 @@ typedef struct event_summary_box {
 /* Appends one event; *out (may be NULL) gets its id, which is larger than
  * every id handed out before in this file and never reused. Returns
  * AR_EMISUSE (missing or empty agent/type, negative session, text that is not
- * UTF-8), AR_EJSON (metadata not a JSON object) or a store error; on failure
- * nothing is written. */
+ * UTF-8), AR_EJSON (metadata not a JSON object, a value over AR_VALUE_MAX, an
+ * event the store cannot hold) or a store error; on failure nothing is
+ * written. Content keeps its NUL bytes: it is bound with its length. */
 int ar_event_append(int64_t *out, ar_store *store, const ar_event *event)
 {
     int rc = ar_store_writable(store, "append an event");
@@ -40,9 +41,12 @@ int ar_event_append(int64_t *out, ar_store *store, const ar_event *event)
     ar_err *err = &store->err;
     if (!event)
         return ar_fail(err, AR_EMISUSE, "event is NULL");
+    ar_event row = *event;
+    if (row.content && (row.content_len == AR_NUL_TERMINATED || row.content_len == 0))
+        row.content_len = strlen(row.content);
     if ((rc = ar_text_check(err, "agent", event->agent, 1, 1)) ||
         (rc = ar_text_check(err, "type", event->type, 1, 1)) ||
-        (rc = ar_text_check(err, "content", event->content, 0, 0)) ||
+        (row.content && (rc = ar_content_check(err, "content", row.content, row.content_len))) ||
         (rc = ar_text_check(err, "run", event->run, 0, 1)))
         return rc;
     if (event->session < 0)
@@ -50,7 +54,6 @@ int ar_event_append(int64_t *out, ar_store *store, const ar_event *event)
     if (event->metadata &&
         (rc = ar_json_check(err, "metadata", event->metadata, strlen(event->metadata), 1)))
         return rc;
-    ar_event row = *event;
     if (row.at == AR_UNSET)
         row.at = ar_now_ms();
     int64_t id = 0;

@@ -169,10 +169,23 @@ int64_t ar_id_new(ar_store *store, int64_t ms, int written, char out[AR_ID_LEN +
 int64_t ar_id_tick(const char *id);
 int ar_id_valid(const char *id);
 
-/* Validates a required/optional plain text field (UTF-8, no NUL). */
+/* Validates a required/optional plain text field: UTF-8 without NUL
+ * (AR_EMISUSE), at most AR_VALUE_MAX bytes (AR_EJSON). */
 int ar_text_check(ar_err *err, const char *field, const char *s, int required, int nonempty);
-/* Validates JSON text (AR_EJSON with the field name in the message). */
+/* Validates free text given with its length (event content): UTF-8, NUL
+ * bytes allowed (AR_EMISUSE otherwise), at most AR_VALUE_MAX bytes (AR_EJSON). */
+int ar_content_check(ar_err *err, const char *field, const char *s, size_t len);
+/* Validates JSON text: AR_EJSON with the field name in the message, also
+ * beyond AR_VALUE_MAX bytes. */
 int ar_json_check(ar_err *err, const char *field, const char *json, size_t len, int object);
+
+/* A failed run's error text as stored, which is never refused: invalid UTF-8
+ * becomes U+FFFD, and text longer than `max` bytes (> 96) is cut at a
+ * character boundary to end with " [cut from N bytes]" within `max`.
+ * ar_error_text writes it, NUL-terminated, to dst, which holds
+ * ar_error_room(error, max) bytes, and returns its length. */
+size_t ar_error_room(const char *error, size_t max);
+size_t ar_error_text(char *dst, const char *error, size_t max);
 
 /* Validates a step for ar_run_step / records. Sets *cost_nanos and *content_len. */
 int ar_step_check(ar_err *err, const ar_step *s, int64_t *cost_nanos, size_t *content_len);

@@ -191,10 +191,10 @@ static int build(ar_record **out, const ar_allocator *alloc, const ar_record *f,
     r->status = status;
     r->output = output ? ar_arena_strndup(a, output, output_len, &failed) : NULL;
     if (error) {
-        size_t n = strlen(error);
-        char *clean = ar_arena_alloc(a, 3 * n + 1);
+        /* error text is never refused (ar_error_text) */
+        char *clean = ar_arena_alloc(a, ar_error_room(error, AR_VALUE_MAX));
         if (clean)
-            clean[ar_utf8_sanitize(clean, error, n)] = '\0';
+            ar_error_text(clean, error, AR_VALUE_MAX);
         failed |= !clean;
         r->error = clean;
     }

@@ -395,6 +395,30 @@ int ar_run_complete(ar_record **out, ar_run *run, const char *output_json, size_
     return finish(out, run, &f);
 }
 
+/* Ends the run as failed. Error text is never refused (ar_error_text): when
+ * the store cannot hold the row even so (AR_EJSON: a backend holding less
+ * than AR_VALUE_MAX, or a row whose other values are large), the text is cut
+ * shorter and the finish tried again; each refused attempt wrote nothing. */
+static int finish_failed(ar_record **out, ar_run *run, const char *error)
+{
+    char small[512];
+    size_t room = ar_error_room(error, AR_VALUE_MAX);
+    char *clean = room <= sizeof small ? small : ar_mem_alloc(&run->alloc, room);
+    if (!clean)
+        return ar_fail(&run->err, AR_ENOMEM, "out of memory recording the failure");
+    int rc;
+    for (size_t max = AR_VALUE_MAX;; max /= 2) {
+        ar_error_text(clean, error, max);
+        ar_db_finish f = { AR_FAILED, NULL, 0, clean, NULL, 0, 0, 0, 0 };
+        rc = finish(out, run, &f);
+        if (rc != AR_EJSON || max < 256)
+            break;
+    }
+    if (clean != small)
+        ar_mem_free(&run->alloc, clean);
+    return rc;
+}
+
 int ar_run_fail(ar_record **out, ar_run *run, const char *error)
 {
     if (out)
@@ -404,20 +428,7 @@ int ar_run_fail(ar_record **out, ar_run *run, const char *error)
     int rc = writable(run, "fail a run");
     if (rc)
         return rc;
-    if (!error)
-        error = "failed";
-    /* error text is never refused: invalid UTF-8 becomes U+FFFD */
-    size_t n = strlen(error);
-    char small[512];
-    char *clean = n * 3 + 1 <= sizeof small ? small : ar_mem_alloc(&run->alloc, n * 3 + 1);
-    if (!clean)
-        return ar_fail(&run->err, AR_ENOMEM, "out of memory recording the failure");
-    clean[ar_utf8_sanitize(clean, error, n)] = '\0';
-    ar_db_finish f = { AR_FAILED, NULL, 0, clean, NULL, 0, 0, 0, 0 };
-    rc = finish(out, run, &f);
-    if (clean != small)
-        ar_mem_free(&run->alloc, clean);
-    return rc;
+    return finish_failed(out, run, error ? error : "failed");
 }
 
 int ar_run_exhaust(ar_record **out, ar_run *run, const ar_exhaustion *why)
@@ -452,7 +463,10 @@ void ar_run_detach(ar_run *run, ar_status end, const char *why)
 {
     if (run->store && run->status == AR_RUNNING) {
         ar_db_finish f = { end, NULL, 0, why, NULL, 0, 0, 0, 0 };
-        finish(NULL, run, &f);
+        if (end == AR_FAILED)
+            finish_failed(NULL, run, why);
+        else
+            finish(NULL, run, &f);
     }
     if (run->status == AR_RUNNING)
         run->status = end;

@@ -288,6 +288,15 @@ int ar_id_valid(const char *id)
 
 /* ---- field checks ------------------------------------------------------- */
 
+/* The one bound on a value's size (see AR_VALUE_MAX), for every field. */
+static int size_check(ar_err *err, const char *field, size_t n)
+{
+    if (n > AR_VALUE_MAX)
+        return ar_fail(err, AR_EJSON, "%s is %zu bytes, more than a store holds in one value (%zu)",
+                       field, n, AR_VALUE_MAX);
+    return AR_OK;
+}
+
 int ar_text_check(ar_err *err, const char *field, const char *s, int required, int nonempty)
 {
     if (!s)
@@ -297,11 +306,51 @@ int ar_text_check(ar_err *err, const char *field, const char *s, int required, i
         return ar_fail(err, AR_EMISUSE, "%s must not be empty", field);
     if (!ar_utf8_valid(s, n))
         return ar_fail(err, AR_EMISUSE, "%s is not valid UTF-8", field);
-    return AR_OK;
+    return size_check(err, field, n);
+}
+
+int ar_content_check(ar_err *err, const char *field, const char *s, size_t len)
+{
+    int rc = size_check(err, field, len);
+    if (rc == AR_OK && !ar_utf8_valid(s, len))
+        rc = ar_fail(err, AR_EMISUSE, "%s is not valid UTF-8", field);
+    return rc;
+}
+
+/* Room for " [cut from N bytes]" with any size_t N. */
+#define CUT_MARK_ROOM 48
+
+size_t ar_error_room(const char *error, size_t max)
+{
+    size_t n = strlen(error);
+    return 3 * (n < max ? n : max) + CUT_MARK_ROOM + 1;
+}
+
+size_t ar_error_text(char *dst, const char *error, size_t max)
+{
+    size_t n = strlen(error);
+    size_t take = n < max ? n : max;
+    size_t len = ar_utf8_sanitize(dst, error, take);
+    if (len <= max && take == n) {
+        dst[len] = '\0';
+        return len;
+    }
+    /* keep whole characters only: back off continuation bytes */
+    size_t keep = max > CUT_MARK_ROOM ? max - CUT_MARK_ROOM : 0;
+    if (keep >= len)
+        keep = len;
+    else
+        while (keep > 0 && ((unsigned char)dst[keep] & 0xC0) == 0x80)
+            keep--;
+    int w = snprintf(dst + keep, CUT_MARK_ROOM + 1, " [cut from %zu bytes]", n);
+    return keep + (w > 0 ? (size_t)w : 0);
 }
 
 int ar_json_check(ar_err *err, const char *field, const char *json, size_t len, int object)
 {
+    int rc = size_check(err, field, len);
+    if (rc)
+        return rc;
     char why[160];
     int bad = object ? ar_json_validate_object(json, len, why, sizeof why)
                      : ar_json_validate(json, len, why, sizeof why);

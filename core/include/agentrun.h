@@ -68,6 +68,15 @@ const char *ar_code_name(int code);
 #define AR_NUL_TERMINATED ((size_t)-1)
 #define AR_MAX_COST 9e9                          /* the largest cost and cost total */
 #define AR_MAX_COUNT INT64_C(9007199254740992)   /* 2^53: the largest count and count total */
+
+/* The largest value a store holds, in bytes: 64 MiB (67,108,864). It bounds
+ * each JSON value (step content, output, checkpoint state, metadata) and each
+ * text (goal, names, event content). A larger value is refused with AR_EJSON
+ * and nothing is written, as is a row whose values together are more than
+ * the backend holds (SQLite: 1,000,000,000 bytes, which values within this
+ * bound never reach). A failed run's error text is never refused: longer
+ * text is cut at a character boundary and ends with " [cut from N bytes]" (N the length given). */
+#define AR_VALUE_MAX ((size_t)64 << 20)
 #define AR_UNSET INT64_MIN /* "not given" for optional int64 fields */
 
 /* ------------------------------------------------------------------------- */
@@ -479,16 +488,22 @@ typedef struct ar_event {
     const char *agent;      /* required */
     int64_t session;        /* >= 0 */
     const char *type;       /* required */
-    const char *content;    /* text, may be NULL */
+    const char *content;    /* UTF-8 text, NUL bytes included; may be NULL */
     const char *metadata;   /* JSON object text, may be NULL */
     const char *run;        /* optional run id */
     int64_t at;             /* AR_UNSET: now */
+    size_t content_len;     /* bytes of content; AR_NUL_TERMINATED (or 0, for an
+                               event filled without AR_EVENT_INIT) means strlen.
+                               On output: its length (content is NUL-terminated too). */
 } ar_event;
-#define AR_EVENT_INIT { 0, NULL, 0, NULL, NULL, NULL, NULL, AR_UNSET }
+#define AR_EVENT_INIT { 0, NULL, 0, NULL, NULL, NULL, NULL, AR_UNSET, AR_NUL_TERMINATED }
 
 /* Appends an event; *out (may be NULL) gets its id, which increases and is
- * never reused. agent and type are required non-empty UTF-8, session >= 0,
- * metadata a JSON object (AR_EJSON otherwise; nothing is stored). */
+ * never reused. agent and type are required non-empty UTF-8 without NUL,
+ * session >= 0 (AR_EMISUSE otherwise); content is any UTF-8 text, kept byte
+ * for byte with its NUL bytes; metadata a JSON object (AR_EJSON otherwise). A
+ * value over AR_VALUE_MAX bytes, or an event the store cannot hold, is
+ * AR_EJSON. On failure nothing is stored. */
 int ar_event_append(int64_t *out, ar_store *store, const ar_event *event);
 
 typedef struct ar_event_query {

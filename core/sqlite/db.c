@@ -92,7 +92,7 @@ int sq_fail(ar_db *db, ar_err *err, int rc, const char *what)
     case SQLITE_PERM:
     case SQLITE_AUTH: code = AR_EPERM; break;
     case SQLITE_NOMEM: code = AR_ENOMEM; break;
-    case SQLITE_TOOBIG: code = AR_EMISUSE; break;
+    case SQLITE_TOOBIG: code = AR_EJSON; break;
     case SQLITE_CONSTRAINT: code = AR_ESTATE; break;
     default: code = AR_EIO; break;
     }
@@ -104,6 +104,9 @@ int sq_fail(ar_db *db, ar_err *err, int rc, const char *what)
     /* SQLite's own text may name what it failed to do, not why */
     if (code == AR_ENOMEM)
         return ar_fail(err, code, "%s: out of memory (%s)", what, detail);
+    if (code == AR_EJSON)
+        return ar_fail(err, code, "%s: a value, or the values of one row together, are more than the store "
+                       "holds (%d bytes)", what, db && db->conn ? sqlite3_limit(db->conn, SQLITE_LIMIT_LENGTH, -1) : 0);
     if (rc == SQLITE_READONLY_DIRECTORY || rc == SQLITE_READONLY_CANTINIT)
         return ar_fail(err, code, "%s: the store's directory is not writable, and SQLite must create "
                        "the -wal and -shm files beside the store even to read it (%s)", what, detail);
@@ -123,14 +126,36 @@ sqlite3_stmt *sq_stmt(ar_db *db, int slot, const char *sql, ar_err *err)
     return db->stmt[slot];
 }
 
-int sq_bind_text(sqlite3_stmt *st, int i, const char *s)
+void sq_bind_int64(sqlite3_stmt *st, int i, int64_t v, int *rc)
 {
-    return s ? sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC) : sqlite3_bind_null(st, i);
+    if (*rc == SQLITE_OK)
+        *rc = sqlite3_bind_int64(st, i, v);
 }
 
-int sq_bind_textn(sqlite3_stmt *st, int i, const char *s, size_t n)
+void sq_bind_double(sqlite3_stmt *st, int i, double v, int *rc)
 {
-    return s ? sqlite3_bind_text64(st, i, s, n, SQLITE_STATIC, SQLITE_UTF8) : sqlite3_bind_null(st, i);
+    if (*rc == SQLITE_OK)
+        *rc = sqlite3_bind_double(st, i, v);
+}
+
+void sq_bind_text(sqlite3_stmt *st, int i, const char *s, int *rc)
+{
+    sq_bind_textn(st, i, s, s ? strlen(s) : 0, rc);
+}
+
+void sq_bind_textn(sqlite3_stmt *st, int i, const char *s, size_t n, int *rc)
+{
+    if (*rc == SQLITE_OK)
+        *rc = s ? sqlite3_bind_text64(st, i, s, n, SQLITE_STATIC, SQLITE_UTF8) : sqlite3_bind_null(st, i);
+}
+
+int sq_bound(ar_db *db, sqlite3_stmt *st, int rc, ar_err *err, const char *what)
+{
+    if (rc == SQLITE_OK)
+        return AR_OK;
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return sq_fail(db, err, rc, what);
 }
 
 int sq_exec(ar_db *db, const char *sql, ar_err *err)

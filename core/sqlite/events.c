@@ -88,19 +88,20 @@ static void put_filters(sqltext *t, const ar_event_query *q)
         put(t, " AND at < ?");
 }
 
-/* Binds the filters in the order put_filters wrote them; returns the next index. */
-static int bind_filters(sqlite3_stmt *st, const ar_event_query *q)
+/* Binds the filters in the order put_filters wrote them (the first failure
+ * in *rc); returns the next index. */
+static int bind_filters(sqlite3_stmt *st, const ar_event_query *q, int *rc)
 {
     int i = 1;
-    sq_bind_text(st, i++, q->agent);
+    sq_bind_text(st, i++, q->agent, rc);
     if (q->session != AR_UNSET)
-        sqlite3_bind_int64(st, i++, q->session);
+        sq_bind_int64(st, i++, q->session, rc);
     for (size_t k = 0; k < q->n_types; k++)
-        sq_bind_text(st, i++, q->types[k]);
+        sq_bind_text(st, i++, q->types[k], rc);
     if (q->since != AR_UNSET)
-        sqlite3_bind_int64(st, i++, q->since);
+        sq_bind_int64(st, i++, q->since, rc);
     if (q->until != AR_UNSET)
-        sqlite3_bind_int64(st, i++, q->until);
+        sq_bind_int64(st, i++, q->until, rc);
     return i;
 }
 
@@ -154,6 +155,7 @@ static int row_to_event(sqlite3_stmt *st, ar_arena *arena, ar_event *e)
     e->session = sqlite3_column_int64(st, 2);
     e->type = column_text(st, 3, arena, &failed);
     e->content = column_text(st, 4, arena, &failed);
+    e->content_len = e->content ? (size_t)sqlite3_column_bytes(st, 4) : 0;
     e->metadata = column_text(st, 5, arena, &failed);
     e->run = column_text(st, 6, arena, &failed);
     e->at = sqlite3_column_int64(st, 7);
@@ -168,13 +170,16 @@ int ar_db_event_insert(ar_db *db, const ar_event *e, int64_t *id, ar_err *err)
         "INSERT INTO events(agent, session, type, content, metadata, run, at) VALUES(?,?,?,?,?,?,?)", err);
     if (!st)
         return err->code;
-    sq_bind_text(st, 1, e->agent);
-    sqlite3_bind_int64(st, 2, e->session);
-    sq_bind_text(st, 3, e->type);
-    sq_bind_text(st, 4, e->content);
-    sq_bind_text(st, 5, e->metadata);
-    sq_bind_text(st, 6, e->run);
-    sqlite3_bind_int64(st, 7, e->at);
+    int b = SQLITE_OK;
+    sq_bind_text(st, 1, e->agent, &b);
+    sq_bind_int64(st, 2, e->session, &b);
+    sq_bind_text(st, 3, e->type, &b);
+    sq_bind_textn(st, 4, e->content, e->content_len, &b);
+    sq_bind_text(st, 5, e->metadata, &b);
+    sq_bind_text(st, 6, e->run, &b);
+    sq_bind_int64(st, 7, e->at, &b);
+    if (b != SQLITE_OK)
+        return sq_bound(db, st, b, err, "recording the event");
     int rc = sqlite3_step(st);
     if (rc == SQLITE_DONE)
         *id = sqlite3_last_insert_rowid(db->conn);
@@ -196,12 +201,13 @@ int ar_db_events_list(ar_db *db, const ar_event_query *q, const int64_t *key, in
     int rc = prepare(db, &t, &st, err);
     if (rc)
         goto cleanup;
-    int i = bind_filters(st, q);
+    int b = SQLITE_OK;
+    int i = bind_filters(st, q, &b);
     if (key)
-        sqlite3_bind_int64(st, i++, *key);
-    sqlite3_bind_int64(st, i, limit);
-    int src;
-    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+        sq_bind_int64(st, i++, *key, &b);
+    sq_bind_int64(st, i, limit, &b);
+    int src = b;
+    while (b == SQLITE_OK && (src = sqlite3_step(st)) == SQLITE_ROW) {
         if (count == cap) {
             /* the old array stays in the arena: at most as much again is wasted */
             size_t grown_cap = cap ? 2 * cap : (limit < 64 ? (size_t)limit + 1 : 64);
@@ -241,8 +247,9 @@ int ar_db_events_count(ar_db *db, const ar_event_query *q, int64_t *out, ar_err 
     int rc = prepare(db, &t, &st, err);
     if (rc)
         goto cleanup;
-    bind_filters(st, q);
-    int src = sqlite3_step(st);
+    int b = SQLITE_OK;
+    bind_filters(st, q, &b);
+    int src = b == SQLITE_OK ? sqlite3_step(st) : b;
     if (src == SQLITE_ROW)
         *out = sqlite3_column_int64(st, 0);
     else
@@ -260,9 +267,10 @@ int ar_db_events_summary(ar_db *db, const char *agent, ar_arena *arena, ar_event
         return err->code;
     ar_event_summary s = { 0, 0, NULL, 0, AR_UNSET, AR_UNSET };
     size_t cap = 0;
-    int rc = AR_OK, src;
-    sq_bind_text(st, 1, agent);
-    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+    int rc = AR_OK, b = SQLITE_OK;
+    sq_bind_text(st, 1, agent, &b);
+    int src = b;
+    while (b == SQLITE_OK && (src = sqlite3_step(st)) == SQLITE_ROW) {
         if (sqlite3_column_type(st, 0) == SQLITE_NULL) {
             s.total = sqlite3_column_int64(st, 1);
             s.sessions = sqlite3_column_int64(st, 2);
@@ -305,9 +313,12 @@ cleanup:
     return rc;
 }
 
-/* Steps a cached DELETE whose parameter is bound; *out gets the rows deleted. */
-static int run_delete(ar_db *db, sqlite3_stmt *st, int64_t *out, ar_err *err, const char *what)
+/* Steps a cached DELETE whose parameter is bound (`bound` the bind's result);
+ * *out gets the rows deleted. */
+static int run_delete(ar_db *db, sqlite3_stmt *st, int bound, int64_t *out, ar_err *err, const char *what)
 {
+    if (bound != SQLITE_OK)
+        return sq_bound(db, st, bound, err, what);
     int rc = sqlite3_step(st);
     if (rc == SQLITE_DONE)
         *out = sqlite3_changes64(db->conn);
@@ -321,8 +332,9 @@ int ar_db_events_delete(ar_db *db, const char *agent, int64_t *out, ar_err *err)
     sqlite3_stmt *st = sq_stmt(db, SQ_EVENT_DELETE, "DELETE FROM events WHERE agent = ?", err);
     if (!st)
         return err->code;
-    sq_bind_text(st, 1, agent);
-    return run_delete(db, st, out, err, "deleting events");
+    int b = SQLITE_OK;
+    sq_bind_text(st, 1, agent, &b);
+    return run_delete(db, st, b, out, err, "deleting events");
 }
 
 int ar_db_events_delete_before(ar_db *db, int64_t before_at, int64_t *out, ar_err *err)
@@ -330,8 +342,9 @@ int ar_db_events_delete_before(ar_db *db, int64_t before_at, int64_t *out, ar_er
     sqlite3_stmt *st = sq_stmt(db, SQ_EVENT_RETAIN_AGE, retain_age_sql, err);
     if (!st)
         return err->code;
-    sqlite3_bind_int64(st, 1, before_at);
-    return run_delete(db, st, out, err, "deleting old events");
+    int b = SQLITE_OK;
+    sq_bind_int64(st, 1, before_at, &b);
+    return run_delete(db, st, b, out, err, "deleting old events");
 }
 
 int ar_db_events_keep_last(ar_db *db, int64_t keep_last, int64_t *out, ar_err *err)
@@ -339,8 +352,9 @@ int ar_db_events_keep_last(ar_db *db, int64_t keep_last, int64_t *out, ar_err *e
     sqlite3_stmt *st = sq_stmt(db, SQ_EVENT_RETAIN_KEEP, retain_keep_sql, err);
     if (!st)
         return err->code;
-    sqlite3_bind_int64(st, 1, keep_last);
-    return run_delete(db, st, out, err, "deleting events beyond keep_last");
+    int b = SQLITE_OK;
+    sq_bind_int64(st, 1, keep_last, &b);
+    return run_delete(db, st, b, out, err, "deleting events beyond keep_last");
 }
 
 /* Joins the detail column of an EXPLAIN QUERY PLAN of `sql`, one line per step. */
@@ -355,18 +369,19 @@ static int read_plan(ar_db *db, const char *sql, int shape, const ar_event_query
     int rc = prepare(db, &text, &st, err);
     if (rc)
         goto cleanup;
+    int b = SQLITE_OK;
     if (shape == AR_DB_EVENTS_PLAN_LIST || shape == AR_DB_EVENTS_PLAN_COUNT) {
-        int i = bind_filters(st, q);
+        int i = bind_filters(st, q, &b);
         if (key)
-            sqlite3_bind_int64(st, i++, *key);
+            sq_bind_int64(st, i++, *key, &b);
         if (shape == AR_DB_EVENTS_PLAN_LIST)
-            sqlite3_bind_int64(st, i, 10);
+            sq_bind_int64(st, i, 10, &b);
     } else if (shape == AR_DB_EVENTS_PLAN_SUMMARY) {
-        sq_bind_text(st, 1, q->agent);
+        sq_bind_text(st, 1, q->agent, &b);
     }
     put(&plan, "");
-    int src;
-    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+    int src = b;
+    while (b == SQLITE_OK && (src = sqlite3_step(st)) == SQLITE_ROW) {
         const char *detail = (const char *)sqlite3_column_text(st, 3);
         put(&plan, detail ? detail : "");
         put(&plan, "\n");

@@ -51,18 +51,19 @@ static int64_t time_key(int64_t ms)
     return ms << 16;
 }
 
-/* Binds the filters in the order add_filters wrote them; returns the next index. */
-static int bind_filters(sqlite3_stmt *st, const ar_run_query *q)
+/* Binds the filters in the order add_filters wrote them (the first failure
+ * in *rc); returns the next index. */
+static int bind_filters(sqlite3_stmt *st, const ar_run_query *q, int *rc)
 {
     int i = 1;
-    if (q->agent) sq_bind_text(st, i++, q->agent);
-    if (q->user) sq_bind_text(st, i++, q->user);
-    if (q->edition) sq_bind_text(st, i++, q->edition);
-    if (q->parent) sq_bind_text(st, i++, q->parent);
+    if (q->agent) sq_bind_text(st, i++, q->agent, rc);
+    if (q->user) sq_bind_text(st, i++, q->user, rc);
+    if (q->edition) sq_bind_text(st, i++, q->edition, rc);
+    if (q->parent) sq_bind_text(st, i++, q->parent, rc);
     for (size_t k = 0; k < q->n_status; k++)
-        sq_bind_text(st, i++, ar_status_name(q->status[k]));
-    if (q->since != AR_UNSET) sqlite3_bind_int64(st, i++, time_key(q->since));
-    if (q->until != AR_UNSET) sqlite3_bind_int64(st, i++, time_key(q->until));
+        sq_bind_text(st, i++, ar_status_name(q->status[k]), rc);
+    if (q->since != AR_UNSET) sq_bind_int64(st, i++, time_key(q->since), rc);
+    if (q->until != AR_UNSET) sq_bind_int64(st, i++, time_key(q->until), rc);
     return i;
 }
 
@@ -90,10 +91,16 @@ int ar_db_runs_list(ar_db *db, const ar_run_query *q, const ar_db_run_key *key, 
     int rc = prepare(db, &b, &st, err);
     if (rc)
         return rc;
-    int i = bind_filters(st, q);
+    int bound = SQLITE_OK;
+    int i = bind_filters(st, q, &bound);
     if (key)
-        sqlite3_bind_int64(st, i++, key->n);
-    sqlite3_bind_int64(st, i, limit);
+        sq_bind_int64(st, i++, key->n, &bound);
+    sq_bind_int64(st, i, limit, &bound);
+    if (bound != SQLITE_OK) {
+        rc = sq_bound(db, st, bound, err, "listing runs");
+        sqlite3_finalize(st);
+        return rc;
+    }
 
     size_t cap = limit > 0 && limit < 1024 ? (size_t)limit : 16, count = 0;
     ar_record **list = ar_out_alloc(db->alloc, cap * sizeof *list);
@@ -145,8 +152,9 @@ int ar_db_runs_count(ar_db *db, const ar_run_query *q, int64_t *out, ar_err *err
     int rc = prepare(db, &b, &st, err);
     if (rc)
         return rc;
-    bind_filters(st, q);
-    int src = sqlite3_step(st);
+    int bound = SQLITE_OK;
+    bind_filters(st, q, &bound);
+    int src = bound == SQLITE_OK ? sqlite3_step(st) : bound;
     if (src == SQLITE_ROW)
         *out = sqlite3_column_int64(st, 0);
     else
@@ -205,8 +213,9 @@ int ar_db_runs_stats(ar_db *db, const ar_run_query *q, ar_stats *out, ar_err *er
     int rc = prepare(db, &b, &st, err);
     if (rc)
         return rc;
-    bind_filters(st, q);
-    int src = sqlite3_step(st);
+    int bound = SQLITE_OK;
+    bind_filters(st, q, &bound);
+    int src = bound == SQLITE_OK ? sqlite3_step(st) : bound;
     if (src == SQLITE_ROW) {
         memset(out, 0, sizeof *out);
         out->runs = sqlite3_column_int64(st, 0);

@@ -52,8 +52,11 @@ int ar_db_retain_scan(ar_db *db, const ar_status *statuses, size_t n, int ranked
     /* resetting a statement that is being stepped would restart the outer scan */
     if (sqlite3_stmt_busy(st))
         return ar_fail(err, AR_EMISUSE, "retention is already running on this store");
+    int b = SQLITE_OK;
     for (size_t i = 0; i < n && i < 4; i++)
-        sq_bind_text(st, (int)i + 1, ar_status_name(statuses[i]));
+        sq_bind_text(st, (int)i + 1, ar_status_name(statuses[i]), &b);
+    if (b != SQLITE_OK)
+        return sq_bound(db, st, b, err, "scanning runs for retention");
     ar_record_box *box = NULL;
     int rc = AR_OK, src = SQLITE_DONE;
     if (with_record && !(box = ar_record_box_new(db->alloc))) {
@@ -90,11 +93,14 @@ cleanup:
     return rc;
 }
 
-/* Binds rowids[0..n) to a statement holding ROWIDS from parameter 1. */
-static void bind_rowids(sqlite3_stmt *st, const int64_t *rowids, size_t n)
+/* Binds rowids[0..n) to a statement holding ROWIDS from parameter 1;
+ * returns the first failure. */
+static int bind_rowids(sqlite3_stmt *st, const int64_t *rowids, size_t n)
 {
+    int b = SQLITE_OK;
     for (size_t i = 0; i < n; i++)
-        sqlite3_bind_int64(st, (int)i + 1, rowids[i]);
+        sq_bind_int64(st, (int)i + 1, rowids[i], &b);
+    return b;
 }
 
 /* Runs one cached DELETE over the batch; *changed gets the rows it removed. */
@@ -104,7 +110,9 @@ static int delete_batch(ar_db *db, int slot, const char *sql, const int64_t *row
     sqlite3_stmt *st = sq_stmt(db, slot, sql, err);
     if (!st)
         return err->code;
-    bind_rowids(st, rowids, n);
+    int b = bind_rowids(st, rowids, n);
+    if (b != SQLITE_OK)
+        return sq_bound(db, st, b, err, what);
     int src = sqlite3_step(st);
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
@@ -147,7 +155,9 @@ int ar_db_retain_count_steps(ar_db *db, const int64_t *rowids, size_t n, int64_t
     sqlite3_stmt *st = sq_stmt(db, SQ_RETAIN_COUNT_STEPS, "SELECT count(*) FROM steps WHERE run IN " ROWIDS, err);
     if (!st)
         return err->code;
-    bind_rowids(st, rowids, n);
+    int b = bind_rowids(st, rowids, n);
+    if (b != SQLITE_OK)
+        return sq_bound(db, st, b, err, "counting the runs' steps");
     int src = sqlite3_step(st), rc = AR_OK;
     if (src == SQLITE_ROW)
         *out = sqlite3_column_int64(st, 0);

@@ -5,24 +5,27 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Steps and finishes a cached statement that returns no rows. */
-static int step_done(ar_db *db, sqlite3_stmt *st, ar_err *err, const char *what)
+/* Steps and finishes a cached statement that returns no rows, unless its
+ * binds failed (`bound` is their first failure). */
+static int step_done(ar_db *db, sqlite3_stmt *st, int bound, ar_err *err, const char *what)
 {
+    if (bound != SQLITE_OK)
+        return sq_bound(db, st, bound, err, what);
     int rc = sqlite3_step(st);
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
     return rc == SQLITE_DONE ? AR_OK : sq_fail(db, err, rc, what);
 }
 
-static void bind_progress(sqlite3_stmt *st, int i, const ar_db_progress *p)
+static void bind_progress(sqlite3_stmt *st, int i, const ar_db_progress *p, int *rc)
 {
-    sqlite3_bind_int64(st, i, p->iterations);
-    sqlite3_bind_int64(st, i + 1, p->input_tokens);
-    sqlite3_bind_int64(st, i + 2, p->output_tokens);
-    sqlite3_bind_int64(st, i + 3, p->cost_nanos);
-    sq_bind_textn(st, i + 4, p->extra, p->extra_len);
-    sqlite3_bind_int64(st, i + 5, p->elapsed_ms);
-    sqlite3_bind_int64(st, i + 6, p->updated_at);
+    sq_bind_int64(st, i, p->iterations, rc);
+    sq_bind_int64(st, i + 1, p->input_tokens, rc);
+    sq_bind_int64(st, i + 2, p->output_tokens, rc);
+    sq_bind_int64(st, i + 3, p->cost_nanos, rc);
+    sq_bind_textn(st, i + 4, p->extra, p->extra_len, rc);
+    sq_bind_int64(st, i + 5, p->elapsed_ms, rc);
+    sq_bind_int64(st, i + 6, p->updated_at, rc);
 }
 
 int ar_db_run_insert(ar_db *db, const ar_db_run *r, ar_err *err)
@@ -35,27 +38,30 @@ int ar_db_run_insert(ar_db *db, const ar_db_run *r, ar_err *err)
         " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", err);
     if (!st)
         return err->code;
-    sqlite3_bind_int64(st, 1, r->n);
-    sq_bind_text(st, 2, r->id);
-    sq_bind_text(st, 3, r->agent);
-    sq_bind_text(st, 4, r->goal);
-    sq_bind_text(st, 5, r->user);
-    sq_bind_text(st, 6, r->edition);
-    sq_bind_text(st, 7, r->parent);
-    sq_bind_text(st, 8, r->metadata);
-    sq_bind_text(st, 9, r->budget);
-    sq_bind_text(st, 10, ar_status_name(r->status));
-    sq_bind_textn(st, 11, r->output, r->output_len);
-    sq_bind_text(st, 12, r->error);
-    sq_bind_text(st, 13, r->limit_name);
+    int b = SQLITE_OK;
+    sq_bind_int64(st, 1, r->n, &b);
+    sq_bind_text(st, 2, r->id, &b);
+    sq_bind_text(st, 3, r->agent, &b);
+    sq_bind_text(st, 4, r->goal, &b);
+    sq_bind_text(st, 5, r->user, &b);
+    sq_bind_text(st, 6, r->edition, &b);
+    sq_bind_text(st, 7, r->parent, &b);
+    sq_bind_text(st, 8, r->metadata, &b);
+    sq_bind_text(st, 9, r->budget, &b);
+    sq_bind_text(st, 10, ar_status_name(r->status), &b);
+    sq_bind_textn(st, 11, r->output, r->output_len, &b);
+    sq_bind_text(st, 12, r->error, &b);
+    sq_bind_text(st, 13, r->limit_name, &b);
     if (r->limit_name) {
-        sqlite3_bind_double(st, 14, r->limit_value);
-        sqlite3_bind_double(st, 15, r->limit_reached);
+        sq_bind_double(st, 14, r->limit_value, &b);
+        sq_bind_double(st, 15, r->limit_reached, &b);
     }
-    bind_progress(st, 16, &r->progress);
-    sqlite3_bind_int64(st, 23, r->created_at);
+    bind_progress(st, 16, &r->progress, &b);
+    sq_bind_int64(st, 23, r->created_at, &b);
     if (r->finished_at != AR_UNSET)
-        sqlite3_bind_int64(st, 24, r->finished_at);
+        sq_bind_int64(st, 24, r->finished_at, &b);
+    if (b != SQLITE_OK)
+        return sq_bound(db, st, b, err, "recording the run");
     int rc = sqlite3_step(st);
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
@@ -73,18 +79,19 @@ int ar_db_step_insert(ar_db *db, int64_t run_rowid, const ar_db_step *s, ar_err 
         " cost_nanos, counters, duration_ms, at) VALUES(?,?,?,?,?,?,?,?,?,?,?)", err);
     if (!st)
         return err->code;
-    sqlite3_bind_int64(st, 1, run_rowid);
-    sqlite3_bind_int64(st, 2, s->seq);
-    sq_bind_text(st, 3, s->kind);
-    sq_bind_text(st, 4, s->name);
-    sq_bind_textn(st, 5, s->content, s->content_len);
-    sqlite3_bind_int64(st, 6, s->input_tokens);
-    sqlite3_bind_int64(st, 7, s->output_tokens);
-    sqlite3_bind_int64(st, 8, s->cost_nanos);
-    sq_bind_textn(st, 9, s->extra, s->extra_len);
-    sqlite3_bind_int64(st, 10, s->duration_ms);
-    sqlite3_bind_int64(st, 11, s->at);
-    return step_done(db, st, err, "recording the step");
+    int b = SQLITE_OK;
+    sq_bind_int64(st, 1, run_rowid, &b);
+    sq_bind_int64(st, 2, s->seq, &b);
+    sq_bind_text(st, 3, s->kind, &b);
+    sq_bind_text(st, 4, s->name, &b);
+    sq_bind_textn(st, 5, s->content, s->content_len, &b);
+    sq_bind_int64(st, 6, s->input_tokens, &b);
+    sq_bind_int64(st, 7, s->output_tokens, &b);
+    sq_bind_int64(st, 8, s->cost_nanos, &b);
+    sq_bind_textn(st, 9, s->extra, s->extra_len, &b);
+    sq_bind_int64(st, 10, s->duration_ms, &b);
+    sq_bind_int64(st, 11, s->at, &b);
+    return step_done(db, st, b, err, "recording the step");
 }
 
 /* Says why a write of a run handle changed nothing: the run was resumed
@@ -93,8 +100,9 @@ static int lost(ar_db *db, int64_t run_rowid, int64_t owner, ar_err *err)
 {
     sqlite3_stmt *st = sq_stmt(db, SQ_RUN_OWNER, "SELECT id, status, owner FROM runs WHERE n = ?", err);
     if (st) {
-        sqlite3_bind_int64(st, 1, run_rowid);
-        int rc = sqlite3_step(st);
+        int rc = sqlite3_bind_int64(st, 1, run_rowid);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_step(st);
         if (rc == SQLITE_ROW) {
             const char *id = (const char *)sqlite3_column_text(st, 0);
             const char *status = (const char *)sqlite3_column_text(st, 1);
@@ -117,9 +125,10 @@ static int lost(ar_db *db, int64_t run_rowid, int64_t owner, ar_err *err)
 }
 
 /* Steps a fenced write of a run handle: exactly one row changes, or the run is lost. */
-static int fenced(ar_db *db, sqlite3_stmt *st, int64_t run_rowid, int64_t owner, ar_err *err, const char *what)
+static int fenced(ar_db *db, sqlite3_stmt *st, int bound, int64_t run_rowid, int64_t owner, ar_err *err,
+                  const char *what)
 {
-    int rc = step_done(db, st, err, what);
+    int rc = step_done(db, st, bound, err, what);
     if (rc == AR_OK && sqlite3_changes(db->conn) != 1)
         return lost(db, run_rowid, owner, err);
     return rc;
@@ -132,10 +141,11 @@ int ar_db_run_progress(ar_db *db, int64_t run_rowid, int64_t owner, const ar_db_
         " counters = ?, elapsed_ms = ?, updated_at = ? WHERE n = ? AND owner = ? AND status = 'running'", err);
     if (!st)
         return err->code;
-    bind_progress(st, 1, p);
-    sqlite3_bind_int64(st, 8, run_rowid);
-    sqlite3_bind_int64(st, 9, owner);
-    return fenced(db, st, run_rowid, owner, err, "updating the run's totals");
+    int b = SQLITE_OK;
+    bind_progress(st, 1, p, &b);
+    sq_bind_int64(st, 8, run_rowid, &b);
+    sq_bind_int64(st, 9, owner, &b);
+    return fenced(db, st, b, run_rowid, owner, err, "updating the run's totals");
 }
 
 int ar_db_run_touch(ar_db *db, int64_t run_rowid, int64_t owner, int64_t now, ar_err *err)
@@ -144,10 +154,11 @@ int ar_db_run_touch(ar_db *db, int64_t run_rowid, int64_t owner, int64_t now, ar
         "UPDATE runs SET updated_at = ? WHERE n = ? AND owner = ? AND status = 'running'", err);
     if (!st)
         return err->code;
-    sqlite3_bind_int64(st, 1, now);
-    sqlite3_bind_int64(st, 2, run_rowid);
-    sqlite3_bind_int64(st, 3, owner);
-    return fenced(db, st, run_rowid, owner, err, "saving the checkpoint");
+    int b = SQLITE_OK;
+    sq_bind_int64(st, 1, now, &b);
+    sq_bind_int64(st, 2, run_rowid, &b);
+    sq_bind_int64(st, 3, owner, &b);
+    return fenced(db, st, b, run_rowid, owner, err, "saving the checkpoint");
 }
 
 int ar_db_run_finish(ar_db *db, int64_t run_rowid, int64_t owner, const ar_db_finish *f, ar_err *err)
@@ -158,20 +169,21 @@ int ar_db_run_finish(ar_db *db, int64_t run_rowid, int64_t owner, const ar_db_fi
         " WHERE n = ? AND owner = ? AND status = 'running'", err);
     if (!st)
         return err->code;
-    sq_bind_text(st, 1, ar_status_name(f->status));
-    sq_bind_textn(st, 2, f->output, f->output_len);
-    sq_bind_text(st, 3, f->error);
-    sq_bind_text(st, 4, f->limit_name);
+    int b = SQLITE_OK;
+    sq_bind_text(st, 1, ar_status_name(f->status), &b);
+    sq_bind_textn(st, 2, f->output, f->output_len, &b);
+    sq_bind_text(st, 3, f->error, &b);
+    sq_bind_text(st, 4, f->limit_name, &b);
     if (f->limit_name) {
-        sqlite3_bind_double(st, 5, f->limit_value);
-        sqlite3_bind_double(st, 6, f->limit_reached);
+        sq_bind_double(st, 5, f->limit_value, &b);
+        sq_bind_double(st, 6, f->limit_reached, &b);
     }
-    sqlite3_bind_int64(st, 7, f->finished_at);
-    sqlite3_bind_int64(st, 8, f->finished_at);
-    sqlite3_bind_int64(st, 9, f->elapsed_ms);
-    sqlite3_bind_int64(st, 10, run_rowid);
-    sqlite3_bind_int64(st, 11, owner);
-    return fenced(db, st, run_rowid, owner, err, "finishing the run");
+    sq_bind_int64(st, 7, f->finished_at, &b);
+    sq_bind_int64(st, 8, f->finished_at, &b);
+    sq_bind_int64(st, 9, f->elapsed_ms, &b);
+    sq_bind_int64(st, 10, run_rowid, &b);
+    sq_bind_int64(st, 11, owner, &b);
+    return fenced(db, st, b, run_rowid, owner, err, "finishing the run");
 }
 
 int ar_db_run_reopen(ar_db *db, int64_t run_rowid, int64_t owner, const char *budget, int64_t now, ar_err *err)
@@ -182,11 +194,12 @@ int ar_db_run_reopen(ar_db *db, int64_t run_rowid, int64_t owner, const char *bu
         " updated_at = ? WHERE n = ? AND owner = ? AND status IN ('budget_exhausted', 'interrupted')", err);
     if (!st)
         return err->code;
-    sq_bind_text(st, 1, budget);
-    sqlite3_bind_int64(st, 2, now);
-    sqlite3_bind_int64(st, 3, run_rowid);
-    sqlite3_bind_int64(st, 4, owner);
-    int rc = step_done(db, st, err, "resuming the run");
+    int b = SQLITE_OK;
+    sq_bind_text(st, 1, budget, &b);
+    sq_bind_int64(st, 2, now, &b);
+    sq_bind_int64(st, 3, run_rowid, &b);
+    sq_bind_int64(st, 4, owner, &b);
+    int rc = step_done(db, st, b, err, "resuming the run");
     if (rc == AR_OK && sqlite3_changes(db->conn) != 1)
         return ar_fail(err, AR_ESTATE, "the run changed while it was being resumed");
     return rc;
@@ -289,8 +302,11 @@ int ar_db_run_load(ar_db *db, const char *id, ar_record_box *box, int64_t *rowid
                                "SELECT " SQ_RUN_COLUMNS ", owner FROM runs WHERE n = ? AND id = ?", err);
     if (!st)
         return err->code;
-    sqlite3_bind_int64(st, 1, key);
-    sq_bind_text(st, 2, id);
+    int b = SQLITE_OK;
+    sq_bind_int64(st, 1, key, &b);
+    sq_bind_text(st, 2, id, &b);
+    if (b != SQLITE_OK)
+        return sq_bound(db, st, b, err, "reading the run");
     int rc = sqlite3_step(st);
     int result;
     if (rc == SQLITE_ROW) {
@@ -319,8 +335,11 @@ int ar_db_run_rowid(ar_db *db, const char *id, int64_t *rowid, ar_err *err)
     sqlite3_stmt *st = sq_stmt(db, SQ_RUN_ROWID, "SELECT n FROM runs WHERE n = ? AND id = ?", err);
     if (!st)
         return err->code;
-    sqlite3_bind_int64(st, 1, key);
-    sq_bind_text(st, 2, id);
+    int b = SQLITE_OK;
+    sq_bind_int64(st, 1, key, &b);
+    sq_bind_text(st, 2, id, &b);
+    if (b != SQLITE_OK)
+        return sq_bound(db, st, b, err, "looking up the run");
     int rc = sqlite3_step(st);
     int result = AR_OK;
     if (rc == SQLITE_ROW)
@@ -344,9 +363,12 @@ int ar_db_steps_fetch(ar_db *db, int64_t run_rowid, int64_t from, size_t max,
         " duration_ms, at FROM steps WHERE run = ? AND seq >= ? ORDER BY seq LIMIT ?", err);
     if (!st)
         return err->code;
-    sqlite3_bind_int64(st, 1, run_rowid);
-    sqlite3_bind_int64(st, 2, from);
-    sqlite3_bind_int64(st, 3, (sqlite3_int64)max);
+    int b = SQLITE_OK;
+    sq_bind_int64(st, 1, run_rowid, &b);
+    sq_bind_int64(st, 2, from, &b);
+    sq_bind_int64(st, 3, (int64_t)max, &b);
+    if (b != SQLITE_OK)
+        return sq_bound(db, st, b, err, "reading steps");
     ar_step *steps = ar_arena_alloc(arena, max * sizeof *steps);
     int result = AR_OK, rc;
     if (!steps) {
@@ -399,9 +421,10 @@ int ar_db_forget_user(ar_db *db, const char *user, int64_t now, int64_t *out, ar
     sqlite3_stmt *st = sq_stmt(db, SQ_FORGET_USER, "UPDATE runs SET user = NULL, updated_at = ? WHERE user = ?", err);
     if (!st)
         return err->code;
-    sqlite3_bind_int64(st, 1, now);
-    sq_bind_text(st, 2, user);
-    int rc = step_done(db, st, err, "forgetting the user");
+    int b = SQLITE_OK;
+    sq_bind_int64(st, 1, now, &b);
+    sq_bind_text(st, 2, user, &b);
+    int rc = step_done(db, st, b, err, "forgetting the user");
     if (rc == AR_OK)
         *out = sqlite3_changes64(db->conn);
     return rc;
@@ -415,11 +438,12 @@ int ar_db_checkpoint_put(ar_db *db, int64_t run_rowid, int64_t seq, const char *
         " ON CONFLICT(run) DO UPDATE SET seq = excluded.seq, state = excluded.state, at = excluded.at", err);
     if (!st)
         return err->code;
-    sqlite3_bind_int64(st, 1, run_rowid);
-    sqlite3_bind_int64(st, 2, seq);
-    sq_bind_textn(st, 3, state, len);
-    sqlite3_bind_int64(st, 4, at);
-    return step_done(db, st, err, "saving the checkpoint");
+    int b = SQLITE_OK;
+    sq_bind_int64(st, 1, run_rowid, &b);
+    sq_bind_int64(st, 2, seq, &b);
+    sq_bind_textn(st, 3, state, len, &b);
+    sq_bind_int64(st, 4, at, &b);
+    return step_done(db, st, b, err, "saving the checkpoint");
 }
 
 int ar_db_checkpoint_get(ar_db *db, int64_t run_rowid, const ar_allocator *alloc,
@@ -430,7 +454,10 @@ int ar_db_checkpoint_get(ar_db *db, int64_t run_rowid, const ar_allocator *alloc
     sqlite3_stmt *st = sq_stmt(db, SQ_CHECKPOINT_GET, "SELECT state, seq FROM checkpoints WHERE run = ?", err);
     if (!st)
         return err->code;
-    sqlite3_bind_int64(st, 1, run_rowid);
+    int b = SQLITE_OK;
+    sq_bind_int64(st, 1, run_rowid, &b);
+    if (b != SQLITE_OK)
+        return sq_bound(db, st, b, err, "reading the checkpoint");
     int rc = sqlite3_step(st), result = AR_OK;
     if (rc == SQLITE_ROW) {
         size_t n;
@@ -455,9 +482,10 @@ int ar_db_recover(ar_db *db, int64_t stale_before, int64_t now, int64_t *out, ar
         " WHERE status = 'running' AND updated_at <= ?", err);
     if (!st)
         return err->code;
-    sqlite3_bind_int64(st, 1, now);
-    sqlite3_bind_int64(st, 2, stale_before);
-    int rc = step_done(db, st, err, "recovering runs");
+    int b = SQLITE_OK;
+    sq_bind_int64(st, 1, now, &b);
+    sq_bind_int64(st, 2, stale_before, &b);
+    int rc = step_done(db, st, b, err, "recovering runs");
     if (rc == AR_OK)
         *out = sqlite3_changes64(db->conn);
     return rc;

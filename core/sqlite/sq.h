@@ -37,9 +37,18 @@ sqlite3_stmt *sq_stmt(ar_db *db, int slot, const char *sql, ar_err *err);
 /* Maps a SQLite result to an AR_ code with a message naming `what`. */
 int sq_fail(ar_db *db, ar_err *err, int rc, const char *what);
 
-/* Binds text that may be NULL. */
-int sq_bind_text(sqlite3_stmt *st, int i, const char *s);
-int sq_bind_textn(sqlite3_stmt *st, int i, const char *s, size_t n);
+/* Binding. Each bind keeps the first failure in *rc (SQLITE_OK to begin
+ * with) and does nothing once there is one, so a statement's binds read as a
+ * list and are checked once, with sq_bound, before it is stepped: a value
+ * longer than the connection holds (SQLITE_TOOBIG) must never be stepped as
+ * the NULL SQLite leaves in its place. Text may be NULL (bound as NULL). */
+void sq_bind_int64(sqlite3_stmt *st, int i, int64_t v, int *rc);
+void sq_bind_double(sqlite3_stmt *st, int i, double v, int *rc);
+void sq_bind_text(sqlite3_stmt *st, int i, const char *s, int *rc);
+void sq_bind_textn(sqlite3_stmt *st, int i, const char *s, size_t n, int *rc);
+/* AR_OK when every bind of `st` took (rc is SQLITE_OK); otherwise clears st
+ * and returns the AR_ code of rc (sq_fail) with a message naming `what`. */
+int sq_bound(ar_db *db, sqlite3_stmt *st, int rc, ar_err *err, const char *what);
 
 /* Runs one statement that returns no rows (or ignores them). */
 int sq_exec(ar_db *db, const char *sql, ar_err *err);

@@ -1,10 +1,12 @@
-/* faultvfs_lua.c -- test-only Lua module "faultvfs": lets Lua specs arm the fault VFS shim (never installed). */
+/* faultvfs_lua.c -- test-only Lua module "faultvfs": lets Lua specs arm the fault VFS shim and lower
+ * SQLite's length limit (never installed). */
 #include <lua.h>
 #include <lauxlib.h>
 
 #include <sqlite3.h>
 
 #include "faultvfs.h"
+#include "sqlimit.h"
 
 int luaopen_faultvfs(lua_State *L);
 
@@ -72,11 +74,24 @@ static int l_fired(lua_State *L)
     return 1;
 }
 
+/* faultvfs.limit_length(bytes): stores opened from now on hold strings,
+ * blobs and rows of at most `bytes` (SQLITE_LIMIT_LENGTH); 0 stops it. */
+static int l_limit_length(lua_State *L)
+{
+    lua_Integer bytes = luaL_checkinteger(L, 1);
+    luaL_argcheck(L, bytes >= 0 && bytes <= 0x7fffffff, 1, "must be in 0..2^31-1");
+    int rc = sqlimit_length((int)bytes);
+    if (rc != SQLITE_OK)
+        return luaL_error(L, "faultvfs.limit_length: %s", sqlite3_errstr(rc));
+    return 0;
+}
+
 int luaopen_faultvfs(lua_State *L)
 {
     static const luaL_Reg fns[] = {
         { "install", l_install }, { "uninstall", l_uninstall }, { "arm", l_arm },
-        { "clear", l_clear }, { "count", l_count }, { "fired", l_fired }, { NULL, NULL }
+        { "clear", l_clear }, { "count", l_count }, { "fired", l_fired },
+        { "limit_length", l_limit_length }, { NULL, NULL }
     };
     luaL_newlib(L, fns);
     return 1;
