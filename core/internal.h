@@ -101,7 +101,8 @@ double ar_nanos_to_cost(int64_t nanos);
 /* Budget <-> JSON text ({"max_steps":10,...}); "{}" when unlimited. */
 int ar_budget_check(ar_err *err, const ar_budget *b);
 size_t ar_budget_json(char *buf, size_t cap, const ar_budget *b);
-/* Unknown or damaged entries are ignored; AR_ENOMEM when memory ran out. */
+/* Unknown limits are ignored; AR_ECORRUPT when the text is not an object or
+ * a known limit is not a non-negative number; AR_ENOMEM when memory ran out. */
 int ar_budget_parse(ar_budget *out, const char *json, size_t len);
 
 /* Checks a limit against totals at `elapsed_ms`; fills *out on AR_EBUDGET. */

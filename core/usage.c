@@ -297,12 +297,20 @@ int ar_budget_parse(ar_budget *out, const char *json, size_t len)
     /* cJSON fails valid text only when memory runs out: no silent "unlimited" */
     if (json && !root && ar_json_validate(json, len, NULL, 0) == 0)
         return AR_ENOMEM;
-    if (cJSON_IsObject(root)) {
+    if (json && !cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        return AR_ECORRUPT;
+    }
+    if (root) {
         for (cJSON *it = root->child; it; it = it->next) {
-            if (!cJSON_IsNumber(it) || !it->string || !(it->valuedouble >= 0))
-                continue;
+            if (!it->string || !ar_limit_name(it->string))
+                continue; /* a limit a later version may know */
+            if (!cJSON_IsNumber(it) || !(it->valuedouble >= 0)) {
+                cJSON_Delete(root);
+                return AR_ECORRUPT;
+            }
             /* kept as stored, also past today's ranges (schema 1 allowed
-             * them); only what int64 cannot hold is dropped as damaged */
+             * them); only what int64 cannot hold is dropped */
             double v = it->valuedouble;
             int integral = v < 9223372036854775808.0;
             if (!strcmp(it->string, "max_steps")) { if (integral) b.max_steps = (int64_t)v; }

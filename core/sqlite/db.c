@@ -1,5 +1,6 @@
 /* db.c -- the SQLite backend: opening, schema and migrations, transactions, info. */
 #include "sq.h"
+#include "../json.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -156,6 +157,85 @@ int sq_bound(ar_db *db, sqlite3_stmt *st, int rc, ar_err *err, const char *what)
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
     return sq_fail(db, err, rc, what);
+}
+
+int sq_row_damaged(sq_row *r, const char *field, const char *why)
+{
+    if (r->rc == AR_OK)
+        r->rc = ar_fail(r->err, AR_ECORRUPT, "%s: stored %s is damaged: %s", r->owner, field, why);
+    return r->rc;
+}
+
+/* The bytes of a column, or NULL for SQL NULL (and after a failure). */
+static const char *column_bytes(sq_row *r, int col, size_t *len)
+{
+    *len = 0;
+    if (r->rc || sqlite3_column_type(r->st, col) == SQLITE_NULL)
+        return NULL;
+    const char *s = (const char *)sqlite3_column_text(r->st, col);
+    if (!s) {
+        r->rc = ar_fail(r->err, AR_ENOMEM, "out of memory reading %s", r->owner);
+        return NULL;
+    }
+    *len = (size_t)sqlite3_column_bytes(r->st, col);
+    return s;
+}
+
+/* s[0..len) as handed out: copied into the arena when there is one. */
+static const char *keep(sq_row *r, const char *s, size_t len)
+{
+    if (!r->arena)
+        return s;
+    int failed = 0;
+    char *copy = ar_arena_strndup(r->arena, s, len, &failed);
+    if (failed)
+        r->rc = ar_fail(r->err, AR_ENOMEM, "out of memory reading %s", r->owner);
+    return copy;
+}
+
+const char *sq_row_text(sq_row *r, int col, const char *field)
+{
+    size_t len;
+    const char *s = column_bytes(r, col, &len);
+    if (!s)
+        return NULL;
+    if (memchr(s, '\0', len)) {
+        sq_row_damaged(r, field, "it holds a NUL byte");
+        return NULL;
+    }
+    if (!ar_utf8_valid(s, len)) {
+        sq_row_damaged(r, field, "it is not valid UTF-8");
+        return NULL;
+    }
+    return keep(r, s, len);
+}
+
+const char *sq_row_content(sq_row *r, int col, const char *field, size_t *len)
+{
+    const char *s = column_bytes(r, col, len);
+    if (s && !ar_utf8_valid(s, *len)) {
+        sq_row_damaged(r, field, "it is not valid UTF-8");
+        s = NULL;
+    }
+    if (!s) {
+        *len = 0;
+        return NULL;
+    }
+    return keep(r, s, *len);
+}
+
+const char *sq_row_json(sq_row *r, int col, const char *field, int object, size_t *len)
+{
+    const char *s = column_bytes(r, col, len);
+    if (!s)
+        return NULL;
+    char why[160];
+    if (object ? ar_json_validate_object(s, *len, why, sizeof why) : ar_json_validate(s, *len, why, sizeof why)) {
+        sq_row_damaged(r, field, why);
+        *len = 0;
+        return NULL;
+    }
+    return keep(r, s, *len);
 }
 
 int sq_exec(ar_db *db, const char *sql, ar_err *err)

@@ -2,6 +2,7 @@
 #include "sq.h"
 
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #define EVENT_COLUMNS "id, agent, session, type, content, metadata, run, at"
@@ -134,32 +135,23 @@ static int prepare(ar_db *db, const sqltext *t, sqlite3_stmt **st, ar_err *err)
 
 /* ---- rows ---------------------------------------------------------------- */
 
-/* Copies text column `col` into the arena; NULL stays NULL. */
-static const char *column_text(sqlite3_stmt *st, int col, ar_arena *arena, int *failed)
+/* Decodes an event row into the arena, checking each value (sq_row). */
+static int row_to_event(ar_db *db, sqlite3_stmt *st, ar_arena *arena, ar_event *e, ar_err *err)
 {
-    if (sqlite3_column_type(st, col) == SQLITE_NULL)
-        return NULL;
-    const char *s = (const char *)sqlite3_column_text(st, col);
-    if (!s) {
-        *failed = 1;
-        return NULL;
-    }
-    return ar_arena_strndup(arena, s, (size_t)sqlite3_column_bytes(st, col), failed);
-}
-
-static int row_to_event(sqlite3_stmt *st, ar_arena *arena, ar_event *e)
-{
-    int failed = 0;
+    sq_row row = { db, st, arena, err, "", AR_OK };
+    size_t metadata_len;
     e->id = sqlite3_column_int64(st, 0);
-    e->agent = column_text(st, 1, arena, &failed);
+    snprintf(row.owner, sizeof row.owner, "event %lld", (long long)e->id);
+    e->agent = sq_row_text(&row, 1, "agent");
     e->session = sqlite3_column_int64(st, 2);
-    e->type = column_text(st, 3, arena, &failed);
-    e->content = column_text(st, 4, arena, &failed);
-    e->content_len = e->content ? (size_t)sqlite3_column_bytes(st, 4) : 0;
-    e->metadata = column_text(st, 5, arena, &failed);
-    e->run = column_text(st, 6, arena, &failed);
+    e->type = sq_row_text(&row, 3, "type");
+    if (row.rc == AR_OK && (!e->agent || !e->type))
+        sq_row_damaged(&row, e->agent ? "type" : "agent", "it is missing");
+    e->content = sq_row_content(&row, 4, "content", &e->content_len);
+    e->metadata = sq_row_json(&row, 5, "metadata", 1, &metadata_len);
+    e->run = sq_row_text(&row, 6, "run");
     e->at = sqlite3_column_int64(st, 7);
-    return failed ? AR_ENOMEM : AR_OK;
+    return row.rc;
 }
 
 /* ---- the interface -------------------------------------------------------- */
@@ -221,10 +213,8 @@ int ar_db_events_list(ar_db *db, const ar_event_query *q, const int64_t *key, in
             items = grown;
             cap = grown_cap;
         }
-        if (row_to_event(st, arena, &items[count])) {
-            rc = ar_fail(err, AR_ENOMEM, "out of memory listing events");
+        if ((rc = row_to_event(db, st, arena, &items[count], err)))
             goto cleanup;
-        }
         count++;
     }
     if (src != SQLITE_DONE) {
@@ -292,14 +282,13 @@ int ar_db_events_summary(ar_db *db, const char *agent, ar_arena *arena, ar_event
             s.by_type = grown;
             cap = grown_cap;
         }
-        int failed = 0;
+        sq_row row = { db, st, arena, err, "", AR_OK };
+        snprintf(row.owner, sizeof row.owner, "an event of agent %.48s", agent);
         ar_type_count *tc = &s.by_type[s.n_types];
-        tc->type = column_text(st, 0, arena, &failed);
+        tc->type = sq_row_text(&row, 0, "type");
         tc->count = sqlite3_column_int64(st, 1);
-        if (failed) {
-            rc = ar_fail(err, AR_ENOMEM, "out of memory summarising events");
+        if ((rc = row.rc))
             goto cleanup;
-        }
         s.n_types++;
     }
     if (src != SQLITE_DONE) {

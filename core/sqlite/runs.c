@@ -205,91 +205,107 @@ int ar_db_run_reopen(ar_db *db, int64_t run_rowid, int64_t owner, const char *bu
     return rc;
 }
 
-static const char *col_text(sqlite3_stmt *st, int i, size_t *n)
-{
-    const char *s = (const char *)sqlite3_column_text(st, i);
-    *n = s ? (size_t)sqlite3_column_bytes(st, i) : 0;
-    return s;
-}
-
-static const char *dup_col(ar_arena *arena, sqlite3_stmt *st, int i, int *failed)
-{
-    size_t n;
-    const char *s = col_text(st, i, &n);
-    return s ? ar_arena_strndup(arena, s, n, failed) : NULL;
-}
-
 static int64_t col_time(sqlite3_stmt *st, int i)
 {
     return sqlite3_column_type(st, i) == SQLITE_NULL ? AR_UNSET : sqlite3_column_int64(st, i);
 }
 
-/* Copies counters (JSON) into the arena as the record's usage extras. */
-static int counters_to_usage(ar_db *db, ar_arena *arena, const char *json, size_t len, ar_usage *u)
+/* Reads a counters column (a JSON object of counter values) into the usage
+ * extras, names in the row's arena. */
+static void counters_to_usage(sq_row *row, int col, ar_usage *u)
 {
     u->n_extra = 0;
     u->extra = NULL;
+    size_t len;
+    /* judged by the parser, not by the API's JSON rules: a schema-1 sum may
+     * be past 2^53 and still be read */
+    const char *json = sq_row_content(row, col, "counters", &len);
     if (!json)
-        return AR_OK;
+        return;
     ar_totals t = { 0, 0, 0, 0, 0, 0, NULL };
-    int rc = ar_counters_parse(db->alloc, &t, json, len);
+    int rc = ar_counters_parse(row->db->alloc, &t, json, len);
+    if (rc == AR_ECORRUPT)
+        sq_row_damaged(row, "counters", "not an object of counts");
+    else if (rc)
+        row->rc = ar_fail(row->err, rc, "out of memory reading %s", row->owner);
     if (rc == AR_OK && t.n_extra) {
-        ar_counter *c = ar_arena_alloc(arena, t.n_extra * sizeof *c);
+        ar_counter *c = ar_arena_alloc(row->arena, t.n_extra * sizeof *c);
         int failed = !c;
         for (size_t i = 0; c && i < t.n_extra; i++) {
-            c[i].name = ar_arena_strdup(arena, t.extra[i].name, &failed);
+            c[i].name = ar_arena_strdup(row->arena, t.extra[i].name, &failed);
             c[i].value = t.extra[i].value;
         }
         if (failed)
-            rc = AR_ENOMEM;
+            row->rc = ar_fail(row->err, AR_ENOMEM, "out of memory reading %s", row->owner);
         u->extra = c;
         u->n_extra = t.n_extra;
     }
-    ar_totals_free(db->alloc, &t);
-    return rc;
+    ar_totals_free(row->db->alloc, &t);
 }
 
 int sq_row_to_record(ar_db *db, sqlite3_stmt *st, int c, ar_record_box *box, ar_err *err)
 {
     ar_record *r = &box->rec;
-    ar_arena *a = &box->arena;
-    int failed = 0;
-    r->id = dup_col(a, st, c + 1, &failed);
-    r->agent = dup_col(a, st, c + 2, &failed);
-    r->goal = dup_col(a, st, c + 3, &failed);
-    r->user = dup_col(a, st, c + 4, &failed);
-    r->edition = dup_col(a, st, c + 5, &failed);
-    r->parent = dup_col(a, st, c + 6, &failed);
-    const char *status = (const char *)sqlite3_column_text(st, c + 7);
-    if (!status || ar_status_parse(&r->status, status))
-        return ar_fail(err, AR_ECORRUPT, "run has an unknown status");
-    r->output = dup_col(a, st, c + 8, &failed);
-    r->error = dup_col(a, st, c + 9, &failed);
-    r->limit.limit = ar_limit_name((const char *)sqlite3_column_text(st, c + 10));
+    sq_row row = { db, st, &box->arena, err, "", AR_OK };
+    snprintf(row.owner, sizeof row.owner, "run at key %lld", (long long)sqlite3_column_int64(st, c));
+    r->id = sq_row_text(&row, c + 1, "id");
+    if (r->id)
+        snprintf(row.owner, sizeof row.owner, "run %s", r->id);
+    r->agent = sq_row_text(&row, c + 2, "agent");
+    r->goal = sq_row_text(&row, c + 3, "goal");
+    r->user = sq_row_text(&row, c + 4, "user");
+    r->edition = sq_row_text(&row, c + 5, "edition");
+    r->parent = sq_row_text(&row, c + 6, "parent");
+    const char *status = sq_row_text(&row, c + 7, "status");
+    if (row.rc == AR_OK && (!status || ar_status_parse(&r->status, status)))
+        sq_row_damaged(&row, "status", "not a status name");
+    size_t n;
+    r->output = sq_row_json(&row, c + 8, "output", 0, &n);
+    r->error = sq_row_text(&row, c + 9, "error");
+    const char *limit = sq_row_text(&row, c + 10, "limit");
+    r->limit.limit = ar_limit_name(limit);
+    if (limit && !r->limit.limit)
+        sq_row_damaged(&row, "limit", "not a budget limit name");
     r->limit.limit_value = sqlite3_column_double(st, c + 11);
     r->limit.value = sqlite3_column_double(st, c + 12);
-    size_t n;
-    const char *budget = col_text(st, c + 13, &n);
-    if (ar_budget_parse(&r->budget, budget, n))
-        failed = 1;
+    /* judged by the parser: stored limits may be past today's ranges */
+    const char *budget = sq_row_content(&row, c + 13, "budget", &n);
+    if (row.rc == AR_OK) {
+        int brc = ar_budget_parse(&r->budget, budget, n);
+        if (brc == AR_ECORRUPT)
+            sq_row_damaged(&row, "budget", "not an object of non-negative limits");
+        else if (brc)
+            row.rc = ar_fail(err, brc, "out of memory reading %s", row.owner);
+    }
     r->iterations = sqlite3_column_int64(st, c + 14);
     r->usage.input_tokens = sqlite3_column_int64(st, c + 15);
     r->usage.output_tokens = sqlite3_column_int64(st, c + 16);
     r->usage.total_tokens = r->usage.input_tokens + r->usage.output_tokens;
     box->cost_nanos = sqlite3_column_int64(st, c + 17);
     r->usage.cost = ar_nanos_to_cost(box->cost_nanos);
-    const char *counters = col_text(st, c + 18, &n);
-    int rc = counters_to_usage(db, a, counters, n, &r->usage);
-    if (rc == AR_ECORRUPT)
-        return ar_fail(err, AR_ECORRUPT, "run %s has damaged usage counters", r->id ? r->id : "?");
+    counters_to_usage(&row, c + 18, &r->usage);
     r->created_at = sqlite3_column_int64(st, c + 20);
     r->finished_at = col_time(st, c + 21);
     r->updated_at = sqlite3_column_int64(st, c + 22);
     r->latency_ms = r->finished_at == AR_UNSET ? AR_UNSET : r->finished_at - r->created_at;
-    r->metadata = dup_col(a, st, c + 23, &failed);
-    if (failed || rc == AR_ENOMEM)
-        return ar_fail(err, AR_ENOMEM, "out of memory reading a run");
-    return AR_OK;
+    r->metadata = sq_row_json(&row, c + 23, "metadata", 1, &n);
+    return row.rc;
+}
+
+/* Prefixes err's message about a damaged step or checkpoint with the id of
+ * its run ("run <id> step 2: ..."); looked up only then, so reads that find
+ * nothing damaged pay nothing. */
+static void name_run(ar_db *db, int64_t rowid, ar_err *err)
+{
+    char id[AR_ID_LEN + 1] = "?", msg[AR_ERRMSG_MAX];
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db->conn, "SELECT id FROM runs WHERE n = ?", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_bind_int64(st, 1, rowid) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW &&
+        sqlite3_column_text(st, 0))
+        snprintf(id, sizeof id, "%s", (const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    snprintf(msg, sizeof msg, "%s", err->msg);
+    ar_fail(err, AR_ECORRUPT, "run %s %s", id, msg);
 }
 
 int ar_db_run_load(ar_db *db, const char *id, ar_record_box *box, int64_t *rowid,
@@ -378,30 +394,25 @@ int ar_db_steps_fetch(ar_db *db, int64_t run_rowid, int64_t from, size_t max,
     size_t k = 0;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         ar_step *s = &steps[k];
-        int failed = 0;
-        size_t len;
         s->seq = sqlite3_column_int64(st, 0);
-        s->kind = dup_col(arena, st, 1, &failed);
-        s->name = dup_col(arena, st, 2, &failed);
-        const char *content = col_text(st, 3, &len);
-        s->content = content ? ar_arena_strndup(arena, content, len, &failed) : NULL;
-        s->content_len = len;
+        sq_row row = { db, st, arena, err, "", AR_OK };
+        snprintf(row.owner, sizeof row.owner, "step %lld", (long long)s->seq);
+        s->kind = sq_row_text(&row, 1, "kind");
+        if (row.rc == AR_OK && !s->kind)
+            sq_row_damaged(&row, "kind", "it is missing");
+        s->name = sq_row_text(&row, 2, "name");
+        s->content = sq_row_json(&row, 3, "content", 0, &s->content_len);
         s->usage.input_tokens = sqlite3_column_int64(st, 4);
         s->usage.output_tokens = sqlite3_column_int64(st, 5);
         s->usage.total_tokens = s->usage.input_tokens + s->usage.output_tokens;
         s->usage.cost = ar_nanos_to_cost(sqlite3_column_int64(st, 6));
-        const char *counters = col_text(st, 7, &len);
-        int crc = counters_to_usage(db, arena, counters, len, &s->usage);
+        counters_to_usage(&row, 7, &s->usage);
         s->duration_ms = sqlite3_column_int64(st, 8);
         s->at = sqlite3_column_int64(st, 9);
-        if (failed || crc == AR_ENOMEM) {
-            result = ar_fail(err, AR_ENOMEM, "out of memory reading steps");
+        if (row.rc == AR_ECORRUPT)
+            name_run(db, run_rowid, err);
+        if ((result = row.rc))
             goto cleanup;
-        }
-        if (crc) {
-            result = ar_fail(err, AR_ECORRUPT, "step %lld has damaged usage counters", (long long)s->seq);
-            goto cleanup;
-        }
         k++;
     }
     if (rc != SQLITE_DONE) {
@@ -460,10 +471,13 @@ int ar_db_checkpoint_get(ar_db *db, int64_t run_rowid, const ar_allocator *alloc
         return sq_bound(db, st, b, err, "reading the checkpoint");
     int rc = sqlite3_step(st), result = AR_OK;
     if (rc == SQLITE_ROW) {
+        sq_row row = { db, st, NULL, err, "checkpoint", AR_OK };
         size_t n;
-        const char *s = col_text(st, 0, &n);
+        const char *s = sq_row_json(&row, 0, "state", 0, &n);
         *seq = sqlite3_column_int64(st, 1);
-        if (!(*state = ar_out_strdup(alloc, s ? s : "null", s ? n : 4)))
+        if (row.rc == AR_ECORRUPT)
+            name_run(db, run_rowid, err);
+        if ((result = row.rc) == AR_OK && !(*state = ar_out_strdup(alloc, s ? s : "null", s ? n : 4)))
             result = ar_fail(err, AR_ENOMEM, "out of memory reading the checkpoint");
     } else if (rc != SQLITE_DONE) {
         result = sq_fail(db, err, rc, "reading the checkpoint");

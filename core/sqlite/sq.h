@@ -50,6 +50,32 @@ void sq_bind_textn(sqlite3_stmt *st, int i, const char *s, size_t n, int *rc);
  * and returns the AR_ code of rc (sq_fail) with a message naming `what`. */
 int sq_bound(ar_db *db, sqlite3_stmt *st, int rc, ar_err *err, const char *what);
 
+/* Reading a row back, column by column. Each value is checked as it is
+ * read: the first one damaged by another program (JSON that is not valid,
+ * text that is not UTF-8 or holds a NUL where the API gives a C string)
+ * fails the row with AR_ECORRUPT naming `owner` ("run <id>", "event 42")
+ * and the field; a value SQLite cannot hand over fails it with AR_ENOMEM.
+ * After a failure every reader returns NULL and `rc` keeps the code. With an
+ * arena, values are copied into it; without, they point into the statement
+ * (valid until it is stepped or reset). */
+typedef struct sq_row {
+    ar_db *db;
+    sqlite3_stmt *st;
+    ar_arena *arena;
+    ar_err *err;
+    char owner[80];
+    int rc;
+} sq_row;
+
+/* Text without NUL bytes, or NULL for SQL NULL. */
+const char *sq_row_text(sq_row *r, int col, const char *field);
+/* Text that may hold NUL bytes; *len gets its length. */
+const char *sq_row_content(sq_row *r, int col, const char *field, size_t *len);
+/* JSON text (an object when `object`); *len gets its length. */
+const char *sq_row_json(sq_row *r, int col, const char *field, int object, size_t *len);
+/* Fails the row: `field` is damaged, for the reason `why`. Returns AR_ECORRUPT. */
+int sq_row_damaged(sq_row *r, const char *field, const char *why);
+
 /* Runs one statement that returns no rows (or ignores them). */
 int sq_exec(ar_db *db, const char *sql, ar_err *err);
 
@@ -57,6 +83,8 @@ int sq_exec(ar_db *db, const char *sql, ar_err *err);
 #define SQ_RUN_COLUMNS "n, id, agent, goal, user, edition, parent, status, output, error, " \
     "limit_name, limit_value, limit_reached, budget, iterations, input_tokens, output_tokens, " \
     "cost_nanos, counters, elapsed_ms, created_at, finished_at, updated_at, metadata"
+/* Decodes a run row (from column col0) into box->rec, checking every value
+ * as sq_row does. */
 int sq_row_to_record(ar_db *db, sqlite3_stmt *st, int col0, struct ar_record_box *box, ar_err *err);
 
 #endif
