@@ -17,7 +17,13 @@ static int l_event(lua_State *L)
     e.agent = arl_field_text(L, 2, 2, "event", "agent", 1);
     e.type = arl_field_text(L, 2, 2, "event", "type", 1);
     e.session = arl_field_int(L, 2, 2, "event", "session", 0, 0);
-    e.content = arl_field_text(L, 2, 2, "event", "content", 0);
+    /* content is kept byte for byte, NUL bytes too: the core checks it */
+    int t = lua_getfield(L, 2, "content");
+    if (t == LUA_TSTRING)
+        e.content = lua_tolstring(L, -1, &e.content_len);
+    else if (t != LUA_TNIL)
+        arl_argerror(L, 2, "event.content must be a string (got %s)", lua_typename(L, t));
+    lua_pop(L, 1); /* the string stays referenced by the table */
     e.run = arl_field_text(L, 2, 2, "event", "run", 0);
     e.at = arl_field_int(L, 2, 2, "event", "at", AR_UNSET, 0);
     if (lua_getfield(L, 2, "metadata") != LUA_TNIL) {
@@ -95,7 +101,7 @@ static void push_event(lua_State *L, const ar_event *e)
     lua_pushstring(L, e->type);
     lua_setfield(L, -2, "type");
     if (e->content) {
-        lua_pushstring(L, e->content);
+        lua_pushlstring(L, e->content, e->content_len);
         lua_setfield(L, -2, "content");
     }
     if (e->metadata)

@@ -144,6 +144,61 @@ static void test_append_returns_increasing_ids_and_list_reads_back_every_field(v
     ar_event_list_free(NULL);
 }
 
+/* Content is text like step content: kept byte for byte, NUL bytes too
+ * (SPEC: stored exactly or refused, the same everywhere). */
+static void test_content_with_nul_bytes_is_stored_and_listed_exactly(void **state)
+{
+    (void)state;
+    ar_store *store = open_mem();
+    static const char bytes[] = "a\0b\0\0\xc3\xa9\0";
+    ar_event e = AR_EVENT_INIT;
+    e.agent = "a";
+    e.type = "output";
+    e.content = bytes;
+    e.content_len = sizeof bytes - 1;
+    assert_int_equal(ar_event_append(NULL, store, &e), AR_OK);
+    e.content = "\0";
+    e.content_len = 1;
+    assert_int_equal(ar_event_append(NULL, store, &e), AR_OK);
+    /* invalid UTF-8 after a NUL is still seen */
+    e.content = "ok\0\xff";
+    e.content_len = 4;
+    assert_int_equal(ar_event_append(NULL, store, &e), AR_EMISUSE);
+    ar_event_query q = AR_EVENT_QUERY_INIT;
+    q.agent = "a";
+    ar_event_list *list = list_ok(store, &q, NULL);
+    assert_int_equal(list->n, 2);
+    assert_int_equal(list->items[0].content_len, sizeof bytes - 1);
+    assert_memory_equal(list->items[0].content, bytes, sizeof bytes);   /* and NUL-terminated */
+    assert_int_equal(list->items[1].content_len, 1);
+    assert_memory_equal(list->items[1].content, "\0", 2);
+    ar_event_list_free(list);
+    ar_store_close(store);
+}
+
+/* An event filled without AR_EVENT_INIT (content_len 0) keeps working: its
+ * content is a C string, never cut to nothing. */
+static void test_content_len_zero_or_nul_terminated_means_a_c_string(void **state)
+{
+    (void)state;
+    ar_store *store = open_mem();
+    ar_event e = { .agent = "a", .type = "output", .content = "hello", .at = 5 };
+    assert_int_equal(ar_event_append(NULL, store, &e), AR_OK);
+    e.content_len = AR_NUL_TERMINATED;
+    e.content = "";
+    assert_int_equal(ar_event_append(NULL, store, &e), AR_OK);
+    ar_event_query q = AR_EVENT_QUERY_INIT;
+    q.agent = "a";
+    ar_event_list *list = list_ok(store, &q, NULL);
+    assert_int_equal(list->n, 2);
+    assert_string_equal(list->items[0].content, "hello");
+    assert_int_equal(list->items[0].content_len, 5);
+    assert_string_equal(list->items[1].content, "");
+    assert_int_equal(list->items[1].content_len, 0);
+    ar_event_list_free(list);
+    ar_store_close(store);
+}
+
 static void test_append_without_at_stamps_the_current_time(void **state)
 {
     (void)state;
@@ -1240,6 +1295,8 @@ static void test_a_read_only_store_lists_events_and_refuses_new_ones(void **stat
 
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_append_returns_increasing_ids_and_list_reads_back_every_field),
+    cmocka_unit_test(test_content_with_nul_bytes_is_stored_and_listed_exactly),
+    cmocka_unit_test(test_content_len_zero_or_nul_terminated_means_a_c_string),
     cmocka_unit_test(test_append_without_at_stamps_the_current_time),
     cmocka_unit_test(test_ids_are_never_reused_after_deletion),
     cmocka_unit_test(test_list_filters_by_session),

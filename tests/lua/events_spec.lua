@@ -59,12 +59,30 @@ describe("store:event", function()
     assert.is_true(e.at >= before and e.at < after)
   end)
 
-  it("stores multibyte text exactly and refuses content with a NUL byte rather than cut it", function()
+  it("stores content exactly, multibyte text and NUL bytes included, as step content is", function()
     s:event { agent = "a", type = "output", content = "b \u{1F600} é" }
-    h.plain_error(s.event, s, { agent = "a", type = "output", content = "a\0b" })
+    s:event { agent = "a", type = "output", content = "a\0b\0" }
+    s:event { agent = "a", type = "output", content = "\0" }
     local list = s:events { agent = "a" }
-    assert.equal(1, #list)
+    assert.equal(3, #list)
     assert.equal("b \u{1F600} é", list[1].content)
+    assert.equal("a\0b\0", list[2].content)
+    assert.equal("\0", list[3].content)
+    -- the same bytes as a step's content read back the same
+    local r = s:begin { agent = "a", goal = "g" }
+    r:step { kind = "message", content = "a\0b\0" }
+    assert.equal(list[2].content, s:get(r.id, { steps = true }).steps[1].content)
+    r:complete()
+  end)
+
+  it("refuses names with a NUL byte and content that is not UTF-8, storing nothing", function()
+    h.plain_error(s.event, s, { agent = "a\0b", type = "output" })
+    h.plain_error(s.event, s, { agent = "a", type = "out\0put" })
+    h.plain_error(s.event, s, { agent = "a", type = "output", run = "r\0" })
+    local e = h.plain_error(s.event, s, { agent = "a", type = "output", content = "ok\0\255" })
+    assert.is_truthy(e:find("content is not valid UTF-8", 1, true), e)
+    h.plain_error(s.event, s, { agent = "a", type = "output", content = 42 })
+    assert.equal(0, s:info().events)
   end)
 
   it("refuses a missing or empty agent or type with a plain error and stores nothing", function()

@@ -1,5 +1,5 @@
-/* faultvfs_lua.c -- test-only Lua module "faultvfs": lets Lua specs arm the fault VFS shim and lower
- * SQLite's length limit (never installed). */
+/* faultvfs_lua.c -- test-only Lua module "faultvfs": lets Lua specs arm the fault VFS shim, lower
+ * SQLite's length limit and write to a store file as another program would (never installed). */
 #include <lua.h>
 #include <lauxlib.h>
 
@@ -86,12 +86,35 @@ static int l_limit_length(lua_State *L)
     return 0;
 }
 
+/* faultvfs.exec(path, sql) -> rows changed: runs SQL on the file through a
+ * connection of its own, as another program would; raises on failure. */
+static int l_exec(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    const char *sql = luaL_checkstring(L, 2);
+    sqlite3 *db = NULL;
+    int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL);
+    char *msg = NULL;
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
+    int changed = db ? sqlite3_changes(db) : 0;
+    if (rc != SQLITE_OK) {
+        lua_pushfstring(L, "faultvfs.exec: %s", msg ? msg : sqlite3_errstr(rc));
+        sqlite3_free(msg);
+        sqlite3_close(db);
+        return lua_error(L);
+    }
+    sqlite3_close(db);
+    lua_pushinteger(L, changed);
+    return 1;
+}
+
 int luaopen_faultvfs(lua_State *L)
 {
     static const luaL_Reg fns[] = {
         { "install", l_install }, { "uninstall", l_uninstall }, { "arm", l_arm },
         { "clear", l_clear }, { "count", l_count }, { "fired", l_fired },
-        { "limit_length", l_limit_length }, { NULL, NULL }
+        { "limit_length", l_limit_length }, { "exec", l_exec }, { NULL, NULL }
     };
     luaL_newlib(L, fns);
     return 1;
