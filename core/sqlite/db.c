@@ -412,6 +412,24 @@ static int wal_enable(ar_db *db, int timeout_ms, ar_err *err)
     }
 }
 
+/* The name SQLite opens for `path`. A build may read names that begin with
+ * "file:" as URIs (Debian's does, for every connection), which would open
+ * another file, or memory, than the one created and checked here; with
+ * "./" in front such a name is a plain relative file name again, the same
+ * file. *owned gets what to free (NULL when `path` itself is the name). */
+static const char *sqlite_name(const char *path, const ar_allocator *alloc, char **owned)
+{
+    *owned = NULL;
+    if (strncmp(path, "file:", 5) != 0)
+        return path;
+    size_t n = strlen(path);
+    if (!(*owned = ar_mem_alloc(alloc, n + 3)))
+        return NULL;
+    memcpy(*owned, "./", 2);
+    memcpy(*owned + 2, path, n + 1);
+    return *owned;
+}
+
 int ar_db_open(ar_db **out, const char *path, const ar_open_opts *opts,
                const ar_allocator *alloc, ar_err *err)
 {
@@ -428,7 +446,14 @@ int ar_db_open(ar_db **out, const char *path, const ar_open_opts *opts,
         goto fail;
     int flags = (opts->readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) |
                 SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE;
-    int src = sqlite3_open_v2(path, &db->conn, flags, NULL);
+    char *owned;
+    const char *name = sqlite_name(path, alloc, &owned);
+    if (!name) {
+        rc = ar_fail(err, AR_ENOMEM, "out of memory opening %s", path);
+        goto fail;
+    }
+    int src = sqlite3_open_v2(name, &db->conn, flags, NULL);
+    ar_mem_free(alloc, owned);
     if (src != SQLITE_OK) {
         rc = sq_fail(db, err, src, path);
         if (rc == AR_EIO && src == SQLITE_CANTOPEN)

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -442,6 +443,112 @@ static void test_a_missing_directory_is_refused(void **state)
     tmpdir_remove(dir);
 }
 
+/* ---- locations are file names, never SQLite URIs ------------------------ */
+
+/* Each entry of `dir` starts with one of names[0..n) (the file or its -wal,
+ * -shm): nothing else was created. */
+static void only_these_files(const char *dir, const char *const *names, size_t n)
+{
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        int known = 0;
+        for (size_t i = 0; i < n && !known; i++) {
+            size_t len = strlen(names[i]);
+            known = strncmp(de->d_name, names[i], len) == 0 &&
+                    (de->d_name[len] == '\0' || strcmp(de->d_name + len, "-wal") == 0 ||
+                     strcmp(de->d_name + len, "-shm") == 0);
+        }
+        if (!known) {
+            print_error("%s holds a stray file \"%s\"\n", dir, de->d_name);
+            fail();
+        }
+    }
+    closedir(d);
+}
+
+/* Names relative to the working directory that SQLite would read as URIs
+ * ("file:..."), or as its in-memory database, open stores of those very
+ * names: a second open finds the runs of the first, both read-write and
+ * read-only, and no other file appears. */
+/* Runs a test in a fresh temporary directory as the working directory;
+ * teardown goes back and removes it, also when the test fails. */
+typedef struct in_tmpdir {
+    char cwd[4096];
+    char *dir;
+} in_tmpdir;
+
+static int enter_tmpdir(void **state)
+{
+    in_tmpdir *t = calloc(1, sizeof *t);
+    if (!t || !getcwd(t->cwd, sizeof t->cwd))
+        return -1;
+    t->dir = tmpdir_make();
+    *state = t;
+    return chdir(t->dir);
+}
+
+static int leave_tmpdir(void **state)
+{
+    in_tmpdir *t = *state;
+    int rc = chdir(t->cwd);
+    tmpdir_remove(t->dir);
+    free(t);
+    return rc;
+}
+
+static void test_names_that_look_like_sqlite_uris_are_plain_file_names(void **state)
+{
+    (void)state;
+    static const char *const names[] = {
+        "file:uri.db?mode=ro", "file::memory:?cache=shared", "file:x.db?vfs=none&mode=memory",
+        "file:", "file:a%20b.db", "sub/file:y.db?mode=ro",
+    };
+    size_t n = sizeof names / sizeof names[0];
+    assert_int_equal(mkdir("sub", 0700), 0);
+    for (size_t i = 0; i < n; i++) {
+        ar_store *store = open_ok(names[i], NULL);
+        ar_run *run = begin_ok(store, "a");
+        step_ok(run, "\"x\"");
+        assert_int_equal(ar_run_complete(NULL, run, NULL, 0), AR_OK);
+        ar_run_close(run);
+        ar_store_info info;
+        assert_int_equal(ar_store_info_get(&info, store), AR_OK);
+        assert_string_equal(info.path, names[i]);
+        assert_true(info.file_bytes > 0);
+        ar_store_close(store);
+        struct stat sb;
+        assert_int_equal(stat(names[i], &sb), 0);
+        assert_true(sb.st_size > 0);
+        ar_open_opts ro = AR_OPEN_OPTS_INIT;
+        ro.readonly = 1;
+        for (int k = 0; k < 2; k++) {
+            store = open_ok(names[i], k ? &ro : NULL);
+            int64_t runs = 0;
+            ar_run_query q = AR_RUN_QUERY_INIT;
+            assert_int_equal(ar_runs_count(&runs, store, &q), AR_OK);
+            assert_int_equal(runs, 1);
+            ar_store_close(store);
+        }
+    }
+    /* read-only names that do not exist: refused, and nothing is created */
+    ar_open_opts ro = AR_OPEN_OPTS_INIT;
+    ro.readonly = 1;
+    ar_store *store = NULL;
+    assert_int_equal(ar_store_open(&store, "file:missing.db?mode=rwc", &ro), AR_EIO);
+    ar_store_close(store);
+    assert_false(exists("file:missing.db?mode=rwc"));
+    assert_false(exists("missing.db"));
+    static const char *const top[] = { "file:uri.db?mode=ro", "file::memory:?cache=shared",
+                                       "file:x.db?vfs=none&mode=memory", "file:", "file:a%20b.db", "sub" };
+    only_these_files(".", top, sizeof top / sizeof top[0]);
+    static const char *const in_sub[] = { "file:y.db?mode=ro" };
+    only_these_files("sub", in_sub, 1);
+}
+
 /* ---- files that are not our stores -------------------------------------- */
 
 static void test_random_bytes_are_refused_as_corrupt_and_left_unchanged(void **state)
@@ -709,6 +816,8 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_two_memory_stores_are_independent),
     cmocka_unit_test(test_new_file_is_created_with_mode_0600),
     cmocka_unit_test(test_reopened_file_keeps_runs_and_steps),
+    cmocka_unit_test_setup_teardown(test_names_that_look_like_sqlite_uris_are_plain_file_names,
+                                    enter_tmpdir, leave_tmpdir),
     cmocka_unit_test(test_info_counts_rows_and_reports_the_real_file_sizes),
     cmocka_unit_test(test_normal_durability_records_and_reopens_with_full),
     cmocka_unit_test(test_bad_durability_is_misuse_and_creates_no_file),

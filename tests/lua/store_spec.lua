@@ -120,6 +120,44 @@ describe("agentrun.open", function()
     assert.is_false(h.exists(path))
   end)
 
+  it("takes names that look like SQLite URIs as plain file names, leaving no other file", function()
+    -- such a name only looks like a URI at the start of a relative path, so
+    -- a child Lua opens them from inside dir
+    local script = dir .. "/open_names.lua"
+    h.write_file(script, [[
+      local agentrun = require "agentrun"
+      local names = { "file:uri.db?mode=ro", "file::memory:?cache=shared", "sub/file:y.db?mode=ro" }
+      for _, name in ipairs(names) do
+        local s = assert(agentrun.open(name))
+        assert(s:info().path == name)
+        s:begin { agent = "a", goal = "g" }:complete("done")
+        s:close()
+        local ro = assert(agentrun.open(name, { readonly = true }))
+        assert(ro:count() == 1, name)
+        ro:close()
+      end
+      local s, _, code = agentrun.open("file:missing.db?mode=rwc", { readonly = true })
+      assert(s == nil and code == "EIO", code)
+      print("ok")
+    ]])
+    os.execute("mkdir '" .. dir .. "/sub'")
+    local p = assert(io.popen("cd '" .. dir .. "' && lua5.4 open_names.lua 2>&1"))
+    local out = p:read("a")
+    p:close()
+    assert.equal("ok\n", out)
+    os.remove(script)
+    -- each store, with its -wal and -shm beside it under the same name, and nothing else
+    local function files(d)
+      local ls = assert(io.popen("ls -A '" .. d .. "'"))
+      local set = {}
+      for name in ls:lines() do set[(name:gsub("%-wal$", ""):gsub("%-shm$", ""))] = true end
+      ls:close()
+      return set
+    end
+    assert.same({ ["file::memory:?cache=shared"] = true, ["file:uri.db?mode=ro"] = true, sub = true }, files(dir))
+    assert.same({ ["file:y.db?mode=ro"] = true }, files(dir .. "/sub"))
+  end)
+
   it("returns nil, message, code for a file in a missing directory", function()
     local s, msg, code = agentrun.open(dir .. "/no/such/dir/s.db")
     assert.is_nil(s)
