@@ -28,8 +28,15 @@ extern "C" {
  *   UTF-8, integers outside +-2^53, nesting deeper than 512, NaN/Infinity are
  *   AR_EJSON and nothing is stored. Valid JSON is stored byte for byte as given.
  * - Strings that are not JSON (agent, goal, kind, ...) must be valid UTF-8
- *   without NUL bytes (AR_EMISUSE otherwise), except a run's error text, which
- *   is never refused: invalid bytes are replaced by U+FFFD.
+ *   without NUL bytes (AR_EMISUSE otherwise). Event content, which has a
+ *   length, keeps NUL bytes, as strings inside JSON do (as \u0000). A run's
+ *   error text is never refused: invalid bytes are replaced by U+FFFD.
+ * - Every value is at most AR_VALUE_MAX bytes (AR_EJSON otherwise; nothing is
+ *   written).
+ * - A value damaged by another program (JSON that is not valid, text that is
+ *   not UTF-8, an unknown status) makes each read that meets it return
+ *   AR_ECORRUPT, with a message naming the run (and step), checkpoint or
+ *   event, and the field: "run <id>: stored metadata is damaged: ...".
  * - Times are integer milliseconds since the Unix epoch (UTC).
  * - Cost is kept exactly in integer nano-units (1e-9): a cost crossing the API
  *   as a double is rounded to the nearest nano-unit (half away from zero), and
@@ -48,7 +55,7 @@ extern "C" {
 enum {
     AR_OK = 0,
     AR_EMISUSE,   /* bad argument: NULL where required, unknown value, negative limit, closed handle */
-    AR_EJSON,     /* a value is not valid JSON / not storable as JSON */
+    AR_EJSON,     /* a value is not valid JSON, or larger than the store holds */
     AR_EBUSY,     /* the file stayed locked past the busy timeout */
     AR_EIO,       /* the file system failed a read, write or sync */
     AR_EFULL,     /* the disk (or the store's size limit) is full */
@@ -75,7 +82,8 @@ const char *ar_code_name(int code);
  * and nothing is written, as is a row whose values together are more than
  * the backend holds (SQLite: 1,000,000,000 bytes, which values within this
  * bound never reach). A failed run's error text is never refused: longer
- * text is cut at a character boundary and ends with " [cut from N bytes]" (N the length given). */
+ * text is cut at a character boundary and ends with " [cut from N bytes]",
+ * N the length given. */
 #define AR_VALUE_MAX ((size_t)64 << 20)
 #define AR_UNSET INT64_MIN /* "not given" for optional int64 fields */
 
@@ -108,7 +116,9 @@ typedef struct ar_open_opts {
 #define AR_OPEN_OPTS_INIT { AR_DURABILITY_FULL, 5000, 0, NULL }
 
 /* Opens (creating if missing, mode 0600) the store at `path`, or an in-memory
- * store for ":memory:". `opts` may be NULL for the defaults. Like sqlite3_open,
+ * store for exactly ":memory:". `path` is always a file name, never an SQLite
+ * URI: "file:x.db?mode=ro" is a file of that name, with its -wal and -shm
+ * beside it. `opts` may be NULL for the defaults. Like sqlite3_open,
  * *out is set even on failure (unless memory ran out) so that the message can
  * be read with ar_store_errmsg; the caller then closes it.
  * A file of an older schema (1: agentrun 0.1, costs in micro-units) is
@@ -374,11 +384,16 @@ int ar_run_step(int64_t *out, ar_run *run, const ar_step *step);
  * or elapsed >= max_seconds. Checked in that order. AR_ESTATE when finished. */
 int ar_run_check(ar_exhaustion *out, ar_run *run);
 
-/* Saves a resumable state (JSON text) after the latest step. */
+/* Saves a resumable state (JSON text) after the latest step. Returns AR_OK,
+ * AR_EMISUSE, AR_EJSON (not JSON, or larger than the store holds; nothing is
+ * written), AR_ESTATE, or a store error. */
 int ar_run_checkpoint(ar_run *run, const char *state_json, size_t len);
 
 /* Finish the run. *out (may be NULL) receives the final record without steps.
- * A further step or finish returns AR_ESTATE. */
+ * A further step or finish returns AR_ESTATE. An output the store cannot hold
+ * is AR_EJSON and leaves the run open. ar_run_fail never refuses its text
+ * (NULL: "failed"): invalid UTF-8 becomes U+FFFD and text the store cannot
+ * hold is cut at a character boundary, ending with " [cut from N bytes]". */
 int ar_run_complete(ar_record **out, ar_run *run, const char *output_json, size_t len);
 int ar_run_fail(ar_record **out, ar_run *run, const char *error);
 int ar_run_exhaust(ar_record **out, ar_run *run, const ar_exhaustion *why);
@@ -396,7 +411,8 @@ void ar_run_close(ar_run *run);
 /* *out is the run, or NULL (with AR_ENOTFOUND) when there is none. With
  * `with_steps`, the record holds its whole transcript. *out is the caller's
  * (ar_record_free); out and id are required (AR_EMISUSE). Returns AR_OK,
- * AR_EMISUSE, AR_ENOTFOUND, or a store error. */
+ * AR_EMISUSE, AR_ENOTFOUND, or a store error. A damaged row (see the
+ * conventions) is AR_ECORRUPT, here and in every read below.
 int ar_store_get(ar_record **out, ar_store *store, const char *id, int with_steps);
 
 /* Streams a run's steps in seq order in bounded memory, from seq `from`
