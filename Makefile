@@ -246,6 +246,8 @@ install-lua: $(LUA_MOD)
 	install -m 755 $(LUA_MOD) $(DESTDIR)$(LUA_CMOD)/agentrun/core.so
 	install -m 644 lua/agentrun.lua $(DESTDIR)$(LUA_LMOD)/
 	for f in lua/agentrun/*.lua; do [ -f "$$f" ] && install -m 644 "$$f" $(DESTDIR)$(LUA_LMOD)/agentrun/ || true; done
+	install -d $(DESTDIR)$(LUA_LMOD)/agentrun/types
+	install -m 644 types/agentrun.lua $(DESTDIR)$(LUA_LMOD)/agentrun/types/
 
 uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/libagentrun.* $(DESTDIR)$(INCDIR)/agentrun.h $(DESTDIR)$(PCDIR)/agentrun.pc
