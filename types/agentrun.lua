@@ -186,7 +186,7 @@ function Store:get(id, opts) end
 ---Iterates over a run's steps in seq order, streamed in bounded memory: `for step in store:steps(id) do`.
 ---@param id string
 ---@param opts? agentrun.StepsOptions
----@return fun(): agentrun.Step|nil next
+---@return fun(): agentrun.Step? next
 ---@return nil
 ---@return nil
 ---@return userdata closing releases the iterator when a loop is left early
