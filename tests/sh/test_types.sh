@@ -18,6 +18,14 @@ install_puts_the_luals_definitions_beside_the_module() {
   if [ -e "$types" ]; then echo "uninstall left $types" >&2; return 1; fi
 }
 
+# The rockspec installs through `make install-lua` with the rock tree's
+# folders: the definitions land in the tree's Lua folder as well.
+the_rockspec_install_target_puts_the_definitions_in_the_rock_tree() {
+  (cd "$AR_ROOT" && make -s BUILD="$AR_BUILD" install-lua LUA_CMOD="$tmp/tree/lib/lua/5.4" \
+     LUA_LMOD="$tmp/tree/share/lua/5.4" >/dev/null)
+  cmp "$AR_ROOT/types/agentrun.lua" "$tmp/tree/share/lua/5.4/agentrun/types/agentrun.lua"
+}
+
 if [ "${1:-}" = --list ]; then
   declare -F | awk '{print $3}'
 else
