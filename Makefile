@@ -240,13 +240,16 @@ install: lib install-lua
 	install -m 644 core/include/agentrun.h $(DESTDIR)$(INCDIR)/
 	install -m 644 $(BUILD)/agentrun.pc $(DESTDIR)$(PCDIR)/
 
-# The Lua module: agentrun.core (C) and every Lua file under lua/. The
-# rockspec runs this target with LUA_CMOD and LUA_LMOD set to the rock's dirs.
+# The Lua module: agentrun.core (C), every Lua file under lua/ and the LuaLS
+# definitions (types/, for editors; never required). The rockspec runs this
+# target with LUA_CMOD and LUA_LMOD set to the rock's dirs.
 install-lua: $(LUA_MOD)
 	install -d $(DESTDIR)$(LUA_CMOD)/agentrun $(DESTDIR)$(LUA_LMOD)/agentrun
 	install -m 755 $(LUA_MOD) $(DESTDIR)$(LUA_CMOD)/agentrun/core.so
 	install -m 644 lua/agentrun.lua $(DESTDIR)$(LUA_LMOD)/
 	for f in lua/agentrun/*.lua; do [ -f "$$f" ] && install -m 644 "$$f" $(DESTDIR)$(LUA_LMOD)/agentrun/ || true; done
+	install -d $(DESTDIR)$(LUA_LMOD)/agentrun/types
+	install -m 644 types/agentrun.lua $(DESTDIR)$(LUA_LMOD)/agentrun/types/
 
 uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/libagentrun.* $(DESTDIR)$(INCDIR)/agentrun.h $(DESTDIR)$(PCDIR)/agentrun.pc
