@@ -412,7 +412,7 @@ void ar_run_close(ar_run *run);
  * `with_steps`, the record holds its whole transcript. *out is the caller's
  * (ar_record_free); out and id are required (AR_EMISUSE). Returns AR_OK,
  * AR_EMISUSE, AR_ENOTFOUND, or a store error. A damaged row (see the
- * conventions) is AR_ECORRUPT, here and in every read below.
+ * conventions) is AR_ECORRUPT, here and in every read below. */
 int ar_store_get(ar_record **out, ar_store *store, const char *id, int with_steps);
 
 /* Streams a run's steps in seq order in bounded memory, from seq `from`
