@@ -9,6 +9,16 @@
 extern "C" {
 #endif
 
+/* Marks the functions the shared library exports; everything else in it is
+ * built with hidden visibility. A build may define AR_API itself. */
+#ifndef AR_API
+#if defined(__GNUC__) || defined(__clang__)
+#define AR_API __attribute__((visibility("default")))
+#else
+#define AR_API
+#endif
+#endif
+
 #define AR_VERSION "0.1.0"
 #define AR_SCHEMA_VERSION 2
 
@@ -63,7 +73,7 @@ enum {
 };
 
 /* The code's name: "EBUSY", "EJSON", ... ("OK" for 0, "EUNKNOWN" otherwise). Static text. */
-const char *ar_code_name(int code);
+AR_API const char *ar_code_name(int code);
 
 #define AR_NUL_TERMINATED ((size_t)-1)
 #define AR_MAX_COST 9e9                          /* the largest cost and cost total */
@@ -108,7 +118,7 @@ typedef struct ar_open_opts {
  * with AR_EVERSION (open it writable once to upgrade it).
  * Returns AR_OK, AR_EMISUSE, AR_EIO, AR_EPERM, AR_ECORRUPT (not an agentrun
  * store), AR_EVERSION (newer schema, or older and read-only), AR_EBUSY, AR_ENOMEM. */
-int ar_store_open(ar_store **out, const char *path, const ar_open_opts *opts);
+AR_API int ar_store_open(ar_store **out, const char *path, const ar_open_opts *opts);
 
 /* Leaves the store's still-open runs `interrupted`, exactly as a crash and
  * ar_store_recover would (they can be resumed); their handles then report
@@ -117,19 +127,19 @@ int ar_store_open(ar_store **out, const char *path, const ar_open_opts *opts);
  * put off until the scan has let go of the store: ar_store_retain then fails
  * with AR_ESTATE, deleting nothing, and frees the store before it returns
  * (see ar_store_retain). */
-void ar_store_close(ar_store *store);
+AR_API void ar_store_close(ar_store *store);
 
 /* Non-zero while a retention rule of this store is running (during the scan
  * of ar_store_retain): the store can then be read but not written, see
  * ar_store_retain. 0 for NULL. */
-int ar_store_in_rule(const ar_store *store);
+AR_API int ar_store_in_rule(const ar_store *store);
 
 /* The message of the last failing call on the store ("" if none; "no store"
  * for NULL). Owned by the store: its text changes with the next failing call
  * and is freed by ar_store_close. */
-const char *ar_store_errmsg(const ar_store *store);
+AR_API const char *ar_store_errmsg(const ar_store *store);
 /* The code of the last failing call on the store (AR_OK if none; AR_EMISUSE for NULL). */
-int ar_store_errcode(const ar_store *store);
+AR_API int ar_store_errcode(const ar_store *store);
 
 typedef struct ar_store_info {
     const char *path;      /* owned by the store */
@@ -141,7 +151,7 @@ typedef struct ar_store_info {
 /* Fills *out (required) with counts and sizes; out->path is the store's,
  * valid until ar_store_close. Returns AR_OK, AR_EMISUSE (NULL argument,
  * store not open) or a store error. */
-int ar_store_info_get(ar_store_info *out, ar_store *store);
+AR_API int ar_store_info_get(ar_store_info *out, ar_store *store);
 
 /* ------------------------------------------------------------------------- */
 /* Values shared by runs, steps and records                                  */
@@ -155,10 +165,10 @@ typedef enum ar_status {
 } ar_status;
 
 /* "running", "completed", "budget_exhausted", "failed", "interrupted"; NULL if out of range. */
-const char *ar_status_name(ar_status status);
+AR_API const char *ar_status_name(ar_status status);
 /* Parses a status name into *out; returns AR_OK, or AR_EMISUSE for an
  * unknown or NULL name or a NULL out (*out unchanged). */
-int ar_status_parse(ar_status *out, const char *name);
+AR_API int ar_status_parse(ar_status *out, const char *name);
 
 /* A named integer counter beyond input/output tokens, e.g. cache_read_tokens. */
 typedef struct ar_counter {
@@ -259,9 +269,9 @@ typedef struct ar_record {
     { NULL, 0, 0 }, AR_BUDGET_INIT, -1, { 0, 0, -1, 0.0, 0, NULL }, AR_UNSET, \
     AR_UNSET, AR_UNSET, AR_UNSET, NULL, 0, NULL, NULL, AR_UNSET }
 
-void ar_record_free(ar_record *record);
+AR_API void ar_record_free(ar_record *record);
 /* Frees an array of records returned by a listing, and the array. */
-void ar_records_free(ar_record **records, size_t n);
+AR_API void ar_records_free(ar_record **records, size_t n);
 
 /* The record factory: builds a finished record from `fields` (id, agent,
  * goal, user, edition, parent, metadata, budget, steps, created_at,
@@ -273,12 +283,12 @@ void ar_records_free(ar_record **records, size_t n);
  * id in fields the record has none until written. Returns AR_OK,
  * AR_EMISUSE, AR_EJSON, AR_ENOMEM. Error text is in `errbuf` (may be NULL)
  * of `errlen` bytes. */
-int ar_record_completed(ar_record **out, const ar_record *fields,
+AR_API int ar_record_completed(ar_record **out, const ar_record *fields,
                         const char *output_json, size_t output_len,
                         char *errbuf, size_t errlen);
-int ar_record_budget_exhausted(ar_record **out, const ar_record *fields,
+AR_API int ar_record_budget_exhausted(ar_record **out, const ar_record *fields,
                                const ar_exhaustion *why, char *errbuf, size_t errlen);
-int ar_record_failed(ar_record **out, const ar_record *fields, const char *error,
+AR_API int ar_record_failed(ar_record **out, const ar_record *fields, const char *error,
                      char *errbuf, size_t errlen);
 
 /* Writes a finished (or interrupted) record, all its steps and its
@@ -291,13 +301,13 @@ int ar_record_failed(ar_record **out, const ar_record *fields, const char *error
  * finished record, or a record that disagrees with itself), AR_EJSON,
  * AR_ESTATE (the store already holds a run with that id), or a store error;
  * on failure nothing is written. */
-int ar_store_write(char **out, ar_store *store, const ar_record *record);
+AR_API int ar_store_write(char **out, ar_store *store, const ar_record *record);
 
 /* Frees a string returned by the library (ids, cursors, checkpoint states);
  * not records, lists or summaries, which have their own functions. NULL is
  * accepted. Returned objects carry their allocator: they may be freed after
  * their store is closed. */
-void ar_free(void *ptr);
+AR_API void ar_free(void *ptr);
 
 /* ------------------------------------------------------------------------- */
 /* Recording a run                                                           */
@@ -332,25 +342,25 @@ typedef struct ar_run_spec {
  * reported on the store. Returns AR_OK, AR_EMISUSE, AR_EJSON, AR_ESTATE
  * (inside a retention rule), or a store error; on failure nothing is
  * written. */
-int ar_run_begin(ar_run **out, ar_store *store, const ar_run_spec *spec);
+AR_API int ar_run_begin(ar_run **out, ar_store *store, const ar_run_spec *spec);
 
 /* Continues a budget_exhausted or interrupted run under the same id: seq,
  * usage and elapsed time continue. `budget` (may be NULL) replaces the old
  * one. The run is read and taken in one transaction, and the new handle
  * becomes its only writer (see "One writer per run" above). Returns AR_OK,
  * AR_ENOTFOUND, AR_ESTATE (other statuses), or a store error. */
-int ar_run_resume(ar_run **out, ar_store *store, const char *run_id, const ar_budget *budget);
+AR_API int ar_run_resume(ar_run **out, ar_store *store, const char *run_id, const ar_budget *budget);
 
 /* Views of the run; owned by the run. usage->extra is valid until the next
  * step. ar_run_status is AR_INTERRUPTED once the handle has lost its run
  * (resumed elsewhere, marked interrupted, or its store closed). */
-const char *ar_run_id(const ar_run *run);
-ar_status ar_run_status(const ar_run *run);
-int64_t ar_run_iterations(const ar_run *run);
-const ar_usage *ar_run_usage(const ar_run *run);
-const ar_budget *ar_run_budget(const ar_run *run);
-int64_t ar_run_created_at(const ar_run *run);
-const char *ar_run_errmsg(const ar_run *run);
+AR_API const char *ar_run_id(const ar_run *run);
+AR_API ar_status ar_run_status(const ar_run *run);
+AR_API int64_t ar_run_iterations(const ar_run *run);
+AR_API const ar_usage *ar_run_usage(const ar_run *run);
+AR_API const ar_budget *ar_run_budget(const ar_run *run);
+AR_API int64_t ar_run_created_at(const ar_run *run);
+AR_API const char *ar_run_errmsg(const ar_run *run);
 
 /* Appends a step; it is durable when this returns and *out (may be NULL) holds
  * its seq. Never refuses a step for budget reasons. A step that would take a
@@ -358,28 +368,28 @@ const char *ar_run_errmsg(const ar_run *run);
  * nothing is written, the run is unchanged and takes further steps.
  * Returns AR_OK, AR_EMISUSE, AR_EJSON, AR_ESTATE (run finished, store
  * closed, or the run no longer this handle's), or a store error. */
-int ar_run_step(int64_t *out, ar_run *run, const ar_step *step);
+AR_API int ar_run_step(int64_t *out, ar_run *run, const ar_step *step);
 
 /* AR_OK when no limit is reached; AR_EBUDGET with *out filled (may be NULL)
  * when iterations >= max_steps, a token total >= its limit, cost >= max_cost
  * or elapsed >= max_seconds. Checked in that order. AR_ESTATE when finished. */
-int ar_run_check(ar_exhaustion *out, ar_run *run);
+AR_API int ar_run_check(ar_exhaustion *out, ar_run *run);
 
 /* Saves a resumable state (JSON text) after the latest step. */
-int ar_run_checkpoint(ar_run *run, const char *state_json, size_t len);
+AR_API int ar_run_checkpoint(ar_run *run, const char *state_json, size_t len);
 
 /* Finish the run. *out (may be NULL) receives the final record without steps.
  * A further step or finish returns AR_ESTATE. */
-int ar_run_complete(ar_record **out, ar_run *run, const char *output_json, size_t len);
-int ar_run_fail(ar_record **out, ar_run *run, const char *error);
-int ar_run_exhaust(ar_record **out, ar_run *run, const ar_exhaustion *why);
+AR_API int ar_run_complete(ar_record **out, ar_run *run, const char *output_json, size_t len);
+AR_API int ar_run_fail(ar_record **out, ar_run *run, const char *error);
+AR_API int ar_run_exhaust(ar_record **out, ar_run *run, const ar_exhaustion *why);
 
 /* Frees the handle; a run still running under it is first finished as
  * failed with "run closed before it finished" (a run the handle lost is
  * left as it is). NULL is accepted. Called from a retention rule of the
  * run's store, the finish (a write) is put off until the scan ends; the
  * handle must not be used again either way. */
-void ar_run_close(ar_run *run);
+AR_API void ar_run_close(ar_run *run);
 
 /* ------------------------------------------------------------------------- */
 /* Reading                                                                   */
@@ -388,7 +398,7 @@ void ar_run_close(ar_run *run);
  * `with_steps`, the record holds its whole transcript. *out is the caller's
  * (ar_record_free); out and id are required (AR_EMISUSE). Returns AR_OK,
  * AR_EMISUSE, AR_ENOTFOUND, or a store error. */
-int ar_store_get(ar_record **out, ar_store *store, const char *id, int with_steps);
+AR_API int ar_store_get(ar_record **out, ar_store *store, const char *id, int with_steps);
 
 /* Streams a run's steps in seq order in bounded memory, from seq `from`
  * (inclusive; <= 1 for all), at most `limit` steps (< 0: all). Close the
@@ -396,13 +406,13 @@ int ar_store_get(ar_record **out, ar_store *store, const char *id, int with_step
  * run_id are required. Returns AR_OK, AR_EMISUSE, AR_ENOTFOUND, or a store
  * error. */
 typedef struct ar_step_iter ar_step_iter;
-int ar_steps_open(ar_step_iter **out, ar_store *store, const char *run_id, int64_t from, int64_t limit);
+AR_API int ar_steps_open(ar_step_iter **out, ar_store *store, const char *run_id, int64_t from, int64_t limit);
 /* *out is the next step (owned by the iterator, valid until the next call),
  * or NULL at the end (AR_OK). Errors are reported on the iterator's store
  * (ar_store_errmsg): a store error, after which a later call retries;
  * AR_EMISUSE (no message) when out or iter is NULL. */
-int ar_steps_next(const ar_step **out, ar_step_iter *iter);
-void ar_steps_close(ar_step_iter *iter);
+AR_API int ar_steps_next(const ar_step **out, ar_step_iter *iter);
+AR_API void ar_steps_close(ar_step_iter *iter);
 
 enum { AR_ORDER_DESC = 0, AR_ORDER_ASC = 1 };
 
@@ -427,12 +437,12 @@ typedef struct ar_run_query {
  * AR_EMISUSE (a NULL argument, a bad filter, more than 16 statuses, a
  * negative limit, after and before together, a malformed cursor), or a store
  * error. */
-int ar_runs_list(ar_record ***out, size_t *n, char **next_cursor,
+AR_API int ar_runs_list(ar_record ***out, size_t *n, char **next_cursor,
                  ar_store *store, const ar_run_query *query);
 /* Counts the runs matching the query's filters (limit and cursors checked,
  * then ignored). out and query are required. Returns AR_OK, AR_EMISUSE (as
  * ar_runs_list), or a store error. */
-int ar_runs_count(int64_t *out, ar_store *store, const ar_run_query *query);
+AR_API int ar_runs_count(int64_t *out, ar_store *store, const ar_run_query *query);
 
 /* The sums are exact; a token sum past INT64_MAX (possible only beyond 1,024
  * runs at AR_MAX_COUNT) reads as INT64_MAX, and a cost sum past 9.2e9 is the
@@ -450,12 +460,12 @@ typedef struct ar_stats {
  * cursors checked, then ignored). out and query are required. Returns AR_OK,
  * AR_EMISUSE (as ar_runs_list), or a store error; on failure *out is all
  * zeroes. */
-int ar_runs_stats(ar_stats *out, ar_store *store, const ar_run_query *query);
+AR_API int ar_runs_stats(ar_stats *out, ar_store *store, const ar_run_query *query);
 
 /* Clears `user` (required) on every run of that user, in one transaction;
  * *out (may be NULL) gets the count. Returns AR_OK, AR_EMISUSE, AR_ESTATE
  * (inside a retention rule), or a store error (nothing changed). */
-int ar_store_forget_user(int64_t *out, ar_store *store, const char *user);
+AR_API int ar_store_forget_user(int64_t *out, ar_store *store, const char *user);
 
 /* ------------------------------------------------------------------------- */
 /* Checkpoints and recovery                                                  */
@@ -464,12 +474,12 @@ int ar_store_forget_user(int64_t *out, ar_store *store, const char *user);
  * NULL) the step it follows, or *out NULL and *seq 0 when the run has none.
  * out and run_id are required. Returns AR_OK, AR_EMISUSE, AR_ENOTFOUND, or a
  * store error. */
-int ar_store_checkpoint(char **out, int64_t *seq, ar_store *store, const char *run_id);
+AR_API int ar_store_checkpoint(char **out, int64_t *seq, ar_store *store, const char *run_id);
 
 /* Marks `running` runs with no activity for `stale_after_s` seconds as
  * interrupted; *out (may be NULL) gets the count. A handle still open on
  * such a run then gets AR_ESTATE for every write (see "One writer per run"). */
-int ar_store_recover(int64_t *out, ar_store *store, double stale_after_s);
+AR_API int ar_store_recover(int64_t *out, ar_store *store, double stale_after_s);
 
 /* ------------------------------------------------------------------------- */
 /* Events: a conversation stream per agent, independent of runs              */
@@ -489,7 +499,7 @@ typedef struct ar_event {
 /* Appends an event; *out (may be NULL) gets its id, which increases and is
  * never reused. agent and type are required non-empty UTF-8, session >= 0,
  * metadata a JSON object (AR_EJSON otherwise; nothing is stored). */
-int ar_event_append(int64_t *out, ar_store *store, const ar_event *event);
+AR_API int ar_event_append(int64_t *out, ar_store *store, const ar_event *event);
 
 typedef struct ar_event_query {
     const char *agent;      /* required */
@@ -507,7 +517,7 @@ typedef struct ar_event_list {
     size_t n;
     ar_event *items;
 } ar_event_list;
-void ar_event_list_free(ar_event_list *list);
+AR_API void ar_event_list_free(ar_event_list *list);
 
 /* Lists one agent's events (query->agent required) in the query's order (by id). A cursor marks the
  * position between two events: `after` gives the events that follow it,
@@ -517,11 +527,11 @@ void ar_event_list_free(ar_event_list *list);
  * Malformed cursors, after and before together, a negative limit or
  * session are AR_EMISUSE. *out is freed with ar_event_list_free; out and query
  * are required. Returns AR_OK, AR_EMISUSE, or a store error. */
-int ar_events_list(ar_event_list **out, char **next_cursor, ar_store *store, const ar_event_query *query);
+AR_API int ar_events_list(ar_event_list **out, char **next_cursor, ar_store *store, const ar_event_query *query);
 /* Counts the events matching the query's filters (limit and cursors checked,
  * then ignored). out and query are required. Returns AR_OK, AR_EMISUSE (as
  * ar_events_list), or a store error. */
-int ar_events_count(int64_t *out, ar_store *store, const ar_event_query *query);
+AR_API int ar_events_count(int64_t *out, ar_store *store, const ar_event_query *query);
 
 typedef struct ar_type_count { const char *type; int64_t count; } ar_type_count;
 typedef struct ar_event_summary {
@@ -533,13 +543,13 @@ typedef struct ar_event_summary {
 /* One agent's totals, computed in one statement: by_type sorted by type,
  * sessions = the number of distinct sessions. Free with ar_event_summary_free.
  * out and agent are required. Returns AR_OK, AR_EMISUSE, or a store error. */
-int ar_events_summary(ar_event_summary **out, ar_store *store, const char *agent);
-void ar_event_summary_free(ar_event_summary *summary);
+AR_API int ar_events_summary(ar_event_summary **out, ar_store *store, const char *agent);
+AR_API void ar_event_summary_free(ar_event_summary *summary);
 
 /* Deletes every event of one agent (required) in one transaction; *out (may
  * be NULL) gets the count. Returns AR_OK, AR_EMISUSE, AR_ESTATE (inside a
  * retention rule), or a store error (nothing deleted). */
-int ar_events_delete(int64_t *out, ar_store *store, const char *agent);
+AR_API int ar_events_delete(int64_t *out, ar_store *store, const char *agent);
 
 typedef struct ar_event_retention {
     double older_than;      /* seconds; < 0: no age limit */
@@ -551,7 +561,7 @@ typedef struct ar_event_retention {
  * values leave a criterion out. *out (may be NULL) gets the count. policy is
  * required. Returns AR_OK, AR_EMISUSE (older_than NaN or over 1e12),
  * AR_ESTATE (inside a retention rule), or a store error (nothing deleted). */
-int ar_events_retain(int64_t *out, ar_store *store, const ar_event_retention *policy);
+AR_API int ar_events_retain(int64_t *out, ar_store *store, const ar_event_retention *policy);
 
 /* ------------------------------------------------------------------------- */
 /* Retention of runs                                                         */
@@ -608,7 +618,7 @@ typedef struct ar_retention_report {
  * a failed vacuum leaves every planned run deleted. On every failure *out is
  * zeroed, so the report of a partial deletion is lost: apply the same policy
  * again to finish. */
-int ar_store_retain(ar_retention_report *out, ar_store *store, const ar_retention *policy);
+AR_API int ar_store_retain(ar_retention_report *out, ar_store *store, const ar_retention *policy);
 
 #ifdef __cplusplus
 }
