@@ -118,6 +118,7 @@ struct ar_store {
     ar_err err;
     int readonly;
     struct ar_run *runs;            /* open run handles, to finish on close */
+    struct ar_step_iter *iters;     /* open step iterators, to detach on close */
     uint64_t prng;                  /* splitmix64 state: the random half of ids */
     int scanning;                   /* a retention scan (and so its rule) is running */
     int close_deferred;             /* ar_store_close was called during the scan */
@@ -156,6 +157,9 @@ int ar_store_scan_check(const ar_store *store, struct ar_err *err, const char *w
 /* Closes the run handles whose ar_run_close came during a retention scan
  * (implemented in run.c). */
 void ar_store_close_deferred_runs(ar_store *store);
+/* Detaches the store's open step iterators: their next call fails with
+ * AR_ESTATE and closing them still frees them (implemented in read.c). */
+void ar_store_detach_iters(ar_store *store);
 
 int64_t ar_now_ms(void);
 #define AR_ID_MAX_MS 0x7fffffffffffULL /* 47 bits of milliseconds: ticks stay positive */

@@ -78,6 +78,7 @@ void ar_store_close(ar_store *store)
     /* as a crash followed by recover would: the runs stay resumable */
     while (store->runs)
         ar_run_detach(store->runs, AR_INTERRUPTED, NULL);
+    ar_store_detach_iters(store);
     ar_db_close(store->db);
     ar_mem_free(&store->alloc, store->path);
     ar_allocator a = store->alloc;

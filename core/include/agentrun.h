@@ -401,17 +401,23 @@ AR_API void ar_run_close(ar_run *run);
 AR_API int ar_store_get(ar_record **out, ar_store *store, const char *id, int with_steps);
 
 /* Streams a run's steps in seq order in bounded memory, from seq `from`
- * (inclusive; <= 1 for all), at most `limit` steps (< 0: all). Close the
- * iterator before its store. *out is the caller's (ar_steps_close); out and
- * run_id are required. Returns AR_OK, AR_EMISUSE, AR_ENOTFOUND, or a store
- * error. */
+ * (inclusive; <= 1 for all), at most `limit` steps (< 0: all). *out is the
+ * caller's (ar_steps_close); out and run_id are required. Returns AR_OK,
+ * AR_EMISUSE, AR_ENOTFOUND, or a store error. The store tracks its open
+ * iterators: closed first, it detaches them, and each then only fails
+ * (AR_ESTATE) and closes. */
 typedef struct ar_step_iter ar_step_iter;
 AR_API int ar_steps_open(ar_step_iter **out, ar_store *store, const char *run_id, int64_t from, int64_t limit);
 /* *out is the next step (owned by the iterator, valid until the next call),
- * or NULL at the end (AR_OK). Errors are reported on the iterator's store
- * (ar_store_errmsg): a store error, after which a later call retries;
- * AR_EMISUSE (no message) when out or iter is NULL. */
+ * or NULL at the end (AR_OK). Returns AR_OK; AR_EMISUSE (no message) when
+ * out or iter is NULL; AR_ESTATE once the store is closed; or a store error,
+ * after which a later call retries. The message of a failing call is on the
+ * iterator (ar_steps_errmsg) and, for a store error, also on the store
+ * (ar_store_errmsg). */
 AR_API int ar_steps_next(const ar_step **out, ar_step_iter *iter);
+/* The message of the iterator's last failing call ("" if none). Owned by the iterator. */
+AR_API const char *ar_steps_errmsg(const ar_step_iter *iter);
+/* Frees the iterator, whether or not its store is still open. NULL is accepted. */
 AR_API void ar_steps_close(ar_step_iter *iter);
 
 enum { AR_ORDER_DESC = 0, AR_ORDER_ASC = 1 };
