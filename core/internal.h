@@ -147,6 +147,10 @@ struct ar_run {
 
 /* AR_OK when the store is open; AR_EMISUSE otherwise (NULL, or it failed to open). */
 int ar_store_usable(ar_store *store);
+/* AR_OK when an option struct's version is `known`; else AR_EMISUSE naming
+ * the struct `type` and its initialiser `init` (implemented in opts.c). */
+int ar_opts_version_check(ar_err *err, const char *type, unsigned int version, unsigned int known,
+                          const char *init);
 /* AR_OK when the store is open and may be written: AR_ESTATE while a
  * retention scan runs on it, since a rule may read its store but not write
  * to it (`what` names the refused call in the message). */

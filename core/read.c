@@ -224,6 +224,8 @@ static int query_check(ar_store *store, const ar_run_query *q)
     int rc;
     if (!q)
         return ar_fail(err, AR_EMISUSE, "query is NULL");
+    if ((rc = ar_opts_version_check(err, "ar_run_query", q->version, AR_RUN_QUERY_VERSION, "AR_RUN_QUERY_INIT")))
+        return rc;
     if ((rc = ar_text_check(err, "agent", q->agent, 0, 0)) ||
         (rc = ar_text_check(err, "user", q->user, 0, 0)) ||
         (rc = ar_text_check(err, "edition", q->edition, 0, 0)) ||

@@ -80,6 +80,20 @@ AR_API const char *ar_code_name(int code);
 #define AR_MAX_COUNT INT64_C(9007199254740992)   /* 2^53: the largest count and count total */
 #define AR_UNSET INT64_MIN /* "not given" for optional int64 fields */
 
+/*
+ * Option structs
+ * --------------
+ * The structs a caller fills to ask for something (ar_open_opts, ar_run_spec,
+ * ar_run_query, ar_event_query, ar_retention, ar_event_retention) begin with
+ * a `version` field, so that later releases can add fields without breaking
+ * programs built against this header. Start each one from its _INIT macro or
+ * its _init function, which set `version` and every default, then set the
+ * fields wanted. A function given such a struct with a version it does not
+ * know (0, from a zeroed struct, included) returns AR_EMISUSE and does nothing.
+ * Each _init function fills *opts like the macro and returns AR_OK, or
+ * AR_EMISUSE (leaving *opts untouched) for a NULL opts or an unknown version.
+ */
+
 /* ------------------------------------------------------------------------- */
 /* Allocation                                                                */
 
@@ -99,14 +113,18 @@ typedef struct ar_store ar_store;
 
 enum { AR_DURABILITY_FULL = 0, AR_DURABILITY_NORMAL = 1 };
 
+#define AR_OPEN_OPTS_VERSION 1
 typedef struct ar_open_opts {
+    unsigned int version;  /* AR_OPEN_OPTS_VERSION */
     int durability;        /* AR_DURABILITY_FULL: an acknowledged write survives power loss;
                               AR_DURABILITY_NORMAL: it survives a process crash */
     int busy_timeout_ms;   /* how long a call waits for another writer; >= 0 */
     int readonly;          /* open for reading only; the file must exist */
     const ar_allocator *allocator; /* NULL: malloc/realloc/free */
 } ar_open_opts;
-#define AR_OPEN_OPTS_INIT { AR_DURABILITY_FULL, 5000, 0, NULL }
+#define AR_OPEN_OPTS_INIT { .version = AR_OPEN_OPTS_VERSION, .durability = AR_DURABILITY_FULL, \
+    .busy_timeout_ms = 5000, .readonly = 0, .allocator = NULL }
+AR_API int ar_open_opts_init(ar_open_opts *opts, unsigned int version);
 
 /* Opens (creating if missing, mode 0600) the store at `path`, or an in-memory
  * store for ":memory:". `opts` may be NULL for the defaults. Like sqlite3_open,
@@ -197,7 +215,9 @@ typedef struct ar_budget {
     double max_cost;
     double max_seconds;
 } ar_budget;
-#define AR_BUDGET_INIT { AR_NO_LIMIT, AR_NO_LIMIT, AR_NO_LIMIT, AR_NO_LIMIT, AR_NO_LIMIT, AR_NO_LIMIT }
+#define AR_BUDGET_INIT { .max_steps = AR_NO_LIMIT, .max_input_tokens = AR_NO_LIMIT, \
+    .max_output_tokens = AR_NO_LIMIT, .max_tokens = AR_NO_LIMIT, .max_cost = AR_NO_LIMIT, \
+    .max_seconds = AR_NO_LIMIT }
 
 /* Which limit was reached: limit is "max_steps", "max_input_tokens",
  * "max_output_tokens", "max_tokens", "max_cost" or "max_seconds"; limit_value
@@ -222,7 +242,11 @@ typedef struct ar_step {
     int64_t duration_ms;     /* >= 0 */
     int64_t at;
 } ar_step;
-#define AR_STEP_INIT { 0, NULL, NULL, NULL, AR_NUL_TERMINATED, { 0, 0, 0, 0.0, 0, NULL }, 0, AR_UNSET }
+#define AR_STEP_INIT { .seq = 0, .kind = NULL, .name = NULL, .content = NULL, \
+    .content_len = AR_NUL_TERMINATED, \
+    .usage = { .input_tokens = 0, .output_tokens = 0, .total_tokens = 0, .cost = 0.0, \
+               .n_extra = 0, .extra = NULL }, \
+    .duration_ms = 0, .at = AR_UNSET }
 
 /* ------------------------------------------------------------------------- */
 /* Records                                                                   */
@@ -265,9 +289,15 @@ typedef struct ar_record {
                                 NULL; records read back (ar_store_get) leave it NULL */
     int64_t checkpoint_seq;  /* the step the checkpoint follows, 0..n_steps; AR_UNSET: the last */
 } ar_record;
-#define AR_RECORD_INIT { NULL, NULL, NULL, NULL, NULL, NULL, AR_RUNNING, NULL, NULL, \
-    { NULL, 0, 0 }, AR_BUDGET_INIT, -1, { 0, 0, -1, 0.0, 0, NULL }, AR_UNSET, \
-    AR_UNSET, AR_UNSET, AR_UNSET, NULL, 0, NULL, NULL, AR_UNSET }
+#define AR_RECORD_INIT { .id = NULL, .agent = NULL, .goal = NULL, .user = NULL, .edition = NULL, \
+    .parent = NULL, .status = AR_RUNNING, .output = NULL, .error = NULL, \
+    .limit = { .limit = NULL, .limit_value = 0, .value = 0 }, .budget = AR_BUDGET_INIT, \
+    .iterations = -1, \
+    .usage = { .input_tokens = 0, .output_tokens = 0, .total_tokens = -1, .cost = 0.0, \
+               .n_extra = 0, .extra = NULL }, \
+    .latency_ms = AR_UNSET, .created_at = AR_UNSET, .finished_at = AR_UNSET, \
+    .updated_at = AR_UNSET, .metadata = NULL, .n_steps = 0, .steps = NULL, \
+    .checkpoint = NULL, .checkpoint_seq = AR_UNSET }
 
 AR_API void ar_record_free(ar_record *record);
 /* Frees an array of records returned by a listing, and the array. */
@@ -314,7 +344,9 @@ AR_API void ar_free(void *ptr);
 
 typedef struct ar_run ar_run;
 
+#define AR_RUN_SPEC_VERSION 1
 typedef struct ar_run_spec {
+    unsigned int version;    /* AR_RUN_SPEC_VERSION */
     const char *agent;       /* required, non-empty */
     const char *goal;        /* required */
     const char *user;        /* optional */
@@ -323,7 +355,9 @@ typedef struct ar_run_spec {
     const char *metadata;    /* optional JSON object text */
     ar_budget budget;
 } ar_run_spec;
-#define AR_RUN_SPEC_INIT { NULL, NULL, NULL, NULL, NULL, NULL, AR_BUDGET_INIT }
+#define AR_RUN_SPEC_INIT { .version = AR_RUN_SPEC_VERSION, .agent = NULL, .goal = NULL, \
+    .user = NULL, .edition = NULL, .parent = NULL, .metadata = NULL, .budget = AR_BUDGET_INIT }
+AR_API int ar_run_spec_init(ar_run_spec *opts, unsigned int version);
 
 /* One writer per run. A handle owns its run until the run is resumed through
  * another handle (of this store or another, in this process or another).
@@ -422,7 +456,9 @@ AR_API void ar_steps_close(ar_step_iter *iter);
 
 enum { AR_ORDER_DESC = 0, AR_ORDER_ASC = 1 };
 
+#define AR_RUN_QUERY_VERSION 1
 typedef struct ar_run_query {
+    unsigned int version;   /* AR_RUN_QUERY_VERSION */
     const char *agent, *user, *edition, *parent;  /* NULL: any */
     const ar_status *status; size_t n_status;     /* n_status 0: any */
     int64_t since;          /* created_at >= since; AR_UNSET: no bound */
@@ -432,7 +468,10 @@ typedef struct ar_run_query {
     const char *before;     /* cursor: the `limit` items that precede it */
     int order;              /* AR_ORDER_DESC (default) or AR_ORDER_ASC */
 } ar_run_query;
-#define AR_RUN_QUERY_INIT { NULL, NULL, NULL, NULL, NULL, 0, AR_UNSET, AR_UNSET, 50, NULL, NULL, AR_ORDER_DESC }
+#define AR_RUN_QUERY_INIT { .version = AR_RUN_QUERY_VERSION, .agent = NULL, .user = NULL, \
+    .edition = NULL, .parent = NULL, .status = NULL, .n_status = 0, .since = AR_UNSET, \
+    .until = AR_UNSET, .limit = 50, .after = NULL, .before = NULL, .order = AR_ORDER_DESC }
+AR_API int ar_run_query_init(ar_run_query *opts, unsigned int version);
 
 /* Lists runs (records without steps) in the query's order by (created_at, id).
  * *out is an array of *n records (ar_records_free), an empty array for an
@@ -500,14 +539,17 @@ typedef struct ar_event {
     const char *run;        /* optional run id */
     int64_t at;             /* AR_UNSET: now */
 } ar_event;
-#define AR_EVENT_INIT { 0, NULL, 0, NULL, NULL, NULL, NULL, AR_UNSET }
+#define AR_EVENT_INIT { .id = 0, .agent = NULL, .session = 0, .type = NULL, .content = NULL, \
+    .metadata = NULL, .run = NULL, .at = AR_UNSET }
 
 /* Appends an event; *out (may be NULL) gets its id, which increases and is
  * never reused. agent and type are required non-empty UTF-8, session >= 0,
  * metadata a JSON object (AR_EJSON otherwise; nothing is stored). */
 AR_API int ar_event_append(int64_t *out, ar_store *store, const ar_event *event);
 
+#define AR_EVENT_QUERY_VERSION 1
 typedef struct ar_event_query {
+    unsigned int version;   /* AR_EVENT_QUERY_VERSION */
     const char *agent;      /* required */
     int64_t session;        /* AR_UNSET: any */
     const char *const *types; size_t n_types;
@@ -516,7 +558,10 @@ typedef struct ar_event_query {
     const char *after, *before;
     int order;              /* AR_ORDER_ASC (default) or AR_ORDER_DESC */
 } ar_event_query;
-#define AR_EVENT_QUERY_INIT { NULL, AR_UNSET, NULL, 0, AR_UNSET, AR_UNSET, 100, NULL, NULL, AR_ORDER_ASC }
+#define AR_EVENT_QUERY_INIT { .version = AR_EVENT_QUERY_VERSION, .agent = NULL, .session = AR_UNSET, \
+    .types = NULL, .n_types = 0, .since = AR_UNSET, .until = AR_UNSET, .limit = 100, \
+    .after = NULL, .before = NULL, .order = AR_ORDER_ASC }
+AR_API int ar_event_query_init(ar_event_query *opts, unsigned int version);
 
 /* An array of events returned by ar_events_list; owns its strings. */
 typedef struct ar_event_list {
@@ -557,11 +602,14 @@ AR_API void ar_event_summary_free(ar_event_summary *summary);
  * retention rule), or a store error (nothing deleted). */
 AR_API int ar_events_delete(int64_t *out, ar_store *store, const char *agent);
 
+#define AR_EVENT_RETENTION_VERSION 1
 typedef struct ar_event_retention {
+    unsigned int version;   /* AR_EVENT_RETENTION_VERSION */
     double older_than;      /* seconds; < 0: no age limit */
     int64_t keep_last;      /* per agent, newest by at then id; < 0: no count limit */
 } ar_event_retention;
-#define AR_EVENT_RETENTION_INIT { -1, -1 }
+#define AR_EVENT_RETENTION_INIT { .version = AR_EVENT_RETENTION_VERSION, .older_than = -1, .keep_last = -1 }
+AR_API int ar_event_retention_init(ar_event_retention *opts, unsigned int version);
 /* Deletes events older than older_than seconds (by at) and, per agent, all
  * but the newest keep_last (by at, then id), in one transaction; negative
  * values leave a criterion out. *out (may be NULL) gets the count. policy is
@@ -589,7 +637,9 @@ enum { AR_RULE_UNDECIDED = 0, AR_RULE_KEEP = 1, AR_RULE_DELETE = 2 };
  * affected; what they write meanwhile is not scanned. */
 typedef int (*ar_rule_fn)(void *ud, const ar_record *run, double age, int *verdict);
 
+#define AR_RETENTION_VERSION 1
 typedef struct ar_retention {
+    unsigned int version;   /* AR_RETENTION_VERSION */
     double older_than;      /* seconds since finished_at; < 0: no age criterion */
     int64_t keep_last;      /* newest finished runs kept per agent; < 0: no count criterion */
     const ar_status *status; size_t n_status;  /* statuses considered; 0: all finished */
@@ -597,7 +647,9 @@ typedef struct ar_retention {
     int dry_run;
     int vacuum;
 } ar_retention;
-#define AR_RETENTION_INIT { -1, -1, NULL, 0, NULL, NULL, 0, 0 }
+#define AR_RETENTION_INIT { .version = AR_RETENTION_VERSION, .older_than = -1, .keep_last = -1, \
+    .status = NULL, .n_status = 0, .rule = NULL, .rule_ud = NULL, .dry_run = 0, .vacuum = 0 }
+AR_API int ar_retention_init(ar_retention *opts, unsigned int version);
 
 typedef struct ar_retention_report {
     int64_t considered, deleted, kept_by_rule, deleted_by_rule, steps_deleted;
