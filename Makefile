@@ -53,7 +53,10 @@ CMOCKA_LIBS = $(shell pkg-config --libs cmocka 2>/dev/null)
 # The bindings use the public header and the core's JSON/UTF-8 validators
 # (core/json.h: one rule, kept in the core).
 BASE_CFLAGS = -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(WARN) $(OPT) -fPIC
-CORE_CFLAGS = $(BASE_CFLAGS) -Icore/include -Icore $(PKG_CFLAGS) $(EXTRA_CFLAGS)
+# The shared library exports only what the public header marks AR_API; hidden
+# visibility changes nothing for the static archive, whose internals the
+# bindings and the C tests link.
+CORE_CFLAGS = $(BASE_CFLAGS) -fvisibility=hidden -Icore/include -Icore $(PKG_CFLAGS) $(EXTRA_CFLAGS)
 BIND_CFLAGS = $(BASE_CFLAGS) -Icore/include -Icore -Ibindings $(LUA_CFLAGS) $(EXTRA_CFLAGS)
 TEST_CFLAGS = $(BASE_CFLAGS) -Icore/include -Icore -Ibindings -Itests/c $(PKG_CFLAGS) $(LUA_CFLAGS) \
               $(CMOCKA_CFLAGS) $(EXTRA_CFLAGS)

@@ -117,6 +117,9 @@ static int query_check(ar_err *err, const ar_event_query *q, int64_t *key)
     int rc;
     if (!q)
         return ar_fail(err, AR_EMISUSE, "query is NULL");
+    if ((rc = ar_opts_version_check(err, "ar_event_query", q->version, AR_EVENT_QUERY_VERSION,
+                                    "AR_EVENT_QUERY_INIT")))
+        return rc;
     if ((rc = ar_text_check(err, "agent", q->agent, 1, 1)))
         return rc;
     if (q->session != AR_UNSET && q->session < 0)
@@ -338,6 +341,9 @@ int ar_events_retain(int64_t *out, ar_store *store, const ar_event_retention *po
     ar_err *err = &store->err;
     if (!policy)
         return ar_fail(err, AR_EMISUSE, "policy is NULL");
+    if ((rc = ar_opts_version_check(err, "ar_event_retention", policy->version, AR_EVENT_RETENTION_VERSION,
+                                    "AR_EVENT_RETENTION_INIT")))
+        return rc;
     if (policy->older_than != policy->older_than || policy->older_than > 1e12)
         return ar_fail(err, AR_EMISUSE, "older_than must be a number of seconds (negative: no age limit)");
     int by_age = policy->older_than >= 0, by_count = policy->keep_last >= 0;

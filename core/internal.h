@@ -119,6 +119,7 @@ struct ar_store {
     ar_err err;
     int readonly;
     struct ar_run *runs;            /* open run handles, to finish on close */
+    struct ar_step_iter *iters;     /* open step iterators, to detach on close */
     uint64_t prng;                  /* splitmix64 state: the random half of ids */
     int scanning;                   /* a retention scan (and so its rule) is running */
     int close_deferred;             /* ar_store_close was called during the scan */
@@ -147,6 +148,10 @@ struct ar_run {
 
 /* AR_OK when the store is open; AR_EMISUSE otherwise (NULL, or it failed to open). */
 int ar_store_usable(ar_store *store);
+/* AR_OK when an option struct's version is `known`; else AR_EMISUSE naming
+ * the struct `type` and its initialiser `init` (implemented in opts.c). */
+int ar_opts_version_check(ar_err *err, const char *type, unsigned int version, unsigned int known,
+                          const char *init);
 /* AR_OK when the store is open and may be written: AR_ESTATE while a
  * retention scan runs on it, since a rule may read its store but not write
  * to it (`what` names the refused call in the message). */
@@ -157,6 +162,9 @@ int ar_store_scan_check(const ar_store *store, struct ar_err *err, const char *w
 /* Closes the run handles whose ar_run_close came during a retention scan
  * (implemented in run.c). */
 void ar_store_close_deferred_runs(ar_store *store);
+/* Detaches the store's open step iterators: their next call fails with
+ * AR_ESTATE and closing them still frees them (implemented in read.c). */
+void ar_store_detach_iters(ar_store *store);
 
 int64_t ar_now_ms(void);
 #define AR_ID_MAX_MS 0x7fffffffffffULL /* 47 bits of milliseconds: ticks stay positive */

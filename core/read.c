@@ -50,8 +50,10 @@ cleanup:
 }
 
 struct ar_step_iter {
-    ar_store *store;
+    ar_store *store;        /* NULL once the store is closed */
+    struct ar_step_iter *next, *prev;   /* in store->iters */
     ar_allocator alloc;     /* a copy: closing needs no store */
+    ar_err err;
     int64_t rowid;
     int64_t next_seq;
     int64_t remaining;      /* < 0: no limit */
@@ -83,8 +85,32 @@ int ar_steps_open(ar_step_iter **out, ar_store *store, const char *run_id, int64
     it->next_seq = from > 1 ? from : 1;
     it->remaining = limit;
     it->arena.alloc = &it->alloc;
+    it->next = store->iters;
+    if (store->iters)
+        store->iters->prev = it;
+    store->iters = it;
     *out = it;
     return AR_OK;
+}
+
+static void unlink_iter(ar_step_iter *it)
+{
+    if (!it->store)
+        return;
+    if (it->prev)
+        it->prev->next = it->next;
+    else
+        it->store->iters = it->next;
+    if (it->next)
+        it->next->prev = it->prev;
+    it->next = it->prev = NULL;
+    it->store = NULL;
+}
+
+void ar_store_detach_iters(ar_store *store)
+{
+    while (store->iters)
+        unlink_iter(store->iters);
 }
 
 int ar_steps_next(const ar_step **out, ar_step_iter *it)
@@ -92,6 +118,8 @@ int ar_steps_next(const ar_step **out, ar_step_iter *it)
     if (!out || !it)
         return AR_EMISUSE;
     *out = NULL;
+    if (!it->store)
+        return ar_fail(&it->err, AR_ESTATE, "the store is closed: the iterator can only be closed");
     if (it->pos == it->n) {
         if (it->done || it->remaining == 0)
             return AR_OK;
@@ -103,8 +131,10 @@ int ar_steps_next(const ar_step **out, ar_step_iter *it)
             want = (size_t)it->remaining;
         int rc = ar_db_steps_fetch(it->store->db, it->rowid, it->next_seq, want, &it->arena,
                                    &it->batch, &it->n, &it->store->err);
-        if (rc)
+        if (rc) {
+            it->err = it->store->err;
             return rc;
+        }
         if (it->n < want)
             it->done = 1;
         if (it->n == 0)
@@ -121,9 +151,15 @@ void ar_steps_close(ar_step_iter *it)
 {
     if (!it)
         return;
+    unlink_iter(it);
     ar_allocator a = it->alloc;
     ar_arena_release(&it->arena);
     a.free(a.ud, it);
+}
+
+const char *ar_steps_errmsg(const ar_step_iter *it)
+{
+    return it ? it->err.msg : "no iterator";
 }
 
 /* ---- listings ----------------------------------------------------------- */
@@ -188,6 +224,8 @@ static int query_check(ar_store *store, const ar_run_query *q)
     int rc;
     if (!q)
         return ar_fail(err, AR_EMISUSE, "query is NULL");
+    if ((rc = ar_opts_version_check(err, "ar_run_query", q->version, AR_RUN_QUERY_VERSION, "AR_RUN_QUERY_INIT")))
+        return rc;
     if ((rc = ar_text_check(err, "agent", q->agent, 0, 0)) ||
         (rc = ar_text_check(err, "user", q->user, 0, 0)) ||
         (rc = ar_text_check(err, "edition", q->edition, 0, 0)) ||

@@ -32,6 +32,9 @@ typedef struct plan {
  * statuses to consider (all four when it gives none). */
 static int policy_check(ar_err *err, const ar_retention *p, ar_status statuses[4], size_t *n)
 {
+    int rc = ar_opts_version_check(err, "ar_retention", p->version, AR_RETENTION_VERSION, "AR_RETENTION_INIT");
+    if (rc)
+        return rc;
     if (isnan(p->older_than) || p->older_than > MAX_OLDER_THAN)
         return ar_fail(err, AR_EMISUSE, "older_than must be a number of seconds up to 1e12 (negative for none)");
     if (p->n_status && !p->status)

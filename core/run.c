@@ -95,6 +95,8 @@ static int spec_check(ar_err *err, const ar_run_spec *spec)
     int rc;
     if (!spec)
         return ar_fail(err, AR_EMISUSE, "spec is NULL");
+    if ((rc = ar_opts_version_check(err, "ar_run_spec", spec->version, AR_RUN_SPEC_VERSION, "AR_RUN_SPEC_INIT")))
+        return rc;
     if ((rc = ar_text_check(err, "agent", spec->agent, 1, 1)) ||
         (rc = ar_text_check(err, "goal", spec->goal, 1, 0)) ||
         (rc = ar_text_check(err, "user", spec->user, 0, 0)) ||

@@ -35,8 +35,11 @@ int ar_store_open(ar_store **out, const char *path, const ar_open_opts *opts)
     *out = NULL;
     if (!opts)
         opts = &defaults;
-    const ar_allocator *a = opts->allocator ? opts->allocator : &ar_default_allocator;
-    if (opts->allocator && (!a->malloc || !a->realloc || !a->free))
+    /* of a struct of an unknown version only `version` is read: the store
+     * that carries the refusal comes from the default allocator */
+    int known = opts->version == AR_OPEN_OPTS_VERSION;
+    const ar_allocator *a = known && opts->allocator ? opts->allocator : &ar_default_allocator;
+    if (known && opts->allocator && (!a->malloc || !a->realloc || !a->free))
         return AR_EMISUSE;
     ar_store *store = ar_mem_alloc(a, sizeof *store);
     if (!store)
@@ -46,12 +49,16 @@ int ar_store_open(ar_store **out, const char *path, const ar_open_opts *opts)
     *out = store;
     if (!path)
         return ar_fail(&store->err, AR_EMISUSE, "path is required");
+    int rc = ar_opts_version_check(&store->err, "ar_open_opts", opts->version, AR_OPEN_OPTS_VERSION,
+                                   "AR_OPEN_OPTS_INIT");
+    if (rc)
+        return rc;
     if (opts->durability != AR_DURABILITY_FULL && opts->durability != AR_DURABILITY_NORMAL)
         return ar_fail(&store->err, AR_EMISUSE, "durability must be AR_DURABILITY_FULL or AR_DURABILITY_NORMAL");
     if (opts->busy_timeout_ms < 0)
         return ar_fail(&store->err, AR_EMISUSE, "busy_timeout must not be negative");
     store->readonly = opts->readonly != 0;
-    int rc = ar_db_open(&store->db, path, opts, &store->alloc, &store->err);
+    rc = ar_db_open(&store->db, path, opts, &store->alloc, &store->err);
     if (rc)
         return rc;
     size_t n = strlen(path);
@@ -78,6 +85,7 @@ void ar_store_close(ar_store *store)
     /* as a crash followed by recover would: the runs stay resumable */
     while (store->runs)
         ar_run_detach(store->runs, AR_INTERRUPTED, NULL);
+    ar_store_detach_iters(store);
     ar_db_close(store->db);
     ar_mem_free(&store->alloc, store->path);
     ar_allocator a = store->alloc;

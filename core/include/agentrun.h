@@ -9,6 +9,16 @@
 extern "C" {
 #endif
 
+/* Marks the functions the shared library exports; everything else in it is
+ * built with hidden visibility. A build may define AR_API itself. */
+#ifndef AR_API
+#if defined(__GNUC__) || defined(__clang__)
+#define AR_API __attribute__((visibility("default")))
+#else
+#define AR_API
+#endif
+#endif
+
 #define AR_VERSION "0.1.0"
 #define AR_SCHEMA_VERSION 2
 
@@ -70,7 +80,7 @@ enum {
 };
 
 /* The code's name: "EBUSY", "EJSON", ... ("OK" for 0, "EUNKNOWN" otherwise). Static text. */
-const char *ar_code_name(int code);
+AR_API const char *ar_code_name(int code);
 
 #define AR_NUL_TERMINATED ((size_t)-1)
 #define AR_MAX_COST 9e9                          /* the largest cost and cost total */
@@ -86,6 +96,20 @@ const char *ar_code_name(int code);
  * N the length given. */
 #define AR_VALUE_MAX ((size_t)64 << 20)
 #define AR_UNSET INT64_MIN /* "not given" for optional int64 fields */
+
+/*
+ * Option structs
+ * --------------
+ * The structs a caller fills to ask for something (ar_open_opts, ar_run_spec,
+ * ar_run_query, ar_event_query, ar_retention, ar_event_retention) begin with
+ * a `version` field, so that later releases can add fields without breaking
+ * programs built against this header. Start each one from its _INIT macro or
+ * its _init function, which set `version` and every default, then set the
+ * fields wanted. A function given such a struct with a version it does not
+ * know (0, from a zeroed struct, included) returns AR_EMISUSE and does nothing.
+ * Each _init function fills *opts like the macro and returns AR_OK, or
+ * AR_EMISUSE (leaving *opts untouched) for a NULL opts or an unknown version.
+ */
 
 /* ------------------------------------------------------------------------- */
 /* Allocation                                                                */
@@ -106,14 +130,18 @@ typedef struct ar_store ar_store;
 
 enum { AR_DURABILITY_FULL = 0, AR_DURABILITY_NORMAL = 1 };
 
+#define AR_OPEN_OPTS_VERSION 1
 typedef struct ar_open_opts {
+    unsigned int version;  /* AR_OPEN_OPTS_VERSION */
     int durability;        /* AR_DURABILITY_FULL: an acknowledged write survives power loss;
                               AR_DURABILITY_NORMAL: it survives a process crash */
     int busy_timeout_ms;   /* how long a call waits for another writer; >= 0 */
     int readonly;          /* open for reading only; the file must exist */
     const ar_allocator *allocator; /* NULL: malloc/realloc/free */
 } ar_open_opts;
-#define AR_OPEN_OPTS_INIT { AR_DURABILITY_FULL, 5000, 0, NULL }
+#define AR_OPEN_OPTS_INIT { .version = AR_OPEN_OPTS_VERSION, .durability = AR_DURABILITY_FULL, \
+    .busy_timeout_ms = 5000, .readonly = 0, .allocator = NULL }
+AR_API int ar_open_opts_init(ar_open_opts *opts, unsigned int version);
 
 /* Opens (creating if missing, mode 0600) the store at `path`, or an in-memory
  * store for exactly ":memory:". `path` is always a file name, never an SQLite
@@ -127,7 +155,7 @@ typedef struct ar_open_opts {
  * with AR_EVERSION (open it writable once to upgrade it).
  * Returns AR_OK, AR_EMISUSE, AR_EIO, AR_EPERM, AR_ECORRUPT (not an agentrun
  * store), AR_EVERSION (newer schema, or older and read-only), AR_EBUSY, AR_ENOMEM. */
-int ar_store_open(ar_store **out, const char *path, const ar_open_opts *opts);
+AR_API int ar_store_open(ar_store **out, const char *path, const ar_open_opts *opts);
 
 /* Leaves the store's still-open runs `interrupted`, exactly as a crash and
  * ar_store_recover would (they can be resumed); their handles then report
@@ -136,19 +164,19 @@ int ar_store_open(ar_store **out, const char *path, const ar_open_opts *opts);
  * put off until the scan has let go of the store: ar_store_retain then fails
  * with AR_ESTATE, deleting nothing, and frees the store before it returns
  * (see ar_store_retain). */
-void ar_store_close(ar_store *store);
+AR_API void ar_store_close(ar_store *store);
 
 /* Non-zero while a retention rule of this store is running (during the scan
  * of ar_store_retain): the store can then be read but not written, see
  * ar_store_retain. 0 for NULL. */
-int ar_store_in_rule(const ar_store *store);
+AR_API int ar_store_in_rule(const ar_store *store);
 
 /* The message of the last failing call on the store ("" if none; "no store"
  * for NULL). Owned by the store: its text changes with the next failing call
  * and is freed by ar_store_close. */
-const char *ar_store_errmsg(const ar_store *store);
+AR_API const char *ar_store_errmsg(const ar_store *store);
 /* The code of the last failing call on the store (AR_OK if none; AR_EMISUSE for NULL). */
-int ar_store_errcode(const ar_store *store);
+AR_API int ar_store_errcode(const ar_store *store);
 
 typedef struct ar_store_info {
     const char *path;      /* owned by the store */
@@ -160,7 +188,7 @@ typedef struct ar_store_info {
 /* Fills *out (required) with counts and sizes; out->path is the store's,
  * valid until ar_store_close. Returns AR_OK, AR_EMISUSE (NULL argument,
  * store not open) or a store error. */
-int ar_store_info_get(ar_store_info *out, ar_store *store);
+AR_API int ar_store_info_get(ar_store_info *out, ar_store *store);
 
 /* ------------------------------------------------------------------------- */
 /* Values shared by runs, steps and records                                  */
@@ -174,10 +202,10 @@ typedef enum ar_status {
 } ar_status;
 
 /* "running", "completed", "budget_exhausted", "failed", "interrupted"; NULL if out of range. */
-const char *ar_status_name(ar_status status);
+AR_API const char *ar_status_name(ar_status status);
 /* Parses a status name into *out; returns AR_OK, or AR_EMISUSE for an
  * unknown or NULL name or a NULL out (*out unchanged). */
-int ar_status_parse(ar_status *out, const char *name);
+AR_API int ar_status_parse(ar_status *out, const char *name);
 
 /* A named integer counter beyond input/output tokens, e.g. cache_read_tokens. */
 typedef struct ar_counter {
@@ -206,7 +234,9 @@ typedef struct ar_budget {
     double max_cost;
     double max_seconds;
 } ar_budget;
-#define AR_BUDGET_INIT { AR_NO_LIMIT, AR_NO_LIMIT, AR_NO_LIMIT, AR_NO_LIMIT, AR_NO_LIMIT, AR_NO_LIMIT }
+#define AR_BUDGET_INIT { .max_steps = AR_NO_LIMIT, .max_input_tokens = AR_NO_LIMIT, \
+    .max_output_tokens = AR_NO_LIMIT, .max_tokens = AR_NO_LIMIT, .max_cost = AR_NO_LIMIT, \
+    .max_seconds = AR_NO_LIMIT }
 
 /* Which limit was reached: limit is "max_steps", "max_input_tokens",
  * "max_output_tokens", "max_tokens", "max_cost" or "max_seconds"; limit_value
@@ -231,7 +261,11 @@ typedef struct ar_step {
     int64_t duration_ms;     /* >= 0 */
     int64_t at;
 } ar_step;
-#define AR_STEP_INIT { 0, NULL, NULL, NULL, AR_NUL_TERMINATED, { 0, 0, 0, 0.0, 0, NULL }, 0, AR_UNSET }
+#define AR_STEP_INIT { .seq = 0, .kind = NULL, .name = NULL, .content = NULL, \
+    .content_len = AR_NUL_TERMINATED, \
+    .usage = { .input_tokens = 0, .output_tokens = 0, .total_tokens = 0, .cost = 0.0, \
+               .n_extra = 0, .extra = NULL }, \
+    .duration_ms = 0, .at = AR_UNSET }
 
 /* ------------------------------------------------------------------------- */
 /* Records                                                                   */
@@ -274,13 +308,19 @@ typedef struct ar_record {
                                 NULL; records read back (ar_store_get) leave it NULL */
     int64_t checkpoint_seq;  /* the step the checkpoint follows, 0..n_steps; AR_UNSET: the last */
 } ar_record;
-#define AR_RECORD_INIT { NULL, NULL, NULL, NULL, NULL, NULL, AR_RUNNING, NULL, NULL, \
-    { NULL, 0, 0 }, AR_BUDGET_INIT, -1, { 0, 0, -1, 0.0, 0, NULL }, AR_UNSET, \
-    AR_UNSET, AR_UNSET, AR_UNSET, NULL, 0, NULL, NULL, AR_UNSET }
+#define AR_RECORD_INIT { .id = NULL, .agent = NULL, .goal = NULL, .user = NULL, .edition = NULL, \
+    .parent = NULL, .status = AR_RUNNING, .output = NULL, .error = NULL, \
+    .limit = { .limit = NULL, .limit_value = 0, .value = 0 }, .budget = AR_BUDGET_INIT, \
+    .iterations = -1, \
+    .usage = { .input_tokens = 0, .output_tokens = 0, .total_tokens = -1, .cost = 0.0, \
+               .n_extra = 0, .extra = NULL }, \
+    .latency_ms = AR_UNSET, .created_at = AR_UNSET, .finished_at = AR_UNSET, \
+    .updated_at = AR_UNSET, .metadata = NULL, .n_steps = 0, .steps = NULL, \
+    .checkpoint = NULL, .checkpoint_seq = AR_UNSET }
 
-void ar_record_free(ar_record *record);
+AR_API void ar_record_free(ar_record *record);
 /* Frees an array of records returned by a listing, and the array. */
-void ar_records_free(ar_record **records, size_t n);
+AR_API void ar_records_free(ar_record **records, size_t n);
 
 /* The record factory: builds a finished record from `fields` (id, agent,
  * goal, user, edition, parent, metadata, budget, steps, created_at,
@@ -292,12 +332,12 @@ void ar_records_free(ar_record **records, size_t n);
  * id in fields the record has none until written. Returns AR_OK,
  * AR_EMISUSE, AR_EJSON, AR_ENOMEM. Error text is in `errbuf` (may be NULL)
  * of `errlen` bytes. */
-int ar_record_completed(ar_record **out, const ar_record *fields,
+AR_API int ar_record_completed(ar_record **out, const ar_record *fields,
                         const char *output_json, size_t output_len,
                         char *errbuf, size_t errlen);
-int ar_record_budget_exhausted(ar_record **out, const ar_record *fields,
+AR_API int ar_record_budget_exhausted(ar_record **out, const ar_record *fields,
                                const ar_exhaustion *why, char *errbuf, size_t errlen);
-int ar_record_failed(ar_record **out, const ar_record *fields, const char *error,
+AR_API int ar_record_failed(ar_record **out, const ar_record *fields, const char *error,
                      char *errbuf, size_t errlen);
 
 /* Writes a finished (or interrupted) record, all its steps and its
@@ -310,20 +350,22 @@ int ar_record_failed(ar_record **out, const ar_record *fields, const char *error
  * finished record, or a record that disagrees with itself), AR_EJSON,
  * AR_ESTATE (the store already holds a run with that id), or a store error;
  * on failure nothing is written. */
-int ar_store_write(char **out, ar_store *store, const ar_record *record);
+AR_API int ar_store_write(char **out, ar_store *store, const ar_record *record);
 
 /* Frees a string returned by the library (ids, cursors, checkpoint states);
  * not records, lists or summaries, which have their own functions. NULL is
  * accepted. Returned objects carry their allocator: they may be freed after
  * their store is closed. */
-void ar_free(void *ptr);
+AR_API void ar_free(void *ptr);
 
 /* ------------------------------------------------------------------------- */
 /* Recording a run                                                           */
 
 typedef struct ar_run ar_run;
 
+#define AR_RUN_SPEC_VERSION 1
 typedef struct ar_run_spec {
+    unsigned int version;    /* AR_RUN_SPEC_VERSION */
     const char *agent;       /* required, non-empty */
     const char *goal;        /* required */
     const char *user;        /* optional */
@@ -332,7 +374,9 @@ typedef struct ar_run_spec {
     const char *metadata;    /* optional JSON object text */
     ar_budget budget;
 } ar_run_spec;
-#define AR_RUN_SPEC_INIT { NULL, NULL, NULL, NULL, NULL, NULL, AR_BUDGET_INIT }
+#define AR_RUN_SPEC_INIT { .version = AR_RUN_SPEC_VERSION, .agent = NULL, .goal = NULL, \
+    .user = NULL, .edition = NULL, .parent = NULL, .metadata = NULL, .budget = AR_BUDGET_INIT }
+AR_API int ar_run_spec_init(ar_run_spec *opts, unsigned int version);
 
 /* One writer per run. A handle owns its run until the run is resumed through
  * another handle (of this store or another, in this process or another).
@@ -351,25 +395,25 @@ typedef struct ar_run_spec {
  * reported on the store. Returns AR_OK, AR_EMISUSE, AR_EJSON, AR_ESTATE
  * (inside a retention rule), or a store error; on failure nothing is
  * written. */
-int ar_run_begin(ar_run **out, ar_store *store, const ar_run_spec *spec);
+AR_API int ar_run_begin(ar_run **out, ar_store *store, const ar_run_spec *spec);
 
 /* Continues a budget_exhausted or interrupted run under the same id: seq,
  * usage and elapsed time continue. `budget` (may be NULL) replaces the old
  * one. The run is read and taken in one transaction, and the new handle
  * becomes its only writer (see "One writer per run" above). Returns AR_OK,
  * AR_ENOTFOUND, AR_ESTATE (other statuses), or a store error. */
-int ar_run_resume(ar_run **out, ar_store *store, const char *run_id, const ar_budget *budget);
+AR_API int ar_run_resume(ar_run **out, ar_store *store, const char *run_id, const ar_budget *budget);
 
 /* Views of the run; owned by the run. usage->extra is valid until the next
  * step. ar_run_status is AR_INTERRUPTED once the handle has lost its run
  * (resumed elsewhere, marked interrupted, or its store closed). */
-const char *ar_run_id(const ar_run *run);
-ar_status ar_run_status(const ar_run *run);
-int64_t ar_run_iterations(const ar_run *run);
-const ar_usage *ar_run_usage(const ar_run *run);
-const ar_budget *ar_run_budget(const ar_run *run);
-int64_t ar_run_created_at(const ar_run *run);
-const char *ar_run_errmsg(const ar_run *run);
+AR_API const char *ar_run_id(const ar_run *run);
+AR_API ar_status ar_run_status(const ar_run *run);
+AR_API int64_t ar_run_iterations(const ar_run *run);
+AR_API const ar_usage *ar_run_usage(const ar_run *run);
+AR_API const ar_budget *ar_run_budget(const ar_run *run);
+AR_API int64_t ar_run_created_at(const ar_run *run);
+AR_API const char *ar_run_errmsg(const ar_run *run);
 
 /* Appends a step; it is durable when this returns and *out (may be NULL) holds
  * its seq. Never refuses a step for budget reasons. A step that would take a
@@ -377,33 +421,33 @@ const char *ar_run_errmsg(const ar_run *run);
  * nothing is written, the run is unchanged and takes further steps.
  * Returns AR_OK, AR_EMISUSE, AR_EJSON, AR_ESTATE (run finished, store
  * closed, or the run no longer this handle's), or a store error. */
-int ar_run_step(int64_t *out, ar_run *run, const ar_step *step);
+AR_API int ar_run_step(int64_t *out, ar_run *run, const ar_step *step);
 
 /* AR_OK when no limit is reached; AR_EBUDGET with *out filled (may be NULL)
  * when iterations >= max_steps, a token total >= its limit, cost >= max_cost
  * or elapsed >= max_seconds. Checked in that order. AR_ESTATE when finished. */
-int ar_run_check(ar_exhaustion *out, ar_run *run);
+AR_API int ar_run_check(ar_exhaustion *out, ar_run *run);
 
 /* Saves a resumable state (JSON text) after the latest step. Returns AR_OK,
  * AR_EMISUSE, AR_EJSON (not JSON, or larger than the store holds; nothing is
  * written), AR_ESTATE, or a store error. */
-int ar_run_checkpoint(ar_run *run, const char *state_json, size_t len);
+AR_API int ar_run_checkpoint(ar_run *run, const char *state_json, size_t len);
 
 /* Finish the run. *out (may be NULL) receives the final record without steps.
  * A further step or finish returns AR_ESTATE. An output the store cannot hold
  * is AR_EJSON and leaves the run open. ar_run_fail never refuses its text
  * (NULL: "failed"): invalid UTF-8 becomes U+FFFD and text the store cannot
  * hold is cut at a character boundary, ending with " [cut from N bytes]". */
-int ar_run_complete(ar_record **out, ar_run *run, const char *output_json, size_t len);
-int ar_run_fail(ar_record **out, ar_run *run, const char *error);
-int ar_run_exhaust(ar_record **out, ar_run *run, const ar_exhaustion *why);
+AR_API int ar_run_complete(ar_record **out, ar_run *run, const char *output_json, size_t len);
+AR_API int ar_run_fail(ar_record **out, ar_run *run, const char *error);
+AR_API int ar_run_exhaust(ar_record **out, ar_run *run, const ar_exhaustion *why);
 
 /* Frees the handle; a run still running under it is first finished as
  * failed with "run closed before it finished" (a run the handle lost is
  * left as it is). NULL is accepted. Called from a retention rule of the
  * run's store, the finish (a write) is put off until the scan ends; the
  * handle must not be used again either way. */
-void ar_run_close(ar_run *run);
+AR_API void ar_run_close(ar_run *run);
 
 /* ------------------------------------------------------------------------- */
 /* Reading                                                                   */
@@ -413,25 +457,33 @@ void ar_run_close(ar_run *run);
  * (ar_record_free); out and id are required (AR_EMISUSE). Returns AR_OK,
  * AR_EMISUSE, AR_ENOTFOUND, or a store error. A damaged row (see the
  * conventions) is AR_ECORRUPT, here and in every read below. */
-int ar_store_get(ar_record **out, ar_store *store, const char *id, int with_steps);
+AR_API int ar_store_get(ar_record **out, ar_store *store, const char *id, int with_steps);
 
 /* Streams a run's steps in seq order in bounded memory, from seq `from`
- * (inclusive; <= 1 for all), at most `limit` steps (< 0: all). Close the
- * iterator before its store. *out is the caller's (ar_steps_close); out and
- * run_id are required. Returns AR_OK, AR_EMISUSE, AR_ENOTFOUND, or a store
- * error. */
+ * (inclusive; <= 1 for all), at most `limit` steps (< 0: all). *out is the
+ * caller's (ar_steps_close); out and run_id are required. Returns AR_OK,
+ * AR_EMISUSE, AR_ENOTFOUND, or a store error. The store tracks its open
+ * iterators: closed first, it detaches them, and each then only fails
+ * (AR_ESTATE) and closes. */
 typedef struct ar_step_iter ar_step_iter;
-int ar_steps_open(ar_step_iter **out, ar_store *store, const char *run_id, int64_t from, int64_t limit);
+AR_API int ar_steps_open(ar_step_iter **out, ar_store *store, const char *run_id, int64_t from, int64_t limit);
 /* *out is the next step (owned by the iterator, valid until the next call),
- * or NULL at the end (AR_OK). Errors are reported on the iterator's store
- * (ar_store_errmsg): a store error, after which a later call retries;
- * AR_EMISUSE (no message) when out or iter is NULL. */
-int ar_steps_next(const ar_step **out, ar_step_iter *iter);
-void ar_steps_close(ar_step_iter *iter);
+ * or NULL at the end (AR_OK). Returns AR_OK; AR_EMISUSE (no message) when
+ * out or iter is NULL; AR_ESTATE once the store is closed; or a store error,
+ * after which a later call retries. The message of a failing call is on the
+ * iterator (ar_steps_errmsg) and, for a store error, also on the store
+ * (ar_store_errmsg). */
+AR_API int ar_steps_next(const ar_step **out, ar_step_iter *iter);
+/* The message of the iterator's last failing call ("" if none). Owned by the iterator. */
+AR_API const char *ar_steps_errmsg(const ar_step_iter *iter);
+/* Frees the iterator, whether or not its store is still open. NULL is accepted. */
+AR_API void ar_steps_close(ar_step_iter *iter);
 
 enum { AR_ORDER_DESC = 0, AR_ORDER_ASC = 1 };
 
+#define AR_RUN_QUERY_VERSION 1
 typedef struct ar_run_query {
+    unsigned int version;   /* AR_RUN_QUERY_VERSION */
     const char *agent, *user, *edition, *parent;  /* NULL: any */
     const ar_status *status; size_t n_status;     /* n_status 0: any */
     int64_t since;          /* created_at >= since; AR_UNSET: no bound */
@@ -441,7 +493,10 @@ typedef struct ar_run_query {
     const char *before;     /* cursor: the `limit` items that precede it */
     int order;              /* AR_ORDER_DESC (default) or AR_ORDER_ASC */
 } ar_run_query;
-#define AR_RUN_QUERY_INIT { NULL, NULL, NULL, NULL, NULL, 0, AR_UNSET, AR_UNSET, 50, NULL, NULL, AR_ORDER_DESC }
+#define AR_RUN_QUERY_INIT { .version = AR_RUN_QUERY_VERSION, .agent = NULL, .user = NULL, \
+    .edition = NULL, .parent = NULL, .status = NULL, .n_status = 0, .since = AR_UNSET, \
+    .until = AR_UNSET, .limit = 50, .after = NULL, .before = NULL, .order = AR_ORDER_DESC }
+AR_API int ar_run_query_init(ar_run_query *opts, unsigned int version);
 
 /* Lists runs (records without steps) in the query's order by (created_at, id).
  * *out is an array of *n records (ar_records_free), an empty array for an
@@ -452,12 +507,12 @@ typedef struct ar_run_query {
  * AR_EMISUSE (a NULL argument, a bad filter, more than 16 statuses, a
  * negative limit, after and before together, a malformed cursor), or a store
  * error. */
-int ar_runs_list(ar_record ***out, size_t *n, char **next_cursor,
+AR_API int ar_runs_list(ar_record ***out, size_t *n, char **next_cursor,
                  ar_store *store, const ar_run_query *query);
 /* Counts the runs matching the query's filters (limit and cursors checked,
  * then ignored). out and query are required. Returns AR_OK, AR_EMISUSE (as
  * ar_runs_list), or a store error. */
-int ar_runs_count(int64_t *out, ar_store *store, const ar_run_query *query);
+AR_API int ar_runs_count(int64_t *out, ar_store *store, const ar_run_query *query);
 
 /* The sums are exact; a token sum past INT64_MAX (possible only beyond 1,024
  * runs at AR_MAX_COUNT) reads as INT64_MAX, and a cost sum past 9.2e9 is the
@@ -475,12 +530,12 @@ typedef struct ar_stats {
  * cursors checked, then ignored). out and query are required. Returns AR_OK,
  * AR_EMISUSE (as ar_runs_list), or a store error; on failure *out is all
  * zeroes. */
-int ar_runs_stats(ar_stats *out, ar_store *store, const ar_run_query *query);
+AR_API int ar_runs_stats(ar_stats *out, ar_store *store, const ar_run_query *query);
 
 /* Clears `user` (required) on every run of that user, in one transaction;
  * *out (may be NULL) gets the count. Returns AR_OK, AR_EMISUSE, AR_ESTATE
  * (inside a retention rule), or a store error (nothing changed). */
-int ar_store_forget_user(int64_t *out, ar_store *store, const char *user);
+AR_API int ar_store_forget_user(int64_t *out, ar_store *store, const char *user);
 
 /* ------------------------------------------------------------------------- */
 /* Checkpoints and recovery                                                  */
@@ -489,12 +544,12 @@ int ar_store_forget_user(int64_t *out, ar_store *store, const char *user);
  * NULL) the step it follows, or *out NULL and *seq 0 when the run has none.
  * out and run_id are required. Returns AR_OK, AR_EMISUSE, AR_ENOTFOUND, or a
  * store error. */
-int ar_store_checkpoint(char **out, int64_t *seq, ar_store *store, const char *run_id);
+AR_API int ar_store_checkpoint(char **out, int64_t *seq, ar_store *store, const char *run_id);
 
 /* Marks `running` runs with no activity for `stale_after_s` seconds as
  * interrupted; *out (may be NULL) gets the count. A handle still open on
  * such a run then gets AR_ESTATE for every write (see "One writer per run"). */
-int ar_store_recover(int64_t *out, ar_store *store, double stale_after_s);
+AR_API int ar_store_recover(int64_t *out, ar_store *store, double stale_after_s);
 
 /* ------------------------------------------------------------------------- */
 /* Events: a conversation stream per agent, independent of runs              */
@@ -512,7 +567,8 @@ typedef struct ar_event {
                                event filled without AR_EVENT_INIT) means strlen.
                                On output: its length (content is NUL-terminated too). */
 } ar_event;
-#define AR_EVENT_INIT { 0, NULL, 0, NULL, NULL, NULL, NULL, AR_UNSET, AR_NUL_TERMINATED }
+#define AR_EVENT_INIT { .id = 0, .agent = NULL, .session = 0, .type = NULL, .content = NULL, \
+    .metadata = NULL, .run = NULL, .at = AR_UNSET, .content_len = AR_NUL_TERMINATED }
 
 /* Appends an event; *out (may be NULL) gets its id, which increases and is
  * never reused. agent and type are required non-empty UTF-8 without NUL,
@@ -520,9 +576,11 @@ typedef struct ar_event {
  * for byte with its NUL bytes; metadata a JSON object (AR_EJSON otherwise). A
  * value over AR_VALUE_MAX bytes, or an event the store cannot hold, is
  * AR_EJSON. On failure nothing is stored. */
-int ar_event_append(int64_t *out, ar_store *store, const ar_event *event);
+AR_API int ar_event_append(int64_t *out, ar_store *store, const ar_event *event);
 
+#define AR_EVENT_QUERY_VERSION 1
 typedef struct ar_event_query {
+    unsigned int version;   /* AR_EVENT_QUERY_VERSION */
     const char *agent;      /* required */
     int64_t session;        /* AR_UNSET: any */
     const char *const *types; size_t n_types;
@@ -531,14 +589,17 @@ typedef struct ar_event_query {
     const char *after, *before;
     int order;              /* AR_ORDER_ASC (default) or AR_ORDER_DESC */
 } ar_event_query;
-#define AR_EVENT_QUERY_INIT { NULL, AR_UNSET, NULL, 0, AR_UNSET, AR_UNSET, 100, NULL, NULL, AR_ORDER_ASC }
+#define AR_EVENT_QUERY_INIT { .version = AR_EVENT_QUERY_VERSION, .agent = NULL, .session = AR_UNSET, \
+    .types = NULL, .n_types = 0, .since = AR_UNSET, .until = AR_UNSET, .limit = 100, \
+    .after = NULL, .before = NULL, .order = AR_ORDER_ASC }
+AR_API int ar_event_query_init(ar_event_query *opts, unsigned int version);
 
 /* An array of events returned by ar_events_list; owns its strings. */
 typedef struct ar_event_list {
     size_t n;
     ar_event *items;
 } ar_event_list;
-void ar_event_list_free(ar_event_list *list);
+AR_API void ar_event_list_free(ar_event_list *list);
 
 /* Lists one agent's events (query->agent required) in the query's order (by id). A cursor marks the
  * position between two events: `after` gives the events that follow it,
@@ -548,11 +609,11 @@ void ar_event_list_free(ar_event_list *list);
  * Malformed cursors, after and before together, a negative limit or
  * session are AR_EMISUSE. *out is freed with ar_event_list_free; out and query
  * are required. Returns AR_OK, AR_EMISUSE, or a store error. */
-int ar_events_list(ar_event_list **out, char **next_cursor, ar_store *store, const ar_event_query *query);
+AR_API int ar_events_list(ar_event_list **out, char **next_cursor, ar_store *store, const ar_event_query *query);
 /* Counts the events matching the query's filters (limit and cursors checked,
  * then ignored). out and query are required. Returns AR_OK, AR_EMISUSE (as
  * ar_events_list), or a store error. */
-int ar_events_count(int64_t *out, ar_store *store, const ar_event_query *query);
+AR_API int ar_events_count(int64_t *out, ar_store *store, const ar_event_query *query);
 
 typedef struct ar_type_count { const char *type; int64_t count; } ar_type_count;
 typedef struct ar_event_summary {
@@ -564,25 +625,28 @@ typedef struct ar_event_summary {
 /* One agent's totals, computed in one statement: by_type sorted by type,
  * sessions = the number of distinct sessions. Free with ar_event_summary_free.
  * out and agent are required. Returns AR_OK, AR_EMISUSE, or a store error. */
-int ar_events_summary(ar_event_summary **out, ar_store *store, const char *agent);
-void ar_event_summary_free(ar_event_summary *summary);
+AR_API int ar_events_summary(ar_event_summary **out, ar_store *store, const char *agent);
+AR_API void ar_event_summary_free(ar_event_summary *summary);
 
 /* Deletes every event of one agent (required) in one transaction; *out (may
  * be NULL) gets the count. Returns AR_OK, AR_EMISUSE, AR_ESTATE (inside a
  * retention rule), or a store error (nothing deleted). */
-int ar_events_delete(int64_t *out, ar_store *store, const char *agent);
+AR_API int ar_events_delete(int64_t *out, ar_store *store, const char *agent);
 
+#define AR_EVENT_RETENTION_VERSION 1
 typedef struct ar_event_retention {
+    unsigned int version;   /* AR_EVENT_RETENTION_VERSION */
     double older_than;      /* seconds; < 0: no age limit */
     int64_t keep_last;      /* per agent, newest by at then id; < 0: no count limit */
 } ar_event_retention;
-#define AR_EVENT_RETENTION_INIT { -1, -1 }
+#define AR_EVENT_RETENTION_INIT { .version = AR_EVENT_RETENTION_VERSION, .older_than = -1, .keep_last = -1 }
+AR_API int ar_event_retention_init(ar_event_retention *opts, unsigned int version);
 /* Deletes events older than older_than seconds (by at) and, per agent, all
  * but the newest keep_last (by at, then id), in one transaction; negative
  * values leave a criterion out. *out (may be NULL) gets the count. policy is
  * required. Returns AR_OK, AR_EMISUSE (older_than NaN or over 1e12),
  * AR_ESTATE (inside a retention rule), or a store error (nothing deleted). */
-int ar_events_retain(int64_t *out, ar_store *store, const ar_event_retention *policy);
+AR_API int ar_events_retain(int64_t *out, ar_store *store, const ar_event_retention *policy);
 
 /* ------------------------------------------------------------------------- */
 /* Retention of runs                                                         */
@@ -604,7 +668,9 @@ enum { AR_RULE_UNDECIDED = 0, AR_RULE_KEEP = 1, AR_RULE_DELETE = 2 };
  * affected; what they write meanwhile is not scanned. */
 typedef int (*ar_rule_fn)(void *ud, const ar_record *run, double age, int *verdict);
 
+#define AR_RETENTION_VERSION 1
 typedef struct ar_retention {
+    unsigned int version;   /* AR_RETENTION_VERSION */
     double older_than;      /* seconds since finished_at; < 0: no age criterion */
     int64_t keep_last;      /* newest finished runs kept per agent; < 0: no count criterion */
     const ar_status *status; size_t n_status;  /* statuses considered; 0: all finished */
@@ -612,7 +678,9 @@ typedef struct ar_retention {
     int dry_run;
     int vacuum;
 } ar_retention;
-#define AR_RETENTION_INIT { -1, -1, NULL, 0, NULL, NULL, 0, 0 }
+#define AR_RETENTION_INIT { .version = AR_RETENTION_VERSION, .older_than = -1, .keep_last = -1, \
+    .status = NULL, .n_status = 0, .rule = NULL, .rule_ud = NULL, .dry_run = 0, .vacuum = 0 }
+AR_API int ar_retention_init(ar_retention *opts, unsigned int version);
 
 typedef struct ar_retention_report {
     int64_t considered, deleted, kept_by_rule, deleted_by_rule, steps_deleted;
@@ -639,7 +707,7 @@ typedef struct ar_retention_report {
  * a failed vacuum leaves every planned run deleted. On every failure *out is
  * zeroed, so the report of a partial deletion is lost: apply the same policy
  * again to finish. */
-int ar_store_retain(ar_retention_report *out, ar_store *store, const ar_retention *policy);
+AR_API int ar_store_retain(ar_retention_report *out, ar_store *store, const ar_retention *policy);
 
 #ifdef __cplusplus
 }

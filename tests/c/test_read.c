@@ -412,6 +412,59 @@ static void test_a_stream_sees_steps_added_after_it_opened(void **state)
     ar_store_close(store);
 }
 
+/* The store tracks its iterators: closed first, it leaves them failing
+ * with AR_ESTATE (no read of the freed store), and closing them frees them. */
+static void test_an_iterator_outliving_its_store_fails_with_estate_and_still_closes(void **state)
+{
+    (void)state;
+    ar_store *store = test_mem_store();
+    ar_run *run = run_with_steps(store, 3);
+    ar_step_iter *first = NULL, *second = NULL, *third = NULL;
+    assert_int_equal(ar_steps_open(&first, store, ar_run_id(run), 1, -1), AR_OK);
+    assert_int_equal(ar_steps_open(&second, store, ar_run_id(run), 1, -1), AR_OK);
+    assert_int_equal(ar_steps_open(&third, store, ar_run_id(run), 2, -1), AR_OK);
+    const ar_step *s = NULL;
+    assert_int_equal(ar_steps_next(&s, first), AR_OK);
+    assert_int_equal(s->seq, 1);
+    assert_string_equal(ar_steps_errmsg(first), "");
+    ar_steps_close(second); /* closed before the store: unlinked from it */
+    ar_run_close(run);
+    ar_store_close(store);
+    for (int i = 0; i < 2; i++) {
+        ar_step_iter *it = i == 0 ? first : third;
+        s = (const ar_step *)1;
+        assert_int_equal(ar_steps_next(&s, it), AR_ESTATE);
+        assert_null(s);
+        assert_non_null(strstr(ar_steps_errmsg(it), "the store is closed"));
+        assert_int_equal(ar_steps_next(&s, it), AR_ESTATE);
+    }
+    ar_steps_close(first);
+    ar_steps_close(third);
+}
+
+/* An iterator closed while the store stays open leaves the store's list
+ * sound: closing the store later touches only the iterators still open. */
+static void test_closing_iterators_in_any_order_keeps_the_store_closable(void **state)
+{
+    (void)state;
+    ar_store *store = test_mem_store();
+    ar_run *run = run_with_steps(store, 2);
+    ar_step_iter *it[4] = { NULL };
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(ar_steps_open(&it[i], store, ar_run_id(run), 1, -1), AR_OK);
+    ar_steps_close(it[1]); /* the middle of the list */
+    ar_steps_close(it[3]); /* its head (the newest) */
+    ar_steps_close(it[0]); /* its tail */
+    const ar_step *s = NULL;
+    assert_int_equal(ar_steps_next(&s, it[2]), AR_OK);
+    assert_int_equal(s->seq, 1);
+    ar_run_close(run);
+    ar_store_close(store);
+    assert_int_equal(ar_steps_next(&s, it[2]), AR_ESTATE);
+    ar_steps_close(it[2]);
+    ar_steps_close(NULL);
+}
+
 /* ---- listings ----------------------------------------------------------- */
 
 static void test_runs_are_filtered_by_every_field(void **state)
@@ -1233,6 +1286,8 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_steps_stream_3000_in_order_across_batches),
     cmocka_unit_test(test_steps_of_an_empty_or_unknown_run),
     cmocka_unit_test(test_a_stream_sees_steps_added_after_it_opened),
+    cmocka_unit_test(test_an_iterator_outliving_its_store_fails_with_estate_and_still_closes),
+    cmocka_unit_test(test_closing_iterators_in_any_order_keeps_the_store_closable),
     cmocka_unit_test(test_runs_are_filtered_by_every_field),
     cmocka_unit_test(test_since_is_inclusive_and_until_exclusive),
     cmocka_unit_test(test_default_page_is_the_newest_50),

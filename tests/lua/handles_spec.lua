@@ -150,6 +150,36 @@ describe("store handle", function()
     -- and then it stays finished
     assert.is_nil(next_step())
   end)
+
+  it("raises a plain error in a for loop whose body closes the store, and releases the iterator", function()
+    local s = h.memstore()
+    local r = s:begin { agent = "a", goal = "g" }
+    for i = 1, 3 do r:step { kind = "k", content = i } end
+    local seen = {}
+    local msg = h.plain_error(function()
+      for step in s:steps(r.id) do
+        seen[#seen + 1] = step.seq
+        s:close()
+      end
+    end)
+    assert.truthy(msg:find("closed store", 1, true), msg)
+    assert.same({ 1 }, seen)
+    full_gc()
+  end)
+
+  it("collects an iterator left unfinished after its store closed", function()
+    local s = h.memstore()
+    local r = s:begin { agent = "a", goal = "g" }
+    for i = 1, 3 do r:step { kind = "k", content = i } end
+    local next_step = s:steps(r.id)
+    assert.equal(1, next_step().seq)
+    s:close()
+    next_step = nil
+    full_gc()
+    -- the store's handle, collected after its iterator, closes nothing twice
+    s = nil
+    full_gc()
+  end)
 end)
 
 describe("run handle", function()

@@ -54,7 +54,7 @@ c_reference_documents_every_function_the_header_declares() {
 
 # The check itself: a function added to the header without an entry fails it.
 c_reference_check_fails_for_a_function_missing_from_the_page() {
-  sed 's|^void ar_free(void \*ptr);|&\nint ar_store_frobnicate(ar_store *store);|' \
+  sed 's|^AR_API void ar_free(void \*ptr);|&\nint ar_store_frobnicate(ar_store *store);|' \
     "$AR_ROOT/core/include/agentrun.h" > "$tmp/agentrun.h"
   grep -q ar_store_frobnicate "$tmp/agentrun.h"
   if out=$(_check "$tmp/agentrun.h" "$AR_ROOT/docs/c.md"); then

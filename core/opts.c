@@ -1,0 +1,32 @@
+/* opts.c -- versioned option structs: their _init functions and the one
+ * version check every function taking one runs. */
+#include "internal.h"
+
+#include <stddef.h>
+
+int ar_opts_version_check(ar_err *err, const char *type, unsigned int version, unsigned int known,
+                          const char *init)
+{
+    if (version == known)
+        return AR_OK;
+    return ar_fail(err, AR_EMISUSE, "%s version %u is not one this library knows (%u): "
+                   "start it from %s or %s_init", type, version, known, init, type);
+}
+
+/* Each _init fills *opts from its macro, so the two never differ. */
+#define OPTS_INIT_FN(type, VERSION, INIT)                         \
+    int type##_init(type *opts, unsigned int version)             \
+    {                                                             \
+        if (!opts || version != VERSION)                          \
+            return AR_EMISUSE;                                    \
+        type init = INIT;                                         \
+        *opts = init;                                             \
+        return AR_OK;                                             \
+    }
+
+OPTS_INIT_FN(ar_open_opts, AR_OPEN_OPTS_VERSION, AR_OPEN_OPTS_INIT)
+OPTS_INIT_FN(ar_run_spec, AR_RUN_SPEC_VERSION, AR_RUN_SPEC_INIT)
+OPTS_INIT_FN(ar_run_query, AR_RUN_QUERY_VERSION, AR_RUN_QUERY_INIT)
+OPTS_INIT_FN(ar_event_query, AR_EVENT_QUERY_VERSION, AR_EVENT_QUERY_INIT)
+OPTS_INIT_FN(ar_retention, AR_RETENTION_VERSION, AR_RETENTION_INIT)
+OPTS_INIT_FN(ar_event_retention, AR_EVENT_RETENTION_VERSION, AR_EVENT_RETENTION_INIT)
