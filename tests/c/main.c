@@ -55,6 +55,24 @@ ar_store *test_mem_store(void)
     return store;
 }
 
+ar_record *test_get(ar_store *store, const char *id, int with_steps)
+{
+    ar_record *rec = NULL;
+    int rc = ar_store_get(&rec, store, id, with_steps);
+    if (rc != AR_OK) {
+        print_error("get %s: %s: %s\n", id, ar_code_name(rc), ar_store_errmsg(store));
+        fail();
+    }
+    return rec;
+}
+
+int64_t test_stored_steps(ar_store *store)
+{
+    ar_store_info info;
+    assert_int_equal(ar_store_info_get(&info, store), AR_OK);
+    return info.steps;
+}
+
 char *test_slurp(const char *path, size_t *len)
 {
     FILE *f = fopen(path, "rb");

@@ -33,6 +33,11 @@ typedef struct test_group {
 /* An in-memory store with durability normal, so long loops stay quick. */
 ar_store *test_mem_store(void);
 
+/* The run `id` read back (fails the test unless AR_OK); ar_record_free it. */
+ar_record *test_get(ar_store *store, const char *id, int with_steps);
+/* The number of steps the store holds, from ar_store_info_get. */
+int64_t test_stored_steps(ar_store *store);
+
 /* The whole file at path (malloc'ed, NUL-terminated); *len gets its size. */
 char *test_slurp(const char *path, size_t *len);
 

@@ -11,17 +11,6 @@
 
 #define T0 INT64_C(1700000000000) /* fixture runs start here, long before now */
 
-static ar_record *get(ar_store *store, const char *id, int with_steps)
-{
-    ar_record *rec = NULL;
-    int rc = ar_store_get(&rec, store, id, with_steps);
-    if (rc != AR_OK) {
-        print_error("get %s: %s: %s\n", id, ar_code_name(rc), ar_store_errmsg(store));
-        fail();
-    }
-    return rec;
-}
-
 /* One fixture run as the test knows it, to compute expected listings. */
 typedef struct row {
     const char *agent, *user, *edition, *parent;
@@ -201,12 +190,12 @@ static void test_get_with_and_without_steps(void **state)
         step.content = content;
         assert_int_equal(ar_run_step(NULL, run, &step), AR_OK);
     }
-    ar_record *rec = get(store, ar_run_id(run), 0);
+    ar_record *rec = test_get(store, ar_run_id(run), 0);
     assert_int_equal(rec->iterations, 4);
     assert_int_equal(rec->n_steps, 0);
     assert_null(rec->steps);
     ar_record_free(rec);
-    rec = get(store, ar_run_id(run), 1);
+    rec = test_get(store, ar_run_id(run), 1);
     assert_int_equal(rec->n_steps, 4);
     for (size_t i = 0; i < 4; i++) {
         char content[16];
@@ -218,7 +207,7 @@ static void test_get_with_and_without_steps(void **state)
     ar_run_close(run);
 
     assert_int_equal(ar_run_begin(&run, store, &spec), AR_OK);
-    rec = get(store, ar_run_id(run), 1);
+    rec = test_get(store, ar_run_id(run), 1);
     assert_int_equal(rec->n_steps, 0);
     ar_record_free(rec);
     ar_run_close(run);
@@ -253,7 +242,7 @@ static void test_get_returns_every_kept_step_whatever_iterations_claims(void **s
     assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
     assert_int_equal(sqlite3_exec(db, "UPDATE runs SET iterations = 1000000000000", NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
-    ar_record *back = get(store, id, 1);
+    ar_record *back = test_get(store, id, 1);
     assert_int_equal(back->iterations, INT64_C(1000000000000));
     assert_int_equal(back->n_steps, 2);
     assert_string_equal(back->steps[0].kind, "first");
@@ -286,7 +275,7 @@ static void test_get_reads_a_transcript_longer_than_its_first_fetch(void **state
     rec.n_steps = n;
     char *id = NULL;
     assert_int_equal(ar_store_write(&id, store, &rec), AR_OK);
-    ar_record *back = get(store, id, 1);
+    ar_record *back = test_get(store, id, 1);
     assert_int_equal(back->iterations, (int64_t)n);
     assert_int_equal(back->n_steps, n);
     for (size_t i = 0; i < n; i++)
@@ -1228,14 +1217,14 @@ static void test_forget_user_clears_the_user_and_keeps_the_runs(void **state)
     assert_int_equal(ar_runs_count(&count, store, &q), AR_OK);
     assert_int_equal(count, 1);
     for (size_t i = 0; i < 2; i++) {
-        ar_record *rec = get(store, rows[i].id, 0);
+        ar_record *rec = test_get(store, rows[i].id, 0);
         assert_null(rec->user);
         assert_string_equal(rec->goal, "g");
         assert_int_equal(rec->created_at, rows[i].created_at);
         assert_true(rec->updated_at > rec->finished_at);
         ar_record_free(rec);
     }
-    ar_record *rec = get(store, ar_run_id(run), 0);
+    ar_record *rec = test_get(store, ar_run_id(run), 0);
     assert_null(rec->user);
     ar_record_free(rec);
     /* the run goes on */

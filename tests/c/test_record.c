@@ -17,17 +17,6 @@ static void info(ar_store *store, int64_t *runs, int64_t *steps)
     *steps = i.steps;
 }
 
-static ar_record *get(ar_store *store, const char *id, int with_steps)
-{
-    ar_record *rec = NULL;
-    int rc = ar_store_get(&rec, store, id, with_steps);
-    if (rc != AR_OK) {
-        print_error("get %s: %s: %s\n", id, ar_code_name(rc), ar_store_errmsg(store));
-        fail();
-    }
-    return rec;
-}
-
 static char *write_ok(ar_store *store, const ar_record *rec)
 {
     char *id = NULL;
@@ -522,7 +511,7 @@ static void test_write_returns_an_id_and_stores_run_and_steps(void **state)
     info(store, &runs, &n);
     assert_int_equal(runs, 1);
     assert_int_equal(n, 3);
-    ar_record *back = get(store, id, 1);
+    ar_record *back = test_get(store, id, 1);
     assert_string_equal(back->id, id);
     same_record_and_times(back, r);
     assert_int_equal(back->updated_at, 1400);
@@ -588,8 +577,8 @@ static void test_whole_record_reads_back_like_the_run_recorded_step_by_step(void
             assert_int_equal(ar_record_budget_exhausted(&r, &f, &why, NULL, 0), AR_OK);
         char *whole_id = write_ok(store, r);
 
-        ar_record *live = get(store, live_id, 1);
-        ar_record *whole = get(store, whole_id, 1);
+        ar_record *live = test_get(store, live_id, 1);
+        ar_record *whole = test_get(store, whole_id, 1);
         assert_int_equal(live->status, outcomes[k]);
         assert_int_equal(live->n_steps, 3);
         same_record(live, whole);
@@ -639,11 +628,11 @@ static void test_a_record_read_back_writes_to_another_store_unchanged(void **sta
         } else {
             id = record_step_by_step(a, steps, outcomes[k]);
         }
-        ar_record *orig = get(a, id, 1);
+        ar_record *orig = test_get(a, id, 1);
         assert_int_equal(orig->status, outcomes[k]);
         char *copy_id = write_ok(b, orig);
         assert_string_equal(copy_id, id);
-        ar_record *copy = get(b, copy_id, 1);
+        ar_record *copy = test_get(b, copy_id, 1);
         same_run(copy, orig);
         ar_record_free(copy);
         /* the id is taken now: in either store, writing it again is ESTATE and writes nothing */
@@ -683,9 +672,9 @@ static void test_a_large_cost_read_back_writes_to_another_store_unchanged(void *
     f.steps = steps;
     f.n_steps = 2;
     char *id = write_ok(a, &f);
-    ar_record *orig = get(a, id, 1);
+    ar_record *orig = test_get(a, id, 1);
     char *copy_id = write_ok(b, orig);
-    ar_record *copy = get(b, copy_id, 1);
+    ar_record *copy = test_get(b, copy_id, 1);
     same_run(copy, orig);
     ar_record_free(copy);
     ar_record_free(orig);
@@ -720,7 +709,7 @@ static void test_a_record_keeps_its_id_and_an_invalid_id_is_misuse(void **state)
     char *copy = write_ok(b, &f);
     assert_string_equal(copy, id);
     ar_free(copy);
-    ar_record *back = get(b, id, 1);
+    ar_record *back = test_get(b, id, 1);
     assert_int_equal(back->created_at, 1000);
     assert_int_equal(back->latency_ms, 1000);
     ar_record_free(back);
@@ -789,7 +778,7 @@ static void test_given_times_must_agree_with_each_other(void **state)
     f.updated_at = 9000;
     f.latency_ms = 2000;
     char *id = write_ok(store, &f);
-    ar_record *back = get(store, id, 0);
+    ar_record *back = test_get(store, id, 0);
     assert_int_equal(back->updated_at, 9000);
     assert_int_equal(back->latency_ms, 2000);
     ar_record_free(back);
@@ -905,7 +894,7 @@ static void test_a_hand_made_record_is_normalised_when_written(void **state)
     ar_record rec = sample_fields(steps, 3);
     rec.status = AR_FAILED;
     char *id = write_ok(store, &rec);
-    ar_record *back = get(store, id, 1);
+    ar_record *back = test_get(store, id, 1);
     assert_int_equal(back->status, AR_FAILED);
     assert_string_equal(back->error, "failed");
     assert_int_equal(back->iterations, 3);

@@ -61,24 +61,6 @@ static int64_t run_count(ar_store *store)
     return n;
 }
 
-static int64_t step_count(ar_store *store)
-{
-    ar_store_info info;
-    assert_int_equal(ar_store_info_get(&info, store), AR_OK);
-    return info.steps;
-}
-
-static ar_record *get(ar_store *store, const char *id, int with_steps)
-{
-    ar_record *rec = NULL;
-    int rc = ar_store_get(&rec, store, id, with_steps);
-    if (rc != AR_OK) {
-        print_error("get %s: %s: %s\n", id, ar_code_name(rc), ar_store_errmsg(store));
-        fail();
-    }
-    return rec;
-}
-
 static void expect_counter(const ar_usage *u, size_t i, const char *name, int64_t value)
 {
     assert_true(i < u->n_extra);
@@ -123,7 +105,7 @@ static void test_begin_refuses_an_empty_agent_but_takes_an_empty_goal(void **sta
     spec.agent = "a";
     spec.goal = "";
     run = begin_spec(store, &spec);
-    ar_record *rec = get(store, ar_run_id(run), 0);
+    ar_record *rec = test_get(store, ar_run_id(run), 0);
     assert_string_equal(rec->goal, "");
     ar_record_free(rec);
     ar_run_close(run);
@@ -177,7 +159,7 @@ static void test_begin_metadata_must_be_a_json_object(void **state)
     spec.goal = "g";
     spec.metadata = " { \"tags\" : [\"x\", \"y\"], \"n\": 1.50 } ";
     ar_run *run = begin_spec(store, &spec);
-    ar_record *rec = get(store, ar_run_id(run), 0);
+    ar_record *rec = test_get(store, ar_run_id(run), 0);
     assert_string_equal(rec->metadata, spec.metadata);
     ar_record_free(rec);
     ar_run_close(run);
@@ -238,7 +220,7 @@ static void test_begin_stores_every_field_of_a_running_run(void **state)
     assert_int_equal(b->max_steps, 10);
     assert_exact(b->max_seconds, 90.5);
 
-    ar_record *rec = get(store, ar_run_id(run), 1);
+    ar_record *rec = test_get(store, ar_run_id(run), 1);
     assert_string_equal(rec->id, ar_run_id(run));
     assert_string_equal(rec->agent, "planner");
     assert_string_equal(rec->goal, spec.goal);
@@ -278,7 +260,7 @@ static void test_unlimited_budget_reads_back_as_no_limits(void **state)
     (void)state;
     ar_store *store = test_mem_store();
     ar_run *run = begin_budget(store, NULL);
-    ar_record *rec = get(store, ar_run_id(run), 0);
+    ar_record *rec = test_get(store, ar_run_id(run), 0);
     assert_int_equal(rec->budget.max_steps, AR_NO_LIMIT);
     assert_int_equal(rec->budget.max_input_tokens, AR_NO_LIMIT);
     assert_int_equal(rec->budget.max_output_tokens, AR_NO_LIMIT);
@@ -305,7 +287,7 @@ static void test_steps_are_numbered_1_2_3(void **state)
     step.kind = "tool";
     assert_int_equal(ar_run_step(NULL, run, &step), AR_OK);
     assert_int_equal(ar_run_iterations(run), 6);
-    ar_record *rec = get(store, ar_run_id(run), 1);
+    ar_record *rec = test_get(store, ar_run_id(run), 1);
     assert_int_equal(rec->iterations, 6);
     assert_int_equal(rec->n_steps, 6);
     for (size_t i = 0; i < 6; i++)
@@ -334,7 +316,7 @@ static void test_step_fields_are_stored_as_given(void **state)
     bare.kind = "thought";
     assert_int_equal(ar_run_step(NULL, run, &bare), AR_OK);
 
-    ar_record *rec = get(store, ar_run_id(run), 1);
+    ar_record *rec = test_get(store, ar_run_id(run), 1);
     assert_int_equal(rec->n_steps, 2);
     const ar_step *s = &rec->steps[0];
     assert_int_equal(s->seq, 1);
@@ -392,7 +374,7 @@ static void test_usage_sums_tokens_cost_and_extra_counters(void **state)
     expect_counter(u, 1, "cache_read_tokens", 12);
     expect_counter(u, 2, "reasoning_tokens", 3);
 
-    ar_record *rec = get(store, ar_run_id(run), 1);
+    ar_record *rec = test_get(store, ar_run_id(run), 1);
     assert_int_equal(rec->usage.input_tokens, 150);
     assert_int_equal(rec->usage.output_tokens, 31);
     assert_int_equal(rec->usage.total_tokens, 181);
@@ -429,7 +411,7 @@ static void test_total_tokens_must_equal_input_plus_output(void **state)
     step.usage.total_tokens = 0;
     assert_int_equal(ar_run_step(NULL, run, &step), AR_OK);
     assert_int_equal(ar_run_usage(run)->total_tokens, 10);
-    assert_int_equal(step_count(store), 2);
+    assert_int_equal(test_stored_steps(store), 2);
     ar_run_close(run);
     ar_store_close(store);
 }
@@ -460,7 +442,7 @@ static void test_negative_or_non_finite_usage_is_refused(void **state)
         assert_int_equal(seq, 0);
     }
     assert_int_equal(ar_run_iterations(run), 0);
-    assert_int_equal(step_count(store), 0);
+    assert_int_equal(test_stored_steps(store), 0);
     assert_int_equal(step_usage(run, 1, 1, 0.0), 1);
     ar_run_close(run);
     ar_store_close(store);
@@ -483,7 +465,7 @@ static void test_step_kind_is_required_and_text_must_be_utf8(void **state)
     assert_int_equal(ar_run_step(NULL, run, &step), AR_EMISUSE);
     assert_int_equal(ar_run_step(NULL, run, NULL), AR_EMISUSE);
     assert_int_equal(ar_run_step(NULL, NULL, &step), AR_EMISUSE);
-    assert_int_equal(step_count(store), 0);
+    assert_int_equal(test_stored_steps(store), 0);
     ar_run_close(run);
     ar_store_close(store);
 }
@@ -525,7 +507,7 @@ static void test_counter_names_follow_the_rules(void **state)
     assert_int_equal(ar_run_step(NULL, run, &step), AR_EMISUSE);
     step.usage.extra = NULL;
     assert_int_equal(ar_run_step(NULL, run, &step), AR_EMISUSE);
-    assert_int_equal(step_count(store), 0);
+    assert_int_equal(test_stored_steps(store), 0);
     assert_int_equal(ar_run_usage(run)->n_extra, 0);
 
     ar_counter fine[] = { { longest, 1 }, { "Cache.read-tokens_2", 2 } };
@@ -555,7 +537,7 @@ static void test_ten_thousand_steps_of_0_0001_cost_exactly_1(void **state)
     assert_exact(rec->usage.cost, 1.0);
     assert_int_equal(rec->iterations, 10000);
     ar_record_free(rec);
-    rec = get(store, ar_run_id(run), 0);
+    rec = test_get(store, ar_run_id(run), 0);
     assert_exact(rec->usage.cost, 1.0);
     ar_record_free(rec);
     ar_run_query q = AR_RUN_QUERY_INIT;
@@ -575,7 +557,7 @@ static void test_costs_0_1_and_0_2_read_back_as_0_3(void **state)
     step_usage(run, 0, 0, 0.2);
     assert_true(0.1 + 0.2 != 0.3);
     assert_exact(ar_run_usage(run)->cost, 0.3);
-    ar_record *rec = get(store, ar_run_id(run), 1);
+    ar_record *rec = test_get(store, ar_run_id(run), 1);
     assert_exact(rec->usage.cost, 0.3);
     assert_exact(rec->steps[0].usage.cost, 0.1);
     assert_exact(rec->steps[1].usage.cost, 0.2);
@@ -613,9 +595,9 @@ static void test_bad_step_json_is_ejson_and_writes_nothing(void **state)
     assert_int_equal(ar_run_iterations(run), 1);
     assert_int_equal(ar_run_usage(run)->input_tokens, 1);
     assert_exact(ar_run_usage(run)->cost, 0.01);
-    assert_int_equal(step_count(store), 1);
+    assert_int_equal(test_stored_steps(store), 1);
     assert_int_equal(step_usage(run, 0, 0, 0.0), 2);
-    ar_record *rec = get(store, ar_run_id(run), 1);
+    ar_record *rec = test_get(store, ar_run_id(run), 1);
     assert_int_equal(rec->iterations, 2);
     assert_int_equal(rec->usage.input_tokens, 1);
     assert_int_equal(rec->n_steps, 2);
@@ -789,7 +771,7 @@ static void test_a_step_past_the_budget_is_still_recorded(void **state)
     assert_int_equal(step_usage(run, 5, 5, 0.5), 2);
     assert_int_equal(step_usage(run, 5, 5, 0.5), 3);
     assert_int_equal(ar_run_status(run), AR_RUNNING);
-    ar_record *rec = get(store, ar_run_id(run), 1);
+    ar_record *rec = test_get(store, ar_run_id(run), 1);
     assert_int_equal(rec->iterations, 3);
     assert_int_equal(rec->n_steps, 3);
     assert_exact(rec->usage.cost, 1.02);
@@ -849,7 +831,7 @@ static void test_complete_records_the_output_and_ends_the_run(void **state)
     ar_record_free(rec);
     expect_finished(run);
 
-    rec = get(store, ar_run_id(run), 1);
+    rec = test_get(store, ar_run_id(run), 1);
     assert_int_equal(rec->status, AR_COMPLETED);
     assert_string_equal(rec->output, output);
     assert_int_equal(rec->n_steps, 2);
@@ -868,7 +850,7 @@ static void test_complete_with_bad_output_json_keeps_the_run_open(void **state)
     assert_null(rec);
     assert_non_null(strstr(ar_run_errmsg(run), "output"));
     assert_int_equal(ar_run_status(run), AR_RUNNING);
-    rec = get(store, ar_run_id(run), 0);
+    rec = test_get(store, ar_run_id(run), 0);
     assert_int_equal(rec->status, AR_RUNNING);
     ar_record_free(rec);
     /* an explicit length bounds the output; NULL output is no output */
@@ -923,7 +905,7 @@ static void test_fail_replaces_invalid_utf8_with_u_fffd(void **state)
     const char *want = "bad \xEF\xBF\xBD byte, cut \xEF\xBF\xBD end \xC3\xA9";
     assert_string_equal(rec->error, want);
     ar_record_free(rec);
-    rec = get(store, ar_run_id(run), 0);
+    rec = test_get(store, ar_run_id(run), 0);
     assert_string_equal(rec->error, want);
     ar_record_free(rec);
     ar_run_close(run);
@@ -965,7 +947,7 @@ static void test_exhaust_records_the_limit_and_ends_the_run(void **state)
     assert_int_equal(rec->iterations, 1);
     ar_record_free(rec);
     expect_finished(run);
-    rec = get(store, ar_run_id(run), 0);
+    rec = test_get(store, ar_run_id(run), 0);
     assert_int_equal(rec->status, AR_BUDGET_EXHAUSTED);
     assert_string_equal(rec->limit.limit, "max_cost");
     assert_exact(rec->limit.limit_value, 0.5);
@@ -1017,7 +999,7 @@ static void test_exhaust_refuses_figures_that_are_not_finite_or_negative(void **
             fail_msg("case %zu: got %s", i, ar_code_name(rc));
         assert_int_equal(ar_run_status(run), AR_RUNNING);
     }
-    ar_record *rec = get(store, ar_run_id(run), 0);
+    ar_record *rec = test_get(store, ar_run_id(run), 0);
     assert_int_equal(rec->status, AR_RUNNING);
     ar_record_free(rec);
     ar_run_close(run);
@@ -1033,7 +1015,7 @@ static void test_closing_a_running_run_fails_it(void **state)
     char id[32];
     snprintf(id, sizeof id, "%s", ar_run_id(run));
     ar_run_close(run);
-    ar_record *rec = get(store, id, 0);
+    ar_record *rec = test_get(store, id, 0);
     assert_int_equal(rec->status, AR_FAILED);
     assert_string_equal(rec->error, "run closed before it finished");
     assert_int_equal(rec->iterations, 1);
@@ -1045,7 +1027,7 @@ static void test_closing_a_running_run_fails_it(void **state)
     snprintf(id, sizeof id, "%s", ar_run_id(run));
     assert_int_equal(ar_run_complete(NULL, run, "true", AR_NUL_TERMINATED), AR_OK);
     ar_run_close(run);
-    rec = get(store, id, 0);
+    rec = test_get(store, id, 0);
     assert_int_equal(rec->status, AR_COMPLETED);
     assert_null(rec->error);
     ar_record_free(rec);
@@ -1156,7 +1138,7 @@ static void test_resume_continues_seq_usage_and_takes_the_new_budget(void **stat
     assert_int_equal(ar_run_budget(again)->max_steps, 4);
     assert_exact(ar_run_budget(again)->max_cost, AR_NO_LIMIT);
 
-    ar_record *rec = get(store, id, 0);
+    ar_record *rec = test_get(store, id, 0);
     assert_int_equal(rec->status, AR_RUNNING);
     assert_null(rec->limit.limit);
     assert_true(rec->finished_at == AR_UNSET);
@@ -1190,7 +1172,7 @@ static void test_resume_continues_seq_usage_and_takes_the_new_budget(void **stat
     ar_record_free(rec);
     ar_run_close(again);
 
-    rec = get(store, id, 1);
+    rec = test_get(store, id, 1);
     assert_int_equal(rec->n_steps, 4);
     for (size_t i = 0; i < 4; i++)
         assert_int_equal(rec->steps[i].seq, (int64_t)i + 1);
@@ -1242,7 +1224,7 @@ static void test_resume_refuses_other_statuses_and_unknown_ids(void **state)
     ar_budget negative = AR_BUDGET_INIT;
     negative.max_steps = -3;
     assert_int_equal(ar_run_resume(&r, store, ar_run_id(failed), &negative), AR_EMISUSE);
-    ar_record *rec = get(store, ar_run_id(completed), 0);
+    ar_record *rec = test_get(store, ar_run_id(completed), 0);
     assert_int_equal(rec->status, AR_COMPLETED);
     ar_record_free(rec);
     /* the still-open handle is unaffected */
@@ -1286,13 +1268,13 @@ static void test_a_saved_checkpoint_counts_as_activity_for_recover(void **state)
     (void)state;
     ar_store *store = test_mem_store();
     ar_run *run = begin_budget(store, NULL);
-    ar_record *rec = get(store, ar_run_id(run), 0);
+    ar_record *rec = test_get(store, ar_run_id(run), 0);
     int64_t begun = rec->updated_at;
     ar_record_free(rec);
     struct timespec pause = { 0, 20 * 1000000L };
     nanosleep(&pause, NULL);
     assert_int_equal(ar_run_checkpoint(run, "{\"plan\":1}", AR_NUL_TERMINATED), AR_OK);
-    rec = get(store, ar_run_id(run), 0);
+    rec = test_get(store, ar_run_id(run), 0);
     assert_true(rec->updated_at > begun);
     ar_record_free(rec);
     ar_run_close(run);
@@ -1325,7 +1307,7 @@ static void test_recover_marks_a_crashed_writers_run_interrupted(void **state)
 
     ar_store *store = NULL;
     assert_int_equal(ar_store_open(&store, path, NULL), AR_OK);
-    ar_record *rec = get(store, id, 0);
+    ar_record *rec = test_get(store, id, 0);
     assert_int_equal(rec->status, AR_RUNNING);
     assert_int_equal(rec->iterations, 2);
     int64_t last_activity = rec->updated_at;
@@ -1341,7 +1323,7 @@ static void test_recover_marks_a_crashed_writers_run_interrupted(void **state)
     assert_int_equal(ar_store_recover(&n, store, NAN), AR_EMISUSE);
     assert_int_equal(ar_store_recover(&n, store, 0), AR_OK);
     assert_int_equal(n, 2);
-    rec = get(store, id, 0);
+    rec = test_get(store, id, 0);
     assert_int_equal(rec->status, AR_INTERRUPTED);
     assert_int_equal(rec->iterations, 2);
     /* an interrupted run ends at its last activity: it has an age and a latency */
@@ -1365,7 +1347,7 @@ static void test_recover_marks_a_crashed_writers_run_interrupted(void **state)
     assert_int_equal(seq, 3);
     assert_int_equal(ar_run_complete(NULL, r, "\"recovered\"", AR_NUL_TERMINATED), AR_OK);
     ar_run_close(r);
-    rec = get(store, id, 1);
+    rec = test_get(store, id, 1);
     assert_int_equal(rec->status, AR_COMPLETED);
     assert_int_equal(rec->n_steps, 3);
     ar_record_free(rec);

@@ -84,24 +84,6 @@ static void expect_refused(ar_run *run, int64_t in, int64_t out, const char *cou
     expect_words(ar_run_errmsg(run), field, range, (const char *)NULL);
 }
 
-static int64_t stored_steps(ar_store *store)
-{
-    ar_store_info info;
-    assert_int_equal(ar_store_info_get(&info, store), AR_OK);
-    return info.steps;
-}
-
-static ar_record *get(ar_store *store, const char *id, int with_steps)
-{
-    ar_record *rec = NULL;
-    int rc = ar_store_get(&rec, store, id, with_steps);
-    if (rc != AR_OK) {
-        print_error("get %s: %s: %s\n", id, ar_code_name(rc), ar_store_errmsg(store));
-        fail();
-    }
-    return rec;
-}
-
 static void test_cost_is_kept_to_the_nano_unit(void **state)
 {
     (void)state;
@@ -125,7 +107,7 @@ static void test_cost_is_kept_to_the_nano_unit(void **state)
     step_ok(run, 0, 0, NULL, 0, 0.0000000004);
     step_ok(run, 0, 0, NULL, 0, 0.0000000015);
     assert_exact(ar_run_usage(run)->cost, 0.000100003);
-    ar_record *rec = get(store, ar_run_id(run), 1);
+    ar_record *rec = test_get(store, ar_run_id(run), 1);
     assert_exact(rec->usage.cost, 0.000100003);
     assert_exact(rec->steps[0].usage.cost, 0.0000004);
     assert_exact(rec->steps[250].usage.cost, 0.000000001);
@@ -144,7 +126,7 @@ static void test_step_cost_outside_0_to_9e9_is_misuse_stating_the_range(void **s
     const double bad[] = { 9e12, 9000000000.000001, -0.5, NAN, INFINITY };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         expect_refused(run, 0, 0, NULL, 0, bad[i], "step.cost", "0..9e9");
-    assert_int_equal(stored_steps(store), 0);
+    assert_int_equal(test_stored_steps(store), 0);
     /* the cap itself is a cost a step may have */
     assert_int_equal(step_ok(run, 0, 0, NULL, 0, CAP_COST), 1);
     assert_exact(ar_run_usage(run)->cost, 9e9);
@@ -165,7 +147,7 @@ static void test_cost_total_past_9e9_is_refused_and_the_run_takes_the_next_step(
     assert_exact(ar_run_usage(run)->cost, 9e9);
     expect_refused(run, 0, 0, NULL, 0, 0.000000001, "cost", "9e9");
     expect_refused(run, 0, 0, NULL, 0, 4.5e9, "cost", "9e9");
-    assert_int_equal(stored_steps(store), 2);
+    assert_int_equal(test_stored_steps(store), 2);
     assert_exact(ar_run_usage(run)->cost, 9e9);
     /* never wrapped: the limit is reached, not passed by a negative total */
     ar_exhaustion e;
@@ -173,7 +155,7 @@ static void test_cost_total_past_9e9_is_refused_and_the_run_takes_the_next_step(
     assert_string_equal(e.limit, "max_cost");
     assert_exact(e.value, 9e9);
     assert_int_equal(step_ok(run, 1, 1, NULL, 0, 0), 3);
-    ar_record *rec = get(store, ar_run_id(run), 1);
+    ar_record *rec = test_get(store, ar_run_id(run), 1);
     assert_exact(rec->usage.cost, 9e9);
     assert_int_equal(rec->iterations, 3);
     assert_int_equal(rec->n_steps, 3);
@@ -192,9 +174,9 @@ static void test_token_and_counter_totals_past_2_53_are_refused_each(void **stat
         int64_t in = field == 0, out = field == 1, extra = field == 2;
         const char *name = field == 0 ? "input_tokens" : field == 1 ? "output_tokens" : "cache_read_tokens";
         step_ok(run, in * CAP_COUNT, out * CAP_COUNT, "cache_read_tokens", extra * CAP_COUNT, 0);
-        int64_t before = stored_steps(store);
+        int64_t before = test_stored_steps(store);
         expect_refused(run, in, out, "cache_read_tokens", extra, 0, name, "2^53");
-        assert_int_equal(stored_steps(store), before);
+        assert_int_equal(test_stored_steps(store), before);
         const ar_usage *u = ar_run_usage(run);
         assert_int_equal(u->input_tokens, in * CAP_COUNT);
         assert_int_equal(u->output_tokens, out * CAP_COUNT);
@@ -223,7 +205,7 @@ static void test_total_tokens_past_2_53_is_refused_though_input_and_output_are_n
     assert_int_equal(ar_run_usage(run)->total_tokens, CAP_COUNT);
     expect_refused(run, 1, 0, NULL, 0, 0, "total_tokens", "2^53");
     expect_refused(run, 0, 1, NULL, 0, 0, "total_tokens", "2^53");
-    assert_int_equal(stored_steps(store), 1);
+    assert_int_equal(test_stored_steps(store), 1);
     assert_int_equal(step_ok(run, 0, 0, NULL, 0, 0), 2);
     ar_run_close(run);
     ar_store_close(store);
@@ -467,7 +449,7 @@ static void test_budget_stored_beyond_the_ranges_resumes_unchanged(void **state)
     assert_int_equal(ar_run_check(NULL, run), AR_OK);
     step_ok(run, 0, 0, NULL, 0, 4.5e9);
     assert_int_equal(ar_run_check(NULL, run), AR_OK);
-    ar_record *rec = get(store, id, 0);
+    ar_record *rec = test_get(store, id, 0);
     assert_exact(rec->budget.max_cost, 1e10);
     assert_int_equal(rec->budget.max_tokens, INT64_C(1152921504606846976));
     ar_record_free(rec);
