@@ -99,4 +99,56 @@ double pg_double(const PGresult *res, int row, int col);   /* 0 for NULL */
     "cost_nanos, counters, elapsed_ms, created_at, finished_at, updated_at, metadata, owner"
 void pg_run_row(const PGresult *res, int row, int col0, ar_db_run_row *out);
 
+/* ---- the table's members, one file each (assembled in db.c) ---- */
+
+/* db.c */
+int pg_open(ar_db **out, const char *location, const ar_open_opts *opts, const ar_allocator *alloc, ar_err *err);
+void pg_close(ar_db *db);
+const char *pg_display_path(ar_db *db);
+int pg_info(ar_db *db, ar_store_info *out, ar_err *err);
+int pg_txn_begin(ar_db *db, ar_err *err);
+int pg_txn_commit(ar_db *db, ar_err *err);
+void pg_txn_rollback(ar_db *db);
+
+/* runs.c */
+int pg_run_insert(ar_db *db, const ar_db_run *run, int64_t *min_key, ar_err *err);
+int pg_step_insert(ar_db *db, int64_t n, const ar_db_step *step, ar_err *err);
+int pg_step_append(ar_db *db, int64_t n, int64_t owner, const ar_db_step *step, const ar_db_progress *p, ar_err *err);
+int pg_checkpoint_save(ar_db *db, int64_t n, int64_t owner, int64_t seq, const char *state, size_t len, int64_t at, ar_err *err);
+int pg_run_touch(ar_db *db, int64_t n, int64_t owner, int64_t now, ar_err *err);
+int pg_run_finish(ar_db *db, int64_t n, int64_t owner, const ar_db_finish *f, ar_err *err);
+int pg_run_reopen(ar_db *db, int64_t n, int64_t owner, const char *budget, int64_t now, ar_err *err);
+int pg_run_load(ar_db *db, int64_t n, const char *id, ar_db_run_row *row, ar_err *err);
+int pg_run_exists(ar_db *db, int64_t n, const char *id, ar_err *err);
+int pg_steps_fetch(ar_db *db, int64_t n, int64_t from, size_t max, ar_db_step_visit visit, void *ud, ar_err *err);
+int pg_forget_user(ar_db *db, const char *user, int64_t now, int64_t *out, ar_err *err);
+int pg_checkpoint_put(ar_db *db, int64_t n, int64_t seq, const char *state, size_t len, int64_t at, ar_err *err);
+int pg_checkpoint_get(ar_db *db, int64_t n, ar_db_text *state, int64_t *seq, ar_err *err);
+int pg_recover(ar_db *db, int64_t stale_before, int64_t now, int64_t *out, ar_err *err);
+
+/* query.c */
+int pg_runs_list(ar_db *db, const ar_run_query *q, const int64_t *key, int inclusive, int ascending,
+                 int64_t limit, ar_db_run_visit visit, void *ud, ar_err *err);
+int pg_runs_count(ar_db *db, const ar_run_query *q, int64_t *out, ar_err *err);
+int pg_runs_stats(ar_db *db, const ar_run_query *q, ar_db_stats *out, ar_err *err);
+
+/* retain.c */
+int pg_retain_scan(ar_db *db, const ar_status *statuses, size_t n, int ranked, int with_run,
+                   ar_db_retain_visit visit, void *ud, ar_err *err);
+int pg_retain_delete(ar_db *db, const int64_t *keys, size_t n, int64_t *runs, int64_t *steps, ar_err *err);
+int pg_retain_count_steps(ar_db *db, const int64_t *keys, size_t n, int64_t *out, ar_err *err);
+int pg_sizes(ar_db *db, ar_db_sizes *out, ar_err *err);
+int pg_compact(ar_db *db, ar_err *err);
+
+/* events.c */
+int pg_event_insert(ar_db *db, const ar_event *e, int64_t *id, ar_err *err);
+int pg_events_list(ar_db *db, const ar_event_query *q, const int64_t *key, int ascending, int64_t limit,
+                   ar_db_event_visit visit, void *ud, ar_err *err);
+int pg_events_count(ar_db *db, const ar_event_query *q, int64_t *out, ar_err *err);
+int pg_events_summary(ar_db *db, const char *agent, int64_t *total, int64_t *sessions, int64_t *first_at,
+                      int64_t *last_at, ar_db_type_visit visit, void *ud, ar_err *err);
+int pg_events_delete(ar_db *db, const char *agent, int64_t *out, ar_err *err);
+int pg_events_delete_before(ar_db *db, int64_t before_at, int64_t *out, ar_err *err);
+int pg_events_keep_last(ar_db *db, int64_t keep_last, int64_t *out, ar_err *err);
+
 #endif
