@@ -72,6 +72,8 @@ typedef struct ar_db_run {
     const char *limit_name; double limit_value, limit_reached;
     ar_db_progress progress;
     int64_t created_at, finished_at;           /* finished_at AR_UNSET while running */
+    int written;    /* 1: a record written whole (store:write, import) that keeps its id and
+                       key, so it is never refused for ordering (only for a taken key) */
 } ar_db_run;
 
 /* How a run ends. */
