@@ -78,6 +78,15 @@ static const char *const migrations[] = { NULL };
  * outcome: reconnecting, then until the old session has ended. */
 #define SETTLE_MS 15000
 
+/* 32-bit FNV-1a of the schema name: the second key of the store's advisory locks. */
+static int32_t schema_hash(const char *s)
+{
+    uint32_t h = 2166136261u;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 16777619u;
+    return (int32_t)h;
+}
+
 /* ---- parameters and values -------------------------------------------------- */
 
 static int next_param(pg_params *p)
@@ -526,6 +535,7 @@ int pg_run(ar_db *db, int slot, const char *sql, const pg_params *p, int binary,
            const char *what, ar_err *err)
 {
     clear_last(db);
+    db->sent_flag = 0;
     int rc = pg_connect(db, err);
     if (rc)
         return rc;
@@ -541,6 +551,8 @@ int pg_run(ar_db *db, int slot, const char *sql, const pg_params *p, int binary,
         PQclear(r);
         db->prepared[slot] = 1;
     }
+    db->sent = db->session;
+    db->sent_flag = 1;
     PGresult *r = PQexecPrepared(db->conn, name, p ? p->n : 0, p ? p->v : NULL, p ? p->len : NULL,
                                  p ? p->fmt : NULL, binary);
     return take(db, r, res, what, err);
@@ -550,9 +562,12 @@ int pg_run_sql(ar_db *db, const char *sql, const pg_params *p, int binary, PGres
                const char *what, ar_err *err)
 {
     clear_last(db);
+    db->sent_flag = 0;
     int rc = pg_connect(db, err);
     if (rc)
         return rc;
+    db->sent = db->session;
+    db->sent_flag = 1;
     PGresult *r = PQexecParams(db->conn, sql, p ? p->n : 0, NULL, p ? p->v : NULL, p ? p->len : NULL,
                                p ? p->fmt : NULL, binary);
     return take(db, r, res, what, err);
@@ -576,18 +591,24 @@ static void sleep_ms(int ms)
         ;
 }
 
-void pg_session_take(ar_db *db, pg_session *out)
+int pg_cut_off(ar_db *db, pg_session *old)
 {
-    *out = db->session;
+    if (db->conn || !db->sent_flag)
+        return 0;
+    *old = db->sent;
+    return 1;
 }
 
-int pg_settle(ar_db *db, const pg_session *old, const char *what, ar_err *err)
+int pg_settle(ar_db *db, const pg_session *cut, const char *what, ar_err *err)
 {
+    pg_session old_copy = *cut;
+    const pg_session *old = &old_copy;
     char why[AR_ERRMSG_MAX];
     snprintf(why, sizeof why, "%s", err->msg);
     int waited = 0, pause = 2, terminated = 0;
+    ar_err e;
+    ar_err_clear(&e);
     for (;;) {
-        ar_err e;
         int rc = pg_connect(db, &e);
         if (rc == AR_OK) {
             pg_params p = { 0 };
@@ -618,7 +639,9 @@ int pg_settle(ar_db *db, const pg_session *old, const char *what, ar_err *err)
 
 /* ---- transactions ---------------------------------------------------------------- */
 
-int pg_txn_begin(ar_db *db, ar_err *err)
+static void lock_keys(const ar_db *db, int which, int64_t *k1, int64_t *k2);
+
+int pg_txn_begin_locked(ar_db *db, int lock, ar_err *err)
 {
     if (db->in_txn)
         return ar_fail(err, AR_EMISUSE, "a transaction is already open on this store");
@@ -628,16 +651,29 @@ int pg_txn_begin(ar_db *db, ar_err *err)
         return rc;
     db->in_txn = 1;
     db->txn_broken = 0;
-    /* with the transaction's id, in the same round trip: it tells the
-     * outcome of a COMMIT that is cut off */
+    /* one round trip: the lock (its keys are numbers made here) and the
+     * transaction's id, which tells the outcome of a COMMIT cut off */
+    char sql[160] = "BEGIN;";
+    if (lock >= 0) {
+        int64_t k1, k2;
+        lock_keys(db, lock, &k1, &k2);
+        snprintf(sql, sizeof sql, "BEGIN; SELECT pg_advisory_xact_lock(%lld, %lld);", (long long)k1, (long long)k2);
+    }
+    strcat(sql, " SELECT pg_current_xact_id()::text");
     PGresult *res = NULL;
-    if ((rc = take(db, PQexec(db->conn, "BEGIN; SELECT pg_current_xact_id()::text"), &res, "starting a write", err))) {
+    if ((rc = take(db, PQexec(db->conn, sql), &res, lock >= 0 ? "waiting for the store's lock" : "starting a write",
+                   err))) {
         pg_txn_rollback(db);
         return rc;
     }
     snprintf(db->xid, sizeof db->xid, "%s", PQgetvalue(res, 0, 0));
     clear_last(db);
     return AR_OK;
+}
+
+int pg_txn_begin(ar_db *db, ar_err *err)
+{
+    return pg_txn_begin_locked(db, -1, err);
 }
 
 int pg_txn_commit(ar_db *db, ar_err *err)
@@ -649,8 +685,6 @@ int pg_txn_commit(ar_db *db, ar_err *err)
         return ar_fail(err, AR_EIO, "%s: the connection to the server was lost during the transaction; "
                        "nothing of it was written", db->display);
     }
-    pg_session old;
-    pg_session_take(db, &old);
     PGresult *res = NULL;
     int rc = pg_run(db, PG_COMMIT, "COMMIT", NULL, 0, &res, "committing", err);
     if (rc == AR_OK) {
@@ -662,7 +696,8 @@ int pg_txn_commit(ar_db *db, ar_err *err)
             return ar_fail(err, AR_EIO, "committing: the transaction had failed and was rolled back");
         return AR_OK;
     }
-    int cut = !db->conn;
+    pg_session old;
+    int cut = pg_cut_off(db, &old);
     db->in_txn = 0;
     db->txn_broken = 0;
     if (!cut) {
@@ -675,15 +710,20 @@ int pg_txn_commit(ar_db *db, ar_err *err)
     pg_p_text(&p, db->xid);
     ar_err e;
     rc = pg_run(db, PG_XACT_STATUS, "SELECT pg_xact_status($1::xid8)", &p, 0, &res, "committing", &e);
-    if (rc)
-        return ar_fail(err, AR_EIO, "%s; whether it was written is not known (%s)", err->msg, e.msg);
+    if (rc) {
+        char why[AR_ERRMSG_MAX];
+        snprintf(why, sizeof why, "%s", err->msg);
+        return ar_fail(err, AR_EIO, "%s; whether it was written is not known (%s)", why, e.msg);
+    }
     int committed = !PQgetisnull(res, 0, 0) && strcmp(PQgetvalue(res, 0, 0), "committed") == 0;
     clear_last(db);
     if (committed) {
         ar_err_clear(err);
         return AR_OK;
     }
-    return ar_fail(err, AR_EIO, "%s; it was not written", err->msg);
+    char why[AR_ERRMSG_MAX];
+    snprintf(why, sizeof why, "%s", err->msg);
+    return ar_fail(err, AR_EIO, "%s; it was not written", why);
 }
 
 void pg_txn_rollback(ar_db *db)
@@ -777,20 +817,19 @@ static int schema_judge(ar_db *db, const schema_state *s, int *create, ar_err *e
     return AR_OK;
 }
 
-/* 32-bit FNV-1a of the schema name: the second key of the store's advisory locks. */
-static int32_t schema_hash(const char *s)
+static void lock_keys(const ar_db *db, int which, int64_t *k1, int64_t *k2)
 {
-    uint32_t h = 2166136261u;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 16777619u;
-    return (int32_t)h;
+    *k1 = which == PG_LOCK_RUNS ? LOCK_RUNS : LOCK_SCHEMA;
+    *k2 = schema_hash(db->schema);
 }
 
 int pg_lock_store(ar_db *db, int which, const char *what, ar_err *err)
 {
+    int64_t k1, k2;
+    lock_keys(db, which, &k1, &k2);
     pg_params p = { 0 };
-    pg_p_int64(&p, which == PG_LOCK_RUNS ? LOCK_RUNS : LOCK_SCHEMA);
-    pg_p_int64(&p, schema_hash(db->schema));
+    pg_p_int64(&p, k1);
+    pg_p_int64(&p, k2);
     return pg_run(db, PG_LOCK, "SELECT pg_advisory_xact_lock($1::int, $2::int)", &p, 0, NULL, what, err);
 }
 

@@ -26,8 +26,8 @@ enum {
     /* retain.c */
     PG_RETAIN_DELETE, PG_RETAIN_COUNT_STEPS, PG_SIZES,
     /* db.c, runs.c: the store's locks, settling a write cut off, its witnesses */
-    PG_LOCK, PG_SESSION_ALIVE, PG_SESSION_END, PG_RUN_MAX, PG_WITNESS_STEP, PG_WITNESS_RUN,
-    PG_WITNESS_CHECKPOINT,
+    PG_LOCK, PG_SESSION_ALIVE, PG_SESSION_END, PG_RUN_WRITE, PG_WITNESS_STEP, PG_WITNESS_CHECKPOINT,
+    PG_WITNESS_TOUCH, PG_WITNESS_FINISH, PG_WITNESS_REOPEN,
     PG_COUNT
 };
 
@@ -49,6 +49,8 @@ struct ar_db {
     unsigned char prepared[PG_COUNT];
     PGresult *last;               /* the result rows handed out point into; cleared by the next call */
     pg_session session;           /* the current connection's server session */
+    pg_session sent;              /* the session the last statement was sent on */
+    int sent_flag;                /* the last pg_run/pg_run_sql sent its statement */
     char xid[32];                 /* the open transaction's id (txn_begin) */
 };
 
@@ -108,15 +110,19 @@ enum { PG_LOCK_SCHEMA, PG_LOCK_RUNS };
 int pg_lock_store(ar_db *db, int which, const char *what, ar_err *err);
 
 /* A write whose connection dropped before its outcome came back (a COMMIT
- * cut off): the caller keeps the session it wrote on (pg_session_take,
- * before the write) and, when the write failed with db->conn NULL, calls
- * pg_settle, which reconnects and waits until that session has ended on the
- * server, so that its transaction is decided. AR_OK: the caller now reads
- * its witness of the write (AR_OK with err cleared when it is there, else
- * keeps err's AR_EIO). Otherwise AR_EIO with err saying the outcome is not
- * known (err's message extended). */
-void pg_session_take(ar_db *db, pg_session *out);
+ * cut off). pg_cut_off, right after a failed pg_run/pg_run_sql, returns 1
+ * when that statement was sent and the connection then dropped, with *old
+ * the session it was sent on. pg_settle then reconnects and waits until
+ * that session has ended on the server, so that its transaction is
+ * decided: AR_OK, and the caller reads a witness of the write (the write is
+ * there: AR_OK, err cleared; it is not: err's AR_EIO stands). Otherwise
+ * AR_EIO, err's message extended to say the outcome is not known. */
+int pg_cut_off(ar_db *db, pg_session *old);
 int pg_settle(ar_db *db, const pg_session *old, const char *what, ar_err *err);
+
+/* txn_begin that also takes the store's lock `lock` (PG_LOCK_*, or -1 for
+ * none) in the same round trip. */
+int pg_txn_begin_locked(ar_db *db, int lock, ar_err *err);
 
 /* Reading a result value: NULL for SQL NULL. */
 ar_db_text pg_text(const PGresult *res, int row, int col);
