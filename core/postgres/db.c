@@ -5,7 +5,7 @@
 
 #include <ctype.h>
 #include <errno.h>
-#include <math.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -233,7 +233,9 @@ static void one_line(char *dst, size_t cap, const char *msg)
 {
     size_t k = 0;
     for (const char *s = msg ? msg : ""; *s && k + 1 < cap; s++) {
-        if (*s == '\n') {
+        if (*s == '\n' || *s == '\t') {
+            while (s[1] == '\n' || s[1] == '\t' || s[1] == ' ')
+                s++;
             if (!s[1])
                 break;
             if (k + 2 < cap) {
@@ -276,6 +278,7 @@ int pg_fail(ar_db *db, const PGresult *res, const char *what, ar_err *err)
     int lost = !db->conn || PQstatus(db->conn) != CONNECTION_OK || !res ||
                (state && (strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0));
     if (lost) {
+        db->ended = state && strncmp(state, "57P", 3) == 0;
         drop(db);
         return ar_fail(err, AR_EIO, "%s: the connection to the server was lost (%s)", what, detail);
     }
@@ -478,10 +481,23 @@ static int session_setup(ar_db *db, ar_err *err)
  * backend, a restart): reading what is waiting finds the end of it. */
 static void notice_drop(ar_db *db)
 {
-    if (db->conn && PQstatus(db->conn) == CONNECTION_OK && PQtransactionStatus(db->conn) != PQTRANS_ACTIVE)
-        PQconsumeInput(db->conn);
+    /* a healthy idle connection has nothing to read: one poll() and done;
+     * a closed one has the server's last message, then its end */
+    struct pollfd pfd = { db->conn ? PQsocket(db->conn) : -1, POLLIN, 0 };
+    for (int i = 0; i < 4 && db->conn && PQstatus(db->conn) == CONNECTION_OK && pfd.fd >= 0 &&
+                    poll(&pfd, 1, 0) > 0; i++)
+        if (!PQconsumeInput(db->conn))
+            break;
     if (db->conn && PQstatus(db->conn) != CONNECTION_OK)
         drop(db);
+}
+
+/* Server notices (and the last words of a closed connection) are not the
+ * application's to see on its stderr; failures reach it as errors. */
+static void quiet(void *ud, const char *message)
+{
+    (void)ud;
+    (void)message;
 }
 
 int pg_connect(ar_db *db, ar_err *err)
@@ -498,6 +514,7 @@ int pg_connect(ar_db *db, ar_err *err)
         PQfinish(conn);
         return rc;
     }
+    PQsetNoticeProcessor(conn, quiet, NULL);
     db->conn = conn;
     memset(db->prepared, 0, sizeof db->prepared);
     int rc = session_setup(db, err);
@@ -536,6 +553,7 @@ int pg_run(ar_db *db, int slot, const char *sql, const pg_params *p, int binary,
 {
     clear_last(db);
     db->sent_flag = 0;
+    db->ended = 0;
     int rc = pg_connect(db, err);
     if (rc)
         return rc;
@@ -563,6 +581,7 @@ int pg_run_sql(ar_db *db, const char *sql, const pg_params *p, int binary, PGres
 {
     clear_last(db);
     db->sent_flag = 0;
+    db->ended = 0;
     int rc = pg_connect(db, err);
     if (rc)
         return rc;
@@ -599,41 +618,53 @@ int pg_cut_off(ar_db *db, pg_session *old)
     return 1;
 }
 
-int pg_settle(ar_db *db, const pg_session *cut, const char *what, ar_err *err)
+int pg_settle(ar_db *db, const pg_session *cut, int slot, const char *sql, const pg_params *p,
+              const char *what, ar_err *err)
 {
-    pg_session old_copy = *cut;
-    const pg_session *old = &old_copy;
+    pg_session old = *cut;
+    /* the server ended the session itself (terminated, shut down): what it
+     * committed is visible already, and nothing else will commit */
+    int ended = db->ended;
     char why[AR_ERRMSG_MAX];
     snprintf(why, sizeof why, "%s", err->msg);
-    int waited = 0, pause = 2, terminated = 0;
+    int waited = 0, pause = 1, terminated = 0;
     ar_err e;
     ar_err_clear(&e);
     for (;;) {
+        PGresult *res = NULL;
         int rc = pg_connect(db, &e);
-        if (rc == AR_OK) {
-            pg_params p = { 0 };
-            pg_p_int64(&p, old->pid);
-            pg_p_text(&p, old->started);
-            PGresult *res = NULL;
+        if (rc == AR_OK && !ended) {
+            pg_params q = { 0 };
+            pg_p_int64(&q, old.pid);
+            pg_p_text(&q, old.started);
             /* the old session's transaction is decided once the session has ended */
             rc = pg_run(db, PG_SESSION_ALIVE,
                         "SELECT 1 FROM pg_stat_activity WHERE pid = $1::int AND backend_start::text = $2",
-                        &p, 0, &res, what, &e);
+                        &q, 0, &res, what, &e);
             if (rc == AR_OK && PQntuples(res) == 0)
-                return AR_OK;
-            if (rc == AR_OK && waited >= SETTLE_MS / 5 && !terminated) {
-                /* a session the server has not noticed is gone yet (a lost
-                 * network): end it, which decides its transaction */
+                ended = 1;
+            else if (rc == AR_OK && waited >= SETTLE_MS / 5 && !terminated) {
+                /* a session the server has not seen end (a lost network):
+                 * ending it decides its transaction */
                 terminated = 1;
-                pg_run(db, PG_SESSION_END, "SELECT pg_terminate_backend($1::int)", &p, 0, NULL, what, &e);
+                pg_run(db, PG_SESSION_END, "SELECT pg_terminate_backend($1::int)", &q, 0, NULL, what, &e);
             }
+        }
+        if (rc == AR_OK && ended) {
+            rc = pg_run(db, slot, sql, p, 0, &res, what, &e);
+            if (rc == AR_OK && PQntuples(res) > 0) {
+                ar_err_clear(err);
+                return AR_OK;
+            }
+            if (rc == AR_OK)
+                return ar_fail(err, AR_EIO, "%s; it was not written", why);
         }
         if (waited >= SETTLE_MS)
             return ar_fail(err, AR_EIO, "%s; whether it was written is not known: the server could not be "
                            "asked in time (%s)", why, e.msg);
         sleep_ms(pause);
         waited += pause;
-        pause = pause < 200 ? pause * 2 : 200;
+        pause = pause < 50 ? pause * 2 : 50;
     }
 }
 
@@ -704,26 +735,10 @@ int pg_txn_commit(ar_db *db, ar_err *err)
         pg_txn_rollback(db);
         return rc;
     }
-    if (pg_settle(db, &old, "committing", err))
-        return err->code;
     pg_params p = { 0 };
     pg_p_text(&p, db->xid);
-    ar_err e;
-    rc = pg_run(db, PG_XACT_STATUS, "SELECT pg_xact_status($1::xid8)", &p, 0, &res, "committing", &e);
-    if (rc) {
-        char why[AR_ERRMSG_MAX];
-        snprintf(why, sizeof why, "%s", err->msg);
-        return ar_fail(err, AR_EIO, "%s; whether it was written is not known (%s)", why, e.msg);
-    }
-    int committed = !PQgetisnull(res, 0, 0) && strcmp(PQgetvalue(res, 0, 0), "committed") == 0;
-    clear_last(db);
-    if (committed) {
-        ar_err_clear(err);
-        return AR_OK;
-    }
-    char why[AR_ERRMSG_MAX];
-    snprintf(why, sizeof why, "%s", err->msg);
-    return ar_fail(err, AR_EIO, "%s; it was not written", why);
+    return pg_settle(db, &old, PG_XACT_STATUS, "SELECT 1 WHERE pg_xact_status($1::xid8) = 'committed'", &p,
+                     "committing", err);
 }
 
 void pg_txn_rollback(ar_db *db)

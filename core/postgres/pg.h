@@ -51,6 +51,7 @@ struct ar_db {
     pg_session session;           /* the current connection's server session */
     pg_session sent;              /* the session the last statement was sent on */
     int sent_flag;                /* the last pg_run/pg_run_sql sent its statement */
+    int ended;                    /* the server said it ended that session (57P0x) */
     char xid[32];                 /* the open transaction's id (txn_begin) */
 };
 
@@ -112,13 +113,15 @@ int pg_lock_store(ar_db *db, int which, const char *what, ar_err *err);
 /* A write whose connection dropped before its outcome came back (a COMMIT
  * cut off). pg_cut_off, right after a failed pg_run/pg_run_sql, returns 1
  * when that statement was sent and the connection then dropped, with *old
- * the session it was sent on. pg_settle then reconnects and waits until
- * that session has ended on the server, so that its transaction is
- * decided: AR_OK, and the caller reads a witness of the write (the write is
- * there: AR_OK, err cleared; it is not: err's AR_EIO stands). Otherwise
- * AR_EIO, err's message extended to say the outcome is not known. */
+ * the session it was sent on. pg_settle then reconnects, waits until that
+ * session has ended on the server (so its transaction is decided) and runs
+ * the witness `sql` (prepared in `slot`, parameters p), which returns a row
+ * when the write is there: AR_OK with err cleared. Otherwise AR_EIO, err's
+ * message extended to say the write is not there, or that its outcome could
+ * not be learnt in time (the server stayed out of reach). */
 int pg_cut_off(ar_db *db, pg_session *old);
-int pg_settle(ar_db *db, const pg_session *old, const char *what, ar_err *err);
+int pg_settle(ar_db *db, const pg_session *old, int slot, const char *sql, const pg_params *p,
+              const char *what, ar_err *err);
 
 /* txn_begin that also takes the store's lock `lock` (PG_LOCK_*, or -1 for
  * none) in the same round trip. */

@@ -18,28 +18,16 @@ static int64_t changed(const PGresult *res)
     return n && *n ? strtoll(n, NULL, 10) : 0;
 }
 
-/* After a write failed with its connection dropped once the statement was
- * sent: waits until its outcome is decided and reads the witness `sql`
- * (one row when the write is there). AR_OK when it is, else AR_EIO. */
+/* After a write failed: when its connection dropped once the statement was
+ * sent, learns its outcome from the witness `sql` (a row when the write is
+ * there): AR_OK when it is, else AR_EIO. Any other failure stands. */
 static int settle(ar_db *db, int rc, int slot, const char *sql, const pg_params *wp, const char *what,
                   ar_err *err)
 {
     pg_session old;
     if (!pg_cut_off(db, &old) || db->in_txn)
         return rc;
-    if (pg_settle(db, &old, what, err))
-        return err->code;
-    char why[AR_ERRMSG_MAX];
-    snprintf(why, sizeof why, "%s", err->msg);
-    ar_err e;
-    PGresult *res = NULL;
-    if (pg_run(db, slot, sql, wp, 0, &res, what, &e))
-        return ar_fail(err, AR_EIO, "%s; whether it was written is not known (%s)", why, e.msg);
-    if (PQntuples(res) == 1) {
-        ar_err_clear(err);
-        return AR_OK;
-    }
-    return ar_fail(err, AR_EIO, "%s; it was not written", why);
+    return pg_settle(db, &old, slot, sql, wp, what, err);
 }
 
 /* Says why a write of a run handle changed nothing: the run was resumed
