@@ -461,5 +461,5 @@ int pg_recover(ar_db *db, int64_t stale_before, int64_t now, int64_t *out, ar_er
     pg_p_int64(&p, stale_before);
     return write_counted(db, PG_RECOVER,
         "UPDATE runs SET status = 'interrupted', finished_at = updated_at, updated_at = $1"
-        " WHERE status = 'running' AND updated_at < $2", &p, out, "recovering runs", err);
+        " WHERE status = 'running' AND updated_at <= $2", &p, out, "recovering runs", err);
 }
