@@ -179,15 +179,17 @@ AR_API const char *ar_store_errmsg(const ar_store *store);
 AR_API int ar_store_errcode(const ar_store *store);
 
 typedef struct ar_store_info {
-    const char *path;      /* owned by the store */
+    const char *path;      /* the location as opened (a URL without its password); owned by the store */
     int schema_version;
     int64_t runs, steps, events;
-    int64_t file_bytes, wal_bytes, free_bytes;
+    int64_t file_bytes, wal_bytes, free_bytes;  /* 0 where the backend has no such thing */
+    const char *backend;   /* "sqlite" or "postgresql": the backend serving the store (static text) */
 } ar_store_info;
 
 /* Fills *out (required) with counts and sizes; out->path is the store's,
- * valid until ar_store_close. Returns AR_OK, AR_EMISUSE (NULL argument,
- * store not open) or a store error. */
+ * valid until ar_store_close, and out->backend names the backend that
+ * serves the location. Returns AR_OK, AR_EMISUSE (NULL argument, store not
+ * open) or a store error. */
 AR_API int ar_store_info_get(ar_store_info *out, ar_store *store);
 
 /* ------------------------------------------------------------------------- */
