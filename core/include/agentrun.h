@@ -146,7 +146,11 @@ AR_API int ar_open_opts_init(ar_open_opts *opts, unsigned int version);
 /* Opens (creating if missing, mode 0600) the store at `path`, or an in-memory
  * store for exactly ":memory:". `path` is always a file name, never an SQLite
  * URI: "file:x.db?mode=ro" is a file of that name, with its -wal and -shm
- * beside it. `opts` may be NULL for the defaults. Like sqlite3_open,
+ * beside it. A PostgreSQL location (a "postgresql://" or "postgres://" URL,
+ * or a libpq string beginning "host=", "dbname=", "service=" or "user=") is
+ * never taken for a file name: it is served by the PostgreSQL backend, and
+ * refused with AR_EMISUSE by a library built without one; no message shows
+ * its password. `opts` may be NULL for the defaults. Like sqlite3_open,
  * *out is set even on failure (unless memory ran out) so that the message can
  * be read with ar_store_errmsg; the caller then closes it.
  * A file of an older schema (1: agentrun 0.1, costs in micro-units) is
