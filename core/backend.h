@@ -244,8 +244,9 @@ typedef struct ar_backend {
                           int64_t at, struct ar_err *err);
     /* *state is NULL when the run has none; else valid as rows are. */
     int (*checkpoint_get)(ar_db *db, int64_t n, ar_db_text *state, int64_t *seq, struct ar_err *err);
-    /* Marks interrupted every running run with updated_at < stale_before
-     * (all when stale_before is INT64_MAX); *out the count. */
+    /* Marks interrupted every running run with updated_at <= stale_before
+     * (so a cutoff of now takes every running run, deterministically);
+     * finished_at becomes its updated_at, updated_at becomes now; *out the count. */
     int (*recover)(ar_db *db, int64_t stale_before, int64_t now, int64_t *out, struct ar_err *err);
 
     /* ---- retention (required unless marked) ---- */
