@@ -35,21 +35,26 @@ EXTRA_LDFLAGS ?=
 # module (pc:), a command (cmd:) or a file (file:). A library or Lua-module
 # build needs only the first two lists; the test-only packages are checked
 # by `deps` alone. luarocks names its Lua headers' directory in LUA_INCDIR.
-LIB_NEEDS  := cmd:pkg-config:pkg-config pc:sqlite3:libsqlite3-dev pc:libcjson:libcjson-dev
+LIB_NEEDS  := cmd:pkg-config:pkg-config pc:sqlite3:libsqlite3-dev pc:libcjson:libcjson-dev pc:libpq:libpq-dev
 LUA_NEEDS   = $(if $(LUA_INCDIR),file:$(LUA_INCDIR)/lua.h:liblua5.4-dev,pc:lua5.4:liblua5.4-dev)
-TEST_NEEDS := pc:cmocka:libcmocka-dev cmd:lua5.4:lua5.4 cmd:busted:lua-busted cmd:luarocks:luarocks
+# The tests start a throwaway PostgreSQL server: Debian's `postgresql` package
+# puts initdb under /usr/lib/postgresql/<major>/bin.
+PG_INITDB   = $(firstword $(wildcard /usr/lib/postgresql/*/bin/initdb) /usr/lib/postgresql/initdb)
+TEST_NEEDS := pc:cmocka:libcmocka-dev cmd:lua5.4:lua5.4 cmd:busted:lua-busted cmd:luarocks:luarocks \
+              file:$(PG_INITDB):postgresql
 # auto: as root, apt-get installs what is missing; no: only name it and stop.
 APT_INSTALL ?= auto
 
-PKG_CFLAGS  = $(shell pkg-config --cflags sqlite3 libcjson 2>/dev/null)
-PKG_LIBS    = $(shell pkg-config --libs sqlite3 libcjson 2>/dev/null)
+PKG_CFLAGS  = $(shell pkg-config --cflags sqlite3 libcjson libpq 2>/dev/null)
+PKG_LIBS    = $(shell pkg-config --libs sqlite3 libcjson libpq 2>/dev/null)
 LUA_CFLAGS  = $(if $(LUA_INCDIR),-I$(LUA_INCDIR),$(shell pkg-config --cflags lua5.4 2>/dev/null))
 LUA_LIBS    = $(shell pkg-config --libs lua5.4 2>/dev/null)
 CMOCKA_CFLAGS = $(shell pkg-config --cflags cmocka 2>/dev/null)
 CMOCKA_LIBS = $(shell pkg-config --libs cmocka 2>/dev/null)
 
 # Each directory sees only the headers it may use: the core its own and
-# SQLite's and cJSON's, never Lua's, cmocka's, the bindings' or the tests'.
+# SQLite's, libpq's (only core/postgres/ includes libpq-fe.h) and cJSON's,
+# never Lua's, cmocka's, the bindings' or the tests'.
 # The bindings use the public header and the core's JSON/UTF-8 validators
 # (core/json.h: one rule, kept in the core).
 BASE_CFLAGS = -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(WARN) $(OPT) -fPIC
@@ -62,7 +67,7 @@ TEST_CFLAGS = $(BASE_CFLAGS) -Icore/include -Icore -Ibindings -Itests/c $(PKG_CF
               $(CMOCKA_CFLAGS) $(EXTRA_CFLAGS)
 LDFLAGS_ALL = $(EXTRA_LDFLAGS)
 
-CORE_SRC   := $(wildcard core/*.c core/sqlite/*.c)
+CORE_SRC   := $(wildcard core/*.c core/sqlite/*.c core/postgres/*.c)
 CORE_OBJ   := $(CORE_SRC:%.c=$(BUILD)/obj/%.o)
 BIND_SRC   := $(wildcard bindings/*.c)
 BIND_OBJ   := $(BIND_SRC:%.c=$(BUILD)/obj/%.o)

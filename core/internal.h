@@ -152,6 +152,11 @@ int ar_store_usable(ar_store *store);
  * the struct `type` and its initialiser `init` (implemented in opts.c). */
 int ar_opts_version_check(ar_err *err, const char *type, unsigned int version, unsigned int known,
                           const char *init);
+/* AR_OK when `name` can name a PostgreSQL schema of a store: an identifier
+ * [A-Za-z_][A-Za-z0-9_]* of at most AR_SCHEMA_NAME_MAX bytes; AR_EMISUSE
+ * otherwise (implemented in opts.c). */
+#define AR_SCHEMA_NAME_MAX 63
+int ar_schema_name_check(ar_err *err, const char *name);
 /* AR_OK when the store is open and may be written: AR_ESTATE while a
  * retention scan runs on it, since a rule may read its store but not write
  * to it (`what` names the refused call in the message). */

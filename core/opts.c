@@ -13,6 +13,23 @@ int ar_opts_version_check(ar_err *err, const char *type, unsigned int version, u
                    "start it from %s or %s_init", type, version, known, init, type);
 }
 
+int ar_schema_name_check(ar_err *err, const char *name)
+{
+    size_t n = 0;
+    for (const char *s = name; *s; s++, n++) {
+        int alpha = (*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || *s == '_';
+        if (!alpha && !(n > 0 && *s >= '0' && *s <= '9'))
+            return ar_fail(err, AR_EMISUSE, "schema: \"%.80s\" is not a schema name (letters, digits and _, "
+                           "not starting with a digit)", name);
+    }
+    if (n == 0)
+        return ar_fail(err, AR_EMISUSE, "schema: the schema name is empty");
+    if (n > AR_SCHEMA_NAME_MAX)
+        return ar_fail(err, AR_EMISUSE, "schema: the schema name is %zu bytes long, more than %d",
+                       n, AR_SCHEMA_NAME_MAX);
+    return AR_OK;
+}
+
 /* Each _init fills *opts from its macro, so the two never differ. */
 #define OPTS_INIT_FN(type, VERSION, INIT)                         \
     int type##_init(type *opts, unsigned int version)             \

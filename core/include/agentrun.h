@@ -130,7 +130,8 @@ typedef struct ar_store ar_store;
 
 enum { AR_DURABILITY_FULL = 0, AR_DURABILITY_NORMAL = 1 };
 
-#define AR_OPEN_OPTS_VERSION 1
+/* Version 2 added `schema`; a version-1 struct (without it) is still accepted. */
+#define AR_OPEN_OPTS_VERSION 2
 typedef struct ar_open_opts {
     unsigned int version;  /* AR_OPEN_OPTS_VERSION */
     int durability;        /* AR_DURABILITY_FULL: an acknowledged write survives power loss;
@@ -138,9 +139,12 @@ typedef struct ar_open_opts {
     int busy_timeout_ms;   /* how long a call waits for another writer; >= 0 */
     int readonly;          /* open for reading only; the file must exist */
     const ar_allocator *allocator; /* NULL: malloc/realloc/free */
+    const char *schema;    /* PostgreSQL: the schema holding the store, an identifier
+                              ([A-Za-z_][A-Za-z0-9_]*, at most 63 bytes), created with its
+                              tables when missing; NULL: "agentrun". Ignored by SQLite. */
 } ar_open_opts;
 #define AR_OPEN_OPTS_INIT { .version = AR_OPEN_OPTS_VERSION, .durability = AR_DURABILITY_FULL, \
-    .busy_timeout_ms = 5000, .readonly = 0, .allocator = NULL }
+    .busy_timeout_ms = 5000, .readonly = 0, .allocator = NULL, .schema = NULL }
 AR_API int ar_open_opts_init(ar_open_opts *opts, unsigned int version);
 
 /* Opens (creating if missing, mode 0600) the store at `path`, or an in-memory

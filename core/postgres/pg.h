@@ -25,8 +25,17 @@ enum {
     PG_EVENT_RETAIN_KEEP,
     /* retain.c */
     PG_RETAIN_DELETE, PG_RETAIN_COUNT_STEPS, PG_SIZES,
+    /* db.c, runs.c: the store's locks, settling a write cut off, its witnesses */
+    PG_LOCK, PG_SESSION_ALIVE, PG_SESSION_END, PG_RUN_WRITE, PG_WITNESS_STEP, PG_WITNESS_CHECKPOINT,
+    PG_WITNESS_TOUCH, PG_WITNESS_FINISH, PG_WITNESS_REOPEN,
     PG_COUNT
 };
+
+/* A server session: its backend's pid and start time name it uniquely. */
+typedef struct pg_session {
+    int pid;
+    char started[48];
+} pg_session;
 
 struct ar_db {
     PGconn *conn;                 /* NULL after a drop, until the next call reconnects */
@@ -39,6 +48,10 @@ struct ar_db {
     int txn_broken;               /* the connection dropped inside the transaction */
     unsigned char prepared[PG_COUNT];
     PGresult *last;               /* the result rows handed out point into; cleared by the next call */
+    pg_session session;           /* the current connection's server session */
+    pg_session sent;              /* the session the last statement was sent on */
+    int sent_flag;                /* the last pg_run/pg_run_sql sent its statement */
+    char xid[32];                 /* the open transaction's id (txn_begin) */
 };
 
 /* Up to PG_MAX_PARAMS values, each text or binary (bytea), NULL allowed.
@@ -87,9 +100,35 @@ int pg_exec(ar_db *db, const char *sql, const char *what, ar_err *err);
  * read_only_sql_transaction AR_EPERM, string too long AR_EJSON, others AR_EIO. */
 int pg_fail(ar_db *db, const PGresult *res, const char *what, ar_err *err);
 
+/* A member that calls a visitor which may itself call the store (retention
+ * scans) takes its result out of db->last (setting it NULL) and clears it
+ * itself, so that the visitor's calls do not free the rows being visited. */
+
+/* Takes the store's transaction-scoped advisory lock `which`: PG_LOCK_RUNS
+ * orders the inserts of new runs, PG_LOCK_SCHEMA the making of the schema. */
+enum { PG_LOCK_SCHEMA, PG_LOCK_RUNS };
+int pg_lock_store(ar_db *db, int which, const char *what, ar_err *err);
+
+/* A write whose connection dropped before its outcome came back (a COMMIT
+ * cut off). pg_cut_off, right after a failed pg_run/pg_run_sql, returns 1
+ * when that statement was sent and the connection then dropped, with *old
+ * the session it was sent on. pg_settle then reconnects and waits until
+ * that session has ended on the server, so that its transaction is
+ * decided: AR_OK, and the caller reads a witness of the write (the write is
+ * there: AR_OK, err cleared; it is not: err's AR_EIO stands). Otherwise
+ * AR_EIO, err's message extended to say the outcome is not known. */
+int pg_cut_off(ar_db *db, pg_session *old);
+int pg_settle(ar_db *db, const pg_session *old, const char *what, ar_err *err);
+
+/* txn_begin that also takes the store's lock `lock` (PG_LOCK_*, or -1 for
+ * none) in the same round trip. */
+int pg_txn_begin_locked(ar_db *db, int lock, ar_err *err);
+
 /* Reading a result value: NULL for SQL NULL. */
 ar_db_text pg_text(const PGresult *res, int row, int col);
-int64_t pg_int64(const PGresult *res, int row, int col);   /* 0 for NULL */
+/* (not pg_int64: libpq's postgres_ext.h has a type of that name) */
+/* pg_bigint, not pg_int64: libpq's postgres_ext.h has a type of that name */
+int64_t pg_bigint(const PGresult *res, int row, int col);   /* 0 for NULL */
 int64_t pg_time(const PGresult *res, int row, int col);    /* AR_UNSET for NULL */
 double pg_double(const PGresult *res, int row, int col);   /* 0 for NULL */
 
