@@ -53,6 +53,8 @@ static int setup(void **state)
         free(f);
         return -1;
     }
+    /* dropping a schema lists what went with it as NOTICEs */
+    PQclear(PQexec(f->probe, "SET client_min_messages = warning"));
     *state = f;
     return 0;
 }
