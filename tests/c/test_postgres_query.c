@@ -1102,6 +1102,191 @@ static void test_many_writers_and_a_paging_reader_see_every_row_once(void **stat
     be->close(rd);
 }
 
+/* The same through the public API: the core makes the ids (taking a later
+ * tick when the store asks for one), records whole runs, and the reader
+ * pages with the cursors clients use. */
+static int api_writer(const fixture *f, int w, int go)
+{
+    char c;
+    while (read(go, &c, 1) < 0 && errno == EINTR)
+        ;
+    close(go);
+    ar_open_opts opts = AR_OPEN_OPTS_INIT;
+    opts.schema = f->schema;
+    opts.durability = AR_DURABILITY_NORMAL;
+    opts.busy_timeout_ms = 60000;
+    ar_store *store = NULL;
+    if (ar_store_open(&store, server_url(), &opts) != AR_OK) {
+        fprintf(stderr, "writer %d: open: %s\n", w, ar_store_errmsg(store));
+        ar_store_close(store);
+        return 1;
+    }
+    char agent[16];
+    snprintf(agent, sizeof agent, "w%d", w);
+    for (int i = 0; i < RUNS_EACH; i++) {
+        ar_run_spec spec = AR_RUN_SPEC_INIT;
+        spec.agent = agent;
+        spec.goal = "g";
+        ar_run *run = NULL;
+        ar_step step = AR_STEP_INIT;
+        step.kind = "llm";
+        step.usage.input_tokens = 1;
+        step.usage.cost = 0.001;
+        ar_event e = AR_EVENT_INIT;
+        e.agent = "many";
+        e.session = w;
+        e.type = "t";
+        int rc;
+        if ((rc = ar_run_begin(&run, store, &spec)) != AR_OK || (rc = ar_run_step(NULL, run, &step)) != AR_OK ||
+            (rc = ar_run_complete(NULL, run, "1", AR_NUL_TERMINATED)) != AR_OK ||
+            (rc = ar_event_append(NULL, store, &e)) != AR_OK) {
+            fprintf(stderr, "writer %d run %d: %s: %s / %s\n", w, i, ar_code_name(rc), ar_store_errmsg(store),
+                    run ? ar_run_errmsg(run) : "");
+            return 1;
+        }
+        ar_run_close(run);
+    }
+    ar_store_close(store);
+    return 0;
+}
+
+/* A reader tailing a listing. The last page comes without a cursor, so
+ * the next round reads it again from the cursor it began at: the rows past
+ * `base` (those of the last page) are read again, not added twice. */
+typedef struct tail {
+    char *cursor;
+    int64_t *ids;           /* event ids, or run keys */
+    size_t n, cap, base;
+} tail;
+
+static void tail_add(tail *t, int64_t id)
+{
+    if (t->n == t->cap) {
+        t->cap = t->cap ? 2 * t->cap : 256;
+        t->ids = realloc(t->ids, t->cap * sizeof *t->ids);
+        assert_non_null(t->ids);
+    }
+    t->ids[t->n++] = id;
+}
+
+/* Moves the tail on: *next is the page's cursor (NULL on the last page). */
+static int tail_step(tail *t, char *next)
+{
+    if (!next)
+        return 0;
+    ar_free(t->cursor);
+    t->cursor = next;
+    t->base = t->n;
+    return 1;
+}
+
+static void api_page_runs(ar_store *store, tail *t)
+{
+    t->n = t->base;
+    do {
+        ar_run_query q = AR_RUN_QUERY_INIT;
+        q.order = AR_ORDER_ASC;
+        q.limit = 50;
+        q.after = t->cursor;
+        ar_record **list = NULL;
+        size_t got = 0;
+        char *next = NULL;
+        int rc = ar_runs_list(&list, &got, &next, store, &q);
+        if (rc != AR_OK) {
+            print_error("runs_list: %s: %s\n", ar_code_name(rc), ar_store_errmsg(store));
+            fail();
+        }
+        for (size_t i = 0; i < got; i++)
+            tail_add(t, ar_id_tick(list[i]->id));
+        ar_records_free(list, got);
+        if (!tail_step(t, next))
+            return;
+    } while (1);
+}
+
+static void api_page_events(ar_store *store, tail *t)
+{
+    t->n = t->base;
+    do {
+        ar_event_query q = AR_EVENT_QUERY_INIT;
+        q.agent = "many";
+        q.limit = 50;
+        q.after = t->cursor;
+        ar_event_list *list = NULL;
+        char *next = NULL;
+        int rc = ar_events_list(&list, &next, store, &q);
+        if (rc != AR_OK) {
+            print_error("events_list: %s: %s\n", ar_code_name(rc), ar_store_errmsg(store));
+            fail();
+        }
+        for (size_t i = 0; i < list->n; i++)
+            tail_add(t, list->items[i].id);
+        ar_event_list_free(list);
+        if (!tail_step(t, next))
+            return;
+    } while (1);
+}
+
+static void test_many_writers_through_the_api_and_a_paging_reader(void **state)
+{
+    fixture *f = need_server(state);
+    ar_open_opts opts = AR_OPEN_OPTS_INIT;
+    opts.schema = f->schema;
+    ar_store *rd = NULL;
+    assert_int_equal(ar_store_open(&rd, server_url(), &opts), AR_OK);   /* makes the schema */
+    int go[2];
+    assert_int_equal(pipe(go), 0);
+    pid_t pids[WRITERS];
+    int status[WRITERS];
+    fflush(NULL);
+    for (int w = 0; w < WRITERS; w++) {
+        pids[w] = fork();
+        assert_true(pids[w] >= 0);
+        if (pids[w] == 0) {
+            close(go[1]);
+            _exit(api_writer(f, w, go[0]));
+        }
+    }
+    close(go[0]);
+    close(go[1]);
+    tail runs = { NULL, NULL, 0, 0, 0 }, events = { NULL, NULL, 0, 0, 0 };
+    /* page throughout, then once more after every writer has ended */
+    int finished = 0;
+    while (!finished) {
+        finished = all_exited(pids, status);
+        api_page_runs(rd, &runs);
+        api_page_events(rd, &events);
+    }
+    for (int w = 0; w < WRITERS; w++)
+        assert_true(WIFEXITED(status[w]) && WEXITSTATUS(status[w]) == 0);
+    /* every row once, in order: nothing skipped, nothing repeated */
+    assert_int_equal(runs.n, WRITERS * RUNS_EACH);
+    assert_int_equal(events.n, WRITERS * RUNS_EACH);
+    for (size_t i = 1; i < runs.n; i++)
+        assert_true(runs.ids[i] > runs.ids[i - 1]);
+    for (size_t i = 1; i < events.n; i++)
+        assert_true(events.ids[i] > events.ids[i - 1]);
+    ar_run_query q = AR_RUN_QUERY_INIT;
+    int64_t count = 0;
+    assert_int_equal(ar_runs_count(&count, rd, &q), AR_OK);
+    assert_int_equal(count, WRITERS * RUNS_EACH);
+    ar_stats st;
+    assert_int_equal(ar_runs_stats(&st, rd, &q), AR_OK);
+    assert_int_equal(st.by_status[AR_COMPLETED], WRITERS * RUNS_EACH);
+    assert_int_equal(st.input_tokens, WRITERS * RUNS_EACH);
+    assert_int_equal(st.iterations, WRITERS * RUNS_EACH);
+    assert_exact(st.cost, 1.6);
+    ar_event_query eq = AR_EVENT_QUERY_INIT;
+    eq.agent = "many";
+    assert_int_equal(ar_events_count(&count, rd, &eq), AR_OK);
+    assert_int_equal(count, WRITERS * RUNS_EACH);
+    ar_free(runs.cursor);
+    ar_free(events.cursor);
+    free(runs.ids);
+    free(events.ids);
+    ar_store_close(rd);
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(test_runs_pages_in_both_orders_with_filters, setup, teardown),
     cmocka_unit_test_setup_teardown(test_runs_list_stops_when_the_visitor_says, setup, teardown),
@@ -1114,6 +1299,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(test_runs_committed_late_are_not_skipped, setup, teardown),
     cmocka_unit_test_setup_teardown(test_events_committed_late_are_not_skipped, setup, teardown),
     cmocka_unit_test_setup_teardown(test_many_writers_and_a_paging_reader_see_every_row_once, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_many_writers_through_the_api_and_a_paging_reader, setup, teardown),
 };
 
 TEST_GROUP(postgres_query_group, "postgres_query", tests);
