@@ -187,5 +187,5 @@ int pg_compact(ar_db *db, ar_err *err)
     if (db->in_txn)
         return ar_fail(err, AR_EMISUSE, "VACUUM cannot run inside a transaction");
     /* the tables resolve to the store's schema through search_path */
-    return pg_exec(db, "VACUUM runs, steps, checkpoints, events", "vacuuming the store", err);
+    return pg_exec(db, "VACUUM runs, steps, checkpoints, events, meta", "vacuuming the store", err);
 }
