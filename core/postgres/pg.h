@@ -141,6 +141,24 @@ double pg_double(const PGresult *res, int row, int col);   /* 0 for NULL */
     "cost_nanos, counters, elapsed_ms, created_at, finished_at, updated_at, metadata, owner"
 void pg_run_row(const PGresult *res, int row, int col0, ar_db_run_row *out);
 
+/* SQL text grown at run time on db->alloc (listings with filters); nomem
+ * is set once memory ran out, and the text is then not to be run. */
+typedef struct pg_sql {
+    const ar_allocator *alloc;
+    char *p;
+    size_t len, cap;
+    int nomem;
+} pg_sql;
+void pg_sql_add(pg_sql *s, const char *text);
+void pg_sql_addn(pg_sql *s, const char *text, size_t n);
+/* Appends "$<p->n>": the placeholder of the parameter just added to p. */
+void pg_sql_arg(pg_sql *s, const pg_params *p);
+/* Appends items[0..n) as an array literal ({"a","b"}), for `= ANY($k::text[])`. */
+void pg_sql_array(pg_sql *s, const char *const *items, size_t n);
+void pg_sql_free(pg_sql *s);
+/* The rows an INSERT, UPDATE or DELETE changed. */
+int64_t pg_changed(const PGresult *res);
+
 /* ---- the table's members, one file each (assembled in db.c) ---- */
 
 /* db.c */
