@@ -34,7 +34,7 @@ static int store_fail(lua_State *L, int arg, ar_store *store, int rc)
 
 /* ---- open and close ----------------------------------------------------- */
 
-static const char *const open_fields[] = { "durability", "busy_timeout", "readonly", NULL };
+static const char *const open_fields[] = { "durability", "busy_timeout", "readonly", "schema", NULL };
 
 /* agentrun.open(path [, opts]) -> store | nil, message, code */
 static int l_open(lua_State *L)
@@ -54,6 +54,7 @@ static int l_open(lua_State *L)
         int64_t t = arl_field_int(L, 2, 2, "open options", "busy_timeout", 5000, 0);
         opts.busy_timeout_ms = t > 0x7fffffff ? 0x7fffffff : (int)t;
         opts.readonly = arl_field_bool(L, 2, 2, "open options", "readonly", 0);
+        opts.schema = arl_field_text(L, 2, 2, "open options", "schema", 0);
     }
     /* the box exists, closed, before the store is acquired */
     arl_store *s = lua_newuserdatauv(L, sizeof *s, 0);
@@ -61,6 +62,13 @@ static int l_open(lua_State *L)
     luaL_setmetatable(L, ARL_STORE_MT);
     ar_store *store = NULL;
     int rc = ar_store_open(&store, path, &opts);
+    /* a schema that is no identifier is a bad option value, raised as the
+     * others are; the core's check says why */
+    if (rc == AR_EMISUSE && opts.schema && store && strncmp(ar_store_errmsg(store), "schema:", 7) == 0) {
+        lua_pushfstring(L, "open options.%s", ar_store_errmsg(store));
+        ar_store_close(store);
+        return arl_argerror(L, 2, "%s", lua_tostring(L, -1));
+    }
     if (rc != AR_OK) {
         lua_pushnil(L);
         lua_pushstring(L, store ? ar_store_errmsg(store) : "out of memory");

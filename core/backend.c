@@ -19,9 +19,7 @@ int ar_location_is_postgres(const char *location)
 
 const ar_backend *ar_backend_for(const char *location)
 {
-    /* a PostgreSQL location is never taken for a file name: without a
-     * backend for it, the store refuses to open (see ar_store_open) */
     if (ar_location_is_postgres(location))
-        return NULL;
+        return &ar_postgres_backend;
     return &ar_sqlite_backend;
 }

@@ -3,6 +3,7 @@
 #include "internal.h"
 
 #include <stddef.h>
+#include <string.h>
 
 int ar_opts_version_check(ar_err *err, const char *type, unsigned int version, unsigned int known,
                           const char *init)
@@ -41,7 +42,17 @@ int ar_schema_name_check(ar_err *err, const char *name)
         return AR_OK;                                             \
     }
 
-OPTS_INIT_FN(ar_open_opts, AR_OPEN_OPTS_VERSION, AR_OPEN_OPTS_INIT)
+/* Version 1 of ar_open_opts ends before `schema`: a program built with it
+ * has only that much room, so only that much is written. */
+int ar_open_opts_init(ar_open_opts *opts, unsigned int version)
+{
+    if (!opts || (version != 1 && version != AR_OPEN_OPTS_VERSION))
+        return AR_EMISUSE;
+    ar_open_opts init = AR_OPEN_OPTS_INIT;
+    init.version = version;
+    memcpy(opts, &init, version == 1 ? offsetof(ar_open_opts, schema) : sizeof init);
+    return AR_OK;
+}
 OPTS_INIT_FN(ar_run_spec, AR_RUN_SPEC_VERSION, AR_RUN_SPEC_INIT)
 OPTS_INIT_FN(ar_run_query, AR_RUN_QUERY_VERSION, AR_RUN_QUERY_INIT)
 OPTS_INIT_FN(ar_event_query, AR_EVENT_QUERY_VERSION, AR_EVENT_QUERY_INIT)

@@ -2,6 +2,7 @@
 #include "internal.h"
 
 #include <stdio.h>
+#include <stddef.h>
 #include <string.h>
 
 static const char *const status_names[] = {
@@ -38,7 +39,7 @@ int ar_store_open(ar_store **out, const char *path, const ar_open_opts *opts)
         opts = &defaults;
     /* of a struct of an unknown version only `version` is read: the store
      * that carries the refusal comes from the default allocator */
-    int known = opts->version == AR_OPEN_OPTS_VERSION;
+    int known = opts->version == 1 || opts->version == AR_OPEN_OPTS_VERSION;
     const ar_allocator *a = known && opts->allocator ? opts->allocator : &ar_default_allocator;
     if (known && opts->allocator && (!a->malloc || !a->realloc || !a->free))
         return AR_EMISUSE;
@@ -50,20 +51,21 @@ int ar_store_open(ar_store **out, const char *path, const ar_open_opts *opts)
     *out = store;
     if (!path)
         return ar_fail(&store->err, AR_EMISUSE, "path is required");
-    int rc = ar_opts_version_check(&store->err, "ar_open_opts", opts->version, AR_OPEN_OPTS_VERSION,
-                                   "AR_OPEN_OPTS_INIT");
-    if (rc)
-        return rc;
+    if (!known)
+        return ar_opts_version_check(&store->err, "ar_open_opts", opts->version, AR_OPEN_OPTS_VERSION,
+                                     "AR_OPEN_OPTS_INIT");
+    /* a version-1 struct ends before `schema`: only its own fields are read */
+    ar_open_opts given = AR_OPEN_OPTS_INIT;
+    memcpy(&given, opts, opts->version == 1 ? offsetof(ar_open_opts, schema) : sizeof given);
+    given.version = AR_OPEN_OPTS_VERSION;
+    opts = &given;
+    int rc;
     if (opts->durability != AR_DURABILITY_FULL && opts->durability != AR_DURABILITY_NORMAL)
         return ar_fail(&store->err, AR_EMISUSE, "durability must be AR_DURABILITY_FULL or AR_DURABILITY_NORMAL");
     if (opts->busy_timeout_ms < 0)
         return ar_fail(&store->err, AR_EMISUSE, "busy_timeout must not be negative");
     store->readonly = opts->readonly != 0;
     const ar_backend *be = ar_backend_for(path);
-    /* the location is not shown: a URL may hold a password */
-    if (!be)
-        return ar_fail(&store->err, AR_EMISUSE, "the location names a PostgreSQL server, and this library "
-                       "is built without PostgreSQL support");
     ar_db *db = NULL;
     rc = be->open(&db, path, opts, &store->alloc, &store->err);
     if (rc) {

@@ -339,6 +339,7 @@ function LoopContext:save(state) end
 ---@field durability? "full"|"normal" "full" (default): a step survives power loss; "normal": a process crash
 ---@field busy_timeout? integer ms a call waits for another writer before EBUSY (default 5000)
 ---@field readonly? boolean open for reading only; every write raises EPERM
+---@field schema? string PostgreSQL only: the schema holding the store, an identifier (default "agentrun")
 
 ---What store:begin takes.
 ---@class agentrun.RunSpec

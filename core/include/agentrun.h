@@ -152,15 +152,18 @@ AR_API int ar_open_opts_init(ar_open_opts *opts, unsigned int version);
  * URI: "file:x.db?mode=ro" is a file of that name, with its -wal and -shm
  * beside it. A PostgreSQL location (a "postgresql://" or "postgres://" URL,
  * or a libpq string beginning "host=", "dbname=", "service=" or "user=") is
- * never taken for a file name: it is served by the PostgreSQL backend, and
- * refused with AR_EMISUSE by a library built without one; no message shows
- * its password. `opts` may be NULL for the defaults. Like sqlite3_open,
+ * never taken for a file name: it is served by the PostgreSQL backend, which
+ * opens the store in opts->schema of that database (created when missing);
+ * no message nor the store's path shows its password, and there AR_EIO
+ * means the server cannot be reached, AR_EPERM that it refused the
+ * connection. `opts` may be NULL for the defaults. Like sqlite3_open,
  * *out is set even on failure (unless memory ran out) so that the message can
  * be read with ar_store_errmsg; the caller then closes it.
  * A file of an older schema (1: agentrun 0.1, costs in micro-units) is
  * upgraded in place when opened writable, in one transaction: if the upgrade
  * fails, the file stays as it was. Opened read-only, such a file is refused
  * with AR_EVERSION (open it writable once to upgrade it).
+ * A version-1 opts (made before `schema` was added) is accepted.
  * Returns AR_OK, AR_EMISUSE, AR_EIO, AR_EPERM, AR_ECORRUPT (not an agentrun
  * store), AR_EVERSION (newer schema, or older and read-only), AR_EBUSY, AR_ENOMEM. */
 AR_API int ar_store_open(ar_store **out, const char *path, const ar_open_opts *opts);
