@@ -275,7 +275,7 @@ int pg_fail(ar_db *db, const PGresult *res, const char *what, ar_err *err)
     if ((!primary || !*primary) && db->conn)
         primary = PQerrorMessage(db->conn);
     one_line(detail, sizeof detail, primary && *primary ? primary : "no answer from the server");
-    int lost = !db->conn || PQstatus(db->conn) != CONNECTION_OK || !res ||
+    int lost = !db->conn || PQstatus(db->conn) != CONNECTION_OK || !res || db->doomed ||
                (state && (strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0));
     if (lost) {
         db->ended = state && strncmp(state, "57P", 3) == 0;
@@ -486,18 +486,24 @@ static void notice_drop(ar_db *db)
     struct pollfd pfd = { db->conn ? PQsocket(db->conn) : -1, POLLIN, 0 };
     for (int i = 0; i < 4 && db->conn && PQstatus(db->conn) == CONNECTION_OK && pfd.fd >= 0 &&
                     poll(&pfd, 1, 0) > 0; i++)
-        if (!PQconsumeInput(db->conn))
+        /* PQisBusy parses what was read: a FATAL sent to an idle
+         * session reaches notice() and marks the connection doomed */
+        if (!PQconsumeInput(db->conn) || (PQisBusy(db->conn), db->doomed))
             break;
-    if (db->conn && PQstatus(db->conn) != CONNECTION_OK)
+    if (db->conn && (PQstatus(db->conn) != CONNECTION_OK || db->doomed))
         drop(db);
 }
 
-/* Server notices (and the last words of a closed connection) are not the
- * application's to see on its stderr; failures reach it as errors. */
-static void quiet(void *ud, const char *message)
+/* Server notices are not the application's to see on its stderr. The last
+ * words of a session the server ends while it is idle (FATAL) arrive this
+ * way too, possibly before the end of the connection does: they mark the
+ * connection as gone. */
+static void notice(void *ud, const PGresult *res)
 {
-    (void)ud;
-    (void)message;
+    ar_db *db = ud;
+    const char *severity = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+    if (severity && (strcmp(severity, "FATAL") == 0 || strcmp(severity, "PANIC") == 0))
+        db->doomed = 1;
 }
 
 int pg_connect(ar_db *db, ar_err *err)
@@ -514,7 +520,8 @@ int pg_connect(ar_db *db, ar_err *err)
         PQfinish(conn);
         return rc;
     }
-    PQsetNoticeProcessor(conn, quiet, NULL);
+    db->doomed = 0;
+    PQsetNoticeReceiver(conn, notice, db);
     db->conn = conn;
     memset(db->prepared, 0, sizeof db->prepared);
     int rc = session_setup(db, err);

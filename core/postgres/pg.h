@@ -52,6 +52,7 @@ struct ar_db {
     pg_session sent;              /* the session the last statement was sent on */
     int sent_flag;                /* the last pg_run/pg_run_sql sent its statement */
     int ended;                    /* the server said it ended that session (57P0x) */
+    int doomed;                   /* the server said it is ending this connection's session */
     char xid[32];                 /* the open transaction's id (txn_begin) */
 };
 

@@ -1,0 +1,688 @@
+/* test_postgres.c -- the PostgreSQL backend through the public API: opening
+ * (schemas, their meta record, another application's schema, a newer
+ * version, refused and unreachable servers, the password kept out of sight),
+ * one writer per run across connections, lock waits, and the connection
+ * dropped between calls, during a call and during COMMIT. Needs a server
+ * (AGENTRUN_TEST_PG, a libpq URL); skipped with a notice without one. */
+#include "suite.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <libpq-fe.h>
+
+/* Each test works in a schema of its own, dropped when it ends. Its
+ * connections carry an application_name of their own, so that the test can
+ * find (and end) the store's server session. */
+typedef struct fixture {
+    char schema[64];
+    char app[64];
+    char url[2048];     /* AGENTRUN_TEST_PG with the application name */
+    PGconn *probe;      /* the test's own view of the server */
+} fixture;
+
+static const char *server_url(void)
+{
+    const char *url = getenv("AGENTRUN_TEST_PG");
+    return url && *url ? url : NULL;
+}
+
+/* The server's connection parameters, as libpq reads AGENTRUN_TEST_PG. */
+static const char *param(PQconninfoOption *opts, const char *key)
+{
+    for (PQconninfoOption *o = opts; o && o->keyword; o++)
+        if (strcmp(o->keyword, key) == 0)
+            return o->val;
+    return NULL;
+}
+
+/* A key=value location for the test server with the given user and password
+ * (NULL: the server URL's own). */
+static void location_as(char *out, size_t cap, const char *user, const char *password)
+{
+    PQconninfoOption *opts = PQconninfoParse(server_url(), NULL);
+    assert_non_null(opts);
+    const char *host = param(opts, "host"), *port = param(opts, "port"), *dbname = param(opts, "dbname");
+    snprintf(out, cap, "host='%s' port='%s' dbname='%s' user='%s' password='%s'", host ? host : "",
+             port ? port : "5432", dbname ? dbname : "postgres",
+             user ? user : (param(opts, "user") ? param(opts, "user") : ""),
+             password ? password : (param(opts, "password") ? param(opts, "password") : ""));
+    PQconninfoFree(opts);
+}
+
+static PGresult *probe_exec(fixture *f, const char *sql)
+{
+    PGresult *res = PQexec(f->probe, sql);
+    ExecStatusType st = PQresultStatus(res);
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+        print_error("%s: %s", sql, PQerrorMessage(f->probe));
+        PQclear(res);
+        fail();
+    }
+    return res;
+}
+
+static void probe_do(fixture *f, const char *sql)
+{
+    PQclear(probe_exec(f, sql));
+}
+
+static int64_t probe_int(fixture *f, const char *sql)
+{
+    PGresult *res = probe_exec(f, sql);
+    int64_t v = PQntuples(res) && !PQgetisnull(res, 0, 0) ? strtoll(PQgetvalue(res, 0, 0), NULL, 10) : -1;
+    PQclear(res);
+    return v;
+}
+
+static int setup(void **state)
+{
+    static int counter;
+    if (!server_url()) {
+        static int told;
+        if (!told++)
+            print_message("AGENTRUN_TEST_PG is not set: the PostgreSQL tests are skipped\n");
+        *state = NULL;
+        return 0;
+    }
+    fixture *f = calloc(1, sizeof *f);
+    assert_non_null(f);
+    snprintf(f->schema, sizeof f->schema, "ar_pg_%ld_%d", (long)getpid(), ++counter);
+    snprintf(f->app, sizeof f->app, "agentrun_test_%ld_%d", (long)getpid(), counter);
+    location_as(f->url, sizeof f->url, NULL, NULL);
+    size_t n = strlen(f->url);
+    snprintf(f->url + n, sizeof f->url - n, " application_name='%s'", f->app);
+    f->probe = PQconnectdb(server_url());
+    if (PQstatus(f->probe) != CONNECTION_OK) {
+        print_error("connecting to AGENTRUN_TEST_PG: %s", PQerrorMessage(f->probe));
+        PQfinish(f->probe);
+        free(f);
+        return -1;
+    }
+    PQclear(PQexec(f->probe, "SET client_min_messages = warning"));
+    *state = f;
+    return 0;
+}
+
+static void drop_schema(fixture *f, const char *schema)
+{
+    char sql[160];
+    snprintf(sql, sizeof sql, "DROP SCHEMA IF EXISTS \"%s\" CASCADE", schema);
+    PQclear(PQexec(f->probe, sql));
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    if (!f)
+        return 0;
+    if (PQtransactionStatus(f->probe) != PQTRANS_IDLE)
+        PQclear(PQexec(f->probe, "ROLLBACK"));
+    drop_schema(f, f->schema);
+    char other[80];
+    snprintf(other, sizeof other, "%s_b", f->schema);
+    drop_schema(f, other);
+    PQfinish(f->probe);
+    free(f);
+    return 0;
+}
+
+static fixture *need_server(void **state)
+{
+    if (!*state)
+        skip();
+    return *state;
+}
+
+static int open_in(ar_store **out, const char *location, const char *schema, int busy_ms)
+{
+    ar_open_opts o = AR_OPEN_OPTS_INIT;
+    o.schema = schema;
+    o.busy_timeout_ms = busy_ms;
+    return ar_store_open(out, location, &o);
+}
+
+static ar_store *open_store(fixture *f, const char *schema, int busy_ms)
+{
+    ar_store *store = NULL;
+    int rc = open_in(&store, f->url, schema, busy_ms);
+    if (rc != AR_OK) {
+        print_error("open: %s: %s\n", ar_code_name(rc), ar_store_errmsg(store));
+        ar_store_close(store);
+        fail();
+    }
+    return store;
+}
+
+static ar_run *begin(ar_store *store)
+{
+    ar_run_spec spec = AR_RUN_SPEC_INIT;
+    spec.agent = "pg-agent";
+    spec.goal = "record";
+    ar_run *run = NULL;
+    int rc = ar_run_begin(&run, store, &spec);
+    if (rc != AR_OK) {
+        print_error("begin: %s: %s\n", ar_code_name(rc), ar_store_errmsg(store));
+        fail();
+    }
+    return run;
+}
+
+static int step(ar_run *run, const char *content)
+{
+    ar_step s = AR_STEP_INIT;
+    s.kind = "llm";
+    s.content = content;
+    return ar_run_step(NULL, run, &s);
+}
+
+/* The pid of the store's server session (found by its application name). */
+static int store_pid(fixture *f)
+{
+    char sql[256];
+    snprintf(sql, sizeof sql, "SELECT pid FROM pg_stat_activity WHERE application_name = '%s'", f->app);
+    return (int)probe_int(f, sql);
+}
+
+/* ---- opening ------------------------------------------------------------ */
+
+static void test_open_creates_the_schema_with_its_meta_record_and_reopens_it(void **state)
+{
+    fixture *f = need_server(state);
+    ar_store *store = open_store(f, f->schema, 5000);
+    ar_store_info info;
+    assert_int_equal(ar_store_info_get(&info, store), AR_OK);
+    assert_string_equal(info.backend, "postgresql");
+    assert_int_equal(info.schema_version, 2);
+    assert_int_equal(info.runs, 0);
+    ar_run *run = begin(store);
+    assert_int_equal(step(run, "1"), AR_OK);
+    char id[32];
+    snprintf(id, sizeof id, "%s", ar_run_id(run));
+    assert_int_equal(ar_run_complete(NULL, run, "\"done\"", AR_NUL_TERMINATED), AR_OK);
+    ar_run_close(run);
+    ar_store_close(store);
+
+    char sql[256];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM \"%s\".meta WHERE (key, value) IN "
+             "(('application', 'agentrun'), ('schema_version', '2'))", f->schema);
+    assert_int_equal(probe_int(f, sql), 2);
+
+    store = open_store(f, f->schema, 5000);
+    ar_record *rec = test_get(store, id, 1);
+    assert_int_equal(rec->status, AR_COMPLETED);
+    assert_int_equal(rec->n_steps, 1);
+    ar_record_free(rec);
+    ar_store_close(store);
+}
+
+static void test_two_schemas_of_one_database_are_independent_stores(void **state)
+{
+    fixture *f = need_server(state);
+    char other[80];
+    snprintf(other, sizeof other, "%s_b", f->schema);
+    ar_store *a = open_store(f, f->schema, 5000), *b = open_store(f, other, 5000);
+    ar_run *run = begin(a);
+    assert_int_equal(step(run, "{\"in\":\"a\"}"), AR_OK);
+    ar_record *rec = NULL;
+    assert_int_equal(ar_store_get(&rec, b, ar_run_id(run), 0), AR_ENOTFOUND);
+    ar_store_info info;
+    assert_int_equal(ar_store_info_get(&info, b), AR_OK);
+    assert_int_equal(info.runs, 0);
+    assert_int_equal(info.steps, 0);
+    assert_int_equal(ar_store_info_get(&info, a), AR_OK);
+    assert_int_equal(info.runs, 1);
+    assert_int_equal(info.steps, 1);
+    ar_run_close(run);
+    ar_store_close(a);
+    ar_store_close(b);
+}
+
+static void test_a_schema_name_that_is_no_identifier_is_misuse_and_creates_nothing(void **state)
+{
+    fixture *f = need_server(state);
+    const char *bad[] = {
+        "", "1abc", "a-b", "a b", "a\"b", "x;DROP SCHEMA public", "caf\xc3\xa9",
+        "a234567890123456789012345678901234567890123456789012345678901234", /* 64 bytes */
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ar_store *store = NULL;
+        int rc = open_in(&store, f->url, bad[i], 5000);
+        if (rc != AR_EMISUSE) {
+            print_error("schema \"%s\": %s\n", bad[i], ar_code_name(rc));
+            fail();
+        }
+        assert_non_null(strstr(ar_store_errmsg(store), "schema"));
+        ar_store_close(store);
+    }
+    assert_int_equal(probe_int(f, "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'a%' AND "
+                                  "(nspname LIKE '%-%' OR nspname LIKE '% %' OR nspname LIKE '%;%')"), 0);
+    /* 63 bytes is the most PostgreSQL keeps */
+    char longest[64];
+    memset(longest, 'z', 63);
+    longest[63] = '\0';
+    ar_store *store = open_store(f, longest, 5000);
+    ar_store_close(store);
+    drop_schema(f, longest);
+}
+
+static void test_a_schema_of_another_application_is_ecorrupt_and_left_alone(void **state)
+{
+    fixture *f = need_server(state);
+    char sql[512];
+    snprintf(sql, sizeof sql, "CREATE SCHEMA \"%s\"; CREATE TABLE \"%s\".orders(id int)", f->schema, f->schema);
+    probe_do(f, sql);
+    ar_store *store = NULL;
+    assert_int_equal(open_in(&store, f->url, f->schema, 5000), AR_ECORRUPT);
+    assert_non_null(strstr(ar_store_errmsg(store), "not an agentrun store"));
+    ar_store_close(store);
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM pg_tables WHERE schemaname = '%s'", f->schema);
+    assert_int_equal(probe_int(f, sql), 1);
+
+    /* a meta table naming another application */
+    snprintf(sql, sizeof sql, "DROP TABLE \"%s\".orders; CREATE TABLE \"%s\".meta(key text primary key, value text);"
+             "INSERT INTO \"%s\".meta VALUES('application', 'other'), ('schema_version', '2')",
+             f->schema, f->schema, f->schema);
+    probe_do(f, sql);
+    assert_int_equal(open_in(&store, f->url, f->schema, 5000), AR_ECORRUPT);
+    ar_store_close(store);
+}
+
+static void test_a_schema_made_by_a_newer_agentrun_is_eversion(void **state)
+{
+    fixture *f = need_server(state);
+    ar_store *store = open_store(f, f->schema, 5000);
+    ar_store_close(store);
+    char sql[256];
+    snprintf(sql, sizeof sql, "UPDATE \"%s\".meta SET value = '99' WHERE key = 'schema_version'", f->schema);
+    probe_do(f, sql);
+    assert_int_equal(open_in(&store, f->url, f->schema, 5000), AR_EVERSION);
+    assert_non_null(strstr(ar_store_errmsg(store), "newer agentrun"));
+    ar_store_close(store);
+}
+
+static void test_a_refused_login_is_eperm_and_no_message_shows_the_password(void **state)
+{
+    fixture *f = need_server(state);
+    char loc[2048], url[2048];
+    location_as(loc, sizeof loc, "agentrun_no_such_role", "s3cr3t-pw");
+    PQconninfoOption *opts = PQconninfoParse(server_url(), NULL);
+    const char *host = param(opts, "host"), *port = param(opts, "port"), *dbname = param(opts, "dbname");
+    snprintf(url, sizeof url, "postgresql://agentrun_no_such_role:s3cr3t-pw@/%s?host=%s&port=%s",
+             dbname ? dbname : "postgres", host ? host : "", port ? port : "5432");
+    PQconninfoFree(opts);
+    const char *locations[] = { loc, url };
+    for (size_t i = 0; i < 2; i++) {
+        ar_store *store = NULL;
+        int rc = open_in(&store, locations[i], f->schema, 5000);
+        assert_int_equal(rc, AR_EPERM);
+        const char *msg = ar_store_errmsg(store);
+        assert_null(strstr(msg, "s3cr3t"));
+        assert_non_null(strstr(msg, "refused"));
+        ar_store_close(store);
+    }
+}
+
+static void test_an_unreachable_server_is_eio(void **state)
+{
+    fixture *f = need_server(state);
+    const char *locations[] = {
+        "postgresql://me:s3cr3t-pw@/agentrun?host=/nonexistent-agentrun-dir",
+        "host=/nonexistent-agentrun-dir dbname=agentrun password=s3cr3t-pw",
+    };
+    for (size_t i = 0; i < 2; i++) {
+        ar_store *store = NULL;
+        assert_int_equal(open_in(&store, locations[i], f->schema, 5000), AR_EIO);
+        assert_non_null(strstr(ar_store_errmsg(store), "cannot reach the server"));
+        assert_null(strstr(ar_store_errmsg(store), "s3cr3t"));
+        ar_store_close(store);
+    }
+}
+
+static void test_the_store_path_never_shows_the_password(void **state)
+{
+    fixture *f = need_server(state);
+    PQconninfoOption *opts = PQconninfoParse(server_url(), NULL);
+    const char *given = param(opts, "password");
+    /* a server that trusts the connection ignores a password it is given */
+    char secret[256];
+    snprintf(secret, sizeof secret, "%s", given && *given ? given : "s3cr3t-pw");
+    const char *host = param(opts, "host"), *port = param(opts, "port"), *dbname = param(opts, "dbname");
+    const char *user = param(opts, "user");
+    char url[2048], kv[2048];
+    snprintf(url, sizeof url, "postgresql://%s:%s@/%s?host=%s&port=%s", user ? user : "", secret,
+             dbname ? dbname : "postgres", host ? host : "", port ? port : "5432");
+    location_as(kv, sizeof kv, NULL, secret);
+    char where[512];
+    snprintf(where, sizeof where, "%s", host ? host : "");
+    PQconninfoFree(opts);
+    const char *locations[] = { url, kv };
+    for (size_t i = 0; i < 2; i++) {
+        ar_store *store = NULL;
+        int rc = open_in(&store, locations[i], f->schema, 5000);
+        if (rc != AR_OK) {
+            print_error("open: %s: %s\n", ar_code_name(rc), ar_store_errmsg(store));
+            fail();
+        }
+        ar_store_info info;
+        assert_int_equal(ar_store_info_get(&info, store), AR_OK);
+        assert_null(strstr(info.path, secret));
+        assert_non_null(strstr(info.path, where));
+        ar_store_close(store);
+    }
+}
+
+/* Concurrent first opens of one new schema all succeed, and make it once. */
+static void test_concurrent_first_opens_of_one_schema_all_succeed(void **state)
+{
+    fixture *f = need_server(state);
+    enum { N = 4 };
+    pid_t kids[N];
+    for (int i = 0; i < N; i++) {
+        kids[i] = fork();
+        assert_true(kids[i] >= 0);
+        if (kids[i] == 0) {
+            ar_store *store = NULL;
+            int rc = open_in(&store, f->url, f->schema, 5000);
+            ar_store_close(store);
+            _exit(rc == AR_OK ? 0 : 10 + rc);
+        }
+    }
+    for (int i = 0; i < N; i++) {
+        int status = 0;
+        assert_int_equal(waitpid(kids[i], &status, 0), kids[i]);
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 0);
+    }
+    char sql[256];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM \"%s\".meta", f->schema);
+    assert_int_equal(probe_int(f, sql), 2);
+}
+
+/* ---- writing ------------------------------------------------------------ */
+
+static void test_steps_round_trip_exactly(void **state)
+{
+    fixture *f = need_server(state);
+    ar_store *store = open_store(f, f->schema, 5000);
+    ar_run *run = begin(store);
+    ar_step s = AR_STEP_INIT;
+    s.kind = "tool";
+    s.name = "search";
+    s.content = "{\"q\":\"caf\\u00e9 \\u0000\",\"n\":[1,2.5,true,null]}";
+    s.usage.input_tokens = 12;
+    s.usage.output_tokens = 30;
+    s.usage.cost = 0.000000004;
+    s.duration_ms = 17;
+    int64_t seq = 0;
+    assert_int_equal(ar_run_step(&seq, run, &s), AR_OK);
+    assert_int_equal(seq, 1);
+    assert_int_equal(step(run, "\"two\""), AR_OK);
+    assert_int_equal(ar_run_checkpoint(run, "{\"at\":2}", AR_NUL_TERMINATED), AR_OK);
+    ar_record *rec = test_get(store, ar_run_id(run), 1);
+    assert_int_equal(rec->n_steps, 2);
+    assert_string_equal(rec->steps[0].name, "search");
+    assert_int_equal(rec->steps[0].content_len, strlen(s.content));
+    assert_memory_equal(rec->steps[0].content, s.content, strlen(s.content));
+    assert_int_equal(rec->steps[0].usage.input_tokens, 12);
+    assert_exact(rec->steps[0].usage.cost, 0.000000004);
+    assert_int_equal(rec->usage.output_tokens, 30);
+    assert_int_equal(rec->iterations, 2);
+    ar_record_free(rec);
+    char *cp = NULL;
+    int64_t cseq = 0;
+    assert_int_equal(ar_store_checkpoint(&cp, &cseq, store, ar_run_id(run)), AR_OK);
+    assert_string_equal(cp, "{\"at\":2}");
+    assert_int_equal(cseq, 2);
+    ar_free(cp);
+    ar_run_close(run);
+    ar_store_close(store);
+}
+
+/* One writer per run across connections: after another store recovered and
+ * resumed the run, the first handle's writes are refused and change nothing. */
+static void test_a_run_resumed_through_another_connection_fences_the_first_handle(void **state)
+{
+    fixture *f = need_server(state);
+    ar_store *a = open_store(f, f->schema, 5000), *b = open_store(f, f->schema, 5000);
+    ar_run *run = begin(a);
+    assert_int_equal(step(run, "1"), AR_OK);
+    int64_t n = 0;
+    assert_int_equal(ar_store_recover(&n, b, 0), AR_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(step(run, "2"), AR_ESTATE);
+    assert_non_null(strstr(ar_run_errmsg(run), "is interrupted"));
+    ar_run *taken = NULL;
+    assert_int_equal(ar_run_resume(&taken, b, ar_run_id(run), NULL), AR_OK);
+    assert_int_equal(step(taken, "2"), AR_OK);
+    assert_int_equal(step(run, "3"), AR_ESTATE);
+    assert_int_equal(ar_run_complete(NULL, run, "1", AR_NUL_TERMINATED), AR_ESTATE);
+    ar_record *rec = test_get(a, ar_run_id(run), 1);
+    assert_int_equal(rec->status, AR_RUNNING);
+    assert_int_equal(rec->n_steps, 2);
+    assert_memory_equal(rec->steps[1].content, "2", 1);
+    ar_record_free(rec);
+    ar_run_close(run);
+    ar_run_close(taken);
+    ar_store_close(a);
+    ar_store_close(b);
+}
+
+static void test_a_lock_held_past_busy_timeout_is_ebusy_and_not_sticky(void **state)
+{
+    fixture *f = need_server(state);
+    ar_store *store = open_store(f, f->schema, 100);
+    ar_run *run = begin(store);
+    assert_int_equal(step(run, "1"), AR_OK);
+    char sql[256];
+    snprintf(sql, sizeof sql, "BEGIN; SELECT * FROM \"%s\".runs FOR UPDATE", f->schema);
+    probe_do(f, sql);
+    assert_int_equal(step(run, "2"), AR_EBUSY);
+    assert_int_equal(ar_store_errcode(store), AR_EBUSY);
+    probe_do(f, "ROLLBACK");
+    assert_int_equal(step(run, "2"), AR_OK);
+    ar_record *rec = test_get(store, ar_run_id(run), 1);
+    assert_int_equal(rec->n_steps, 2);
+    ar_record_free(rec);
+    ar_run_close(run);
+    ar_store_close(store);
+}
+
+/* ---- the connection dropped ----------------------------------------------- */
+
+static void test_a_connection_ended_between_calls_is_made_again_by_the_next_call(void **state)
+{
+    fixture *f = need_server(state);
+    ar_store *store = open_store(f, f->schema, 5000);
+    ar_run *run = begin(store);
+    assert_int_equal(step(run, "1"), AR_OK);
+    for (int i = 0; i < 3; i++) {
+        int pid = store_pid(f);
+        assert_true(pid > 0);
+        char sql[96];
+        snprintf(sql, sizeof sql, "SELECT pg_terminate_backend(%d)", pid);
+        probe_do(f, sql);
+        /* until the server has let it go */
+        snprintf(sql, sizeof sql, "SELECT count(*) FROM pg_stat_activity WHERE pid = %d", pid);
+        while (probe_int(f, sql) != 0)
+            usleep(1000);
+        int rc = step(run, "2");
+        if (rc != AR_OK) {
+            print_error("step after the session ended: %s: %s\n", ar_code_name(rc), ar_store_errmsg(store));
+            fail();
+        }
+        assert_int_not_equal(store_pid(f), pid);
+    }
+    assert_int_equal(test_stored_steps(store), 4);
+    ar_run_close(run);
+    ar_store_close(store);
+}
+
+typedef struct killer {
+    const fixture *f;
+    int wait_for_lock;  /* end the session once it waits for a lock */
+    int stop;           /* random moments until told to stop */
+    int kills;
+    int last;           /* the pid it ended last */
+    pthread_mutex_t mu;
+} killer;
+
+static int killer_stopped(killer *k)
+{
+    pthread_mutex_lock(&k->mu);
+    int stop = k->stop;
+    pthread_mutex_unlock(&k->mu);
+    return stop;
+}
+
+static void *killer_main(void *ud)
+{
+    killer *k = ud;
+    PGconn *c = PQconnectdb(server_url());
+    char sql[512];
+    if (k->wait_for_lock)
+        snprintf(sql, sizeof sql, "SELECT pid, pg_terminate_backend(pid) FROM (SELECT pid FROM pg_stat_activity"
+                 " WHERE application_name = '%s' AND wait_event_type = 'Lock' OFFSET 0) s", k->f->app);
+    else
+        snprintf(sql, sizeof sql, "SELECT pid, pg_terminate_backend(pid) FROM (SELECT pid FROM pg_stat_activity"
+                 " WHERE application_name = '%s' OFFSET 0) s", k->f->app);
+    /* (OFFSET 0 keeps the filter inside: pg_terminate_backend is called only
+     * for the rows it keeps) */
+    unsigned seed = (unsigned)getpid();
+    while (!killer_stopped(k)) {
+        if (!k->wait_for_lock) {
+            struct timespec ts = { 0, (long)(5000 + rand_r(&seed) % 60000) * 1000L };
+            nanosleep(&ts, NULL);
+        } else {
+            usleep(2000);
+        }
+        PGresult *res = PQexec(c, sql);
+        if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) > 0) {
+            pthread_mutex_lock(&k->mu);
+            k->kills += PQntuples(res);
+            k->last = atoi(PQgetvalue(res, 0, 0));
+            if (k->wait_for_lock)
+                k->stop = 1;
+            pthread_mutex_unlock(&k->mu);
+        }
+        PQclear(res);
+    }
+    PQfinish(c);
+    return NULL;
+}
+
+/* The call made while the connection drops fails with EIO and writes
+ * nothing; the run stays open and the same step then goes in. */
+static void test_a_connection_ended_during_a_call_fails_that_call_only(void **state)
+{
+    fixture *f = need_server(state);
+    ar_store *store = open_store(f, f->schema, 30000);
+    ar_run *run = begin(store);
+    assert_int_equal(step(run, "1"), AR_OK);
+    char sql[256];
+    snprintf(sql, sizeof sql, "BEGIN; SELECT * FROM \"%s\".runs FOR UPDATE", f->schema);
+    probe_do(f, sql);
+    killer k = { f, 1, 0, 0, 0, PTHREAD_MUTEX_INITIALIZER };
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, killer_main, &k), 0);
+    /* waits for the probe's lock until the killer ends its session */
+    int rc = step(run, "\"cut\"");
+    pthread_join(t, NULL);
+    probe_do(f, "ROLLBACK");
+    assert_int_equal(k.kills, 1);
+    assert_int_equal(rc, AR_EIO);
+    assert_non_null(strstr(ar_store_errmsg(store), "connection"));
+    assert_int_equal(step(run, "2"), AR_OK);
+    ar_record *rec = test_get(store, ar_run_id(run), 1);
+    assert_int_equal(rec->n_steps, 2);
+    assert_memory_equal(rec->steps[1].content, "2", 1);
+    ar_record_free(rec);
+    ar_run_close(run);
+    ar_store_close(store);
+}
+
+/* The writer's session ended at random moments, COMMIT included, many
+ * times: each step acknowledged is stored exactly once, with the content
+ * of the attempt that was acknowledged; an attempt reported EIO is not
+ * stored (its retry, with other content, is). */
+static void test_sessions_ended_at_random_moments_lose_and_double_nothing(void **state)
+{
+    fixture *f = need_server(state);
+    ar_store *store = open_store(f, f->schema, 5000);
+    ar_run *run = begin(store);
+    enum { STEPS = 100 };
+    int attempts[STEPS + 1] = { 0 };
+    int failures = 0;
+    killer k = { f, 0, 0, 0, 0, PTHREAD_MUTEX_INITIALIZER };
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, killer_main, &k), 0);
+    for (int seq = 1; seq <= STEPS;) {
+        char content[64];
+        snprintf(content, sizeof content, "{\"seq\":%d,\"attempt\":%d}", seq, attempts[seq]);
+        int rc = step(run, content);
+        if (rc == AR_OK) {
+            seq++;
+            continue;
+        }
+        if (rc != AR_EIO) {
+            print_error("step %d: %s: %s\n", seq, ar_code_name(rc), ar_store_errmsg(store));
+            fail();
+        }
+        attempts[seq]++;
+        failures++;
+    }
+    pthread_mutex_lock(&k.mu);
+    k.stop = 1;
+    pthread_mutex_unlock(&k.mu);
+    pthread_join(t, NULL);
+    /* a session ended as the killer stopped takes the next call with it:
+     * wait until the server has let it go, so that the reads below meet a
+     * connection whose end has arrived (and is noticed before they run) */
+    char sql[128];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM pg_stat_activity WHERE pid = %d", k.last);
+    while (k.last && probe_int(f, sql) != 0)
+        usleep(1000);
+    print_message("%d sessions ended, %d steps failed with EIO and were retried\n", k.kills, failures);
+    ar_record *rec = test_get(store, ar_run_id(run), 1);
+    assert_int_equal(rec->n_steps, STEPS);
+    assert_int_equal(rec->iterations, STEPS);
+    for (int i = 0; i < STEPS; i++) {
+        char want[64];
+        snprintf(want, sizeof want, "{\"seq\":%d,\"attempt\":%d}", i + 1, attempts[i + 1]);
+        assert_int_equal(rec->steps[i].seq, i + 1);
+        assert_int_equal(rec->steps[i].content_len, strlen(want));
+        assert_memory_equal(rec->steps[i].content, want, strlen(want));
+    }
+    ar_record_free(rec);
+    assert_int_equal(test_stored_steps(store), STEPS);
+    ar_run_close(run);
+    ar_store_close(store);
+}
+
+#define PG_TEST(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+
+static const struct CMUnitTest tests[] = {
+    PG_TEST(test_open_creates_the_schema_with_its_meta_record_and_reopens_it),
+    PG_TEST(test_two_schemas_of_one_database_are_independent_stores),
+    PG_TEST(test_a_schema_name_that_is_no_identifier_is_misuse_and_creates_nothing),
+    PG_TEST(test_a_schema_of_another_application_is_ecorrupt_and_left_alone),
+    PG_TEST(test_a_schema_made_by_a_newer_agentrun_is_eversion),
+    PG_TEST(test_a_refused_login_is_eperm_and_no_message_shows_the_password),
+    PG_TEST(test_an_unreachable_server_is_eio),
+    PG_TEST(test_the_store_path_never_shows_the_password),
+    PG_TEST(test_concurrent_first_opens_of_one_schema_all_succeed),
+    PG_TEST(test_steps_round_trip_exactly),
+    PG_TEST(test_a_run_resumed_through_another_connection_fences_the_first_handle),
+    PG_TEST(test_a_lock_held_past_busy_timeout_is_ebusy_and_not_sticky),
+    PG_TEST(test_a_connection_ended_between_calls_is_made_again_by_the_next_call),
+    PG_TEST(test_a_connection_ended_during_a_call_fails_that_call_only),
+    PG_TEST(test_sessions_ended_at_random_moments_lose_and_double_nothing),
+};
+
+TEST_GROUP(postgres_group, "postgres", tests);
