@@ -18,8 +18,6 @@ local function schema_name()
 end
 
 local function drop(schema)
-  local s = assert(agentrun.open(url, { schema = schema }))
-  s:close()
   os.execute(("psql -q %q -c 'DROP SCHEMA IF EXISTS %s CASCADE' >/dev/null 2>&1"):format(url, schema))
 end
 
