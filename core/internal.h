@@ -213,6 +213,10 @@ int64_t ar_now_ms(void);
  * written with its own created_at (`written` 1) keeps that millisecond
  * (min_tick is not used). */
 int64_t ar_id_new(ar_store *store, int64_t ms, int written, int64_t min_tick, char out[AR_ID_LEN + 1]);
+/* The smallest key of millisecond `ms` (keys are (created_at << 16) |
+ * sequence): a time bound of a runs query as a key bound. 0 below 1,
+ * INT64_MAX past the ids' range. */
+int64_t ar_id_key_of_ms(int64_t ms);
 /* The tick inside a well-formed id, or -1. */
 int64_t ar_id_tick(const char *id);
 int ar_id_valid(const char *id);

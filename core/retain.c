@@ -226,11 +226,11 @@ int ar_store_retain(ar_retention_report *out, ar_store *store, const ar_retentio
     }
     if ((rc = store_bytes(store, &report.bytes_before)))
         goto cleanup;
-    /* The scan is one statement, so one read transaction: the rule sees the
-     * runs finished when it began, whatever is written meanwhile, and in WAL
-     * mode the read holds up no other writer. Writes through this store
-     * would land under the stepping statement (and be scanned again), so
-     * they are refused until the scan ends; closes are put off. */
+    /* The scan is one read, so one snapshot: the rule sees the runs
+     * finished when it began, whatever is written meanwhile, and the read
+     * holds up no other writer. Writes through this store would land under
+     * the scan still reading (and be scanned again), so they are refused
+     * until the scan ends; closes are put off. */
     store->scanning = 1;
     rc = store->be->retain_scan(store->db, statuses, n_statuses, policy->keep_last >= 0, policy->rule != NULL,
                                 decide, &p, &store->err);

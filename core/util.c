@@ -269,6 +269,15 @@ int64_t ar_id_new(ar_store *store, int64_t ms, int written, int64_t min_tick, ch
     return (int64_t)tick;
 }
 
+int64_t ar_id_key_of_ms(int64_t ms)
+{
+    if (ms <= 0)
+        return 0;
+    if ((uint64_t)ms > AR_ID_MAX_MS)
+        return INT64_MAX;
+    return ms << 16;
+}
+
 int64_t ar_id_tick(const char *id)
 {
     if (!ar_id_valid(id))

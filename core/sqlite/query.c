@@ -41,16 +41,6 @@ static void add_filters(sqlbuf *b, const ar_run_query *q)
     if (q->until != AR_UNSET) add(b, " AND n < ?");
 }
 
-/* The smallest key of a millisecond (keys are (created_at << 16) | sequence). */
-static int64_t time_key(int64_t ms)
-{
-    if (ms <= 0)
-        return 0;
-    if ((uint64_t)ms > AR_ID_MAX_MS)
-        return INT64_MAX;
-    return ms << 16;
-}
-
 /* Binds the filters in the order add_filters wrote them (the first failure
  * in *rc); returns the next index. */
 static int bind_filters(sqlite3_stmt *st, const ar_run_query *q, int *rc)
@@ -62,8 +52,8 @@ static int bind_filters(sqlite3_stmt *st, const ar_run_query *q, int *rc)
     if (q->parent) sq_bind_text(st, i++, q->parent, rc);
     for (size_t k = 0; k < q->n_status; k++)
         sq_bind_text(st, i++, ar_status_name(q->status[k]), rc);
-    if (q->since != AR_UNSET) sq_bind_int64(st, i++, time_key(q->since), rc);
-    if (q->until != AR_UNSET) sq_bind_int64(st, i++, time_key(q->until), rc);
+    if (q->since != AR_UNSET) sq_bind_int64(st, i++, ar_id_key_of_ms(q->since), rc);
+    if (q->until != AR_UNSET) sq_bind_int64(st, i++, ar_id_key_of_ms(q->until), rc);
     return i;
 }
 
