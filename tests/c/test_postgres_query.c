@@ -810,6 +810,44 @@ static void test_retain_scan_streams_past_one_batch_and_stops_on_request(void **
     be->close(db);
 }
 
+/* While the scan streams, another connection adds a finished run: neither
+ * the scan nor the visitor's own reads see it, as in one read transaction. */
+typedef struct snapshot_probe {
+    ar_db *scanning, *other;
+    int64_t rows, counted_during;
+} snapshot_probe;
+
+static int write_elsewhere_then_count(void *ud, const ar_db_retain_row *row)
+{
+    snapshot_probe *p = ud;
+    (void)row;
+    if (p->rows++ == 0) {
+        put_run(p->other, key_of(base_ms + 100, 0), "a", NULL, AR_COMPLETED, 1);
+        ar_run_query q = AR_RUN_QUERY_INIT;
+        CHECK(be->runs_count(p->scanning, &q, &p->counted_during, ERR));
+    }
+    return 0;
+}
+
+static void test_retain_scan_and_its_visitor_see_one_snapshot(void **state)
+{
+    fixture *f = need_server(state);
+    ar_db *db = db_open(f), *other = db_open(f);
+    for (int i = 0; i < 3; i++)
+        put_run(db, key_of(base_ms + i, 0), "a", NULL, AR_COMPLETED, 1);
+    ar_status done = AR_COMPLETED;
+    snapshot_probe p = { db, other, 0, -1 };
+    CHECK(be->retain_scan(db, &done, 1, 1, 1, write_elsewhere_then_count, &p, ERR));
+    assert_int_equal(p.rows, 3);
+    assert_int_equal(p.counted_during, 3);
+    ar_run_query q = AR_RUN_QUERY_INIT;
+    int64_t count = 0;
+    CHECK(be->runs_count(db, &q, &count, ERR));
+    assert_int_equal(count, 4);
+    be->close(other);
+    be->close(db);
+}
+
 /* ---- allocation failures ------------------------------------------------------------ */
 
 /* An allocator that fails its `fail_at`-th allocation from now (0: never). */
@@ -1421,6 +1459,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(test_events_retention_by_age_and_count, setup, teardown),
     cmocka_unit_test_setup_teardown(test_retain_scan_ranks_streams_and_deletes, setup, teardown),
     cmocka_unit_test_setup_teardown(test_retain_scan_streams_past_one_batch_and_stops_on_request, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_retain_scan_and_its_visitor_see_one_snapshot, setup, teardown),
     cmocka_unit_test_setup_teardown(test_listings_and_retention_report_running_out_of_memory, setup, teardown),
     cmocka_unit_test_setup_teardown(test_runs_committed_late_are_not_skipped, setup, teardown),
     cmocka_unit_test_setup_teardown(test_events_committed_late_are_not_skipped, setup, teardown),
