@@ -117,7 +117,7 @@ static void add_filters(pg_sql *s, pg_params *p, pg_sql *statuses, const ar_run_
     if (q->n_status) {
         const char *names[AR_INTERRUPTED + 1];
         size_t n = 0;
-        /* the core checked every status; a repeated one is harmless in ANY() */
+        /* each status once: a query may repeat one (the core checked them all) */
         for (size_t i = 0; i < q->n_status && n < sizeof names / sizeof *names; i++) {
             const char *name = ar_status_name(q->status[i]);
             int seen = 0;

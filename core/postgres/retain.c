@@ -65,11 +65,18 @@ int pg_retain_scan(ar_db *db, const ar_status *statuses, size_t n, int ranked, i
     pg_params p = { 0 };
     pg_p_text(&p, list.p);
     PGresult *batch = NULL;
-    /* a cursor lives in a transaction: the caller's, or one of its own */
-    int own_txn = !db->in_txn, declared = 0;
-    int rc = own_txn ? pg_txn_begin(db, err) : AR_OK;
-    if (rc)
-        goto cleanup;
+    /* A cursor lives in a transaction: the caller's, or one of its own, in
+     * which the visitor's reads see the scan's snapshot (as they do in one
+     * SQLite read transaction). Marked open, it ends with pg_txn_rollback,
+     * and a connection lost meanwhile is not silently replaced. */
+    int own_txn = !db->in_txn, declared = 0, rc = AR_OK;
+    if (own_txn) {
+        if ((rc = pg_exec(db, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "scanning runs for retention",
+                          err)))
+            goto cleanup;
+        db->in_txn = 1;
+        db->txn_broken = 0;
+    }
     if ((rc = pg_run_sql(db, declare[(with_run ? 2 : 0) | (ranked ? 1 : 0)], &p, 0, &batch,
                          "scanning runs for retention", err)))
         goto cleanup;

@@ -810,6 +810,169 @@ static void test_retain_scan_streams_past_one_batch_and_stops_on_request(void **
     be->close(db);
 }
 
+/* While the scan streams, another connection adds a finished run: neither
+ * the scan nor the visitor's own reads see it, as in one read transaction. */
+typedef struct snapshot_probe {
+    ar_db *scanning, *other;
+    int64_t rows, counted_during;
+} snapshot_probe;
+
+static int write_elsewhere_then_count(void *ud, const ar_db_retain_row *row)
+{
+    snapshot_probe *p = ud;
+    (void)row;
+    if (p->rows++ == 0) {
+        put_run(p->other, key_of(base_ms + 100, 0), "a", NULL, AR_COMPLETED, 1);
+        ar_run_query q = AR_RUN_QUERY_INIT;
+        CHECK(be->runs_count(p->scanning, &q, &p->counted_during, ERR));
+    }
+    return 0;
+}
+
+static void test_retain_scan_and_its_visitor_see_one_snapshot(void **state)
+{
+    fixture *f = need_server(state);
+    ar_db *db = db_open(f), *other = db_open(f);
+    for (int i = 0; i < 3; i++)
+        put_run(db, key_of(base_ms + i, 0), "a", NULL, AR_COMPLETED, 1);
+    ar_status done = AR_COMPLETED;
+    snapshot_probe p = { db, other, 0, -1 };
+    CHECK(be->retain_scan(db, &done, 1, 1, 1, write_elsewhere_then_count, &p, ERR));
+    assert_int_equal(p.rows, 3);
+    assert_int_equal(p.counted_during, 3);
+    ar_run_query q = AR_RUN_QUERY_INIT;
+    int64_t count = 0;
+    CHECK(be->runs_count(db, &q, &count, ERR));
+    assert_int_equal(count, 4);
+    be->close(other);
+    be->close(db);
+}
+
+/* ---- allocation failures ------------------------------------------------------------ */
+
+/* An allocator that fails its `fail_at`-th allocation from now (0: never). */
+typedef struct failing {
+    long countdown;
+} failing;
+
+static void *failing_malloc(void *ud, size_t n)
+{
+    failing *f = ud;
+    if (f->countdown > 0 && --f->countdown == 0)
+        return NULL;
+    return malloc(n);
+}
+
+static void *failing_realloc(void *ud, void *p, size_t n)
+{
+    failing *f = ud;
+    if (f->countdown > 0 && --f->countdown == 0)
+        return NULL;
+    return realloc(p, n);
+}
+
+static void failing_free(void *ud, void *p)
+{
+    (void)ud;
+    free(p);
+}
+
+static int count_run(void *ud, const ar_db_run_row *row)
+{
+    (void)row;
+    ++*(int *)ud;
+    return 0;
+}
+
+static int count_event(void *ud, const ar_db_event_row *row)
+{
+    (void)row;
+    ++*(int *)ud;
+    return 0;
+}
+
+static int count_scanned(void *ud, const ar_db_retain_row *row)
+{
+    (void)row;
+    ++*(int *)ud;
+    return 0;
+}
+
+/* Runs `call` with the k-th allocation failing, k = 1, 2, ... until it
+ * succeeds: every failure is AR_ENOMEM, and the call then gives `want`. */
+#define EACH_ALLOCATION_FAILS(fl, call, visited, want) do { \
+        for (long k_ = 1;; k_++) { \
+            ar_err err_ = { 0, "" }; \
+            visited = 0; \
+            (fl)->countdown = k_; \
+            int rc_ = (call); \
+            int failed_ = (fl)->countdown == 0; \
+            (fl)->countdown = 0; \
+            if (!failed_) { \
+                if (rc_ != AR_OK) \
+                    print_error("%s: %s: %s\n", #call, ar_code_name(rc_), err_.msg); \
+                assert_int_equal(rc_, AR_OK); \
+                assert_int_equal(visited, want); \
+                assert_true(k_ > 1);    /* it allocates, and its failures were seen */ \
+                break; \
+            } \
+            if (rc_ != AR_ENOMEM) \
+                print_error("%s with allocation %ld failing: %s: %s\n", #call, k_, ar_code_name(rc_), err_.msg); \
+            assert_int_equal(rc_, AR_ENOMEM); \
+        } \
+    } while (0)
+
+static void test_listings_and_retention_report_running_out_of_memory(void **state)
+{
+    fixture *fx = need_server(state);
+    failing fl = { 0 };
+    ar_allocator alloc = { failing_malloc, failing_realloc, failing_free, &fl };
+    ar_open_opts opts = AR_OPEN_OPTS_INIT;
+    opts.schema = fx->schema;
+    opts.durability = AR_DURABILITY_NORMAL;
+    ar_db *db = NULL;
+    ar_err err = { 0, "" };
+    assert_int_equal(be->open(&db, server_url(), &opts, &alloc, &err), AR_OK);
+    put_runs(db);
+    static const char *const types[] = { "a", "b\"", "c" };
+    for (int i = 0; i < 9; i++)
+        put_event(db, "ag", 0, types[i % 3], "x", 1, base_ms + i);
+
+    int visited = 0;
+    ar_run_query q = AR_RUN_QUERY_INIT;
+    ar_status two[] = { AR_COMPLETED, AR_FAILED };
+    q.status = two;
+    q.n_status = 2;
+    int want = (int)expected_runs((int64_t[N_RUNS]){ 0 }, NULL, 1 << AR_COMPLETED | 1 << AR_FAILED, AR_UNSET, AR_UNSET);
+    EACH_ALLOCATION_FAILS(&fl, be->runs_list(db, &q, NULL, 0, 1, 100, count_run, &visited, ERR), visited, want);
+    int64_t count = 0;
+    EACH_ALLOCATION_FAILS(&fl, be->runs_count(db, &q, &count, ERR), visited, 0);
+    assert_int_equal(count, want);
+    ar_db_stats st;
+    EACH_ALLOCATION_FAILS(&fl, be->runs_stats(db, &q, &st, ERR), visited, 0);
+    assert_int_equal(st.runs, want);
+
+    ar_event_query eq = AR_EVENT_QUERY_INIT;
+    eq.agent = "ag";
+    eq.types = (const char *const *)types;
+    eq.n_types = 2;
+    EACH_ALLOCATION_FAILS(&fl, be->events_list(db, &eq, NULL, 1, 100, count_event, &visited, ERR), visited, 6);
+    EACH_ALLOCATION_FAILS(&fl, be->events_count(db, &eq, &count, ERR), visited, 0);
+    assert_int_equal(count, 6);
+
+    ar_status finished[] = { AR_COMPLETED, AR_BUDGET_EXHAUSTED, AR_FAILED, AR_INTERRUPTED };
+    EACH_ALLOCATION_FAILS(&fl, be->retain_scan(db, finished, 4, 1, 1, count_scanned, &visited, ERR), visited,
+                          N_RUNS - N_RUNS / 5);
+    int64_t keys[] = { run_key(1), run_key(2) }, steps = -1, runs = -1;
+    EACH_ALLOCATION_FAILS(&fl, be->retain_count_steps(db, keys, 2, &steps, ERR), visited, 0);
+    assert_int_equal(steps, 0);
+    CHECK(be->txn_begin(db, ERR));
+    EACH_ALLOCATION_FAILS(&fl, be->retain_delete(db, keys, 2, &runs, &steps, ERR), visited, 0);
+    CHECK(be->txn_commit(db, ERR));
+    assert_int_equal(runs, 2);
+    be->close(db);
+}
+
 /* ---- out-of-order commits ---------------------------------------------------------- */
 
 /* How many server sessions wait for a lock: the probe sees a writer blocked. */
@@ -1296,6 +1459,8 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(test_events_retention_by_age_and_count, setup, teardown),
     cmocka_unit_test_setup_teardown(test_retain_scan_ranks_streams_and_deletes, setup, teardown),
     cmocka_unit_test_setup_teardown(test_retain_scan_streams_past_one_batch_and_stops_on_request, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_retain_scan_and_its_visitor_see_one_snapshot, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_listings_and_retention_report_running_out_of_memory, setup, teardown),
     cmocka_unit_test_setup_teardown(test_runs_committed_late_are_not_skipped, setup, teardown),
     cmocka_unit_test_setup_teardown(test_events_committed_late_are_not_skipped, setup, teardown),
     cmocka_unit_test_setup_teardown(test_many_writers_and_a_paging_reader_see_every_row_once, setup, teardown),
