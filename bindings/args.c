@@ -69,6 +69,22 @@ const char *arl_field_text(lua_State *L, int arg, int idx, const char *what, con
     return s;
 }
 
+const char *arl_field_json(lua_State *L, int arg, int idx, const char *what, const char *field, arl_buf *buf)
+{
+    int t = get(L, idx, field);
+    const char *json = NULL;
+    if (t != LUA_TNIL) {
+        if (t != LUA_TTABLE)
+            arl_argerror(L, arg, "%s.%s must be a table (got %s)", what, field, lua_typename(L, t));
+        buf->len = 0;
+        arl_json_encode(L, -1, field, buf);
+        arl_buf_add(L, buf, "", 1); /* the core takes it as a C string */
+        json = buf->data;
+    }
+    lua_pop(L, 1);
+    return json;
+}
+
 /* Longest part of a string shown in a message. */
 #define SHOW_MAX 48
 

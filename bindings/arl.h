@@ -12,6 +12,7 @@
 #define ARL_STORE_MT "agentrun.store"
 #define ARL_RUN_MT   "agentrun.run"
 #define ARL_ITER_MT  "agentrun.steps_iter"
+#define ARL_RECORDS_MT "agentrun.records_box"  /* a listing's records until they are pushed */
 #define ARL_ERROR_MT "agentrun.Error"       /* metatable of agentrun.Error objects */
 #define ARL_ARRAY_MT "agentrun.array"       /* marks a table as a JSON array */
 #define ARL_SCRATCH  "agentrun.scratch"     /* the scratch buffer userdata */
@@ -85,9 +86,8 @@ void arl_json_encode(lua_State *L, int idx, const char *root, arl_buf *b);
  * from the store (agentrun.json_decode raises EJSON for its caller's text). */
 void arl_json_decode(lua_State *L, const char *json, size_t len);
 
-/* Registers the array metatable, agentrun.null and the scratch buffers, and
- * sets agentrun.array / agentrun.null / agentrun.json_encode /
- * agentrun.json_decode on the module table at `module_idx`. */
+/* Registers the array metatable and the scratch buffers, and sets
+ * agentrun.null on the module table at `module_idx`. */
 void arl_open_json(lua_State *L, int module_idx);
 
 /* ---- handles (bindings/store.c, bindings/run.c) ------------------------- */
@@ -109,16 +109,49 @@ ar_store *arl_check_store(lua_State *L, int idx);
  * misuse error about argument `arg` (arl_argerror), every other code an
  * agentrun.Error. */
 int arl_fail(lua_State *L, int arg, int rc, const char *msg);
+/* arl_fail with the store's last error message. */
+int arl_store_fail(lua_State *L, int arg, ar_store *store, int rc);
 
-void arl_open_store(lua_State *L, int module_idx);
-void arl_open_run(lua_State *L, int module_idx);
-void arl_open_events(lua_State *L);
-void arl_open_retain(lua_State *L);
 /* Pushes a run userdata for `run`, pinning the store userdata at store_idx. */
 void arl_push_run(lua_State *L, ar_run *run, int store_idx);
 /* Raises agentrun.BudgetExhausted for `why` on `run` (steps read from the store). */
 int arl_raise_budget(lua_State *L, ar_store *store, const char *run_id, int64_t iterations,
                      const ar_usage *usage, const ar_exhaustion *why);
+
+/* ---- the module's tables (assembled in bindings/module.c) ---------------- */
+
+/* Each file contributes its functions as luaL_Reg lists and module.c builds
+ * every table from them, in one place: the module table, core.patterns, and
+ * one metatable per handle type (its metamethods, and an __index holding the
+ * methods of all the lists given for that type). No file changes a table
+ * another file made, and the order the files are opened in does not matter. */
+extern const luaL_Reg arl_json_functions[];    /* json.c: array, json_encode, json_decode */
+extern const luaL_Reg arl_store_functions[];   /* store.c: open */
+extern const luaL_Reg arl_record_functions[];  /* record.c: make_record */
+extern const luaL_Reg arl_run_functions[];     /* run.c: loop_check */
+extern const luaL_Reg arl_budget_functions[];  /* budget.c: bounded_call, charge, per_value */
+extern const luaL_Reg arl_pattern_functions[]; /* pattern.c: core.patterns */
+
+/* The store handle: its metamethods (store.c) and its methods, by concern. */
+extern const luaL_Reg arl_store_meta[];
+extern const luaL_Reg arl_store_methods[];     /* store.c: close, info, forget_user, recover */
+extern const luaL_Reg arl_run_store_methods[]; /* run.c: begin, resume */
+extern const luaL_Reg arl_record_methods[];    /* record.c: write */
+extern const luaL_Reg arl_read_methods[];      /* read.c: get, runs, count, stats, checkpoint */
+extern const luaL_Reg arl_steps_methods[];     /* steps.c: steps */
+extern const luaL_Reg arl_events_methods[];    /* events.c: event, events, ... retain_events */
+extern const luaL_Reg arl_retain_methods[];    /* retain.c: retain */
+
+/* The run handle: metamethods, methods, and an __index function that serves
+ * the methods (its upvalue) and then the run's read-only fields. */
+extern const luaL_Reg arl_run_meta[];
+extern const luaL_Reg arl_run_methods[];
+int arl_run_index(lua_State *L);
+
+/* The steps iterator's box (steps.c): __gc and __close; the box that holds a
+ * listing's records while they are pushed (read.c): __gc. */
+extern const luaL_Reg arl_steps_meta[];
+extern const luaL_Reg arl_records_meta[];
 
 /* ---- budgets of untrusted Lua code (bindings/budget.c) ------------------- */
 
@@ -144,11 +177,8 @@ int arl_pcall_bounded(lua_State *L, int nargs, int nresults, int64_t instruction
 /* Charges n instructions of work done by a library function to the running
  * bounded call (none: nothing happens); raises a memory error past its budget. */
 void arl_charge(lua_State *L, int64_t n);
-/* Sets core.bounded_call, core.charge and core.per_value on the module table. */
-void arl_open_budget(lua_State *L, int module_idx);
-/* Sets core.patterns: find, match, gmatch and gsub as in the string library,
- * charging their matching work to the running bounded call. */
-void arl_open_patterns(lua_State *L, int module_idx);
+/* Makes the state's budget gate (a registry value the bounded calls share). */
+void arl_open_budget(lua_State *L);
 
 /* ---- argument tables (bindings/args.c) ---------------------------------- */
 
@@ -161,6 +191,10 @@ void arl_check_fields(lua_State *L, int arg, int idx, const char *what, const ch
 /* Field readers: raise naming what.field on a wrong type.
  * Strings must be valid UTF-8 without NUL bytes. */
 const char *arl_field_text(lua_State *L, int arg, int idx, const char *what, const char *field, int required);
+/* A table field (or absent: NULL) as the text of a JSON object, encoded into
+ * buf (emptied first) and NUL-terminated for the core; encoding errors name
+ * the path from `field`. The text lives in buf until buf is used again. */
+const char *arl_field_json(lua_State *L, int arg, int idx, const char *what, const char *field, arl_buf *buf);
 int64_t arl_field_int(lua_State *L, int arg, int idx, const char *what, const char *field, int64_t dflt,
                       int64_t min);
 double arl_field_number(lua_State *L, int arg, int idx, const char *what, const char *field, double dflt);

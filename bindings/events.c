@@ -26,19 +26,11 @@ static int l_event(lua_State *L)
     lua_pop(L, 1); /* the string stays referenced by the table */
     e.run = arl_field_text(L, 2, 2, "event", "run", 0);
     e.at = arl_field_int(L, 2, 2, "event", "at", AR_UNSET, 0);
-    if (lua_getfield(L, 2, "metadata") != LUA_TNIL) {
-        if (!lua_istable(L, -1))
-            arl_argerror(L, 2, "event.metadata must be a table (got %s)", luaL_typename(L, -1));
-        arl_buf *b = arl_scratch(L);
-        arl_json_encode(L, -1, "metadata", b);
-        arl_buf_add(L, b, "", 1);
-        e.metadata = b->data;
-    }
-    lua_pop(L, 1);
+    e.metadata = arl_field_json(L, 2, 2, "event", "metadata", arl_scratch(L));
     int64_t id = 0;
     int rc = ar_event_append(&id, store, &e);
     if (rc)
-        return arl_fail(L, 2, rc, ar_store_errmsg(store));
+        return arl_store_fail(L, 2, store, rc);
     lua_pushinteger(L, (lua_Integer)id);
     return 1;
 }
@@ -143,7 +135,7 @@ static int l_events(lua_State *L)
     *list_slot = list;
     *cursor_slot = cursor;
     if (rc)
-        return arl_fail(L, 2, rc, ar_store_errmsg(store));
+        return arl_store_fail(L, 2, store, rc);
     if (cursor) {
         lua_pushstring(L, cursor);
     } else {
@@ -171,7 +163,7 @@ static int l_count_events(lua_State *L)
     int64_t n = 0;
     int rc = ar_events_count(&n, store, &q);
     if (rc)
-        return arl_fail(L, 2, rc, ar_store_errmsg(store));
+        return arl_store_fail(L, 2, store, rc);
     lua_pushinteger(L, (lua_Integer)n);
     return 1;
 }
@@ -187,7 +179,7 @@ static int l_event_summary(lua_State *L)
     int rc = ar_events_summary(&s, store, agent);
     *slot = s;
     if (rc)
-        return arl_fail(L, 2, rc, ar_store_errmsg(store));
+        return arl_store_fail(L, 2, store, rc);
     lua_createtable(L, 0, 5);
     lua_pushinteger(L, (lua_Integer)s->total);
     lua_setfield(L, -2, "total");
@@ -216,7 +208,7 @@ static int l_delete_events(lua_State *L)
     int64_t n = 0;
     int rc = ar_events_delete(&n, store, agent);
     if (rc)
-        return arl_fail(L, 2, rc, ar_store_errmsg(store));
+        return arl_store_fail(L, 2, store, rc);
     lua_pushinteger(L, (lua_Integer)n);
     return 1;
 }
@@ -235,21 +227,13 @@ static int l_retain_events(lua_State *L)
     int64_t n = 0;
     int rc = ar_events_retain(&n, store, &p);
     if (rc)
-        return arl_fail(L, 2, rc, ar_store_errmsg(store));
+        return arl_store_fail(L, 2, store, rc);
     lua_pushinteger(L, (lua_Integer)n);
     return 1;
 }
 
-static const luaL_Reg methods[] = {
+const luaL_Reg arl_events_methods[] = {
     { "event", l_event }, { "events", l_events }, { "count_events", l_count_events },
     { "event_summary", l_event_summary }, { "delete_events", l_delete_events },
     { "retain_events", l_retain_events }, { NULL, NULL }
 };
-
-void arl_open_events(lua_State *L)
-{
-    luaL_getmetatable(L, ARL_STORE_MT);
-    lua_getfield(L, -1, "__index");
-    arl_setfuncs(L, methods, 1);
-    lua_pop(L, 2);
-}

@@ -1027,12 +1027,10 @@ void arl_open_json(lua_State *L, int module_idx)
     lua_pop(L, 1);
     scratch(L, ARL_SCRATCH);
     scratch(L, SCRATCH2_KEY);
-    static const luaL_Reg functions[] = {
-        { "array", l_array }, { "json_encode", l_json_encode }, { "json_decode", l_json_decode }, { NULL, NULL }
-    };
-    lua_pushvalue(L, module_idx);
-    arl_setfuncs(L, functions, 0);
-    lua_pop(L, 1);
     lua_pushlightuserdata(L, NULL);
     lua_setfield(L, module_idx, "null");
 }
+
+const luaL_Reg arl_json_functions[] = {
+    { "array", l_array }, { "json_encode", l_json_encode }, { "json_decode", l_json_decode }, { NULL, NULL }
+};

@@ -112,7 +112,7 @@ static int l_retain(lua_State *L)
         return lua_error(L);
     }
     if (rc)
-        return arl_fail(L, 2, rc, ar_store_errmsg(store));
+        return arl_store_fail(L, 2, store, rc);
     lua_createtable(L, 0, 8);
 #define SETI(k, v) (lua_pushinteger(L, (lua_Integer)(v)), lua_setfield(L, -2, k))
     SETI("considered", r.considered);
@@ -128,11 +128,4 @@ static int l_retain(lua_State *L)
     return 1;
 }
 
-void arl_open_retain(lua_State *L)
-{
-    static const luaL_Reg methods[] = { { "retain", l_retain }, { NULL, NULL } };
-    luaL_getmetatable(L, ARL_STORE_MT);
-    lua_getfield(L, -1, "__index");
-    arl_setfuncs(L, methods, 1);
-    lua_pop(L, 2);
-}
+const luaL_Reg arl_retain_methods[] = { { "retain", l_retain }, { NULL, NULL } };
