@@ -4,8 +4,8 @@
 #include <math.h>
 #include <string.h>
 
-/* json.h is the core's; its UTF-8 check is shared here. */
-#include "json.h"
+/* The core's UTF-8 rule (core/private): text the core would refuse is refused here. */
+#include "agentrun_json.h"
 
 /* Every check here raises through arl_argerror: the message names the
  * running function and `arg`, the argument the checked value belongs to. */
