@@ -245,7 +245,11 @@ void arl_push_record(lua_State *L, const ar_record *r, int with_steps);
 /* Pushes the record table of r and frees r, also when pushing raises
  * (corrupt JSON, no memory): r is boxed until it is pushed. */
 void arl_push_owned_record(lua_State *L, ar_record *r, int with_steps);
-/* Reads statuses (a string or a list of strings) at idx into out[16]. */
-size_t arl_check_statuses(lua_State *L, int arg, int idx, const char *what, ar_status *out);
+/* How many distinct statuses there are (ar_status values). */
+#define ARL_STATUSES (AR_INTERRUPTED + 1)
+/* Reads statuses (a status name or a non-empty list of them, at most `max`
+ * long unless max is 0) at idx into out[ARL_STATUSES], each status once;
+ * returns how many. */
+size_t arl_check_statuses(lua_State *L, int arg, int idx, const char *what, size_t max, ar_status *out);
 
 #endif

@@ -296,7 +296,7 @@ void arl_push_owned_record(lua_State *L, ar_record *r, int with_steps)
     lua_remove(L, -2);
 }
 
-size_t arl_check_statuses(lua_State *L, int arg, int idx, const char *what, ar_status *out)
+size_t arl_check_statuses(lua_State *L, int arg, int idx, const char *what, size_t max, ar_status *out)
 {
     idx = lua_absindex(L, idx);
     if (lua_type(L, idx) == LUA_TSTRING) {
@@ -307,14 +307,24 @@ size_t arl_check_statuses(lua_State *L, int arg, int idx, const char *what, ar_s
     if (!lua_istable(L, idx))
         arl_argerror(L, arg, "%s must be a status name or a list of them (got %s)", what, luaL_typename(L, idx));
     size_t n = lua_rawlen(L, idx);
-    if (n == 0 || n > 16)
-        arl_argerror(L, arg, "%s must list 1 to 16 statuses", what);
+    if (n == 0)
+        arl_argerror(L, arg, "%s must list at least one status", what);
+    if (max && n > max)
+        arl_argerror(L, arg, "%s must list 1 to %d statuses", what, (int)max);
+    /* the list names a set: each status once in out, whatever the list repeats */
+    size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         if (lua_rawgeti(L, idx, (lua_Integer)i + 1) != LUA_TSTRING)
             arl_argerror(L, arg, "%s[%d] must be a status name (got %s)", what, (int)i + 1, arl_show_value(L, -1));
-        if (ar_status_parse(&out[i], lua_tostring(L, -1)))
+        ar_status st;
+        if (ar_status_parse(&st, lua_tostring(L, -1)))
             arl_argerror(L, arg, "%s[%d]: unknown status '%s'", what, (int)i + 1, lua_tostring(L, -1));
         lua_pop(L, 1);
+        size_t j = 0;
+        while (j < k && out[j] != st)
+            j++;
+        if (j == k)
+            out[k++] = st;
     }
-    return n;
+    return k;
 }

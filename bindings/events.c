@@ -39,7 +39,7 @@ static const char *const query_fields[] = {
     "agent", "session", "type", "since", "until", "limit", "after", "before", "order", NULL
 };
 
-/* Reads an events query at idx; type names are kept in types[16]. */
+/* Reads an events query at idx; type names are kept in types[AR_EVENT_QUERY_MAX_TYPES]. */
 static void check_query(lua_State *L, int idx, ar_event_query *q, const char **types)
 {
     ar_event_query init = AR_EVENT_QUERY_INIT;
@@ -55,8 +55,8 @@ static void check_query(lua_State *L, int idx, ar_event_query *q, const char **t
         q->n_types = 1;
     } else if (t == LUA_TTABLE) {
         size_t n = lua_rawlen(L, -1);
-        if (n == 0 || n > 16)
-            arl_argerror(L, idx, "events query.type must list 1 to 16 types");
+        if (n == 0 || n > AR_EVENT_QUERY_MAX_TYPES)
+            arl_argerror(L, idx, "events query.type must list 1 to %d types", AR_EVENT_QUERY_MAX_TYPES);
         for (size_t i = 0; i < n; i++) {
             if (lua_rawgeti(L, -1, (lua_Integer)i + 1) != LUA_TSTRING)
                 arl_argerror(L, idx, "events query.type[%d] must be a string", (int)i + 1);
@@ -124,7 +124,7 @@ static int l_events(lua_State *L)
 {
     ar_store *store = arl_check_store(L, 1);
     ar_event_query q;
-    const char *types[16];
+    const char *types[AR_EVENT_QUERY_MAX_TYPES];
     check_query(L, 2, &q, types);
     void **list_slot = arl_box(L, free_list);
     int box = lua_gettop(L);
@@ -158,7 +158,7 @@ static int l_count_events(lua_State *L)
 {
     ar_store *store = arl_check_store(L, 1);
     ar_event_query q;
-    const char *types[16];
+    const char *types[AR_EVENT_QUERY_MAX_TYPES];
     check_query(L, 2, &q, types);
     int64_t n = 0;
     int rc = ar_events_count(&n, store, &q);

@@ -32,7 +32,7 @@ static const char *const query_fields[] = {
     "agent", "user", "status", "edition", "parent", "since", "until", "limit", "after", "before", "order", NULL
 };
 
-/* Reads a runs query table at idx (may be nil) into *q; statuses go into st[16]. */
+/* Reads a runs query table at idx (may be nil) into *q; statuses go into st[ARL_STATUSES]. */
 static void check_query(lua_State *L, int idx, ar_run_query *q, ar_status *st)
 {
     ar_run_query init = AR_RUN_QUERY_INIT;
@@ -46,7 +46,7 @@ static void check_query(lua_State *L, int idx, ar_run_query *q, ar_status *st)
     q->edition = arl_field_text(L, idx, idx, "query", "edition", 0);
     q->parent = arl_field_text(L, idx, idx, "query", "parent", 0);
     if (lua_getfield(L, idx, "status") != LUA_TNIL) {
-        q->n_status = arl_check_statuses(L, idx, -1, "query.status", st);
+        q->n_status = arl_check_statuses(L, idx, -1, "query.status", AR_RUN_QUERY_MAX_STATUSES, st);
         q->status = st;
     }
     lua_pop(L, 1);
@@ -82,7 +82,7 @@ static int l_runs(lua_State *L)
 {
     ar_store *store = arl_check_store(L, 1);
     ar_run_query q;
-    ar_status st[16];
+    ar_status st[ARL_STATUSES];
     check_query(L, 2, &q, st);
     records_box *b = lua_newuserdatauv(L, sizeof *b, 0);
     b->list = NULL;
@@ -116,7 +116,7 @@ static int l_count(lua_State *L)
 {
     ar_store *store = arl_check_store(L, 1);
     ar_run_query q;
-    ar_status st[16];
+    ar_status st[ARL_STATUSES];
     check_query(L, 2, &q, st);
     int64_t n = 0;
     int rc = ar_runs_count(&n, store, &q);
@@ -130,7 +130,7 @@ static int l_stats(lua_State *L)
 {
     ar_store *store = arl_check_store(L, 1);
     ar_run_query q;
-    ar_status st[16];
+    ar_status st[ARL_STATUSES];
     check_query(L, 2, &q, st);
     ar_stats s;
     int rc = ar_runs_stats(&s, store, &q);

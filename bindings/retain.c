@@ -79,13 +79,13 @@ static int l_retain(lua_State *L)
     arl_checktype(L, 2, LUA_TTABLE);
     arl_check_fields(L, 2, 2, "retention policy", policy_fields);
     ar_retention p = AR_RETENTION_INIT;
-    ar_status statuses[16];
+    ar_status statuses[ARL_STATUSES];
     p.older_than = arl_field_number(L, 2, 2, "retention policy", "older_than", -1);
     p.keep_last = arl_field_int(L, 2, 2, "retention policy", "keep_last", -1, 0);
     p.dry_run = arl_field_bool(L, 2, 2, "retention policy", "dry_run", 0);
     p.vacuum = arl_field_bool(L, 2, 2, "retention policy", "vacuum", 0);
     if (lua_getfield(L, 2, "status") != LUA_TNIL) {
-        p.n_status = arl_check_statuses(L, 2, -1, "retention policy.status", statuses);
+        p.n_status = arl_check_statuses(L, 2, -1, "retention policy.status", 0, statuses);
         p.status = statuses;
         for (size_t i = 0; i < p.n_status; i++)
             if (statuses[i] == AR_RUNNING)
