@@ -1,7 +1,6 @@
 /* args.c -- checking the tables and arguments Lua callers pass: types, unknown fields, ranges. */
 #include "arl.h"
 
-#include <math.h>
 #include <string.h>
 
 /* The core's UTF-8 rule (core/private): text the core would refuse is refused here. */
@@ -155,7 +154,8 @@ int64_t arl_field_int(lua_State *L, int arg, int idx, const char *what, const ch
     return v;
 }
 
-double arl_field_number(lua_State *L, int arg, int idx, const char *what, const char *field, double dflt)
+double arl_field_number(lua_State *L, int arg, int idx, const char *what, const char *field, double dflt,
+                        int nonneg)
 {
     int t = get(L, idx, field);
     double v = dflt;
@@ -163,21 +163,8 @@ double arl_field_number(lua_State *L, int arg, int idx, const char *what, const 
         if (t != LUA_TNUMBER)
             arl_argerror(L, arg, "%s.%s must be a number (got %s)", what, field, lua_typename(L, t));
         v = (double)lua_tonumber(L, -1);
-        if (!isfinite(v) || v < 0)
-            arl_argerror(L, arg, "%s.%s must be a non-negative finite number", what, field);
-    }
-    lua_pop(L, 1);
-    return v;
-}
-
-double arl_field_real(lua_State *L, int arg, int idx, const char *what, const char *field, double dflt)
-{
-    int t = get(L, idx, field);
-    double v = dflt;
-    if (t != LUA_TNIL) {
-        if (t != LUA_TNUMBER)
-            arl_argerror(L, arg, "%s.%s must be a number (got %s)", what, field, lua_typename(L, t));
-        v = (double)lua_tonumber(L, -1);
+        if (nonneg && v < 0)
+            arl_argerror(L, arg, "%s.%s must not be negative", what, field);
     }
     lua_pop(L, 1);
     return v;

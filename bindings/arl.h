@@ -197,9 +197,12 @@ const char *arl_field_text(lua_State *L, int arg, int idx, const char *what, con
 const char *arl_field_json(lua_State *L, int arg, int idx, const char *what, const char *field, arl_buf *buf);
 int64_t arl_field_int(lua_State *L, int arg, int idx, const char *what, const char *field, int64_t dflt,
                       int64_t min);
-double arl_field_number(lua_State *L, int arg, int idx, const char *what, const char *field, double dflt);
-/* A number whatever its value (NaN, negative, huge): for fields whose range the core checks and states. */
-double arl_field_real(lua_State *L, int arg, int idx, const char *what, const char *field, double dflt);
+/* Any number; with `nonneg`, a negative one raises (where the C API reads a
+ * negative value as "none", which Lua callers say with nil). NaN,
+ * infinities and values past a field's range are left to the core, which
+ * checks and states each field's range. */
+double arl_field_number(lua_State *L, int arg, int idx, const char *what, const char *field, double dflt,
+                        int nonneg);
 int arl_field_bool(lua_State *L, int arg, int idx, const char *what, const char *field, int dflt);
 /* Checks the value at idx is an integer (floats with an integral value
  * accepted; past int64 they saturate). The core checks the range. */

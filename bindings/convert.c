@@ -32,7 +32,7 @@ static double budget_real(lua_State *L, int arg, int idx, const char *field)
     lua_pop(L, 1);
     if (!given)
         return AR_NO_LIMIT;
-    double v = arl_field_real(L, arg, idx, "budget", field, AR_NO_LIMIT);
+    double v = arl_field_number(L, arg, idx, "budget", field, AR_NO_LIMIT, 0);
     return v >= 0 ? v : -HUGE_VAL;
 }
 
@@ -135,7 +135,7 @@ void arl_check_step(lua_State *L, int arg, int idx, const char *what, ar_step *o
         arl_check_usage(L, arg, lua_absindex(L, -1), what, &s.usage, counters, 0);
     }
     lua_pop(L, 1);
-    s.usage.cost = arl_field_real(L, arg, idx, what, "cost", 0.0);
+    s.usage.cost = arl_field_number(L, arg, idx, what, "cost", 0.0, 0);
     s.duration_ms = arl_field_int(L, arg, idx, what, "duration_ms", 0, 0);
     if (in_record) {
         s.seq = arl_field_int(L, arg, idx, what, "seq", 0, 1);

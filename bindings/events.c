@@ -222,7 +222,7 @@ static int l_retain_events(lua_State *L)
     arl_checktype(L, 2, LUA_TTABLE);
     arl_check_fields(L, 2, 2, "retain_events policy", retain_fields);
     ar_event_retention p = AR_EVENT_RETENTION_INIT;
-    p.older_than = arl_field_number(L, 2, 2, "retain_events policy", "older_than", -1);
+    p.older_than = arl_field_number(L, 2, 2, "retain_events policy", "older_than", -1, 1);
     p.keep_last = arl_field_int(L, 2, 2, "retain_events policy", "keep_last", -1, 0);
     int64_t n = 0;
     int rc = ar_events_retain(&n, store, &p);

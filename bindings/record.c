@@ -67,8 +67,8 @@ static void read_record(lua_State *L, int idx, ar_record *r)
         int li = lua_absindex(L, -1);
         arl_check_fields(L, arg, li, "record.limit", limit_fields);
         r->limit.limit = arl_field_text(L, arg, li, "record.limit", "name", 1);
-        r->limit.limit_value = arl_field_number(L, arg, li, "record.limit", "value", 0);
-        r->limit.value = arl_field_number(L, arg, li, "record.limit", "reached", r->limit.limit_value);
+        r->limit.limit_value = arl_field_number(L, arg, li, "record.limit", "value", 0, 0);
+        r->limit.value = arl_field_number(L, arg, li, "record.limit", "reached", r->limit.limit_value, 0);
     }
     lua_pop(L, 1);
     if (lua_getfield(L, idx, "budget") != LUA_TNIL)

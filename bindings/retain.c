@@ -80,7 +80,7 @@ static int l_retain(lua_State *L)
     arl_check_fields(L, 2, 2, "retention policy", policy_fields);
     ar_retention p = AR_RETENTION_INIT;
     ar_status statuses[ARL_STATUSES];
-    p.older_than = arl_field_number(L, 2, 2, "retention policy", "older_than", -1);
+    p.older_than = arl_field_number(L, 2, 2, "retention policy", "older_than", -1, 1);
     p.keep_last = arl_field_int(L, 2, 2, "retention policy", "keep_last", -1, 0);
     p.dry_run = arl_field_bool(L, 2, 2, "retention policy", "dry_run", 0);
     p.vacuum = arl_field_bool(L, 2, 2, "retention policy", "vacuum", 0);

@@ -154,7 +154,7 @@ static int l_recover(lua_State *L)
     if (lua_isnil(L, -1))
         arl_argerror(L, 2, "recover options.stale_after is required");
     lua_pop(L, 1);
-    double stale = arl_field_number(L, 2, 2, "recover options", "stale_after", 0);
+    double stale = arl_field_number(L, 2, 2, "recover options", "stale_after", 0, 0);
     int64_t n = 0;
     int rc = ar_store_recover(&n, store, stale);
     if (rc)
