@@ -182,3 +182,20 @@ int arl_field_bool(lua_State *L, int arg, int idx, const char *what, const char 
     lua_pop(L, 1);
     return v;
 }
+
+void arl_check_page(lua_State *L, int idx, const char *what, int64_t *since, int64_t *until, int64_t *limit,
+                    const char **after, const char **before, int *order)
+{
+    *since = arl_field_int(L, idx, idx, what, "since", *since, INT64_MIN + 1);
+    *until = arl_field_int(L, idx, idx, what, "until", *until, INT64_MIN + 1);
+    *limit = arl_field_int(L, idx, idx, what, "limit", *limit, 0);
+    *after = arl_field_text(L, idx, idx, what, "after", 0);
+    *before = arl_field_text(L, idx, idx, what, "before", 0);
+    const char *o = arl_field_text(L, idx, idx, what, "order", 0);
+    if (o && strcmp(o, "asc") == 0)
+        *order = AR_ORDER_ASC;
+    else if (o && strcmp(o, "desc") == 0)
+        *order = AR_ORDER_DESC;
+    else if (o)
+        arl_argerror(L, idx, "%s.order must be \"asc\" or \"desc\" (got \"%s\")", what, o);
+}

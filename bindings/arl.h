@@ -111,6 +111,9 @@ ar_store *arl_check_store(lua_State *L, int idx);
 int arl_fail(lua_State *L, int arg, int rc, const char *msg);
 /* arl_fail with the store's last error message. */
 int arl_store_fail(lua_State *L, int arg, ar_store *store, int rc);
+/* The end of a call that counts: for rc AR_OK pushes n and returns 1, else
+ * fails as arl_store_fail. */
+int arl_push_count(lua_State *L, int arg, ar_store *store, int rc, int64_t n);
 
 /* Pushes a run userdata for `run`, pinning the store userdata at store_idx. */
 void arl_push_run(lua_State *L, ar_run *run, int store_idx);
@@ -204,6 +207,11 @@ int64_t arl_field_int(lua_State *L, int arg, int idx, const char *what, const ch
 double arl_field_number(lua_State *L, int arg, int idx, const char *what, const char *field, double dflt,
                         int nonneg);
 int arl_field_bool(lua_State *L, int arg, int idx, const char *what, const char *field, int dflt);
+/* Reads the fields every listing's query table (argument idx) has: since,
+ * until, limit, after, before and order ("asc" or "desc"); an absent one
+ * keeps the value it has (the query's default). */
+void arl_check_page(lua_State *L, int idx, const char *what, int64_t *since, int64_t *until, int64_t *limit,
+                    const char **after, const char **before, int *order);
 /* Checks the value at idx is an integer (floats with an integral value
  * accepted; past int64 they saturate). The core checks the range. */
 int64_t arl_to_count(lua_State *L, int arg, int idx, const char *what);
@@ -240,6 +248,9 @@ void arl_check_step(lua_State *L, int arg, int idx, const char *what, ar_step *o
  * `with_cost`, a cost; total_tokens must equal input + output. */
 void arl_check_usage(lua_State *L, int arg, int idx, const char *what, ar_usage *u,
                      ar_counter *counters, int with_cost);
+/* t[k] = v for the table on top of the stack. */
+void arl_set_int(lua_State *L, const char *k, int64_t v);
+void arl_set_num(lua_State *L, const char *k, double v);
 void arl_push_usage(lua_State *L, const ar_usage *u);
 void arl_push_budget(lua_State *L, const ar_budget *b);
 void arl_push_step(lua_State *L, const ar_step *s);

@@ -69,16 +69,7 @@ static void check_query(lua_State *L, int idx, ar_event_query *q, const char **t
         arl_argerror(L, idx, "events query.type must be a string or a list of strings (got %s)", lua_typename(L, t));
     }
     lua_pop(L, 1);
-    q->since = arl_field_int(L, idx, idx, "events query", "since", AR_UNSET, INT64_MIN + 1);
-    q->until = arl_field_int(L, idx, idx, "events query", "until", AR_UNSET, INT64_MIN + 1);
-    q->limit = arl_field_int(L, idx, idx, "events query", "limit", 100, 0);
-    q->after = arl_field_text(L, idx, idx, "events query", "after", 0);
-    q->before = arl_field_text(L, idx, idx, "events query", "before", 0);
-    const char *order = arl_field_text(L, idx, idx, "events query", "order", 0);
-    if (order && strcmp(order, "desc") == 0)
-        q->order = AR_ORDER_DESC;
-    else if (order && strcmp(order, "asc") != 0)
-        arl_argerror(L, idx, "events query.order must be \"asc\" or \"desc\" (got \"%s\")", order);
+    arl_check_page(L, idx, "events query", &q->since, &q->until, &q->limit, &q->after, &q->before, &q->order);
 }
 
 static void push_event(lua_State *L, const ar_event *e)
@@ -162,10 +153,7 @@ static int l_count_events(lua_State *L)
     check_query(L, 2, &q, types);
     int64_t n = 0;
     int rc = ar_events_count(&n, store, &q);
-    if (rc)
-        return arl_store_fail(L, 2, store, rc);
-    lua_pushinteger(L, (lua_Integer)n);
-    return 1;
+    return arl_push_count(L, 2, store, rc, n);
 }
 
 /* store:event_summary(agent) -> {total, by_type, sessions, first_at, last_at} */
@@ -207,10 +195,7 @@ static int l_delete_events(lua_State *L)
     const char *agent = arl_check_text(L, 2, 2, "agent");
     int64_t n = 0;
     int rc = ar_events_delete(&n, store, agent);
-    if (rc)
-        return arl_store_fail(L, 2, store, rc);
-    lua_pushinteger(L, (lua_Integer)n);
-    return 1;
+    return arl_push_count(L, 2, store, rc, n);
 }
 
 static const char *const retain_fields[] = { "older_than", "keep_last", NULL };
@@ -226,10 +211,7 @@ static int l_retain_events(lua_State *L)
     p.keep_last = arl_field_int(L, 2, 2, "retain_events policy", "keep_last", -1, 0);
     int64_t n = 0;
     int rc = ar_events_retain(&n, store, &p);
-    if (rc)
-        return arl_store_fail(L, 2, store, rc);
-    lua_pushinteger(L, (lua_Integer)n);
-    return 1;
+    return arl_push_count(L, 2, store, rc, n);
 }
 
 const luaL_Reg arl_events_methods[] = {

@@ -50,16 +50,7 @@ static void check_query(lua_State *L, int idx, ar_run_query *q, ar_status *st)
         q->status = st;
     }
     lua_pop(L, 1);
-    q->since = arl_field_int(L, idx, idx, "query", "since", AR_UNSET, INT64_MIN + 1);
-    q->until = arl_field_int(L, idx, idx, "query", "until", AR_UNSET, INT64_MIN + 1);
-    q->limit = arl_field_int(L, idx, idx, "query", "limit", 50, 0);
-    q->after = arl_field_text(L, idx, idx, "query", "after", 0);
-    q->before = arl_field_text(L, idx, idx, "query", "before", 0);
-    const char *order = arl_field_text(L, idx, idx, "query", "order", 0);
-    if (order && strcmp(order, "asc") == 0)
-        q->order = AR_ORDER_ASC;
-    else if (order && strcmp(order, "desc") != 0)
-        arl_argerror(L, idx, "query.order must be \"asc\" or \"desc\" (got \"%s\")", order);
+    arl_check_page(L, idx, "query", &q->since, &q->until, &q->limit, &q->after, &q->before, &q->order);
 }
 
 /* Holds an array of records until they are pushed (decoding may raise). */
@@ -120,10 +111,7 @@ static int l_count(lua_State *L)
     check_query(L, 2, &q, st);
     int64_t n = 0;
     int rc = ar_runs_count(&n, store, &q);
-    if (rc)
-        return arl_store_fail(L, 2, store, rc);
-    lua_pushinteger(L, (lua_Integer)n);
-    return 1;
+    return arl_push_count(L, 2, store, rc, n);
 }
 
 static int l_stats(lua_State *L)
@@ -137,19 +125,17 @@ static int l_stats(lua_State *L)
     if (rc)
         return arl_store_fail(L, 2, store, rc);
     lua_createtable(L, 0, 8);
-#define SETI(k, v) (lua_pushinteger(L, (lua_Integer)(v)), lua_setfield(L, -2, k))
-    SETI("runs", s.runs);
+    arl_set_int(L, "runs", s.runs);
     lua_createtable(L, 0, 5);
     for (int i = 0; i < 5; i++) {
         lua_pushinteger(L, (lua_Integer)s.by_status[i]);
         lua_setfield(L, -2, ar_status_name((ar_status)i));
     }
     lua_setfield(L, -2, "by_status");
-    SETI("iterations", s.iterations);
-    SETI("input_tokens", s.input_tokens);
-    SETI("output_tokens", s.output_tokens);
-    SETI("total_tokens", s.total_tokens);
-#undef SETI
+    arl_set_int(L, "iterations", s.iterations);
+    arl_set_int(L, "input_tokens", s.input_tokens);
+    arl_set_int(L, "output_tokens", s.output_tokens);
+    arl_set_int(L, "total_tokens", s.total_tokens);
     lua_pushnumber(L, s.cost);
     lua_setfield(L, -2, "cost");
     lua_pushnumber(L, s.avg_latency_ms);

@@ -14,6 +14,17 @@ static const char *const record_fields[] = {
 static const char *const limit_fields[] = { "name", "value", "reached", NULL };
 static const char *const checkpoint_fields[] = { "state", "seq", NULL };
 
+/* Encodes the value on top of the stack (errors name the path from `root`)
+ * and returns its text, kept alive as keep[slot]. */
+static const char *kept_json(lua_State *L, const char *root, int keep, int slot)
+{
+    arl_buf *b = arl_scratch(L);
+    arl_json_encode(L, -1, root, b);
+    const char *text = lua_pushlstring(L, b->data, b->len);
+    lua_rawseti(L, keep, slot);
+    return text;
+}
+
 /* Reads the record table at idx into *r. Encoded JSON and scratch arrays
  * are kept alive by a table pushed on the stack (pop it when done). */
 static void read_record(lua_State *L, int idx, ar_record *r)
@@ -47,13 +58,8 @@ static void read_record(lua_State *L, int idx, ar_record *r)
     } else {
         lua_pop(L, 1);
     }
-    if (lua_getfield(L, idx, "output") != LUA_TNIL) {
-        arl_buf *b = arl_scratch(L);
-        arl_json_encode(L, -1, "output", b);
-        lua_pushlstring(L, b->data, b->len);
-        r->output = lua_tostring(L, -1);
-        lua_rawseti(L, keep, ++kept);
-    }
+    if (lua_getfield(L, idx, "output") != LUA_TNIL)
+        r->output = kept_json(L, "output", keep, ++kept);
     lua_pop(L, 1);
     r->metadata = arl_field_json(L, arg, idx, "record", "metadata", arl_scratch(L));
     if (r->metadata) {
@@ -87,11 +93,7 @@ static void read_record(lua_State *L, int idx, ar_record *r)
         arl_check_fields(L, arg, ci, "record.checkpoint", checkpoint_fields);
         if (lua_getfield(L, ci, "state") == LUA_TNIL)
             arl_argerror(L, arg, "record.checkpoint.state is required");
-        arl_buf *b = arl_scratch(L);
-        arl_json_encode(L, -1, "checkpoint.state", b);
-        lua_pushlstring(L, b->data, b->len);
-        r->checkpoint = lua_tostring(L, -1);
-        lua_rawseti(L, keep, ++kept);
+        r->checkpoint = kept_json(L, "checkpoint.state", keep, ++kept);
         lua_pop(L, 1);
         r->checkpoint_seq = arl_field_int(L, arg, ci, "record.checkpoint", "seq", AR_UNSET, 0);
     }

@@ -114,15 +114,13 @@ static int l_retain(lua_State *L)
     if (rc)
         return arl_store_fail(L, 2, store, rc);
     lua_createtable(L, 0, 8);
-#define SETI(k, v) (lua_pushinteger(L, (lua_Integer)(v)), lua_setfield(L, -2, k))
-    SETI("considered", r.considered);
-    SETI("deleted", r.deleted);
-    SETI("kept_by_rule", r.kept_by_rule);
-    SETI("deleted_by_rule", r.deleted_by_rule);
-    SETI("steps_deleted", r.steps_deleted);
-    SETI("bytes_before", r.bytes_before);
-    SETI("bytes_after", r.bytes_after);
-#undef SETI
+    arl_set_int(L, "considered", r.considered);
+    arl_set_int(L, "deleted", r.deleted);
+    arl_set_int(L, "kept_by_rule", r.kept_by_rule);
+    arl_set_int(L, "deleted_by_rule", r.deleted_by_rule);
+    arl_set_int(L, "steps_deleted", r.steps_deleted);
+    arl_set_int(L, "bytes_before", r.bytes_before);
+    arl_set_int(L, "bytes_after", r.bytes_after);
     lua_pushboolean(L, r.dry_run);
     lua_setfield(L, -2, "dry_run");
     return 1;

@@ -28,6 +28,14 @@ int arl_store_fail(lua_State *L, int arg, ar_store *store, int rc)
     return arl_fail(L, arg, rc, ar_store_errmsg(store));
 }
 
+int arl_push_count(lua_State *L, int arg, ar_store *store, int rc, int64_t n)
+{
+    if (rc)
+        return arl_store_fail(L, arg, store, rc);
+    lua_pushinteger(L, (lua_Integer)n);
+    return 1;
+}
+
 /* ---- open and close ----------------------------------------------------- */
 
 static const char *const open_fields[] = { "durability", "busy_timeout", "readonly", NULL };
@@ -118,14 +126,12 @@ static int l_info(lua_State *L)
     lua_setfield(L, -2, "path");
     lua_pushinteger(L, info.schema_version);
     lua_setfield(L, -2, "schema_version");
-#define SETI(k, v) (lua_pushinteger(L, (lua_Integer)(v)), lua_setfield(L, -2, k))
-    SETI("runs", info.runs);
-    SETI("steps", info.steps);
-    SETI("events", info.events);
-    SETI("file_bytes", info.file_bytes);
-    SETI("wal_bytes", info.wal_bytes);
-    SETI("free_bytes", info.free_bytes);
-#undef SETI
+    arl_set_int(L, "runs", info.runs);
+    arl_set_int(L, "steps", info.steps);
+    arl_set_int(L, "events", info.events);
+    arl_set_int(L, "file_bytes", info.file_bytes);
+    arl_set_int(L, "wal_bytes", info.wal_bytes);
+    arl_set_int(L, "free_bytes", info.free_bytes);
     return 1;
 }
 
@@ -137,10 +143,7 @@ static int l_forget_user(lua_State *L)
     const char *user = arl_check_text(L, 2, 2, "user");
     int64_t n = 0;
     int rc = ar_store_forget_user(&n, store, user);
-    if (rc)
-        return arl_store_fail(L, 2, store, rc);
-    lua_pushinteger(L, (lua_Integer)n);
-    return 1;
+    return arl_push_count(L, 2, store, rc, n);
 }
 
 static const char *const recover_fields[] = { "stale_after", NULL };
@@ -157,10 +160,7 @@ static int l_recover(lua_State *L)
     double stale = arl_field_number(L, 2, 2, "recover options", "stale_after", 0, 0);
     int64_t n = 0;
     int rc = ar_store_recover(&n, store, stale);
-    if (rc)
-        return arl_store_fail(L, 2, store, rc);
-    lua_pushinteger(L, (lua_Integer)n);
-    return 1;
+    return arl_push_count(L, 2, store, rc, n);
 }
 
 const luaL_Reg arl_store_meta[] = {
