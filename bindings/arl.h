@@ -52,7 +52,7 @@ const char *arl_error_text(lua_State *L, int idx, const char *dflt);
  * U+FFFD (the same string when it has none) and returns it. */
 const char *arl_nul_replaced(lua_State *L);
 
-/* ---- JSON <-> Lua values (bindings/json.c) ------------------------------ */
+/* ---- byte buffers (bindings/buffer.c) ----------------------------------- */
 
 /* A growable byte buffer. The scratch buffer is owned by a userdata in the
  * registry, so a Lua error raised while it is in use leaks nothing. */
@@ -65,8 +65,18 @@ typedef struct arl_buf {
 arl_buf *arl_scratch(lua_State *L);
 /* A second, independent scratch buffer (for calls that encode two values). */
 arl_buf *arl_scratch2(lua_State *L);
-/* Appends bytes; raises a memory error when it cannot grow. */
+/* Makes room for n more bytes; raises "not enough memory" when it cannot. */
+void arl_buf_grow(lua_State *L, arl_buf *b, size_t n);
+/* Makes the scratch buffers, early, so that they are finalized after (and
+ * can still be used by) the __gc of objects made later. */
+void arl_open_buffers(lua_State *L);
+
+/* Appends n bytes (n may be 0) / one byte; raise a memory error when the
+ * buffer cannot grow. */
 void arl_buf_add(lua_State *L, arl_buf *b, const char *s, size_t n);
+void arl_buf_addc(lua_State *L, arl_buf *b, char c);
+
+/* ---- JSON <-> Lua values (bindings/json.c) ------------------------------ */
 
 /* Appends the JSON text of the Lua value at `idx` to `b`. Rules: nil ->
  * null; booleans; integers within +-2^53; finite floats (shortest text that
@@ -86,8 +96,8 @@ void arl_json_encode(lua_State *L, int idx, const char *root, arl_buf *b);
  * from the store (agentrun.json_decode raises EJSON for its caller's text). */
 void arl_json_decode(lua_State *L, const char *json, size_t len);
 
-/* Registers the array metatable and the scratch buffers, and sets
- * agentrun.null on the module table at `module_idx`. */
+/* Registers the array metatable and sets agentrun.null on the module table
+ * at `module_idx`. */
 void arl_open_json(lua_State *L, int module_idx);
 
 /* ---- handles (bindings/store.c, bindings/run.c) ------------------------- */

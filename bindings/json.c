@@ -1,4 +1,4 @@
-/* json.c -- Lua values <-> JSON text: a strict encoder, an exact decoder, scratch buffers.
+/* json.c -- Lua values <-> JSON text: a strict encoder and an exact decoder.
  * What JSON text and UTF-8 are valid, and the limits, are the core's rules
  * (agentrun_json.h): the encoder applies the core's limits and UTF-8 check,
  * and the decoder reads only text the core's validator accepted. */
@@ -10,104 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define SCRATCH2_KEY "agentrun.scratch2"
-#define BUF_MT "agentrun.buffer"
-
-/* ---- scratch buffers ---------------------------------------------------- */
-
-/* __gc of a buffer box: frees its bytes; safe to run twice. */
-static int buf_gc(lua_State *L)
-{
-    arl_buf *b = luaL_checkudata(L, 1, BUF_MT);
-    free(b->data);
-    b->data = NULL;
-    b->len = b->cap = 0;
-    return 0;
-}
-
-/* The buffer stored in the registry under `key`, created empty on first use,
- * returned with len = 0. Raises only a memory error. */
-static arl_buf *scratch(lua_State *L, const char *key)
-{
-    arl_buf *b;
-    if (lua_getfield(L, LUA_REGISTRYINDEX, key) == LUA_TUSERDATA) {
-        b = lua_touserdata(L, -1);
-    } else {
-        lua_pop(L, 1);
-        b = lua_newuserdatauv(L, sizeof *b, 0);
-        b->data = NULL;
-        b->len = b->cap = 0;
-        if (luaL_newmetatable(L, BUF_MT)) {
-            lua_pushcfunction(L, buf_gc);
-            lua_setfield(L, -2, "__gc");
-        }
-        lua_setmetatable(L, -2);
-        lua_pushvalue(L, -1);
-        lua_setfield(L, LUA_REGISTRYINDEX, key);
-    }
-    lua_pop(L, 1);
-    b->len = 0;
-    return b;
-}
-
-/* See arl.h. */
-arl_buf *arl_scratch(lua_State *L)
-{
-    return scratch(L, ARL_SCRATCH);
-}
-
-/* See arl.h. */
-arl_buf *arl_scratch2(lua_State *L)
-{
-    return scratch(L, SCRATCH2_KEY);
-}
-
-/* Makes room for n more bytes, doubling the capacity; raises "not enough
- * memory" when the size overflows or realloc fails (b is then unchanged). */
-static void grow(lua_State *L, arl_buf *b, size_t n)
-{
-    size_t need = b->len + n;
-    if (need < n)
-        goto nomem;
-    size_t cap = b->cap ? b->cap : 1024;
-    while (cap < need)
-        cap = cap > (size_t)-1 / 2 ? need : cap * 2;
-    char *p = realloc(b->data, cap);
-    if (!p)
-        goto nomem;
-    b->data = p;
-    b->cap = cap;
-    return;
-nomem:
-    lua_pushliteral(L, "not enough memory");
-    lua_error(L);
-}
-
-/* Appends n bytes (n may be 0). Raises a memory error. */
-static inline void add(lua_State *L, arl_buf *b, const char *s, size_t n)
-{
-    if (n == 0)
-        return;
-    if (b->cap - b->len < n)
-        grow(L, b, n);
-    memcpy(b->data + b->len, s, n);
-    b->len += n;
-}
-
-/* Appends one byte. Raises a memory error. */
-static inline void add_char(lua_State *L, arl_buf *b, char c)
-{
-    if (b->len == b->cap)
-        grow(L, b, 1);
-    b->data[b->len++] = c;
-}
-
-/* See arl.h. */
-void arl_buf_add(lua_State *L, arl_buf *b, const char *s, size_t n)
-{
-    add(L, b, s, n);
-}
 
 /* ---- encoding ------------------------------------------------------------ */
 
@@ -218,13 +120,13 @@ static int add_string(lua_State *L, arl_buf *b, const char *s, size_t len)
         return -1;
     const unsigned char *p = (const unsigned char *)s, *end = p + len, *run = p;
     if (b->cap - b->len < len + 2)
-        grow(L, b, len + 2);
-    add_char(L, b, '"');
+        arl_buf_grow(L, b, len + 2);
+    arl_buf_addc(L, b, '"');
     for (; p < end; p++) {
         unsigned char c = *p;
         if (c >= 0x20 && c != '"' && c != '\\')
             continue;
-        add(L, b, (const char *)run, (size_t)(p - run));
+        arl_buf_add(L, b, (const char *)run, (size_t)(p - run));
         char esc[6] = { '\\', 0, '0', '0', 0, 0 };
         size_t n = 2;
         switch (c) {
@@ -241,11 +143,11 @@ static int add_string(lua_State *L, arl_buf *b, const char *s, size_t len)
             esc[5] = hex[c & 15];
             n = 6;
         }
-        add(L, b, esc, n);
+        arl_buf_add(L, b, esc, n);
         run = p + 1;
     }
-    add(L, b, (const char *)run, (size_t)(p - run));
-    add_char(L, b, '"');
+    arl_buf_add(L, b, (const char *)run, (size_t)(p - run));
+    arl_buf_addc(L, b, '"');
     return 0;
 }
 
@@ -260,7 +162,7 @@ static void add_integer(lua_State *L, arl_buf *b, lua_Integer n)
     } while (u);
     if (n < 0)
         *--p = '-';
-    add(L, b, p, (size_t)(tmp + sizeof tmp - p));
+    arl_buf_add(L, b, p, (size_t)(tmp + sizeof tmp - p));
 }
 
 /* Writes the shortest %g text (15 to 17 digits) that strtod reads back as d,
@@ -315,7 +217,7 @@ static void encode_number(encoder *e, int idx, frame *up)
     if (isinf(d))
         fail(e, up, d > 0 ? "Infinity is not valid JSON" : "-Infinity is not valid JSON");
     char tmp[40];
-    add(L, e->b, tmp, format_double(d, tmp));
+    arl_buf_add(L, e->b, tmp, format_double(d, tmp));
 }
 
 /* Encodes an object whose first key/value pair lua_next just pushed; pops
@@ -324,7 +226,7 @@ static void encode_object(encoder *e, int idx, frame *self)
 {
     lua_State *L = e->L;
     arl_buf *b = e->b;
-    add_char(L, b, '{');
+    arl_buf_addc(L, b, '{');
     int first = 1;
     do {
         if (lua_type(L, -2) != LUA_TSTRING) {
@@ -337,15 +239,15 @@ static void encode_object(encoder *e, int idx, frame *self)
         self->key = k;
         self->keylen = kl;
         if (!first)
-            add_char(L, b, ',');
+            arl_buf_addc(L, b, ',');
         first = 0;
         if (add_string(L, b, k, kl))
             fail(e, self, "invalid UTF-8 in key");
-        add_char(L, b, ':');
+        arl_buf_addc(L, b, ':');
         encode_value(e, lua_gettop(L), self);
         lua_pop(L, 1);
     } while (lua_next(L, idx));
-    add_char(L, b, '}');
+    arl_buf_addc(L, b, '}');
 }
 
 /* Encodes an array whose first key/value pair lua_next just pushed. Elements
@@ -356,7 +258,7 @@ static void encode_array(encoder *e, int idx, frame *self)
     lua_State *L = e->L;
     arl_buf *b = e->b;
     lua_Integer next = 1, count = 0, max = 0;
-    add_char(L, b, '[');
+    arl_buf_addc(L, b, '[');
     self->key = NULL;
     do {
         if (!lua_isinteger(L, -2)) {
@@ -372,7 +274,7 @@ static void encode_array(encoder *e, int idx, frame *self)
             max = k;
         if (k == next) {
             if (k > 1)
-                add_char(L, b, ',');
+                arl_buf_addc(L, b, ',');
             self->index = k;
             encode_value(e, lua_gettop(L), self);
             next++;
@@ -383,13 +285,13 @@ static void encode_array(encoder *e, int idx, frame *self)
         fail(e, self->up, "sparse array");
     for (lua_Integer i = next; i <= max; i++) {
         if (i > 1)
-            add_char(L, b, ',');
+            arl_buf_addc(L, b, ',');
         lua_rawgeti(L, idx, i);
         self->index = i;
         encode_value(e, lua_gettop(L), self);
         lua_pop(L, 1);
     }
-    add_char(L, b, ']');
+    arl_buf_addc(L, b, ']');
 }
 
 /* Encodes the table at idx (absolute), `up` being its parent's frame (NULL
@@ -415,7 +317,7 @@ static void encode_table(encoder *e, int idx, frame *up)
     }
     lua_pushnil(L);
     if (!lua_next(L, idx)) {
-        add(L, e->b, marked ? "[]" : "{}", 2);
+        arl_buf_add(L, e->b, marked ? "[]" : "{}", 2);
         return;
     }
     if (lua_isinteger(L, -2))
@@ -435,13 +337,13 @@ static void encode_value(encoder *e, int idx, frame *up)
     lua_State *L = e->L;
     switch (lua_type(L, idx)) {
     case LUA_TNIL:
-        add(L, e->b, "null", 4);
+        arl_buf_add(L, e->b, "null", 4);
         return;
     case LUA_TBOOLEAN:
         if (lua_toboolean(L, idx))
-            add(L, e->b, "true", 4);
+            arl_buf_add(L, e->b, "true", 4);
         else
-            add(L, e->b, "false", 5);
+            arl_buf_add(L, e->b, "false", 5);
         return;
     case LUA_TNUMBER:
         encode_number(e, idx, up);
@@ -458,7 +360,7 @@ static void encode_value(encoder *e, int idx, frame *up)
         return;
     case LUA_TLIGHTUSERDATA:
         if (lua_touserdata(L, idx) == NULL) {
-            add(L, e->b, "null", 4);
+            arl_buf_add(L, e->b, "null", 4);
             return;
         }
         break;
@@ -806,15 +708,12 @@ static int l_json_decode(lua_State *L)
     return 1;
 }
 
-/* See arl.h. The scratch buffers are made here, early, so that they are
- * finalized after (and can still be used by) the __gc of later objects. */
+/* See arl.h. */
 void arl_open_json(lua_State *L, int module_idx)
 {
     module_idx = lua_absindex(L, module_idx);
     push_array_mt(L);
     lua_pop(L, 1);
-    scratch(L, ARL_SCRATCH);
-    scratch(L, SCRATCH2_KEY);
     lua_pushlightuserdata(L, NULL);
     lua_setfield(L, module_idx, "null");
 }

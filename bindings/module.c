@@ -116,6 +116,7 @@ int luaopen_agentrun_core(lua_State *L)
 {
     lua_newtable(L);
     int m = lua_gettop(L);
+    arl_open_buffers(L);
     arl_open_json(L, m);
     arl_open_error(L);
     arl_open_budget(L);

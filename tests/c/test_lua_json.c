@@ -50,6 +50,7 @@ static void open_module(lua_State *L)
     luaL_openlibs(L);
     lua_newtable(L);
     arl_open_error(L);
+    arl_open_buffers(L);
     arl_open_json(L, -1);
     arl_setfuncs(L, arl_json_functions, 0);
     luaL_getmetatable(L, ARL_ERROR_MT);
