@@ -125,9 +125,7 @@ void arl_check_step(lua_State *L, int arg, int idx, const char *what, ar_step *o
     if (!lua_istable(L, idx))
         arl_argerror(L, arg, "%s must be a table (got %s)", what, luaL_typename(L, idx));
     arl_check_fields(L, arg, idx, what, in_record ? record_step_fields : step_fields);
-    s.kind = arl_field_text(L, arg, idx, what, "kind", 1);
-    if (!*s.kind)
-        arl_argerror(L, arg, "%s.kind must not be empty", what);
+    s.kind = arl_field_text(L, arg, idx, what, "kind", 1); /* the core refuses an empty one */
     s.name = arl_field_text(L, arg, idx, what, "name", 0);
     if (lua_getfield(L, idx, "usage") != LUA_TNIL) {
         if (!lua_istable(L, -1))

@@ -4,7 +4,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#define AR_ERRMSG_MAX_LUA 512
+/* Room for the record factory's error message (the core cuts longer ones). */
+#define FACTORY_ERR_MAX 512
 
 static const char *const record_fields[] = {
     "id", "agent", "goal", "user", "edition", "parent", "status", "output", "error", "limit",
@@ -44,7 +45,7 @@ static void read_record(lua_State *L, int idx, ar_record *r)
     r->edition = arl_field_text(L, arg, idx, "record", "edition", 0);
     r->parent = arl_field_text(L, arg, idx, "record", "parent", 0);
     const char *status = arl_field_text(L, arg, idx, "record", "status", 1);
-    if (ar_status_parse(&r->status, status) || r->status == AR_RUNNING)
+    if (ar_status_parse(&r->status, status)) /* "running" is a status: the core refuses it */
         arl_argerror(L, arg, "record.status must be completed, budget_exhausted, failed or interrupted (got \"%s\")",
                      status);
     /* a failure's text is never refused (SPEC §6): the core replaces invalid
@@ -157,7 +158,7 @@ static int l_make_record(lua_State *L)
 {
     ar_record f;
     read_record(L, 1, &f);
-    char err[AR_ERRMSG_MAX_LUA];
+    char err[FACTORY_ERR_MAX];
     ar_record *r = NULL;
     int rc;
     if (f.status == AR_COMPLETED)

@@ -86,10 +86,7 @@ static int l_retain(lua_State *L)
     p.vacuum = arl_field_bool(L, 2, 2, "retention policy", "vacuum", 0);
     if (lua_getfield(L, 2, "status") != LUA_TNIL) {
         p.n_status = arl_check_statuses(L, 2, -1, "retention policy.status", 0, statuses);
-        p.status = statuses;
-        for (size_t i = 0; i < p.n_status; i++)
-            if (statuses[i] == AR_RUNNING)
-                arl_argerror(L, 2, "retention policy.status: running runs are never deleted");
+        p.status = statuses; /* the core refuses "running" */
     }
     lua_pop(L, 1);
     lua_settop(L, 2);
