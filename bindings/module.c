@@ -73,6 +73,8 @@ void arl_unbox(lua_State *L, int idx)
     b->p = NULL;
 }
 
+static const luaL_Reg box_meta[] = { { "__gc", box_gc }, { NULL, NULL } };
+
 static const luaL_Reg module_functions[] = {
     { "sleep", l_sleep }, { "now", l_now }, { "error_text", l_error_text }, { NULL, NULL }
 };
@@ -126,10 +128,7 @@ int luaopen_agentrun_core(lua_State *L)
     lua_pushcfunction(L, budget_tostring);
     lua_setfield(L, -2, "__tostring");
     lua_setfield(L, m, "BudgetExhausted");
-    luaL_newmetatable(L, BOX_MT);
-    lua_pushcfunction(L, box_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pop(L, 1);
+    new_class(L, BOX_MT, box_meta, NULL, NULL);
     new_class(L, ARL_STORE_MT, arl_store_meta, store_methods, NULL);
     new_class(L, ARL_RUN_MT, arl_run_meta, run_methods, arl_run_index);
     new_class(L, ARL_ITER_MT, arl_steps_meta, NULL, NULL);
