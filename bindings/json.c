@@ -526,24 +526,23 @@ static void push_float(lua_State *L, const char *s, size_t n)
  * +-AR_JSON_MAX_INT, so it fits), else a float. */
 static void decode_number(decoder *d)
 {
-    const char *s = d->p;
+    const char *s = d->p, *digits = *s == '-' ? s + 1 : s;
     int is_int = 1;
-    lua_Integer acc = 0;
-    if (*d->p == '-')
-        d->p++;
-    for (; d->p < d->end; d->p++) {
+    for (d->p = digits; d->p < d->end; d->p++) {
         char c = *d->p;
-        if (c >= '0' && c <= '9')
-            acc = is_int ? acc * 10 + (c - '0') : acc;
-        else if (c == '.' || c == 'e' || c == 'E' || c == '+' || c == '-')
+        if (c == '.' || c == 'e' || c == 'E' || c == '+' || c == '-')
             is_int = 0;
-        else
+        else if (c < '0' || c > '9')
             break;
     }
-    if (is_int)
-        lua_pushinteger(d->L, *s == '-' ? -acc : acc);
-    else
+    if (!is_int) {
         push_float(d->L, s, (size_t)(d->p - s));
+        return;
+    }
+    lua_Integer n = 0;
+    for (const char *q = digits; q < d->p; q++)
+        n = n * 10 + (*q - '0');
+    lua_pushinteger(d->L, digits != s ? -n : n);
 }
 
 /* Counts one more level of nesting on the Lua stack (a plain "stack
