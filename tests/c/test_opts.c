@@ -129,7 +129,7 @@ static void test_ar_store_open_refuses_options_of_an_unknown_version(void **stat
 static void test_functions_taking_options_refuse_an_unknown_version_and_change_nothing(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     ar_run_spec spec = AR_RUN_SPEC_INIT;
     spec.agent = "a";
     spec.goal = "g";
