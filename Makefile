@@ -32,14 +32,16 @@ EXTRA_CFLAGS ?=
 EXTRA_LDFLAGS ?=
 
 # What each build needs, as kind:name:Debian-package words: a pkg-config
-# module (pc:), a command (cmd:), a file (file:) or a file matching a shell
-# pattern (glob:). A library or Lua-module
+# module (pc:), a command (cmd:) or a file (file:). A library or Lua-module
 # build needs only the first two lists; the test-only packages are checked
 # by `deps` alone. luarocks names its Lua headers' directory in LUA_INCDIR.
 LIB_NEEDS  := cmd:pkg-config:pkg-config pc:sqlite3:libsqlite3-dev pc:libcjson:libcjson-dev
 LUA_NEEDS   = $(if $(LUA_INCDIR),file:$(LUA_INCDIR)/lua.h:liblua5.4-dev,pc:lua5.4:liblua5.4-dev)
+# The tests start a throwaway PostgreSQL server: Debian's `postgresql` package
+# puts initdb under /usr/lib/postgresql/<major>/bin.
+PG_INITDB   = $(firstword $(wildcard /usr/lib/postgresql/*/bin/initdb) /usr/lib/postgresql/initdb)
 TEST_NEEDS := pc:cmocka:libcmocka-dev cmd:lua5.4:lua5.4 cmd:busted:lua-busted cmd:luarocks:luarocks \
-              pc:libpq:libpq-dev glob:/usr/lib/postgresql/*/bin/initdb:postgresql
+              file:$(PG_INITDB):postgresql pc:libpq:libpq-dev
 # auto: as root, apt-get installs what is missing; no: only name it and stop.
 APT_INSTALL ?= auto
 
@@ -110,7 +112,6 @@ need = @missing=""; \
 	    pc) pkg-config --exists "$$name" 2>/dev/null;; \
 	    cmd) command -v "$$name" >/dev/null 2>&1;; \
 	    file) [ -f "$$name" ];; \
-	    glob) set -- $$name; [ -f "$$1" ];; \
 	  esac || missing="$$missing $$pkg"; \
 	done; \
 	if [ -n "$$missing" ]; then \
