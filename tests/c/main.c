@@ -1,4 +1,5 @@
-/* main.c -- the C test runner: runs every group, ends on "N passed, N failed". */
+/* main.c -- the C test runner: runs the groups on each backend (groups.def says
+ * which), prints a count per backend and ends on "N passed, N failed". */
 #include "suite.h"
 
 #include <stdio.h>
