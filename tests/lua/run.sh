@@ -9,9 +9,10 @@ set -u
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/agentrun-lua-run-XXXXXX") || exit 1
 prefix="lua_$$_"
+ran_pg=
 cleanup() {
     trap - EXIT
-    if [ -n "${AGENTRUN_TEST_PG:-}" ]; then
+    if [ -n "$ran_pg" ]; then
         psql -X -q -d "$AGENTRUN_TEST_PG" -v ON_ERROR_STOP=1 >/dev/null <<SQL ||
 SET lock_timeout = '20s';
 DO \$\$DECLARE s text; BEGIN
@@ -48,7 +49,7 @@ for backend in sqlite postgresql; do
     fi
     mkdir -p "$tmp/$backend"
     exclude=
-    [ $backend = sqlite ] || exclude=--exclude-tags=sqlite_only
+    [ $backend = sqlite ] || { exclude=--exclude-tags=sqlite_only; ran_pg=1; }
     AGENTRUN_TEST_BACKEND=$backend AGENTRUN_TEST_TMP="$tmp/$backend" AGENTRUN_TEST_SCHEMA_PREFIX=$prefix \
         AGENTRUN_TEST_COUNTS="$tmp/counts" "$@" $exclude || status=1
 done
