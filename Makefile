@@ -204,9 +204,10 @@ test-build: all $(CTEST_BIN) $(FAULTVFS_LUA)
 # AGENTRUN_TEST_PG names (a libpq URL), or else on one that `make test` and
 # `make check` start for the run and stop whatever way it ends
 # (tests/pg/with-server.sh). test-c and test-lua alone run the PostgreSQL
-# pass only when AGENTRUN_TEST_PG is set.
+# pass only when AGENTRUN_TEST_PG is set. Every suite runs even when another
+# fails (--keep-going), so that each prints its counts.
 test: deps test-build
-	@tests/pg/with-server.sh $(MAKE) --no-print-directory test-c test-lua test-sh
+	@tests/pg/with-server.sh $(MAKE) --no-print-directory --keep-going test-c test-lua test-sh
 
 # The C runner and the Lua runner each print a count per backend and end on
 # "N passed, N failed".
