@@ -115,7 +115,9 @@ static int l_info(lua_State *L)
     int rc = ar_store_info_get(&info, store);
     if (rc)
         return store_fail(L, 1, store, rc);
-    lua_createtable(L, 0, 8);
+    lua_createtable(L, 0, 10);
+    lua_pushstring(L, info.backend);
+    lua_setfield(L, -2, "backend");
     lua_pushstring(L, info.path);
     lua_setfield(L, -2, "path");
     lua_pushinteger(L, info.schema_version);

@@ -1,10 +1,27 @@
-/* backend.h -- the storage interface: every SQL statement lives behind it.
+/* backend.h -- the storage interface: a versioned table of functions that a
+ * backend fills (core/sqlite/, core/postgres/).
  *
  * The domain layer (store.c, run.c, record.c, read.c, ...) validates input,
- * keeps run totals and builds records; a backend only stores and loads rows.
- * The SQLite backend is core/sqlite/. Each function returns an AR_ code and
- * fills `err` on failure; a failed write leaves nothing behind (the caller's
- * transaction is rolled back by ar_db_txn_rollback). */
+ * keeps run totals, makes ids and ticks, and turns rows into records
+ * (core/rows.c); a backend only stores and loads rows. Nothing outside a
+ * backend's folder includes its client library's header.
+ *
+ * Contracts shared by every member:
+ * - Each returns an AR_ code and fills `err` (code and message) on failure;
+ *   messages never show a password.
+ * - A failed write leaves nothing behind: the caller's transaction is rolled
+ *   back by txn_rollback, and the one-call writes (step_append, ...) are each
+ *   one transaction of their own.
+ * - Rows handed to a visitor, or filled into a row struct, point into the
+ *   backend's buffers: valid until the visitor returns, or until the next
+ *   call on the same ar_db. Text is as stored (not checked: the core checks
+ *   UTF-8, NUL bytes and JSON when it turns a row into a record, and names
+ *   the damaged field). A visitor returning non-zero stops the scan, and the
+ *   member returns that code (err as the visitor left it).
+ * - Connection faults: a backend whose connection can drop (PostgreSQL)
+ *   fails only the call made while it is down (AR_EIO) and reconnects on the
+ *   next call; a commit cut off is resolved before returning (the write is
+ *   there once and AR_OK, or it is not and AR_EIO). */
 #ifndef AR_BACKEND_H
 #define AR_BACKEND_H
 
@@ -13,10 +30,18 @@
 
 #include "agentrun.h"
 
+/* A backend's open store; each backend defines the struct. */
 typedef struct ar_db ar_db;
 struct ar_err;
-struct ar_arena;
-struct ar_record_box;
+
+/* Text as stored: s NULL is NULL; otherwise len bytes (may hold NUL bytes
+ * when the backend allows them; s[len] need not be NUL). */
+typedef struct ar_db_text {
+    const char *s;
+    size_t len;
+} ar_db_text;
+
+/* ---- rows written ------------------------------------------------------- */
 
 /* A step as stored: usage split into columns, extra counters as JSON text. */
 typedef struct ar_db_step {
@@ -47,6 +72,8 @@ typedef struct ar_db_run {
     const char *limit_name; double limit_value, limit_reached;
     ar_db_progress progress;
     int64_t created_at, finished_at;           /* finished_at AR_UNSET while running */
+    int written;    /* 1: a record written whole (store:write, import) that keeps its id and
+                       key, so it is never refused for ordering (only for a taken key) */
 } ar_db_run;
 
 /* How a run ends. */
@@ -58,150 +85,228 @@ typedef struct ar_db_finish {
     int64_t finished_at, elapsed_ms;
 } ar_db_finish;
 
-/* Cursor key of a run listing: the run's tick (see ar_id_new). */
-typedef struct ar_db_run_key {
-    int64_t n;
-} ar_db_run_key;
+/* ---- rows read ---------------------------------------------------------- */
 
-/* ar_db_run_insert: another run already has this key (pick a new id). */
-#define AR_DB_CONFLICT 100
-/* A write of a run handle changed nothing: the run is no longer running
- * under the handle's owner epoch (resumed elsewhere, or marked interrupted);
- * err holds why, with code AR_ESTATE. */
-#define AR_DB_LOST 101
+/* A run row as loaded. Times AR_UNSET where the column is NULL; limit_value
+ * and limit_reached 0 where NULL. */
+typedef struct ar_db_run_row {
+    int64_t n;                                 /* the key */
+    int64_t owner;                             /* the ownership epoch */
+    ar_db_text id, agent, goal, user, edition, parent, status;
+    ar_db_text output, error, limit_name, budget, counters, metadata;
+    double limit_value, limit_reached;
+    int64_t iterations, input_tokens, output_tokens, cost_nanos, elapsed_ms;
+    int64_t created_at, finished_at, updated_at;
+} ar_db_run_row;
 
-/* ---- the store ---------------------------------------------------------- */
+/* A step row as loaded. */
+typedef struct ar_db_step_row {
+    int64_t seq;
+    ar_db_text kind, name, content, counters;
+    int64_t input_tokens, output_tokens, cost_nanos, duration_ms, at;
+} ar_db_step_row;
 
-int ar_db_open(ar_db **out, const char *path, const ar_open_opts *opts,
-               const ar_allocator *alloc, struct ar_err *err);
-void ar_db_close(ar_db *db);
-int ar_db_info(ar_db *db, ar_store_info *out, struct ar_err *err);
+/* An event row as loaded. */
+typedef struct ar_db_event_row {
+    int64_t id, session, at;
+    ar_db_text agent, type, content, metadata, run;
+} ar_db_event_row;
 
-int ar_db_txn_begin(ar_db *db, struct ar_err *err);
-int ar_db_txn_commit(ar_db *db, struct ar_err *err);
-void ar_db_txn_rollback(ar_db *db);
-
-/* ---- runs and steps (core/sqlite/runs.c) -------------------------------- */
-
-/* Inserts a run under run->n; AR_DB_CONFLICT (err untouched) when the key is taken. */
-int ar_db_run_insert(ar_db *db, const ar_db_run *run, struct ar_err *err);
-int ar_db_step_insert(ar_db *db, int64_t run_rowid, const ar_db_step *step, struct ar_err *err);
-
-/* The writes of a run handle. Each changes the run only while it is
- * `running` under the epoch `owner` (the fence of one writer per run) and
- * returns AR_DB_LOST otherwise. */
-int ar_db_run_progress(ar_db *db, int64_t run_rowid, int64_t owner, const ar_db_progress *p,
-                       struct ar_err *err);
-/* Marks activity (updated_at = now). */
-int ar_db_run_touch(ar_db *db, int64_t run_rowid, int64_t owner, int64_t now, struct ar_err *err);
-/* Ends the run with f->status (a finished status, or interrupted). */
-int ar_db_run_finish(ar_db *db, int64_t run_rowid, int64_t owner, const ar_db_finish *f,
-                     struct ar_err *err);
-/* Sets a budget_exhausted/interrupted run still at epoch `owner` running
- * again with `budget` (JSON), under epoch owner + 1; AR_ESTATE otherwise. */
-int ar_db_run_reopen(ar_db *db, int64_t run_rowid, int64_t owner, const char *budget, int64_t now,
-                     struct ar_err *err);
-
-/* Loads a run into box->rec (strings in box's arena). *rowid, *elapsed_ms
- * and *owner (its epoch) may be NULL. AR_ENOTFOUND when there is none. */
-int ar_db_run_load(ar_db *db, const char *id, struct ar_record_box *box,
-                   int64_t *rowid, int64_t *elapsed_ms, int64_t *owner, struct ar_err *err);
-/* Looks up a run's rowid; AR_ENOTFOUND when there is none. */
-int ar_db_run_rowid(ar_db *db, const char *id, int64_t *rowid, struct ar_err *err);
-
-/* Fetches up to `max` steps of a run with seq >= from, in seq order, into
- * `arena`. *out is an array of *n steps. */
-int ar_db_steps_fetch(ar_db *db, int64_t run_rowid, int64_t from, size_t max,
-                      struct ar_arena *arena, ar_step **out, size_t *n, struct ar_err *err);
-
-/* Lists runs matching q's filters in SQL order (ascending when `ascending`),
- * only those that follow `key` in that order (or are it, when `inclusive`)
- * when key is not NULL, up to `limit` rows. Each record is a new box; the
- * array is from ar_out_alloc. */
-int ar_db_runs_list(ar_db *db, const ar_run_query *q, const ar_db_run_key *key, int inclusive,
-                    int ascending, int64_t limit,
-                    ar_record ***out, size_t *n, struct ar_err *err);
-int ar_db_runs_count(ar_db *db, const ar_run_query *q, int64_t *out, struct ar_err *err);
-int ar_db_runs_stats(ar_db *db, const ar_run_query *q, ar_stats *out, struct ar_err *err);
-int ar_db_forget_user(ar_db *db, const char *user, int64_t now, int64_t *out, struct ar_err *err);
-
-/* ---- checkpoints and recovery ------------------------------------------- */
-
-int ar_db_checkpoint_put(ar_db *db, int64_t run_rowid, int64_t seq, const char *state,
-                         size_t len, int64_t at, struct ar_err *err);
-/* *state (allocated with ar_out_strdup) is NULL when the run has none. */
-int ar_db_checkpoint_get(ar_db *db, int64_t run_rowid, const ar_allocator *alloc,
-                         char **state, int64_t *seq, struct ar_err *err);
-int ar_db_recover(ar_db *db, int64_t stale_before, int64_t now, int64_t *out, struct ar_err *err);
-
-/* ---- retention (core/sqlite/retain.c) ----------------------------------- */
-
-/* Runs deleted per transaction at most: each transaction stays short so that
- * other writers get the lock within their busy timeout. */
-#define AR_DB_RETAIN_BATCH 500
+/* Sums over runs, exact: a backend sums in a type that cannot overflow and
+ * saturates to INT64_MAX; cost_approx is the nearest double of the nano sum
+ * (used when cost_nanos saturated). */
+typedef struct ar_db_stats {
+    int64_t runs;
+    int64_t by_status[5];                      /* indexed by ar_status */
+    int64_t iterations, input_tokens, output_tokens, cost_nanos;
+    double cost_approx;
+    double avg_latency_ms;                     /* over finished runs; 0 when none */
+} ar_db_stats;
 
 /* One considered run as the retention scan yields it. */
 typedef struct ar_db_retain_row {
-    int64_t rowid;
+    int64_t n;                  /* the run's key */
     int64_t iterations;         /* the run's step count, to size deletion batches */
     int64_t rank;               /* 1 = newest considered run of its agent; 0 when not ranked */
     int64_t ended_at;           /* finished_at, or updated_at for a run marked interrupted without one */
-    const ar_record *record;    /* the run without steps when asked for, else NULL; valid during the call */
+    const ar_db_run_row *run;   /* the whole row when asked for, else NULL */
 } ar_db_retain_row;
 
-/* Called once per scanned row; a non-zero AR_ code stops the scan and is returned. */
+/* The space a store takes, for retention reports and info(). */
+typedef struct ar_db_sizes {
+    int64_t file_bytes;         /* the store's data: a file, or its tables and indexes */
+    int64_t wal_bytes, free_bytes;  /* 0 where the backend has no such thing */
+} ar_db_sizes;
+
+typedef int (*ar_db_run_visit)(void *ud, const ar_db_run_row *row);
+typedef int (*ar_db_step_visit)(void *ud, const ar_db_step_row *row);
+typedef int (*ar_db_event_visit)(void *ud, const ar_db_event_row *row);
+typedef int (*ar_db_type_visit)(void *ud, ar_db_text type, int64_t count);
 typedef int (*ar_db_retain_visit)(void *ud, const ar_db_retain_row *row);
 
-/* Streams every run whose status is one of statuses[0..n) (finished statuses,
- * n <= 4) to `visit` in one SELECT. With `ranked`, row->rank orders each
- * agent's scanned runs by created_at then id, newest first. With
- * `with_record`, row->record is decoded. AR_EMISUSE when a scan is already
- * running on this store (a visitor calling retention again). */
-int ar_db_retain_scan(ar_db *db, const ar_status *statuses, size_t n, int ranked, int with_record,
-                      ar_db_retain_visit visit, void *ud, struct ar_err *err);
-/* Inside the caller's transaction, deletes the runs of rowids[0..n)
- * (n <= AR_DB_RETAIN_BATCH) that are still finished, with their steps,
- * checkpoint and events. *runs and *steps get the rows deleted. */
-int ar_db_retain_delete(ar_db *db, const int64_t *rowids, size_t n, int64_t *runs, int64_t *steps,
-                        struct ar_err *err);
-/* Counts the steps of the runs of rowids[0..n) (n <= AR_DB_RETAIN_BATCH). */
-int ar_db_retain_count_steps(ar_db *db, const int64_t *rowids, size_t n, int64_t *out, struct ar_err *err);
-/* The bytes the store takes: the file plus its WAL (pages in use for ":memory:"). */
-int ar_db_retain_bytes(ar_db *db, int64_t *out, struct ar_err *err);
-/* Rebuilds the file without its free pages and truncates the WAL so the file
- * system gets the space back. Outside any transaction. */
-int ar_db_retain_vacuum(ar_db *db, struct ar_err *err);
+/* Returned by run_insert: another run already has this key, or (a backend
+ * whose writers are on many hosts) a run with a key >= this one exists, so
+ * this one would sort before rows a reader may have paged past. *min_key
+ * gets the smallest key that would be accepted; the core makes a new id
+ * with a tick >= it and tries again. err untouched. */
+#define AR_DB_CONFLICT 100
+/* A fenced write changed nothing: the run is no longer running under the
+ * handle's owner epoch (resumed elsewhere, or marked interrupted); err holds
+ * why, with code AR_ESTATE. */
+#define AR_DB_LOST 101
 
-/* ---- events (core/sqlite/events.c) -------------------------------------- */
+/* Runs deleted per transaction at most by retention: each transaction stays
+ * short so that other writers get their locks within their busy timeout. */
+#define AR_DB_RETAIN_BATCH 500
 
-/* Appends an event (validated by the caller; at already set); *id gets its new id. */
-int ar_db_event_insert(ar_db *db, const ar_event *e, int64_t *id, struct ar_err *err);
-/* Lists events matching q's filters (q->agent set; limit, cursors and order
- * ignored) in id order, ascending when `ascending`, up to `limit` rows. `key`
- * (may be NULL) is a position between ids: walking up takes ids > *key,
- * walking down ids <= *key. *out is an array of *n events in `arena`, as are
- * their strings. */
-int ar_db_events_list(ar_db *db, const ar_event_query *q, const int64_t *key, int ascending,
-                      int64_t limit, struct ar_arena *arena, ar_event **out, size_t *n, struct ar_err *err);
-int ar_db_events_count(ar_db *db, const ar_event_query *q, int64_t *out, struct ar_err *err);
-/* Fills *out for one agent; by_type (sorted by type) and its strings are in `arena`. */
-int ar_db_events_summary(ar_db *db, const char *agent, struct ar_arena *arena,
-                         ar_event_summary *out, struct ar_err *err);
-/* Deletes every event of `agent`; *out gets the count. */
-int ar_db_events_delete(ar_db *db, const char *agent, int64_t *out, struct ar_err *err);
-/* Deletes the events with at < before_at; *out gets the count. */
-int ar_db_events_delete_before(ar_db *db, int64_t before_at, int64_t *out, struct ar_err *err);
-/* Deletes, per agent, all but the newest keep_last (>= 0) events by (at, id). */
-int ar_db_events_keep_last(ar_db *db, int64_t keep_last, int64_t *out, struct ar_err *err);
+/* ---- the table ---------------------------------------------------------- */
 
-/* For tests: the EXPLAIN QUERY PLAN text (one step per line; ar_free) of the
- * very SQL the functions above run: a listing (q, key, ascending), a count
- * (q), the summary (q->agent) or a retention delete (q may be NULL). */
-enum {
-    AR_DB_EVENTS_PLAN_LIST, AR_DB_EVENTS_PLAN_COUNT, AR_DB_EVENTS_PLAN_SUMMARY,
-    AR_DB_EVENTS_PLAN_RETAIN_AGE, AR_DB_EVENTS_PLAN_RETAIN_KEEP
-};
-int ar_db_events_plan(ar_db *db, int shape, const ar_event_query *q, const int64_t *key, int ascending,
-                      char **out, struct ar_err *err);
+#define AR_BACKEND_VERSION 1
+
+typedef struct ar_backend {
+    unsigned int version;       /* AR_BACKEND_VERSION: the layout below */
+    const char *name;           /* "sqlite", "postgresql": info().backend */
+
+    /* ---- the store (all required) ---- */
+
+    /* Opens (creating the schema when missing and writable, migrating an
+     * older one in one transaction) the store at `location`. *out is set
+     * (NULL when memory ran out) even on failure, then closed by the caller.
+     * AR_EIO unreachable, AR_EPERM refused, AR_ECORRUPT not an agentrun
+     * store, AR_EVERSION newer (or older and read-only), AR_EBUSY, AR_ENOMEM. */
+    int (*open)(ar_db **out, const char *location, const ar_open_opts *opts,
+                const ar_allocator *alloc, struct ar_err *err);
+    /* Releases everything; NULL accepted. */
+    void (*close)(ar_db *db);
+    /* The location as shown to users (a URL without its password); owned by db. */
+    const char *(*display_path)(ar_db *db);
+    /* Schema version and row counts into out (path, sizes and backend set by the core). */
+    int (*info)(ar_db *db, ar_store_info *out, struct ar_err *err);
+
+    /* A transaction around several writes (store:write, retention, events
+     * retention). The one-call writes below must not be called inside one. */
+    int (*txn_begin)(ar_db *db, struct ar_err *err);
+    int (*txn_commit)(ar_db *db, struct ar_err *err);
+    void (*txn_rollback)(ar_db *db);
+
+    /* ---- runs and steps (all required) ---- */
+
+    /* Inserts a run under run->n; AR_DB_CONFLICT with *min_key (see above).
+     * Inside or outside a transaction. */
+    int (*run_insert)(ar_db *db, const ar_db_run *run, int64_t *min_key, struct ar_err *err);
+    /* Inserts a step of run `n` (inside the caller's transaction; store:write). */
+    int (*step_insert)(ar_db *db, int64_t n, const ar_db_step *step, struct ar_err *err);
+
+    /* The writes of a run handle, each one durable transaction. Each changes
+     * the run only while it is `running` under epoch `owner` (the fence of
+     * one writer per run) and returns AR_DB_LOST otherwise, writing nothing. */
+    /* One durable step: the step row and the run's new progress. */
+    int (*step_append)(ar_db *db, int64_t n, int64_t owner, const ar_db_step *step,
+                       const ar_db_progress *p, struct ar_err *err);
+    /* Saves the run's checkpoint (replacing any) and marks activity (updated_at = at). */
+    int (*checkpoint_save)(ar_db *db, int64_t n, int64_t owner, int64_t seq, const char *state,
+                           size_t len, int64_t at, struct ar_err *err);
+    /* Marks activity (updated_at = now). */
+    int (*run_touch)(ar_db *db, int64_t n, int64_t owner, int64_t now, struct ar_err *err);
+    /* Ends the run with f->status (a finished status, or interrupted). */
+    int (*run_finish)(ar_db *db, int64_t n, int64_t owner, const ar_db_finish *f, struct ar_err *err);
+    /* Sets a budget_exhausted/interrupted run still at epoch `owner` running
+     * again with `budget` (JSON), under epoch owner + 1; AR_ESTATE otherwise. */
+    int (*run_reopen)(ar_db *db, int64_t n, int64_t owner, const char *budget, int64_t now,
+                      struct ar_err *err);
+
+    /* Loads the run of key n whose id is `id` into *row. AR_ENOTFOUND when
+     * there is none (err set, naming the id). */
+    int (*run_load)(ar_db *db, int64_t n, const char *id, ar_db_run_row *row, struct ar_err *err);
+    /* Whether the run of key n with this id exists: AR_OK or AR_ENOTFOUND. */
+    int (*run_exists)(ar_db *db, int64_t n, const char *id, struct ar_err *err);
+    /* Visits up to `max` steps of run n with seq >= from, in seq order. */
+    int (*steps_fetch)(ar_db *db, int64_t n, int64_t from, size_t max,
+                       ar_db_step_visit visit, void *ud, struct ar_err *err);
+
+    /* Visits the runs matching q's filters (agent, user, edition, parent,
+     * statuses, since, until; limit, cursors and order ignored) in key order
+     * (ascending when `ascending`), only those past `*key` in that order (or
+     * at it, when `inclusive`) when key is not NULL, up to `limit` rows. A
+     * backend with concurrent writers visits no run that a reader could see
+     * before a run of a lower key commits (see AR_DB_CONFLICT). */
+    int (*runs_list)(ar_db *db, const ar_run_query *q, const int64_t *key, int inclusive,
+                     int ascending, int64_t limit, ar_db_run_visit visit, void *ud, struct ar_err *err);
+    int (*runs_count)(ar_db *db, const ar_run_query *q, int64_t *out, struct ar_err *err);
+    int (*runs_stats)(ar_db *db, const ar_run_query *q, ar_db_stats *out, struct ar_err *err);
+    /* Sets user = NULL on every run of `user` (one transaction); *out the count. */
+    int (*forget_user)(ar_db *db, const char *user, int64_t now, int64_t *out, struct ar_err *err);
+
+    /* ---- checkpoints and recovery (all required) ---- */
+
+    /* Inside the caller's transaction: the checkpoint of a written record. */
+    int (*checkpoint_put)(ar_db *db, int64_t n, int64_t seq, const char *state, size_t len,
+                          int64_t at, struct ar_err *err);
+    /* *state is NULL when the run has none; else valid as rows are. */
+    int (*checkpoint_get)(ar_db *db, int64_t n, ar_db_text *state, int64_t *seq, struct ar_err *err);
+    /* Marks interrupted every running run with updated_at <= stale_before
+     * (so a cutoff of now takes every running run, deterministically);
+     * finished_at becomes its updated_at, updated_at becomes now; *out the count. */
+    int (*recover)(ar_db *db, int64_t stale_before, int64_t now, int64_t *out, struct ar_err *err);
+
+    /* ---- retention (required unless marked) ---- */
+
+    /* Streams every run whose status is one of statuses[0..n) (finished
+     * statuses, n <= 4) to `visit` in one read. With `ranked`, row->rank
+     * orders each agent's scanned runs by created_at then id, newest first.
+     * With `with_run`, row->run is filled. The visitor may read the store
+     * (runs_list, run_load, ...) but not write. */
+    int (*retain_scan)(ar_db *db, const ar_status *statuses, size_t n, int ranked, int with_run,
+                       ar_db_retain_visit visit, void *ud, struct ar_err *err);
+    /* Inside the caller's transaction, deletes the runs of keys[0..n)
+     * (n <= AR_DB_RETAIN_BATCH) that are still finished, with their steps,
+     * checkpoint and events. *runs and *steps get the rows deleted. */
+    int (*retain_delete)(ar_db *db, const int64_t *keys, size_t n, int64_t *runs, int64_t *steps,
+                         struct ar_err *err);
+    /* Counts the steps of the runs of keys[0..n) (n <= AR_DB_RETAIN_BATCH). */
+    int (*retain_count_steps)(ar_db *db, const int64_t *keys, size_t n, int64_t *out, struct ar_err *err);
+    /* Optional (NULL: sizes are reported as 0): the space the store takes. */
+    int (*sizes)(ar_db *db, ar_db_sizes *out, struct ar_err *err);
+    /* Optional (NULL: `vacuum = true` does nothing): gives free space back
+     * (SQLite VACUUM and WAL truncation; PostgreSQL VACUUM of the store's
+     * tables). Outside any transaction. */
+    int (*compact)(ar_db *db, struct ar_err *err);
+
+    /* ---- events (all required) ---- */
+
+    /* Appends an event (validated; at set), one transaction; *id its new id,
+     * higher than every id a reader may already have seen. */
+    int (*event_insert)(ar_db *db, const ar_event *e, int64_t *id, struct ar_err *err);
+    /* Visits events matching q's filters (q->agent set; limit, cursors and
+     * order ignored) in id order, ascending when `ascending`, up to `limit`.
+     * `key` (may be NULL) is a position between ids: walking up takes
+     * ids > *key, walking down ids <= *key. Never visits an event a reader
+     * could page past before a lower id commits. */
+    int (*events_list)(ar_db *db, const ar_event_query *q, const int64_t *key, int ascending,
+                       int64_t limit, ar_db_event_visit visit, void *ud, struct ar_err *err);
+    int (*events_count)(ar_db *db, const ar_event_query *q, int64_t *out, struct ar_err *err);
+    /* One agent's totals in one read: *total, *sessions (distinct), first and
+     * last `at` (AR_UNSET when none), and each type's count (visited in
+     * type order). */
+    int (*events_summary)(ar_db *db, const char *agent, int64_t *total, int64_t *sessions,
+                          int64_t *first_at, int64_t *last_at, ar_db_type_visit visit, void *ud,
+                          struct ar_err *err);
+    /* Deletes every event of `agent` (one transaction); *out gets the count. */
+    int (*events_delete)(ar_db *db, const char *agent, int64_t *out, struct ar_err *err);
+    /* Inside the caller's transaction: deletes the events with at < before_at. */
+    int (*events_delete_before)(ar_db *db, int64_t before_at, int64_t *out, struct ar_err *err);
+    /* Inside the caller's transaction: deletes, per agent, all but the newest
+     * keep_last (>= 0) events by (at, id). */
+    int (*events_keep_last)(ar_db *db, int64_t keep_last, int64_t *out, struct ar_err *err);
+} ar_backend;
+
+/* The backends built into the library. */
+extern const ar_backend ar_sqlite_backend;
+extern const ar_backend ar_postgres_backend;
+
+/* The backend for a location: a "postgresql://" or "postgres://" URL (or a
+ * libpq "key=value" string starting with "host=", "dbname=", "service=" or
+ * "user=") is PostgreSQL; anything else names a SQLite file. */
+const ar_backend *ar_backend_for(const char *location);
 
 #endif

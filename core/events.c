@@ -57,7 +57,7 @@ int ar_event_append(int64_t *out, ar_store *store, const ar_event *event)
     if (row.at == AR_UNSET)
         row.at = ar_now_ms();
     int64_t id = 0;
-    if ((rc = ar_db_event_insert(store->db, &row, &id, err)))
+    if ((rc = store->be->event_insert(store->db, &row, &id, err)))
         return rc;
     if (out)
         *out = id;
@@ -156,13 +156,57 @@ static void reverse(ar_event *items, size_t n)
     }
 }
 
+/* Events listed into an array in an arena: the visitor of events_list. */
+typedef struct event_fill {
+    ar_arena *arena;
+    ar_err *err;
+    ar_event *items;
+    size_t n, cap;
+    int64_t limit;
+} event_fill;
+
+static int fill_event(void *ud, const ar_db_event_row *row)
+{
+    event_fill *f = ud;
+    if (f->n == f->cap) {
+        /* the old array stays in the arena: at most as much again is wasted */
+        size_t cap = f->cap ? 2 * f->cap : (f->limit < 64 ? (size_t)f->limit + 1 : 64);
+        ar_event *grown = ar_arena_alloc(f->arena, cap * sizeof *grown);
+        if (!grown)
+            return ar_fail(f->err, AR_ENOMEM, "out of memory listing events");
+        if (f->n)
+            memcpy(grown, f->items, f->n * sizeof *grown);
+        f->items = grown;
+        f->cap = cap;
+    }
+    int rc = ar_row_to_event(row, f->arena, &f->items[f->n], f->err);
+    if (rc == AR_OK)
+        f->n++;
+    return rc;
+}
+
+/* Lists the events of q past `key` (see the backend's events_list) into `arena`. */
+static int events_list(ar_store *store, const ar_event_query *q, const int64_t *key, int asc, int64_t limit,
+                       ar_arena *arena, ar_event **out, size_t *n)
+{
+    event_fill f = { arena, &store->err, NULL, 0, 0, limit };
+    *out = NULL;
+    *n = 0;
+    int rc = store->be->events_list(store->db, q, key, asc, limit, fill_event, &f, &store->err);
+    if (rc)
+        return rc;
+    *out = f.items;
+    *n = f.n;
+    return AR_OK;
+}
+
 /* Whether any event matching q follows position g in q's order. */
 static int follows(ar_store *store, const ar_event_query *q, int64_t g, int *out)
 {
     ar_arena scratch = { &store->alloc, NULL };
     ar_event *items;
     size_t n;
-    int rc = ar_db_events_list(store->db, q, &g, q->order == AR_ORDER_ASC, 1, &scratch, &items, &n, &store->err);
+    int rc = events_list(store, q, &g, q->order == AR_ORDER_ASC, 1, &scratch, &items, &n);
     ar_arena_release(&scratch);
     *out = rc == AR_OK && n > 0;
     return rc;
@@ -214,8 +258,7 @@ int ar_events_list(ar_event_list **out, char **next_cursor, ar_store *store, con
     ar_event *items;
     size_t n;
     int more = 0;
-    if ((rc = ar_db_events_list(store->db, q, q->after || q->before ? &g : NULL, sql_asc, fetch,
-                                &box->arena, &items, &n, err)))
+    if ((rc = events_list(store, q, q->after || q->before ? &g : NULL, sql_asc, fetch, &box->arena, &items, &n)))
         goto cleanup;
     if (backwards) {
         reverse(items, n);
@@ -265,7 +308,40 @@ int ar_events_count(int64_t *out, ar_store *store, const ar_event_query *q)
         return rc;
     if (!out)
         return ar_fail(&store->err, AR_EMISUSE, "out is required");
-    return ar_db_events_count(store->db, q, out, &store->err);
+    return store->be->events_count(store->db, q, out, &store->err);
+}
+
+/* Types counted into an array in an arena: the visitor of events_summary. */
+typedef struct type_fill {
+    ar_arena *arena;
+    ar_err *err;
+    char owner[80];
+    ar_type_count *types;
+    size_t n, cap;
+} type_fill;
+
+static int fill_type(void *ud, ar_db_text type, int64_t count)
+{
+    type_fill *f = ud;
+    if (f->n == f->cap) {
+        size_t cap = f->cap ? 2 * f->cap : 16;
+        ar_type_count *grown = ar_arena_alloc(f->arena, cap * sizeof *grown);
+        if (!grown)
+            return ar_fail(f->err, AR_ENOMEM, "out of memory summarising events");
+        if (f->n)
+            memcpy(grown, f->types, f->n * sizeof *grown);
+        f->types = grown;
+        f->cap = cap;
+    }
+    ar_type_count *tc = &f->types[f->n];
+    int rc = ar_row_text_copy(type, f->owner, "type", f->arena, &tc->type, f->err);
+    if (rc)
+        return rc;
+    if (!tc->type)
+        return ar_fail(f->err, AR_ECORRUPT, "%s: stored type is damaged: it is missing", f->owner);
+    tc->count = count;
+    f->n++;
+    return AR_OK;
 }
 
 /* Summarises one agent's events, read in one snapshot: total, count per type
@@ -288,7 +364,16 @@ int ar_events_summary(ar_event_summary **out, ar_store *store, const char *agent
     box->alloc = store->alloc;
     box->arena.alloc = &box->alloc;
     box->arena.head = NULL;
-    if ((rc = ar_db_events_summary(store->db, agent, &box->arena, &box->summary, &store->err))) {
+    type_fill f = { &box->arena, &store->err, "", NULL, 0, 0 };
+    snprintf(f.owner, sizeof f.owner, "an event of agent %.48s", agent);
+    ar_event_summary *sum = &box->summary;
+    memset(sum, 0, sizeof *sum);
+    if ((rc = store->be->events_summary(store->db, agent, &sum->total, &sum->sessions, &sum->first_at,
+                                        &sum->last_at, fill_type, &f, &store->err)) == AR_OK) {
+        sum->by_type = f.n ? f.types : NULL;
+        sum->n_types = f.n;
+    }
+    if (rc) {
         ar_arena_release(&box->arena);
         ar_mem_free(&store->alloc, box);
         return rc;
@@ -318,7 +403,7 @@ int ar_events_delete(int64_t *out, ar_store *store, const char *agent)
     if (rc || (rc = ar_text_check(&store->err, "agent", agent, 1, 1)))
         return rc;
     int64_t n = 0;
-    if ((rc = ar_db_events_delete(store->db, agent, &n, &store->err)))
+    if ((rc = store->be->events_delete(store->db, agent, &n, &store->err)))
         return rc;
     if (out)
         *out = n;
@@ -350,19 +435,20 @@ int ar_events_retain(int64_t *out, ar_store *store, const ar_event_retention *po
     if (!by_age && !by_count)
         return AR_OK;
     int64_t aged = 0, beyond = 0;
-    if ((rc = ar_db_txn_begin(store->db, err)))
+    const ar_backend *be = store->be;
+    if ((rc = be->txn_begin(store->db, err)))
         return rc;
-    if (by_age && (rc = ar_db_events_delete_before(store->db, ar_now_ms() - (int64_t)(policy->older_than * 1000.0),
-                                                   &aged, err)))
+    if (by_age && (rc = be->events_delete_before(store->db, ar_now_ms() - (int64_t)(policy->older_than * 1000.0),
+                                                 &aged, err)))
         goto cleanup;
-    if (by_count && (rc = ar_db_events_keep_last(store->db, policy->keep_last, &beyond, err)))
+    if (by_count && (rc = be->events_keep_last(store->db, policy->keep_last, &beyond, err)))
         goto cleanup;
-    if ((rc = ar_db_txn_commit(store->db, err)))
+    if ((rc = be->txn_commit(store->db, err)))
         return rc;
     if (out)
         *out = aged + beyond;
     return AR_OK;
 cleanup:
-    ar_db_txn_rollback(store->db);
+    be->txn_rollback(store->db);
     return rc;
 }

@@ -114,8 +114,8 @@ const char *ar_limit_name(const char *name);
 
 struct ar_store {
     ar_allocator alloc;
-    ar_db *db;
-    char *path;
+    const ar_backend *be;           /* the backend serving the location */
+    ar_db *db;                      /* its open store; every call goes through be */
     ar_err err;
     int readonly;
     struct ar_run *runs;            /* open run handles, to finish on close */
@@ -129,7 +129,7 @@ struct ar_run {
     ar_store *store;                /* NULL once the store is closed */
     struct ar_run *next, *prev;
     ar_allocator alloc;
-    int64_t rowid;
+    int64_t key;                    /* the run's key in the store (its id's tick) */
     int64_t owner;                  /* the run's ownership epoch this handle holds */
     char id[AR_ID_LEN + 1];
     ar_status status;
@@ -166,14 +166,52 @@ void ar_store_close_deferred_runs(ar_store *store);
  * AR_ESTATE and closing them still frees them (implemented in read.c). */
 void ar_store_detach_iters(ar_store *store);
 
+/* Whether a location names a PostgreSQL server (a postgresql:// or
+ * postgres:// URL, or a libpq key=value string) rather than a file. */
+int ar_location_is_postgres(const char *location);
+
+/* ---- rows to records (rows.c): every value a backend hands back is
+ * checked here, once. A damaged value fails with AR_ECORRUPT naming its row
+ * ("run <id>", "run <id> step N", "event N") and field; AR_ENOMEM when
+ * memory ran out. ---- */
+
+/* Turns a run row into box->rec (strings in box's arena) and box->cost_nanos. */
+int ar_row_to_record(const ar_db_run_row *row, ar_record_box *box, ar_err *err);
+/* Turns a step row of run `run_id` into *out (strings in `arena`). */
+int ar_row_to_step(const ar_db_step_row *row, const char *run_id, ar_arena *arena, ar_step *out, ar_err *err);
+/* Turns an event row into *out (strings in `arena`). */
+int ar_row_to_event(const ar_db_event_row *row, ar_arena *arena, ar_event *out, ar_err *err);
+/* Checks a stored JSON text of `owner` (e.g. "run <id> checkpoint") named
+ * `field`; SQL NULL passes. */
+int ar_row_json_check(ar_db_text t, const char *owner, const char *field, ar_err *err);
+/* Checks a stored plain text (UTF-8, no NUL byte) and copies it into
+ * `arena` as a C string (*out NULL for SQL NULL). */
+int ar_row_text_copy(ar_db_text t, const char *owner, const char *field, ar_arena *arena, const char **out,
+                     ar_err *err);
+/* The public statistics from the backend's sums. */
+void ar_stats_from_row(const ar_db_stats *in, ar_stats *out);
+
+/* Loads run `id` (AR_ENOTFOUND when there is none) into box->rec; *key,
+ * *elapsed_ms and *owner (each may be NULL) get the row's. */
+int ar_store_load_run(ar_store *store, const char *id, ar_record_box *box, int64_t *key, int64_t *elapsed_ms,
+                      int64_t *owner);
+/* The key of run `id`: AR_OK, or AR_ENOTFOUND (err set) when there is none. */
+int ar_store_run_key(ar_store *store, const char *id, int64_t *key);
+
 int64_t ar_now_ms(void);
 #define AR_ID_MAX_MS 0x7fffffffffffULL /* 47 bits of milliseconds: ticks stay positive */
 
 /* Makes a run id and returns its tick, the run's key in the store. A run
  * begun now (`written` 0) takes the next tick of the process clock at `ms`
- * or later: its created_at is then tick >> 16. A record written with its
- * own created_at (`written` 1) keeps that millisecond. */
-int64_t ar_id_new(ar_store *store, int64_t ms, int written, char out[AR_ID_LEN + 1]);
+ * or later, and at `min_tick` or later (a key the backend asked for after a
+ * conflict; 0 for none): its created_at is then tick >> 16. A record
+ * written with its own created_at (`written` 1) keeps that millisecond
+ * (min_tick is not used). */
+int64_t ar_id_new(ar_store *store, int64_t ms, int written, int64_t min_tick, char out[AR_ID_LEN + 1]);
+/* The smallest key of millisecond `ms` (keys are (created_at << 16) |
+ * sequence): a time bound of a runs query as a key bound. 0 below 1,
+ * INT64_MAX past the ids' range. */
+int64_t ar_id_key_of_ms(int64_t ms);
 /* The tick inside a well-formed id, or -1. */
 int64_t ar_id_tick(const char *id);
 int ar_id_valid(const char *id);

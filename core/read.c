@@ -9,6 +9,43 @@
 #define STEP_BATCH 256
 #define GET_FETCH_MAX 65536 /* steps sized up front by ar_store_get before it grows */
 
+/* Steps fetched into an array in an arena: the visitor of steps_fetch. */
+typedef struct step_fill {
+    ar_arena *arena;
+    const char *run_id;
+    ar_err *err;
+    ar_step *steps;
+    size_t n, max;
+} step_fill;
+
+static int fill_step(void *ud, const ar_db_step_row *row)
+{
+    step_fill *f = ud;
+    if (f->n == f->max)
+        return ar_fail(f->err, AR_EIO, "the store returned more steps than were asked for");
+    int rc = ar_row_to_step(row, f->run_id, f->arena, &f->steps[f->n], f->err);
+    if (rc == AR_OK)
+        f->n++;
+    return rc;
+}
+
+/* Fetches up to `max` steps of run `key` from seq `from` into `arena`. */
+static int steps_fetch(ar_store *store, int64_t key, const char *run_id, int64_t from, size_t max,
+                       ar_arena *arena, ar_step **out, size_t *n, ar_err *err)
+{
+    *out = NULL;
+    *n = 0;
+    step_fill f = { arena, run_id, err, NULL, 0, max };
+    if (max && !(f.steps = ar_arena_alloc(arena, max * sizeof *f.steps)))
+        return ar_fail(err, AR_ENOMEM, "out of memory reading steps");
+    int rc = store->be->steps_fetch(store->db, key, from, max, fill_step, &f, err);
+    if (rc)
+        return rc;
+    *out = f.steps;
+    *n = f.n;
+    return AR_OK;
+}
+
 int ar_store_get(ar_record **out, ar_store *store, const char *id, int with_steps)
 {
     int rc = ar_store_usable(store);
@@ -21,8 +58,8 @@ int ar_store_get(ar_record **out, ar_store *store, const char *id, int with_step
     ar_record_box *box = ar_record_box_new(&store->alloc);
     if (!box)
         return ar_fail(&store->err, AR_ENOMEM, "out of memory reading a run");
-    int64_t rowid;
-    if ((rc = ar_db_run_load(store->db, id, box, &rowid, NULL, NULL, &store->err)))
+    int64_t key;
+    if ((rc = ar_store_load_run(store, id, box, &key, NULL, NULL)))
         goto cleanup;
     if (with_steps) {
         ar_step *steps;
@@ -33,7 +70,7 @@ int ar_store_get(ar_record **out, ar_store *store, const char *id, int with_step
         size_t max = box->rec.iterations >= 0 && box->rec.iterations < GET_FETCH_MAX
                          ? (size_t)box->rec.iterations + 1 : GET_FETCH_MAX;
         for (;;) {
-            if ((rc = ar_db_steps_fetch(store->db, rowid, 1, max, &box->arena, &steps, &n, &store->err)))
+            if ((rc = steps_fetch(store, key, box->rec.id, 1, max, &box->arena, &steps, &n, &store->err)))
                 goto cleanup;
             if (n < max)
                 break;
@@ -54,7 +91,8 @@ struct ar_step_iter {
     struct ar_step_iter *next, *prev;   /* in store->iters */
     ar_allocator alloc;     /* a copy: closing needs no store */
     ar_err err;
-    int64_t rowid;
+    int64_t key;
+    char run_id[AR_ID_LEN + 1];
     int64_t next_seq;
     int64_t remaining;      /* < 0: no limit */
     ar_arena arena;
@@ -72,8 +110,8 @@ int ar_steps_open(ar_step_iter **out, ar_store *store, const char *run_id, int64
         return rc;
     if (!out || !run_id)
         return ar_fail(&store->err, AR_EMISUSE, "out and run_id are required");
-    int64_t rowid;
-    if ((rc = ar_db_run_rowid(store->db, run_id, &rowid, &store->err)))
+    int64_t key;
+    if ((rc = ar_store_run_key(store, run_id, &key)))
         return rc;
     ar_step_iter *it = ar_mem_alloc(&store->alloc, sizeof *it);
     if (!it)
@@ -81,7 +119,8 @@ int ar_steps_open(ar_step_iter **out, ar_store *store, const char *run_id, int64
     memset(it, 0, sizeof *it);
     it->store = store;
     it->alloc = store->alloc;
-    it->rowid = rowid;
+    it->key = key;
+    memcpy(it->run_id, run_id, AR_ID_LEN + 1);
     it->next_seq = from > 1 ? from : 1;
     it->remaining = limit;
     it->arena.alloc = &it->alloc;
@@ -129,8 +168,8 @@ int ar_steps_next(const ar_step **out, ar_step_iter *it)
         size_t want = STEP_BATCH;
         if (it->remaining > 0 && (uint64_t)it->remaining < want)
             want = (size_t)it->remaining;
-        int rc = ar_db_steps_fetch(it->store->db, it->rowid, it->next_seq, want, &it->arena,
-                                   &it->batch, &it->n, &it->store->err);
+        int rc = steps_fetch(it->store, it->key, it->run_id, it->next_seq, want, &it->arena,
+                             &it->batch, &it->n, &it->store->err);
         if (rc) {
             it->err = it->store->err;
             return rc;
@@ -168,7 +207,7 @@ const char *ar_steps_errmsg(const ar_step_iter *it)
  * "r1:<created_at>:<id>" of that run (the id's key is the position). `after` gives the runs past it,
  * `before` the runs up to it, so before = next_cursor gives back the page
  * that cursor came from. */
-static int cursor_parse(ar_err *err, const char *name, const char *c, ar_db_run_key *key)
+static int cursor_parse(ar_err *err, const char *name, const char *c, int64_t *key)
 {
     const char *p = c;
     if (strncmp(p, "r1:", 3) != 0)
@@ -183,8 +222,8 @@ static int cursor_parse(ar_err *err, const char *name, const char *c, ar_db_run_
     p = end + 1;
     /* the position is the id's key; created_at is there for people reading it */
     (void)t;
-    key->n = ar_id_tick(p);
-    if (key->n < 0)
+    *key = ar_id_tick(p);
+    if (*key < 0)
         goto bad;
     return AR_OK;
 bad:
@@ -193,24 +232,75 @@ bad:
 
 /* A position after run r: its key, and its cursor text. */
 typedef struct position {
-    ar_db_run_key key;
+    int64_t key;
     char text[96];
 } position;
 
 static position position_of(const ar_record *r)
 {
     position p;
-    p.key.n = ar_id_tick(r->id);
+    p.key = ar_id_tick(r->id);
     snprintf(p.text, sizeof p.text, "r1:%" PRId64 ":%s", r->created_at, r->id);
     return p;
 }
 
+/* Runs listed into an array of records: the visitor of runs_list. */
+typedef struct run_fill {
+    const ar_allocator *alloc;
+    ar_err *err;
+    ar_record **list;
+    size_t n, cap;
+} run_fill;
+
+static int fill_run(void *ud, const ar_db_run_row *row)
+{
+    run_fill *f = ud;
+    if (f->n == f->cap) {
+        size_t cap = f->cap ? 2 * f->cap : 16;
+        ar_record **grown = ar_out_alloc(f->alloc, cap * sizeof *grown);
+        if (!grown)
+            return ar_fail(f->err, AR_ENOMEM, "out of memory listing runs");
+        if (f->n)
+            memcpy(grown, f->list, f->n * sizeof *grown);
+        ar_free(f->list);
+        f->list = grown;
+        f->cap = cap;
+    }
+    ar_record_box *box = ar_record_box_new(f->alloc);
+    if (!box)
+        return ar_fail(f->err, AR_ENOMEM, "out of memory listing runs");
+    f->list[f->n++] = &box->rec;
+    return ar_row_to_record(row, box, f->err);
+}
+
+/* Lists the runs of q past `key` (see the backend's runs_list) as records;
+ * the array is from ar_out_alloc, never NULL on success. */
+static int runs_list(ar_store *store, const ar_run_query *q, const int64_t *key, int inclusive, int asc,
+                     int64_t limit, ar_record ***out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    run_fill f = { &store->alloc, &store->err, NULL, 0, 0 };
+    size_t cap = limit > 0 && limit < 1024 ? (size_t)limit : 16;
+    if (!(f.list = ar_out_alloc(&store->alloc, cap * sizeof *f.list)))
+        return ar_fail(&store->err, AR_ENOMEM, "out of memory listing runs");
+    f.cap = cap;
+    int rc = store->be->runs_list(store->db, q, key, inclusive, asc, limit, fill_run, &f, &store->err);
+    if (rc) {
+        ar_records_free(f.list, f.n);
+        return rc;
+    }
+    *out = f.list;
+    *n = f.n;
+    return AR_OK;
+}
+
 /* Whether any run of the query lies past position `k` in its order. */
-static int any_past(ar_store *store, const ar_run_query *q, const ar_db_run_key *k, int asc, int *out)
+static int any_past(ar_store *store, const ar_run_query *q, const int64_t *k, int asc, int *out)
 {
     ar_record **one;
     size_t n;
-    int rc = ar_db_runs_list(store->db, q, k, 0, asc, 1, &one, &n, &store->err);
+    int rc = runs_list(store, q, k, 0, asc, 1, &one, &n);
     if (rc == AR_OK) {
         *out = n > 0;
         ar_records_free(one, n);
@@ -262,8 +352,8 @@ int ar_runs_list(ar_record ***out, size_t *n, char **next_cursor, ar_store *stor
         return ar_fail(&store->err, AR_EMISUSE, "out and n are required");
     if ((rc = query_check(store, q)))
         return rc;
-    ar_db_run_key key;
-    const ar_db_run_key *keyp = NULL;
+    int64_t key;
+    const int64_t *keyp = NULL;
     int asc = q->order == AR_ORDER_ASC;
     int backwards = q->before != NULL;
     if (q->after || q->before) {
@@ -285,7 +375,7 @@ int ar_runs_list(ar_record ***out, size_t *n, char **next_cursor, ar_store *stor
     int64_t fetch = backwards || q->limit == INT64_MAX ? q->limit : q->limit + 1;
     ar_record **list;
     size_t count;
-    if ((rc = ar_db_runs_list(store->db, q, keyp, backwards, sql_asc, fetch, &list, &count, &store->err)))
+    if ((rc = runs_list(store, q, keyp, backwards, sql_asc, fetch, &list, &count)))
         return rc;
     int more = 0;
     if (backwards) {
@@ -301,7 +391,7 @@ int ar_runs_list(ar_record ***out, size_t *n, char **next_cursor, ar_store *stor
     /* the position the following page starts from: after this page's last
      * run, or where the query started when the page is empty */
     position from;
-    const ar_db_run_key *fromp = keyp;
+    const int64_t *fromp = keyp;
     const char *from_text = q->after ? q->after : q->before;
     if (count > 0) {
         from = position_of(list[count - 1]);
@@ -331,7 +421,7 @@ int ar_runs_count(int64_t *out, ar_store *store, const ar_run_query *q)
         return rc;
     if (!out)
         return ar_fail(&store->err, AR_EMISUSE, "out is required");
-    return ar_db_runs_count(store->db, q, out, &store->err);
+    return store->be->runs_count(store->db, q, out, &store->err);
 }
 
 int ar_runs_stats(ar_stats *out, ar_store *store, const ar_run_query *q)
@@ -344,7 +434,10 @@ int ar_runs_stats(ar_stats *out, ar_store *store, const ar_run_query *q)
         return rc;
     if (!out)
         return ar_fail(&store->err, AR_EMISUSE, "out is required");
-    if ((rc = ar_db_runs_stats(store->db, q, out, &store->err)))
-        memset(out, 0, sizeof *out);
-    return rc;
+    ar_db_stats sums;
+    memset(&sums, 0, sizeof sums);
+    if ((rc = store->be->runs_stats(store->db, q, &sums, &store->err)))
+        return rc;
+    ar_stats_from_row(&sums, out);
+    return AR_OK;
 }

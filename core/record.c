@@ -311,16 +311,16 @@ static int write_rows(ar_store *store, const ar_record *r, char id[AR_ID_LEN + 1
                       r->limit.limit, r->limit.limit_value, r->limit.value,
                       { r->iterations, r->usage.input_tokens, r->usage.output_tokens, cost,
                         clen ? *buf : NULL, clen, r->latency_ms, r->updated_at },
-                      r->created_at, r->finished_at };
-    int64_t rowid;
+                      r->created_at, r->finished_at, 1 };
+    const ar_backend *be = store->be;
+    int64_t key, min_key = 0;
     int rc;
     if (r->id) {
         /* a record keeps its id, and with it its key */
         memcpy(id, r->id, AR_ID_LEN + 1);
-        row.n = rowid = ar_id_tick(r->id);
-        if ((rc = ar_db_run_insert(db, &row, err)) == AR_DB_CONFLICT) {
-            int64_t other;
-            if ((rc = ar_db_run_rowid(db, id, &other, err)) == AR_OK)
+        row.n = key = ar_id_tick(r->id);
+        if ((rc = be->run_insert(db, &row, &min_key, err)) == AR_DB_CONFLICT) {
+            if ((rc = be->run_exists(db, key, id, err)) == AR_OK)
                 return ar_fail(err, AR_ESTATE, "run %s is already in the store", id);
             if (rc != AR_ENOTFOUND)
                 return rc;
@@ -329,9 +329,9 @@ static int write_rows(ar_store *store, const ar_record *r, char id[AR_ID_LEN + 1
     } else {
         /* the record keeps its created_at; a key taken in that millisecond means another id */
         do {
-            rowid = ar_id_new(store, r->created_at, 1, id);
-            row.n = rowid;
-        } while ((rc = ar_db_run_insert(db, &row, err)) == AR_DB_CONFLICT);
+            key = ar_id_new(store, r->created_at, 1, 0, id);
+            row.n = key;
+        } while ((rc = be->run_insert(db, &row, &min_key, err)) == AR_DB_CONFLICT);
     }
     for (size_t i = 0; rc == AR_OK && i < r->n_steps; i++) {
         const ar_step *s = &r->steps[i];
@@ -341,12 +341,12 @@ static int write_rows(ar_store *store, const ar_record *r, char id[AR_ID_LEN + 1
         ar_db_step st = { s->seq, s->kind, s->name, s->content, s->content_len,
                           s->usage.input_tokens, s->usage.output_tokens, cost,
                           clen ? *buf : NULL, clen, s->duration_ms, s->at };
-        rc = ar_db_step_insert(db, rowid, &st, err);
+        rc = be->step_insert(db, key, &st, err);
     }
     if (rc == AR_OK && r->checkpoint) {
         /* saved when the step it follows was made (the run's start for seq 0) */
         int64_t at = r->checkpoint_seq > 0 ? r->steps[r->checkpoint_seq - 1].at : r->created_at;
-        rc = ar_db_checkpoint_put(db, rowid, r->checkpoint_seq, r->checkpoint, strlen(r->checkpoint), at, err);
+        rc = be->checkpoint_put(db, key, r->checkpoint_seq, r->checkpoint, strlen(r->checkpoint), at, err);
     }
     return rc;
 }
@@ -385,11 +385,11 @@ int ar_store_write(char **out, ar_store *store, const ar_record *record)
     size_t cap = 0;
     if (!id_out)
         rc = ar_fail(&store->err, AR_ENOMEM, "out of memory writing a record");
-    else if ((rc = ar_db_txn_begin(store->db, &store->err)) == AR_OK &&
+    else if ((rc = store->be->txn_begin(store->db, &store->err)) == AR_OK &&
              (rc = write_rows(store, r, id_out, &buf, &cap)) == AR_OK)
-        rc = ar_db_txn_commit(store->db, &store->err);
+        rc = store->be->txn_commit(store->db, &store->err);
     if (rc) {
-        ar_db_txn_rollback(store->db);
+        store->be->txn_rollback(store->db);
         ar_free(id_out);
     } else {
         *out = id_out;

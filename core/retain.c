@@ -11,9 +11,9 @@
 #define BATCH_STEPS 20000
 #define MAX_OLDER_THAN 1e12 /* seconds; keeps older_than * 1000 exact in int64 */
 
-/* A run to delete: its rowid and step count (to size batches). */
+/* A run to delete: its key and step count (to size batches). */
 typedef struct victim {
-    int64_t rowid, steps;
+    int64_t key, steps;
 } victim;
 
 /* What one retention call decides while the scan streams by. */
@@ -24,6 +24,7 @@ typedef struct plan {
     const ar_allocator *alloc;
     int64_t now;
     ar_retention_report *report;
+    ar_record_box *box;         /* the considered run handed to the rule, reused row after row */
     victim *victims;
     size_t n, cap;
 } plan;
@@ -56,7 +57,7 @@ static int policy_check(ar_err *err, const ar_retention *p, ar_status statuses[4
 }
 
 /* Adds a run to the plan; AR_ENOMEM when the list cannot grow. */
-static int push(plan *p, int64_t rowid, int64_t steps)
+static int push(plan *p, int64_t key, int64_t steps)
 {
     if (p->n == p->cap) {
         size_t cap = p->cap ? 2 * p->cap : 256;
@@ -66,13 +67,13 @@ static int push(plan *p, int64_t rowid, int64_t steps)
         p->victims = grown;
         p->cap = cap;
     }
-    p->victims[p->n++] = (victim){ rowid, steps };
+    p->victims[p->n++] = (victim){ key, steps };
     return AR_OK;
 }
 
-static int by_rowid(const void *a, const void *b)
+static int by_key(const void *a, const void *b)
 {
-    int64_t x = ((const victim *)a)->rowid, y = ((const victim *)b)->rowid;
+    int64_t x = ((const victim *)a)->key, y = ((const victim *)b)->key;
     return (x > y) - (x < y);
 }
 
@@ -86,14 +87,24 @@ static int decide(void *ud, const ar_db_retain_row *row)
     double age = (double)(p->now - row->ended_at) / 1000.0;
     int verdict = AR_RULE_UNDECIDED;
     p->report->considered++;
+    const ar_record *record = NULL;
     if (policy->rule) {
-        int urc = policy->rule(policy->rule_ud, row->record, age, &verdict);
+        /* one box for the whole scan: only its arena's blocks come and go */
+        const ar_record blank = AR_RECORD_INIT;
+        ar_arena_release(&p->box->arena);
+        p->box->rec = blank;
+        int rc = row->run ? ar_row_to_record(row->run, p->box, p->err)
+                          : ar_fail(p->err, AR_EIO, "the store's retention scan gave no run to the rule");
+        if (rc)
+            return rc;
+        record = &p->box->rec;
+        int urc = policy->rule(policy->rule_ud, record, age, &verdict);
         if (p->store->close_deferred)
             return ar_fail(p->err, AR_ESTATE, "the retention rule closed the store it runs on; "
                            "nothing was deleted, and the store is now closed");
         if (urc)
             return ar_fail(p->err, AR_ECALLBACK, "the retention rule failed on run %s (it returned %d); "
-                           "nothing was deleted", row->record->id, urc);
+                           "nothing was deleted", record->id, urc);
     }
     int doomed;
     switch (verdict) {
@@ -110,20 +121,20 @@ static int decide(void *ud, const ar_db_retain_row *row)
         break;
     default:
         return ar_fail(p->err, AR_ECALLBACK, "the retention rule gave run %s an unknown verdict %d; "
-                       "nothing was deleted", row->record->id, verdict);
+                       "nothing was deleted", record ? record->id : "?", verdict);
     }
-    return doomed ? push(p, row->rowid, row->iterations) : AR_OK;
+    return doomed ? push(p, row->n, row->iterations) : AR_OK;
 }
 
-/* Copies the next batch of planned runs from `from` into rowids[]: up to
+/* Copies the next batch of planned runs from `from` into keys[]: up to
  * AR_DB_RETAIN_BATCH runs, fewer once they hold BATCH_STEPS steps (when
  * `by_steps`). Returns how many. */
-static size_t next_batch(const plan *p, size_t from, int by_steps, int64_t rowids[AR_DB_RETAIN_BATCH])
+static size_t next_batch(const plan *p, size_t from, int by_steps, int64_t keys[AR_DB_RETAIN_BATCH])
 {
     size_t k = 0;
     int64_t steps = 0;
     while (from + k < p->n && k < AR_DB_RETAIN_BATCH && (k == 0 || !by_steps || steps < BATCH_STEPS)) {
-        rowids[k] = p->victims[from + k].rowid;
+        keys[k] = p->victims[from + k].key;
         steps += p->victims[from + k].steps;
         k++;
     }
@@ -133,12 +144,12 @@ static size_t next_batch(const plan *p, size_t from, int by_steps, int64_t rowid
 /* A dry run: the steps the planned deletion would take with it. */
 static int count_steps(ar_store *store, const plan *p, int64_t *out)
 {
-    int64_t rowids[AR_DB_RETAIN_BATCH];
+    int64_t keys[AR_DB_RETAIN_BATCH];
     *out = 0;
     for (size_t i = 0, k; i < p->n; i += k) {
-        k = next_batch(p, i, 0, rowids);
+        k = next_batch(p, i, 0, keys);
         int64_t steps;
-        int rc = ar_db_retain_count_steps(store->db, rowids, k, &steps, &store->err);
+        int rc = store->be->retain_count_steps(store->db, keys, k, &steps, &store->err);
         if (rc)
             return rc;
         *out += steps;
@@ -151,16 +162,16 @@ static int count_steps(ar_store *store, const plan *p, int64_t *out)
 static int delete_planned(ar_store *store, const plan *p, int64_t *runs, int64_t *steps)
 {
     ar_err *err = &store->err;
-    int64_t rowids[AR_DB_RETAIN_BATCH];
+    int64_t keys[AR_DB_RETAIN_BATCH];
     *runs = *steps = 0;
     for (size_t i = 0, k; i < p->n; i += k) {
-        k = next_batch(p, i, 1, rowids);
+        k = next_batch(p, i, 1, keys);
         int64_t r = 0, s = 0;
-        int rc = ar_db_txn_begin(store->db, err);
-        if (rc == AR_OK && (rc = ar_db_retain_delete(store->db, rowids, k, &r, &s, err)) == AR_OK)
-            rc = ar_db_txn_commit(store->db, err);
+        int rc = store->be->txn_begin(store->db, err);
+        if (rc == AR_OK && (rc = store->be->retain_delete(store->db, keys, k, &r, &s, err)) == AR_OK)
+            rc = store->be->txn_commit(store->db, err);
         if (rc) {
-            ar_db_txn_rollback(store->db);
+            store->be->txn_rollback(store->db);
             if (*runs) {
                 char msg[AR_ERRMSG_MAX];
                 snprintf(msg, sizeof msg, "%s", err->msg);
@@ -172,6 +183,17 @@ static int delete_planned(ar_store *store, const plan *p, int64_t *runs, int64_t
         *steps += s;
     }
     return AR_OK;
+}
+
+/* The bytes the store takes, data and journal (0 for a backend that cannot tell). */
+static int store_bytes(ar_store *store, int64_t *out)
+{
+    ar_db_sizes sizes = { 0, 0, 0 };
+    *out = 0;
+    int rc = store->be->sizes ? store->be->sizes(store->db, &sizes, &store->err) : AR_OK;
+    if (rc == AR_OK)
+        *out = sizes.file_bytes + sizes.wal_bytes;
+    return rc;
 }
 
 /* Every rule call and decision is made by one streaming scan before anything
@@ -197,36 +219,42 @@ int ar_store_retain(ar_retention_report *out, ar_store *store, const ar_retentio
     ar_retention_report report;
     memset(&report, 0, sizeof report);
     report.dry_run = policy->dry_run != 0;
-    plan p = { store, policy, &store->err, &store->alloc, ar_now_ms(), &report, NULL, 0, 0 };
-    if ((rc = ar_db_retain_bytes(store->db, &report.bytes_before, &store->err)))
+    plan p = { store, policy, &store->err, &store->alloc, ar_now_ms(), &report, NULL, NULL, 0, 0 };
+    if (policy->rule && !(p.box = ar_record_box_new(&store->alloc))) {
+        rc = ar_fail(&store->err, AR_ENOMEM, "out of memory scanning runs");
         goto cleanup;
-    /* The scan is one statement, so one read transaction: the rule sees the
-     * runs finished when it began, whatever is written meanwhile, and in WAL
-     * mode the read holds up no other writer. Writes through this store
-     * would land under the stepping statement (and be scanned again), so
-     * they are refused until the scan ends; closes are put off. */
+    }
+    if ((rc = store_bytes(store, &report.bytes_before)))
+        goto cleanup;
+    /* The scan is one read, so one snapshot: the rule sees the runs
+     * finished when it began, whatever is written meanwhile, and the read
+     * holds up no other writer. Writes through this store would land under
+     * the scan still reading (and be scanned again), so they are refused
+     * until the scan ends; closes are put off. */
     store->scanning = 1;
-    rc = ar_db_retain_scan(store->db, statuses, n_statuses, policy->keep_last >= 0, policy->rule != NULL,
-                           decide, &p, &store->err);
+    rc = store->be->retain_scan(store->db, statuses, n_statuses, policy->keep_last >= 0, policy->rule != NULL,
+                                decide, &p, &store->err);
     store->scanning = 0;
     ar_store_close_deferred_runs(store);
     if (rc || store->close_deferred)
         goto cleanup;
     /* neighbouring rows share pages: each batch then rewrites few of them */
     if (p.n > 1)
-        qsort(p.victims, p.n, sizeof *p.victims, by_rowid);
+        qsort(p.victims, p.n, sizeof *p.victims, by_key);
     if (report.dry_run) {
         report.deleted = (int64_t)p.n;
         report.bytes_after = report.bytes_before;
         rc = count_steps(store, &p, &report.steps_deleted);
     } else if ((rc = delete_planned(store, &p, &report.deleted, &report.steps_deleted)) == AR_OK &&
-               (!policy->vacuum || (rc = ar_db_retain_vacuum(store->db, &store->err)) == AR_OK)) {
-        rc = ar_db_retain_bytes(store->db, &report.bytes_after, &store->err);
+               (!policy->vacuum || !store->be->compact || (rc = store->be->compact(store->db, &store->err)) == AR_OK)) {
+        rc = store_bytes(store, &report.bytes_after);
     }
     if (rc == AR_OK)
         *out = report;
 cleanup:
     ar_mem_free(&store->alloc, p.victims);
+    if (p.box)
+        ar_record_free(&p.box->rec);
     if (store->close_deferred) {
         /* the rule closed the store: the caller has let go of it */
         ar_store_close(store);

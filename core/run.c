@@ -122,21 +122,23 @@ int ar_run_begin(ar_run **out, ar_store *store, const ar_run_spec *spec)
         return ar_fail(&store->err, AR_ENOMEM, "out of memory beginning a run");
     char budget[320];
     ar_budget_json(budget, sizeof budget, &spec->budget);
-    int64_t now = ar_now_ms(), key;
+    int64_t now = ar_now_ms(), key, min_key = 0;
     ar_db_run row = { 0, run->id, spec->agent, spec->goal, spec->user, spec->edition, spec->parent,
                       spec->metadata, budget, AR_RUNNING, NULL, 0, NULL, NULL, 0, 0,
-                      { 0, 0, 0, 0, NULL, 0, 0, now }, now, AR_UNSET };
-    /* another process may have taken the same tick: the next one is free */
+                      { 0, 0, 0, 0, NULL, 0, 0, now }, now, AR_UNSET, 0 };
+    /* another writer may have taken the tick, or (writers on many hosts) a
+     * later one: the store names the smallest key it takes, and the run
+     * gets an id at that tick or after */
     do {
-        key = ar_id_new(store, now, 0, run->id);
+        key = ar_id_new(store, now, 0, min_key, run->id);
         row.n = key;
         row.created_at = key >> 16;
-    } while ((rc = ar_db_run_insert(store->db, &row, &store->err)) == AR_DB_CONFLICT);
+    } while ((rc = store->be->run_insert(store->db, &row, &min_key, &store->err)) == AR_DB_CONFLICT);
     if (rc) {
         run_free(run);
         return rc;
     }
-    run->rowid = key;
+    run->key = key;
     run->budget = spec->budget;
     run->created_at = key >> 16;
     run->opened_at = now;
@@ -166,8 +168,8 @@ int ar_run_resume(ar_run **out, ar_store *store, const char *run_id, const ar_bu
     }
     /* the run is read and taken under the write lock: no other resume can
      * move it on in between and leave this handle with stale totals */
-    if ((rc = ar_db_txn_begin(store->db, &store->err)) ||
-        (rc = ar_db_run_load(store->db, run_id, box, &run->rowid, &elapsed, &owner, &store->err)))
+    if ((rc = store->be->txn_begin(store->db, &store->err)) ||
+        (rc = ar_store_load_run(store, run_id, box, &run->key, &elapsed, &owner)))
         goto cleanup;
     const ar_record *r = &box->rec;
     if (r->status != AR_BUDGET_EXHAUSTED && r->status != AR_INTERRUPTED) {
@@ -186,8 +188,8 @@ int ar_run_resume(ar_run **out, ar_store *store, const char *run_id, const ar_bu
     char budget_json[320];
     ar_budget_json(budget_json, sizeof budget_json, &run->budget);
     int64_t now = ar_now_ms();
-    if ((rc = ar_db_run_reopen(store->db, run->rowid, owner, budget_json, now, &store->err)) ||
-        (rc = ar_db_txn_commit(store->db, &store->err)))
+    if ((rc = store->be->run_reopen(store->db, run->key, owner, budget_json, now, &store->err)) ||
+        (rc = store->be->txn_commit(store->db, &store->err)))
         goto cleanup;
     /* the new epoch: from now on only this handle writes to the run */
     run->owner = owner + 1;
@@ -200,7 +202,7 @@ int ar_run_resume(ar_run **out, ar_store *store, const char *run_id, const ar_bu
     run = NULL;
 cleanup:
     if (rc)
-        ar_db_txn_rollback(store->db);
+        store->be->txn_rollback(store->db);
     ar_record_free(box ? &box->rec : NULL);
     if (run)
         run_free(run);
@@ -296,13 +298,8 @@ int ar_run_step(int64_t *out, ar_run *run, const ar_step *step)
     ar_db_progress p = { seq, run->totals.input_tokens, run->totals.output_tokens, run->totals.cost_nanos,
                          run_counters_len ? run->scratch : NULL, run_counters_len,
                          elapsed_ms(run, now), now };
-    /* the fenced update first: a handle that lost the run inserts nothing */
-    if ((rc = ar_db_txn_begin(store->db, &store->err)) == AR_OK &&
-        (rc = ar_db_run_progress(store->db, run->rowid, run->owner, &p, &store->err)) == AR_OK &&
-        (rc = ar_db_step_insert(store->db, run->rowid, &row, &store->err)) == AR_OK)
-        rc = ar_db_txn_commit(store->db, &store->err);
-    if (rc) {
-        ar_db_txn_rollback(store->db);
+    /* one durable transaction, fenced: a handle that lost the run inserts nothing */
+    if ((rc = store->be->step_append(store->db, run->key, run->owner, &row, &p, &store->err))) {
         totals_undo(run, &step->usage, cost, &before);
         rc = from_store(run, rc);
         goto cleanup;
@@ -345,13 +342,8 @@ int ar_run_checkpoint(ar_run *run, const char *state_json, size_t len)
     /* a saved state is activity: recover{stale_after=} must not take the run */
     ar_store *store = run->store;
     int64_t now = ar_now_ms();
-    if ((rc = ar_db_txn_begin(store->db, &store->err)) == AR_OK &&
-        (rc = ar_db_run_touch(store->db, run->rowid, run->owner, now, &store->err)) == AR_OK &&
-        (rc = ar_db_checkpoint_put(store->db, run->rowid, run->totals.iterations, state_json, len, now,
-                                   &store->err)) == AR_OK)
-        rc = ar_db_txn_commit(store->db, &store->err);
-    if (rc)
-        ar_db_txn_rollback(store->db);
+    rc = store->be->checkpoint_save(store->db, run->key, run->owner, run->totals.iterations, state_json, len, now,
+                                    &store->err);
     return from_store(run, rc);
 }
 
@@ -362,7 +354,7 @@ static int finish(ar_record **out, ar_run *run, ar_db_finish *f)
     int64_t now = ar_now_ms();
     f->finished_at = now;
     f->elapsed_ms = elapsed_ms(run, now);
-    int rc = ar_db_run_finish(store->db, run->rowid, run->owner, f, &store->err);
+    int rc = store->be->run_finish(store->db, run->key, run->owner, f, &store->err);
     if (rc)
         return from_store(run, rc);
     run->status = f->status;
@@ -371,7 +363,7 @@ static int finish(ar_record **out, ar_run *run, ar_db_finish *f)
     ar_record_box *box = ar_record_box_new(&store->alloc);
     if (!box)
         return ar_fail(&run->err, AR_ENOMEM, "the run is finished, but reading its record ran out of memory");
-    if ((rc = ar_db_run_load(store->db, run->id, box, NULL, NULL, NULL, &store->err))) {
+    if ((rc = ar_store_load_run(store, run->id, box, NULL, NULL, NULL))) {
         ar_record_free(&box->rec);
         /* say that the finish itself took: retrying it would be AR_ESTATE */
         return ar_fail(&run->err, rc, "the run is finished, but reading its record failed: %s", store->err.msg);

@@ -1,6 +1,7 @@
 /* store.c -- opening and closing a store, its error slot, info and status names. */
 #include "internal.h"
 
+#include <stdio.h>
 #include <string.h>
 
 static const char *const status_names[] = {
@@ -58,13 +59,19 @@ int ar_store_open(ar_store **out, const char *path, const ar_open_opts *opts)
     if (opts->busy_timeout_ms < 0)
         return ar_fail(&store->err, AR_EMISUSE, "busy_timeout must not be negative");
     store->readonly = opts->readonly != 0;
-    rc = ar_db_open(&store->db, path, opts, &store->alloc, &store->err);
-    if (rc)
+    const ar_backend *be = ar_backend_for(path);
+    /* the location is not shown: a URL may hold a password */
+    if (!be)
+        return ar_fail(&store->err, AR_EMISUSE, "the location names a PostgreSQL server, and this library "
+                       "is built without PostgreSQL support");
+    ar_db *db = NULL;
+    rc = be->open(&db, path, opts, &store->alloc, &store->err);
+    if (rc) {
+        be->close(db);
         return rc;
-    size_t n = strlen(path);
-    if (!(store->path = ar_mem_alloc(&store->alloc, n + 1)))
-        return ar_fail(&store->err, AR_ENOMEM, "out of memory opening %s", path);
-    memcpy(store->path, path, n + 1);
+    }
+    store->be = be;
+    store->db = db;
     return AR_OK;
 }
 
@@ -86,8 +93,8 @@ void ar_store_close(ar_store *store)
     while (store->runs)
         ar_run_detach(store->runs, AR_INTERRUPTED, NULL);
     ar_store_detach_iters(store);
-    ar_db_close(store->db);
-    ar_mem_free(&store->alloc, store->path);
+    if (store->be)
+        store->be->close(store->db);
     ar_allocator a = store->alloc;
     a.free(a.ud, store);
 }
@@ -138,10 +145,19 @@ int ar_store_info_get(ar_store_info *out, ar_store *store)
         return rc;
     if (!out)
         return ar_fail(&store->err, AR_EMISUSE, "out is NULL");
+    ar_store_info info;
+    memset(&info, 0, sizeof info);
     memset(out, 0, sizeof *out);
-    if ((rc = ar_db_info(store->db, out, &store->err)))
+    ar_db_sizes sizes = { 0, 0, 0 };
+    if ((rc = store->be->info(store->db, &info, &store->err)) ||
+        (store->be->sizes && (rc = store->be->sizes(store->db, &sizes, &store->err))))
         return rc;
-    out->path = store->path;
+    info.path = store->be->display_path(store->db);
+    info.backend = store->be->name;
+    info.file_bytes = sizes.file_bytes;
+    info.wal_bytes = sizes.wal_bytes;
+    info.free_bytes = sizes.free_bytes;
+    *out = info;
     return AR_OK;
 }
 
@@ -153,7 +169,7 @@ int ar_store_forget_user(int64_t *out, ar_store *store, const char *user)
         *out = 0;
     if (rc || (rc = ar_text_check(&store->err, "user", user, 1, 1)))
         return rc;
-    if ((rc = ar_db_forget_user(store->db, user, ar_now_ms(), &n, &store->err)))
+    if ((rc = store->be->forget_user(store->db, user, ar_now_ms(), &n, &store->err)))
         return rc;
     if (out)
         *out = n;
@@ -171,7 +187,7 @@ int ar_store_recover(int64_t *out, ar_store *store, double stale_after_s)
     if (!(stale_after_s >= 0.0) || stale_after_s > 1e12)
         return ar_fail(&store->err, AR_EMISUSE, "stale_after must be a non-negative number of seconds");
     int64_t now = ar_now_ms();
-    if ((rc = ar_db_recover(store->db, now - (int64_t)(stale_after_s * 1000.0), now, &n, &store->err)))
+    if ((rc = store->be->recover(store->db, now - (int64_t)(stale_after_s * 1000.0), now, &n, &store->err)))
         return rc;
     if (out)
         *out = n;
@@ -180,7 +196,7 @@ int ar_store_recover(int64_t *out, ar_store *store, double stale_after_s)
 
 int ar_store_checkpoint(char **out, int64_t *seq, ar_store *store, const char *run_id)
 {
-    int64_t rowid, s = 0;
+    int64_t key, s = 0;
     int rc = ar_store_usable(store);
     if (out)
         *out = NULL;
@@ -190,10 +206,19 @@ int ar_store_checkpoint(char **out, int64_t *seq, ar_store *store, const char *r
         return rc;
     if (!out || !run_id)
         return ar_fail(&store->err, AR_EMISUSE, "out and run_id are required");
-    if ((rc = ar_db_run_rowid(store->db, run_id, &rowid, &store->err)))
+    if ((rc = ar_store_run_key(store, run_id, &key)))
         return rc;
-    if ((rc = ar_db_checkpoint_get(store->db, rowid, &store->alloc, out, &s, &store->err)))
+    ar_db_text state = { NULL, 0 };
+    if ((rc = store->be->checkpoint_get(store->db, key, &state, &s, &store->err)))
         return rc;
+    if (!state.s)
+        return AR_OK;
+    char owner[AR_ID_LEN + 32];
+    snprintf(owner, sizeof owner, "run %s checkpoint", run_id);
+    if ((rc = ar_row_json_check(state, owner, "state", &store->err)))
+        return rc;
+    if (!(*out = ar_out_strdup(&store->alloc, state.s, state.len)))
+        return ar_fail(&store->err, AR_ENOMEM, "out of memory reading the checkpoint");
     if (seq)
         *seq = s;
     return AR_OK;

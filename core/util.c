@@ -226,7 +226,7 @@ static _Atomic uint64_t id_written_seq;
 /* A tick is (milliseconds << 16) | a 16-bit sequence. An id is the tick and
  * 64 random bits in 26 base32 digits, so ids sort like their ticks, and the
  * tick is the run's key in the store. */
-int64_t ar_id_new(ar_store *store, int64_t ms, int written, char out[AR_ID_LEN + 1])
+int64_t ar_id_new(ar_store *store, int64_t ms, int written, int64_t min_tick, char out[AR_ID_LEN + 1])
 {
     if (store->prng == 0) {
         uint64_t seed = (uint64_t)ar_now_ms() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)store;
@@ -246,6 +246,12 @@ int64_t ar_id_new(ar_store *store, int64_t ms, int written, char out[AR_ID_LEN +
         tick = (t << 16) | (atomic_fetch_add_explicit(&id_written_seq, 1, memory_order_relaxed) & 0xffff);
     } else {
         uint64_t want = t << 16, last = atomic_load_explicit(&id_clock, memory_order_relaxed);
+        /* a key the store asked for moves the clock on, so later runs follow it too */
+        uint64_t floor = min_tick > 0 ? (uint64_t)min_tick : 0;
+        if (floor > ((uint64_t)AR_ID_MAX_MS << 16))
+            floor = (uint64_t)AR_ID_MAX_MS << 16;
+        if (want < floor)
+            want = floor;
         do
             tick = want > last ? want : last + 1;
         while (!atomic_compare_exchange_weak_explicit(&id_clock, &last, tick,
@@ -261,6 +267,15 @@ int64_t ar_id_new(ar_store *store, int64_t ms, int written, char out[AR_ID_LEN +
     }
     out[AR_ID_LEN] = '\0';
     return (int64_t)tick;
+}
+
+int64_t ar_id_key_of_ms(int64_t ms)
+{
+    if (ms <= 0)
+        return 0;
+    if ((uint64_t)ms > AR_ID_MAX_MS)
+        return INT64_MAX;
+    return ms << 16;
 }
 
 int64_t ar_id_tick(const char *id)

@@ -558,14 +558,15 @@ function LoopContext:save(state) end
 
 ---What store:info returns.
 ---@class agentrun.Info
----@field path string the location given to open
+---@field backend "sqlite"|"postgresql" the backend that serves the store
+---@field path string the location given to open (a URL without its password)
 ---@field schema_version integer the store's schema (2)
 ---@field runs integer
 ---@field steps integer
 ---@field events integer
----@field file_bytes integer the file's size (the pages of a :memory: store)
----@field wal_bytes integer the write-ahead log's size
----@field free_bytes integer free pages inside the file
+---@field file_bytes integer the file's size (the pages of a :memory: store); 0 where the backend has no such size
+---@field wal_bytes integer the write-ahead log's size; 0 where the backend has none
+---@field free_bytes integer free pages inside the file; 0 where the backend has none
 
 ---What store:stats returns.
 ---@class agentrun.Stats

@@ -146,7 +146,11 @@ AR_API int ar_open_opts_init(ar_open_opts *opts, unsigned int version);
 /* Opens (creating if missing, mode 0600) the store at `path`, or an in-memory
  * store for exactly ":memory:". `path` is always a file name, never an SQLite
  * URI: "file:x.db?mode=ro" is a file of that name, with its -wal and -shm
- * beside it. `opts` may be NULL for the defaults. Like sqlite3_open,
+ * beside it. A PostgreSQL location (a "postgresql://" or "postgres://" URL,
+ * or a libpq string beginning "host=", "dbname=", "service=" or "user=") is
+ * never taken for a file name: it is served by the PostgreSQL backend, and
+ * refused with AR_EMISUSE by a library built without one; no message shows
+ * its password. `opts` may be NULL for the defaults. Like sqlite3_open,
  * *out is set even on failure (unless memory ran out) so that the message can
  * be read with ar_store_errmsg; the caller then closes it.
  * A file of an older schema (1: agentrun 0.1, costs in micro-units) is
@@ -179,15 +183,17 @@ AR_API const char *ar_store_errmsg(const ar_store *store);
 AR_API int ar_store_errcode(const ar_store *store);
 
 typedef struct ar_store_info {
-    const char *path;      /* owned by the store */
+    const char *path;      /* the location as opened (a URL without its password); owned by the store */
     int schema_version;
     int64_t runs, steps, events;
-    int64_t file_bytes, wal_bytes, free_bytes;
+    int64_t file_bytes, wal_bytes, free_bytes;  /* 0 where the backend has no such thing */
+    const char *backend;   /* "sqlite" or "postgresql": the backend serving the store (static text) */
 } ar_store_info;
 
 /* Fills *out (required) with counts and sizes; out->path is the store's,
- * valid until ar_store_close. Returns AR_OK, AR_EMISUSE (NULL argument,
- * store not open) or a store error. */
+ * valid until ar_store_close, and out->backend names the backend that
+ * serves the location. Returns AR_OK, AR_EMISUSE (NULL argument, store not
+ * open) or a store error. */
 AR_API int ar_store_info_get(ar_store_info *out, ar_store *store);
 
 /* ------------------------------------------------------------------------- */

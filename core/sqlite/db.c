@@ -1,6 +1,5 @@
 /* db.c -- the SQLite backend: opening, schema and migrations, transactions, info. */
 #include "sq.h"
-#include "../json.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -159,83 +158,51 @@ int sq_bound(ar_db *db, sqlite3_stmt *st, int rc, ar_err *err, const char *what)
     return sq_fail(db, err, rc, what);
 }
 
-int sq_row_damaged(sq_row *r, const char *field, const char *why)
+ar_db_text sq_col_text(sqlite3_stmt *st, int col, int *nomem)
 {
-    if (r->rc == AR_OK)
-        r->rc = ar_fail(r->err, AR_ECORRUPT, "%s: stored %s is damaged: %s", r->owner, field, why);
-    return r->rc;
+    ar_db_text t = { NULL, 0 };
+    if (sqlite3_column_type(st, col) == SQLITE_NULL)
+        return t;
+    t.s = (const char *)sqlite3_column_text(st, col);
+    if (!t.s)
+        *nomem = 1;
+    else
+        t.len = (size_t)sqlite3_column_bytes(st, col);
+    return t;
 }
 
-/* The bytes of a column, or NULL for SQL NULL (and after a failure). */
-static const char *column_bytes(sq_row *r, int col, size_t *len)
+int64_t sq_col_time(sqlite3_stmt *st, int col)
 {
-    *len = 0;
-    if (r->rc || sqlite3_column_type(r->st, col) == SQLITE_NULL)
-        return NULL;
-    const char *s = (const char *)sqlite3_column_text(r->st, col);
-    if (!s) {
-        r->rc = ar_fail(r->err, AR_ENOMEM, "out of memory reading %s", r->owner);
-        return NULL;
-    }
-    *len = (size_t)sqlite3_column_bytes(r->st, col);
-    return s;
+    return sqlite3_column_type(st, col) == SQLITE_NULL ? AR_UNSET : sqlite3_column_int64(st, col);
 }
 
-/* s[0..len) as handed out: copied into the arena when there is one. */
-static const char *keep(sq_row *r, const char *s, size_t len)
+int sq_nomem(ar_err *err, const char *what)
 {
-    if (!r->arena)
-        return s;
-    int failed = 0;
-    char *copy = ar_arena_strndup(r->arena, s, len, &failed);
-    if (failed)
-        r->rc = ar_fail(r->err, AR_ENOMEM, "out of memory reading %s", r->owner);
-    return copy;
+    return ar_fail(err, AR_ENOMEM, "out of memory %s", what);
 }
 
-const char *sq_row_text(sq_row *r, int col, const char *field)
+int sq_hold(ar_db *db, ar_db_text *const *texts, size_t n, ar_err *err)
 {
-    size_t len;
-    const char *s = column_bytes(r, col, &len);
-    if (!s)
-        return NULL;
-    if (memchr(s, '\0', len)) {
-        sq_row_damaged(r, field, "it holds a NUL byte");
-        return NULL;
+    size_t need = 1;
+    for (size_t i = 0; i < n; i++)
+        need += texts[i]->s ? texts[i]->len + 1 : 0;
+    if (need > db->hold_cap) {
+        char *grown = ar_mem_realloc(db->alloc, db->hold, need);
+        if (!grown)
+            return ar_fail(err, AR_ENOMEM, "out of memory reading a row");
+        db->hold = grown;
+        db->hold_cap = need;
     }
-    if (!ar_utf8_valid(s, len)) {
-        sq_row_damaged(r, field, "it is not valid UTF-8");
-        return NULL;
+    size_t at = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!texts[i]->s)
+            continue;
+        memcpy(db->hold + at, texts[i]->s, texts[i]->len);
+        db->hold[at + texts[i]->len] = '\0';
+        texts[i]->s = db->hold + at;
+        at += texts[i]->len + 1;
     }
-    return keep(r, s, len);
-}
-
-const char *sq_row_content(sq_row *r, int col, const char *field, size_t *len)
-{
-    const char *s = column_bytes(r, col, len);
-    if (s && !ar_utf8_valid(s, *len)) {
-        sq_row_damaged(r, field, "it is not valid UTF-8");
-        s = NULL;
-    }
-    if (!s) {
-        *len = 0;
-        return NULL;
-    }
-    return keep(r, s, *len);
-}
-
-const char *sq_row_json(sq_row *r, int col, const char *field, int object, size_t *len)
-{
-    const char *s = column_bytes(r, col, len);
-    if (!s)
-        return NULL;
-    char why[160];
-    if (object ? ar_json_validate_object(s, *len, why, sizeof why) : ar_json_validate(s, *len, why, sizeof why)) {
-        sq_row_damaged(r, field, why);
-        *len = 0;
-        return NULL;
-    }
-    return keep(r, s, *len);
+    return AR_OK;
 }
 
 int sq_exec(ar_db *db, const char *sql, ar_err *err)
@@ -255,20 +222,20 @@ static int exec_cached(ar_db *db, int slot, const char *sql, ar_err *err, const 
     return rc == SQLITE_DONE ? AR_OK : sq_fail(db, err, rc, what);
 }
 
-int ar_db_txn_begin(ar_db *db, ar_err *err)
+int sq_txn_begin(ar_db *db, ar_err *err)
 {
     return exec_cached(db, SQ_BEGIN, "BEGIN IMMEDIATE", err, "starting a write");
 }
 
-int ar_db_txn_commit(ar_db *db, ar_err *err)
+int sq_txn_commit(ar_db *db, ar_err *err)
 {
     int rc = exec_cached(db, SQ_COMMIT, "COMMIT", err, "committing");
     if (rc)
-        ar_db_txn_rollback(db);
+        sq_txn_rollback(db);
     return rc;
 }
 
-void ar_db_txn_rollback(ar_db *db)
+void sq_txn_rollback(ar_db *db)
 {
     if (!sqlite3_get_autocommit(db->conn)) {
         ar_err ignored;
@@ -301,7 +268,7 @@ static int pragma_int(ar_db *db, const char *sql, int64_t *out, ar_err *err)
  * under the write lock. */
 static int migrate(ar_db *db, ar_err *err)
 {
-    int rc = ar_db_txn_begin(db, err);
+    int rc = sq_txn_begin(db, err);
     if (rc)
         return rc;
     int64_t version = 0;
@@ -319,9 +286,9 @@ static int migrate(ar_db *db, ar_err *err)
         if ((rc = sq_exec(db, sql, err)))
             goto cleanup;
     }
-    return ar_db_txn_commit(db, err);
+    return sq_txn_commit(db, err);
 cleanup:
-    ar_db_txn_rollback(db);
+    sq_txn_rollback(db);
     return rc;
 }
 
@@ -430,8 +397,10 @@ static const char *sqlite_name(const char *path, const ar_allocator *alloc, char
     return *owned;
 }
 
-int ar_db_open(ar_db **out, const char *path, const ar_open_opts *opts,
-               const ar_allocator *alloc, ar_err *err)
+static void sq_close(ar_db *db);
+
+static int sq_open(ar_db **out, const char *path, const ar_open_opts *opts,
+                   const ar_allocator *alloc, ar_err *err)
 {
     *out = NULL;
     ar_db *db = ar_mem_alloc(alloc, sizeof *db);
@@ -497,50 +466,83 @@ int ar_db_open(ar_db **out, const char *path, const ar_open_opts *opts,
     *out = db;
     return AR_OK;
 fail:
-    ar_db_close(db);
+    /* the caller closes what *out holds, as for every backend */
+    *out = db;
     return rc;
 }
 
-void ar_db_close(ar_db *db)
+static void sq_close(ar_db *db)
 {
     if (!db)
         return;
     /* rolling back may prepare the cached ROLLBACK: finalize after it, or
      * close_v2 would leave a zombie connection holding the file */
     if (db->conn)
-        ar_db_txn_rollback(db);
+        sq_txn_rollback(db);
     for (int i = 0; i < SQ_COUNT; i++)
         sqlite3_finalize(db->stmt[i]);
     if (db->conn)
         sqlite3_close_v2(db->conn);
     ar_mem_free(db->alloc, db->path);
+    ar_mem_free(db->alloc, db->hold);
     ar_mem_free(db->alloc, db);
 }
 
-int ar_db_info(ar_db *db, ar_store_info *out, ar_err *err)
+static const char *sq_display_path(ar_db *db)
 {
-    int64_t version = 0, page_size = 0, pages = 0, free_pages = 0;
+    return db->path;
+}
+
+static int sq_info(ar_db *db, ar_store_info *out, ar_err *err)
+{
+    int64_t version = 0;
     int rc;
     if ((rc = pragma_int(db, "PRAGMA user_version", &version, err)) ||
-        (rc = pragma_int(db, "PRAGMA page_size", &page_size, err)) ||
-        (rc = pragma_int(db, "PRAGMA page_count", &pages, err)) ||
-        (rc = pragma_int(db, "PRAGMA freelist_count", &free_pages, err)) ||
         (rc = pragma_int(db, "SELECT count(*) FROM runs", &out->runs, err)) ||
         (rc = pragma_int(db, "SELECT count(*) FROM steps", &out->steps, err)) ||
         (rc = pragma_int(db, "SELECT count(*) FROM events", &out->events, err)))
         return rc;
     out->schema_version = (int)version;
-    out->file_bytes = pages * page_size;
-    out->free_bytes = free_pages * page_size;
-    out->wal_bytes = 0;
-    if (strcmp(db->path, ":memory:") != 0) {
-        char wal[4096];
-        struct stat sb;
-        snprintf(wal, sizeof wal, "%s-wal", db->path);
-        if (stat(wal, &sb) == 0)
-            out->wal_bytes = (int64_t)sb.st_size;
-        if (stat(db->path, &sb) == 0)
-            out->file_bytes = (int64_t)sb.st_size;
-    }
     return AR_OK;
 }
+
+int sq_sizes(ar_db *db, ar_db_sizes *out, ar_err *err)
+{
+    int64_t page_size = 0, pages = 0, free_pages = 0;
+    int rc;
+    memset(out, 0, sizeof *out);
+    if ((rc = pragma_int(db, "PRAGMA page_size", &page_size, err)) ||
+        (rc = pragma_int(db, "PRAGMA page_count", &pages, err)) ||
+        (rc = pragma_int(db, "PRAGMA freelist_count", &free_pages, err)))
+        return rc;
+    /* an in-memory store has no file to measure: its pages are its size */
+    out->file_bytes = pages * page_size;
+    out->free_bytes = free_pages * page_size;
+    if (strcmp(db->path, ":memory:") == 0)
+        return AR_OK;
+    struct stat sb;
+    if (stat(db->path, &sb) != 0)
+        return ar_fail(err, AR_EIO, "cannot measure %s: %s", db->path, strerror(errno));
+    out->file_bytes = (int64_t)sb.st_size;
+    char wal[4096];
+    int len = snprintf(wal, sizeof wal, "%s-wal", db->path);
+    /* no WAL file (yet, or any more) takes no room */
+    if (len > 0 && (size_t)len < sizeof wal && stat(wal, &sb) == 0)
+        out->wal_bytes = (int64_t)sb.st_size;
+    return AR_OK;
+}
+
+const ar_backend ar_sqlite_backend = {
+    AR_BACKEND_VERSION,
+    "sqlite",
+    sq_open, sq_close, sq_display_path, sq_info,
+    sq_txn_begin, sq_txn_commit, sq_txn_rollback,
+    sq_run_insert, sq_step_insert,
+    sq_step_append, sq_checkpoint_save, sq_run_touch, sq_run_finish, sq_run_reopen,
+    sq_run_load, sq_run_exists, sq_steps_fetch,
+    sq_runs_list, sq_runs_count, sq_runs_stats, sq_forget_user,
+    sq_checkpoint_put, sq_checkpoint_get, sq_recover,
+    sq_retain_scan, sq_retain_delete, sq_retain_count_steps, sq_sizes, sq_compact,
+    sq_event_insert, sq_events_list, sq_events_count, sq_events_summary,
+    sq_events_delete, sq_events_delete_before, sq_events_keep_last,
+};

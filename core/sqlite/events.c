@@ -1,5 +1,6 @@
 /* events.c -- the SQLite backend's SQL for the events table: append, listings, summary, deletion, retention. */
 #include "sq.h"
+#include "testing.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -133,30 +134,9 @@ static int prepare(ar_db *db, const sqltext *t, sqlite3_stmt **st, ar_err *err)
     return rc == SQLITE_OK ? AR_OK : sq_fail(db, err, rc, "preparing the events query");
 }
 
-/* ---- rows ---------------------------------------------------------------- */
-
-/* Decodes an event row into the arena, checking each value (sq_row). */
-static int row_to_event(ar_db *db, sqlite3_stmt *st, ar_arena *arena, ar_event *e, ar_err *err)
-{
-    sq_row row = { db, st, arena, err, "", AR_OK };
-    size_t metadata_len;
-    e->id = sqlite3_column_int64(st, 0);
-    snprintf(row.owner, sizeof row.owner, "event %lld", (long long)e->id);
-    e->agent = sq_row_text(&row, 1, "agent");
-    e->session = sqlite3_column_int64(st, 2);
-    e->type = sq_row_text(&row, 3, "type");
-    if (row.rc == AR_OK && (!e->agent || !e->type))
-        sq_row_damaged(&row, e->agent ? "type" : "agent", "it is missing");
-    e->content = sq_row_content(&row, 4, "content", &e->content_len);
-    e->metadata = sq_row_json(&row, 5, "metadata", 1, &metadata_len);
-    e->run = sq_row_text(&row, 6, "run");
-    e->at = sqlite3_column_int64(st, 7);
-    return row.rc;
-}
-
 /* ---- the interface -------------------------------------------------------- */
 
-int ar_db_event_insert(ar_db *db, const ar_event *e, int64_t *id, ar_err *err)
+int sq_event_insert(ar_db *db, const ar_event *e, int64_t *id, ar_err *err)
 {
     sqlite3_stmt *st = sq_stmt(db, SQ_EVENT_INSERT,
         "INSERT INTO events(agent, session, type, content, metadata, run, at) VALUES(?,?,?,?,?,?,?)", err);
@@ -180,15 +160,11 @@ int ar_db_event_insert(ar_db *db, const ar_event *e, int64_t *id, ar_err *err)
     return rc == SQLITE_DONE ? AR_OK : sq_fail(db, err, rc, "recording the event");
 }
 
-int ar_db_events_list(ar_db *db, const ar_event_query *q, const int64_t *key, int ascending,
-                      int64_t limit, ar_arena *arena, ar_event **out, size_t *n, ar_err *err)
+int sq_events_list(ar_db *db, const ar_event_query *q, const int64_t *key, int ascending, int64_t limit,
+                   ar_db_event_visit visit, void *ud, ar_err *err)
 {
-    *out = NULL;
-    *n = 0;
     sqltext t = { db->alloc, NULL, 0, 0, 0 };
     sqlite3_stmt *st = NULL;
-    ar_event *items = NULL;
-    size_t count = 0, cap = 0;
     put_list(&t, q, key, ascending);
     int rc = prepare(db, &t, &st, err);
     if (rc)
@@ -200,36 +176,32 @@ int ar_db_events_list(ar_db *db, const ar_event_query *q, const int64_t *key, in
     sq_bind_int64(st, i, limit, &b);
     int src = b;
     while (b == SQLITE_OK && (src = sqlite3_step(st)) == SQLITE_ROW) {
-        if (count == cap) {
-            /* the old array stays in the arena: at most as much again is wasted */
-            size_t grown_cap = cap ? 2 * cap : (limit < 64 ? (size_t)limit + 1 : 64);
-            ar_event *grown = ar_arena_alloc(arena, grown_cap * sizeof *grown);
-            if (!grown) {
-                rc = ar_fail(err, AR_ENOMEM, "out of memory listing events");
-                goto cleanup;
-            }
-            if (count)
-                memcpy(grown, items, count * sizeof *items);
-            items = grown;
-            cap = grown_cap;
-        }
-        if ((rc = row_to_event(db, st, arena, &items[count], err)))
+        ar_db_event_row row;
+        int nomem = 0;
+        row.id = sqlite3_column_int64(st, 0);
+        row.agent = sq_col_text(st, 1, &nomem);
+        row.session = sqlite3_column_int64(st, 2);
+        row.type = sq_col_text(st, 3, &nomem);
+        row.content = sq_col_text(st, 4, &nomem);
+        row.metadata = sq_col_text(st, 5, &nomem);
+        row.run = sq_col_text(st, 6, &nomem);
+        row.at = sqlite3_column_int64(st, 7);
+        if (nomem) {
+            rc = sq_nomem(err, "listing events");
             goto cleanup;
-        count++;
+        }
+        if ((rc = visit(ud, &row)))
+            goto cleanup;
     }
-    if (src != SQLITE_DONE) {
+    if (src != SQLITE_DONE)
         rc = sq_fail(db, err, src, "listing events");
-        goto cleanup;
-    }
-    *out = items;
-    *n = count;
 cleanup:
     sqlite3_finalize(st);
     ar_mem_free(db->alloc, t.p);
     return rc;
 }
 
-int ar_db_events_count(ar_db *db, const ar_event_query *q, int64_t *out, ar_err *err)
+int sq_events_count(ar_db *db, const ar_event_query *q, int64_t *out, ar_err *err)
 {
     sqltext t = { db->alloc, NULL, 0, 0, 0 };
     sqlite3_stmt *st = NULL;
@@ -250,52 +222,38 @@ cleanup:
     return rc;
 }
 
-int ar_db_events_summary(ar_db *db, const char *agent, ar_arena *arena, ar_event_summary *out, ar_err *err)
+int sq_events_summary(ar_db *db, const char *agent, int64_t *total, int64_t *sessions, int64_t *first_at,
+                      int64_t *last_at, ar_db_type_visit visit, void *ud, ar_err *err)
 {
+    *total = *sessions = 0;
+    *first_at = *last_at = AR_UNSET;
     sqlite3_stmt *st = sq_stmt(db, SQ_EVENT_SUMMARY, summary_sql, err);
     if (!st)
         return err->code;
-    ar_event_summary s = { 0, 0, NULL, 0, AR_UNSET, AR_UNSET };
-    size_t cap = 0;
     int rc = AR_OK, b = SQLITE_OK;
     sq_bind_text(st, 1, agent, &b);
     int src = b;
     while (b == SQLITE_OK && (src = sqlite3_step(st)) == SQLITE_ROW) {
         if (sqlite3_column_type(st, 0) == SQLITE_NULL) {
-            s.total = sqlite3_column_int64(st, 1);
-            s.sessions = sqlite3_column_int64(st, 2);
+            *total = sqlite3_column_int64(st, 1);
+            *sessions = sqlite3_column_int64(st, 2);
             if (sqlite3_column_type(st, 3) != SQLITE_NULL) {
-                s.first_at = sqlite3_column_int64(st, 3);
-                s.last_at = sqlite3_column_int64(st, 4);
+                *first_at = sqlite3_column_int64(st, 3);
+                *last_at = sqlite3_column_int64(st, 4);
             }
             continue;
         }
-        if (s.n_types == cap) {
-            size_t grown_cap = cap ? 2 * cap : 16;
-            ar_type_count *grown = ar_arena_alloc(arena, grown_cap * sizeof *grown);
-            if (!grown) {
-                rc = ar_fail(err, AR_ENOMEM, "out of memory summarising events");
-                goto cleanup;
-            }
-            if (s.n_types)
-                memcpy(grown, s.by_type, s.n_types * sizeof *grown);
-            s.by_type = grown;
-            cap = grown_cap;
-        }
-        sq_row row = { db, st, arena, err, "", AR_OK };
-        snprintf(row.owner, sizeof row.owner, "an event of agent %.48s", agent);
-        ar_type_count *tc = &s.by_type[s.n_types];
-        tc->type = sq_row_text(&row, 0, "type");
-        tc->count = sqlite3_column_int64(st, 1);
-        if ((rc = row.rc))
+        int nomem = 0;
+        ar_db_text type = sq_col_text(st, 0, &nomem);
+        if (nomem) {
+            rc = sq_nomem(err, "summarising events");
             goto cleanup;
-        s.n_types++;
+        }
+        if ((rc = visit(ud, type, sqlite3_column_int64(st, 1))))
+            goto cleanup;
     }
-    if (src != SQLITE_DONE) {
+    if (src != SQLITE_DONE)
         rc = sq_fail(db, err, src, "summarising events");
-        goto cleanup;
-    }
-    *out = s;
 cleanup:
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
@@ -316,7 +274,7 @@ static int run_delete(ar_db *db, sqlite3_stmt *st, int bound, int64_t *out, ar_e
     return rc == SQLITE_DONE ? AR_OK : sq_fail(db, err, rc, what);
 }
 
-int ar_db_events_delete(ar_db *db, const char *agent, int64_t *out, ar_err *err)
+int sq_events_delete(ar_db *db, const char *agent, int64_t *out, ar_err *err)
 {
     sqlite3_stmt *st = sq_stmt(db, SQ_EVENT_DELETE, "DELETE FROM events WHERE agent = ?", err);
     if (!st)
@@ -326,7 +284,7 @@ int ar_db_events_delete(ar_db *db, const char *agent, int64_t *out, ar_err *err)
     return run_delete(db, st, b, out, err, "deleting events");
 }
 
-int ar_db_events_delete_before(ar_db *db, int64_t before_at, int64_t *out, ar_err *err)
+int sq_events_delete_before(ar_db *db, int64_t before_at, int64_t *out, ar_err *err)
 {
     sqlite3_stmt *st = sq_stmt(db, SQ_EVENT_RETAIN_AGE, retain_age_sql, err);
     if (!st)
@@ -336,7 +294,7 @@ int ar_db_events_delete_before(ar_db *db, int64_t before_at, int64_t *out, ar_er
     return run_delete(db, st, b, out, err, "deleting old events");
 }
 
-int ar_db_events_keep_last(ar_db *db, int64_t keep_last, int64_t *out, ar_err *err)
+int sq_events_keep_last(ar_db *db, int64_t keep_last, int64_t *out, ar_err *err)
 {
     sqlite3_stmt *st = sq_stmt(db, SQ_EVENT_RETAIN_KEEP, retain_keep_sql, err);
     if (!st)
@@ -359,13 +317,13 @@ static int read_plan(ar_db *db, const char *sql, int shape, const ar_event_query
     if (rc)
         goto cleanup;
     int b = SQLITE_OK;
-    if (shape == AR_DB_EVENTS_PLAN_LIST || shape == AR_DB_EVENTS_PLAN_COUNT) {
+    if (shape == AR_SQLITE_PLAN_LIST || shape == AR_SQLITE_PLAN_COUNT) {
         int i = bind_filters(st, q, &b);
         if (key)
             sq_bind_int64(st, i++, *key, &b);
-        if (shape == AR_DB_EVENTS_PLAN_LIST)
+        if (shape == AR_SQLITE_PLAN_LIST)
             sq_bind_int64(st, i, 10, &b);
-    } else if (shape == AR_DB_EVENTS_PLAN_SUMMARY) {
+    } else if (shape == AR_SQLITE_PLAN_SUMMARY) {
         sq_bind_text(st, 1, q->agent, &b);
     }
     put(&plan, "");
@@ -388,18 +346,27 @@ cleanup:
     return rc;
 }
 
-int ar_db_events_plan(ar_db *db, int shape, const ar_event_query *q, const int64_t *key, int ascending,
-                      char **out, ar_err *err)
+int ar_sqlite_events_plan(char **out, ar_store *store, int shape, const ar_event_query *q, const int64_t *key,
+                          int ascending)
 {
+    if (!out)
+        return AR_EMISUSE;
     *out = NULL;
+    int usable = ar_store_usable(store);
+    if (usable)
+        return usable;
+    ar_err *err = &store->err;
+    if (store->be != &ar_sqlite_backend)
+        return ar_fail(err, AR_EMISUSE, "the store is not an SQLite file");
+    ar_db *db = store->db;
     sqltext t = { db->alloc, NULL, 0, 0, 0 };
     const char *sql = NULL;
     switch (shape) {
-    case AR_DB_EVENTS_PLAN_LIST: put_list(&t, q, key, ascending); break;
-    case AR_DB_EVENTS_PLAN_COUNT: put_count(&t, q); break;
-    case AR_DB_EVENTS_PLAN_SUMMARY: sql = summary_sql; break;
-    case AR_DB_EVENTS_PLAN_RETAIN_AGE: sql = retain_age_sql; break;
-    case AR_DB_EVENTS_PLAN_RETAIN_KEEP: sql = retain_keep_sql; break;
+    case AR_SQLITE_PLAN_LIST: put_list(&t, q, key, ascending); break;
+    case AR_SQLITE_PLAN_COUNT: put_count(&t, q); break;
+    case AR_SQLITE_PLAN_SUMMARY: sql = summary_sql; break;
+    case AR_SQLITE_PLAN_RETAIN_AGE: sql = retain_age_sql; break;
+    case AR_SQLITE_PLAN_RETAIN_KEEP: sql = retain_keep_sql; break;
     default: return ar_fail(err, AR_EMISUSE, "unknown events query shape %d", shape);
     }
     int rc = t.nomem ? ar_fail(err, AR_ENOMEM, "out of memory building the events query")

@@ -41,16 +41,6 @@ static void add_filters(sqlbuf *b, const ar_run_query *q)
     if (q->until != AR_UNSET) add(b, " AND n < ?");
 }
 
-/* The smallest key of a millisecond (keys are (created_at << 16) | sequence). */
-static int64_t time_key(int64_t ms)
-{
-    if (ms <= 0)
-        return 0;
-    if ((uint64_t)ms > AR_ID_MAX_MS)
-        return INT64_MAX;
-    return ms << 16;
-}
-
 /* Binds the filters in the order add_filters wrote them (the first failure
  * in *rc); returns the next index. */
 static int bind_filters(sqlite3_stmt *st, const ar_run_query *q, int *rc)
@@ -62,8 +52,8 @@ static int bind_filters(sqlite3_stmt *st, const ar_run_query *q, int *rc)
     if (q->parent) sq_bind_text(st, i++, q->parent, rc);
     for (size_t k = 0; k < q->n_status; k++)
         sq_bind_text(st, i++, ar_status_name(q->status[k]), rc);
-    if (q->since != AR_UNSET) sq_bind_int64(st, i++, time_key(q->since), rc);
-    if (q->until != AR_UNSET) sq_bind_int64(st, i++, time_key(q->until), rc);
+    if (q->since != AR_UNSET) sq_bind_int64(st, i++, ar_id_key_of_ms(q->since), rc);
+    if (q->until != AR_UNSET) sq_bind_int64(st, i++, ar_id_key_of_ms(q->until), rc);
     return i;
 }
 
@@ -75,12 +65,9 @@ static int prepare(ar_db *db, sqlbuf *b, sqlite3_stmt **st, ar_err *err)
     return rc == SQLITE_OK ? AR_OK : sq_fail(db, err, rc, "preparing the query");
 }
 
-int ar_db_runs_list(ar_db *db, const ar_run_query *q, const ar_db_run_key *key, int inclusive,
-                    int ascending, int64_t limit,
-                    ar_record ***out, size_t *n, ar_err *err)
+int sq_runs_list(ar_db *db, const ar_run_query *q, const int64_t *key, int inclusive, int ascending,
+                 int64_t limit, ar_db_run_visit visit, void *ud, ar_err *err)
 {
-    *out = NULL;
-    *n = 0;
     sqlbuf b = { "", 0, 0 };
     add(&b, "SELECT " SQ_RUN_COLUMNS " FROM runs");
     add_filters(&b, q);
@@ -94,56 +81,31 @@ int ar_db_runs_list(ar_db *db, const ar_run_query *q, const ar_db_run_key *key, 
     int bound = SQLITE_OK;
     int i = bind_filters(st, q, &bound);
     if (key)
-        sq_bind_int64(st, i++, key->n, &bound);
+        sq_bind_int64(st, i++, *key, &bound);
     sq_bind_int64(st, i, limit, &bound);
     if (bound != SQLITE_OK) {
         rc = sq_bound(db, st, bound, err, "listing runs");
         sqlite3_finalize(st);
         return rc;
     }
-
-    size_t cap = limit > 0 && limit < 1024 ? (size_t)limit : 16, count = 0;
-    ar_record **list = ar_out_alloc(db->alloc, cap * sizeof *list);
-    if (!list) {
-        rc = ar_fail(err, AR_ENOMEM, "out of memory listing runs");
-        goto cleanup;
-    }
     int src;
     while ((src = sqlite3_step(st)) == SQLITE_ROW) {
-        if (count == cap) {
-            ar_record **grown = ar_out_alloc(db->alloc, 2 * cap * sizeof *grown);
-            if (!grown) {
-                rc = ar_fail(err, AR_ENOMEM, "out of memory listing runs");
-                goto cleanup;
-            }
-            memcpy(grown, list, count * sizeof *list);
-            ar_free(list);
-            list = grown;
-            cap *= 2;
-        }
-        ar_record_box *box = ar_record_box_new(db->alloc);
-        if (!box) {
-            rc = ar_fail(err, AR_ENOMEM, "out of memory listing runs");
+        ar_db_run_row row;
+        if (sq_run_row(st, 0, &row)) {
+            rc = sq_nomem(err, "listing runs");
             goto cleanup;
         }
-        list[count++] = &box->rec;
-        if ((rc = sq_row_to_record(db, st, 0, box, err)))
+        if ((rc = visit(ud, &row)))
             goto cleanup;
     }
-    if (src != SQLITE_DONE) {
+    if (src != SQLITE_DONE)
         rc = sq_fail(db, err, src, "listing runs");
-        goto cleanup;
-    }
-    *out = list;
-    *n = count;
-    list = NULL;
 cleanup:
-    ar_records_free(list, count);
     sqlite3_finalize(st);
     return rc;
 }
 
-int ar_db_runs_count(ar_db *db, const ar_run_query *q, int64_t *out, ar_err *err)
+int sq_runs_count(ar_db *db, const ar_run_query *q, int64_t *out, ar_err *err)
 {
     sqlbuf b = { "", 0, 0 };
     add(&b, "SELECT count(*) FROM runs");
@@ -189,16 +151,7 @@ static int64_t limb_total(sqlite3_stmt *st, int c, int *fits, double *approx)
     return hi * (LIMB * LIMB) + low;
 }
 
-static int64_t sum_saturated(int64_t a, int64_t b)
-{
-    if (b > 0 && a > INT64_MAX - b)
-        return INT64_MAX;
-    if (b < 0 && a < INT64_MIN - b)
-        return INT64_MIN;
-    return a + b;
-}
-
-int ar_db_runs_stats(ar_db *db, const ar_run_query *q, ar_stats *out, ar_err *err)
+int sq_runs_stats(ar_db *db, const ar_run_query *q, ar_db_stats *out, ar_err *err)
 {
     sqlbuf b = { "", 0, 0 };
     add(&b, "SELECT count(*),"
@@ -227,9 +180,8 @@ int ar_db_runs_stats(ar_db *db, const ar_run_query *q, ar_stats *out, ar_err *er
         out->iterations = limb_total(st, 7, &fits, &approx);
         out->input_tokens = limb_total(st, 10, &fits, &approx);
         out->output_tokens = limb_total(st, 13, &fits, &approx);
-        out->total_tokens = sum_saturated(out->input_tokens, out->output_tokens);
-        int64_t nanos = limb_total(st, 16, &fits, &approx);
-        out->cost = fits ? ar_nanos_to_cost(nanos) : approx / 1e9;
+        out->cost_nanos = limb_total(st, 16, &fits, &approx);
+        out->cost_approx = approx;
     } else {
         rc = sq_fail(db, err, src, "computing statistics");
     }

@@ -1,10 +1,8 @@
 /* retain.c -- the SQLite backend's SQL for retention: the scan, batched deletion, file size and vacuum. */
 #include "sq.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
 
 /* The considered statuses are always bound as four parameters (unused ones
  * NULL), so one statement per scan shape serves every status filter. Most
@@ -14,9 +12,9 @@
 #define NEWEST_FIRST "row_number() OVER (PARTITION BY agent ORDER BY n DESC)" /* n: (created_at, id) order */
 #define ENDED_AT "coalesce(finished_at, updated_at)"
 
-/* Keys: n, iterations, rank, ended_at. Records: the run columns (0..23), rank, ended_at. */
+/* Keys: n, iterations, rank, ended_at. Rows: the run columns (0..24), rank, ended_at. */
 #define KEYS_RANK_COL 2
-#define RECORD_RANK_COL 24
+#define RECORD_RANK_COL SQ_RUN_NCOLUMNS
 #define RECORD_ITERATIONS_COL 14
 
 static const char sql_keys[] = "SELECT n, iterations, 0, " ENDED_AT STATUS_IN;
@@ -39,13 +37,13 @@ _Static_assert(sizeof ROWIDS == 2 * AR_DB_RETAIN_BATCH + 7, "ROWIDS holds AR_DB_
 /* A run resumed since the scan is running again and must stay, with all its rows. */
 #define STILL_FINISHED "(SELECT n FROM runs WHERE n IN " ROWIDS " AND status <> 'running')"
 
-int ar_db_retain_scan(ar_db *db, const ar_status *statuses, size_t n, int ranked, int with_record,
-                      ar_db_retain_visit visit, void *ud, ar_err *err)
+int sq_retain_scan(ar_db *db, const ar_status *statuses, size_t n, int ranked, int with_run,
+                   ar_db_retain_visit visit, void *ud, ar_err *err)
 {
     static const char *const sql[4] = { sql_keys, sql_keys_ranked, sql_records, sql_records_ranked };
     static const int slots[4] = { SQ_RETAIN_SCAN_KEYS, SQ_RETAIN_SCAN_KEYS_RANKED, SQ_RETAIN_SCAN,
                                   SQ_RETAIN_SCAN_RANKED };
-    int shape = (with_record ? 2 : 0) | (ranked ? 1 : 0);
+    int shape = (with_run ? 2 : 0) | (ranked ? 1 : 0);
     sqlite3_stmt *st = sq_stmt(db, slots[shape], sql[shape], err);
     if (!st)
         return err->code;
@@ -57,39 +55,30 @@ int ar_db_retain_scan(ar_db *db, const ar_status *statuses, size_t n, int ranked
         sq_bind_text(st, (int)i + 1, ar_status_name(statuses[i]), &b);
     if (b != SQLITE_OK)
         return sq_bound(db, st, b, err, "scanning runs for retention");
-    ar_record_box *box = NULL;
-    int rc = AR_OK, src = SQLITE_DONE;
-    if (with_record && !(box = ar_record_box_new(db->alloc))) {
-        rc = ar_fail(err, AR_ENOMEM, "out of memory scanning runs");
-        goto cleanup;
-    }
-    const ar_record blank = AR_RECORD_INIT;
-    int rank_col = with_record ? RECORD_RANK_COL : KEYS_RANK_COL;
+    int rc = AR_OK, src;
+    int rank_col = with_run ? RECORD_RANK_COL : KEYS_RANK_COL;
     ar_db_retain_row row;
+    ar_db_run_row run;
     while ((src = sqlite3_step(st)) == SQLITE_ROW) {
-        row.rowid = sqlite3_column_int64(st, 0);
-        row.iterations = sqlite3_column_int64(st, with_record ? RECORD_ITERATIONS_COL : 1);
+        row.n = sqlite3_column_int64(st, 0);
+        row.iterations = sqlite3_column_int64(st, with_run ? RECORD_ITERATIONS_COL : 1);
         row.rank = sqlite3_column_int64(st, rank_col);
         row.ended_at = sqlite3_column_int64(st, rank_col + 1);
-        row.record = NULL;
-        if (box) {
-            /* one box for the whole scan: only its arena's blocks come and go */
-            ar_arena_release(&box->arena);
-            box->rec = blank;
-            if ((rc = sq_row_to_record(db, st, 0, box, err)))
+        row.run = NULL;
+        if (with_run) {
+            if (sq_run_row(st, 0, &run)) {
+                rc = sq_nomem(err, "scanning runs");
                 break;
-            row.record = &box->rec;
+            }
+            row.run = &run;
         }
         if ((rc = visit(ud, &row)))
             break;
     }
     if (rc == AR_OK && src != SQLITE_DONE)
         rc = sq_fail(db, err, src, "scanning runs for retention");
-cleanup:
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
-    if (box)
-        ar_record_free(&box->rec);
     return rc;
 }
 
@@ -123,8 +112,7 @@ static int delete_batch(ar_db *db, int slot, const char *sql, const int64_t *row
     return AR_OK;
 }
 
-int ar_db_retain_delete(ar_db *db, const int64_t *rowids, size_t n, int64_t *runs, int64_t *steps,
-                        ar_err *err)
+int sq_retain_delete(ar_db *db, const int64_t *rowids, size_t n, int64_t *runs, int64_t *steps, ar_err *err)
 {
     *runs = *steps = 0;
     if (n > AR_DB_RETAIN_BATCH)
@@ -147,7 +135,7 @@ int ar_db_retain_delete(ar_db *db, const int64_t *rowids, size_t n, int64_t *run
     return rc;
 }
 
-int ar_db_retain_count_steps(ar_db *db, const int64_t *rowids, size_t n, int64_t *out, ar_err *err)
+int sq_retain_count_steps(ar_db *db, const int64_t *rowids, size_t n, int64_t *out, ar_err *err)
 {
     *out = 0;
     if (n > AR_DB_RETAIN_BATCH)
@@ -168,39 +156,7 @@ int ar_db_retain_count_steps(ar_db *db, const int64_t *rowids, size_t n, int64_t
     return rc;
 }
 
-/* The pages of an in-memory store, which has no file to measure. */
-static int memory_bytes(ar_db *db, int64_t *out, ar_err *err)
-{
-    sqlite3_stmt *st = NULL;
-    int src = sqlite3_prepare_v2(db->conn, "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()",
-                                 -1, &st, NULL);
-    if (src == SQLITE_OK && (src = sqlite3_step(st)) == SQLITE_ROW) {
-        *out = sqlite3_column_int64(st, 0);
-        src = SQLITE_OK;
-    }
-    sqlite3_finalize(st);
-    return src == SQLITE_OK ? AR_OK : sq_fail(db, err, src, "measuring the store");
-}
-
-int ar_db_retain_bytes(ar_db *db, int64_t *out, ar_err *err)
-{
-    *out = 0;
-    if (strcmp(db->path, ":memory:") == 0)
-        return memory_bytes(db, out, err);
-    struct stat sb;
-    if (stat(db->path, &sb) != 0)
-        return ar_fail(err, AR_EIO, "cannot measure %s: %s", db->path, strerror(errno));
-    int64_t bytes = (int64_t)sb.st_size;
-    char wal[4096];
-    int len = snprintf(wal, sizeof wal, "%s-wal", db->path);
-    /* no WAL file (yet, or any more) takes no room */
-    if (len > 0 && (size_t)len < sizeof wal && stat(wal, &sb) == 0)
-        bytes += (int64_t)sb.st_size;
-    *out = bytes;
-    return AR_OK;
-}
-
-int ar_db_retain_vacuum(ar_db *db, ar_err *err)
+int sq_compact(ar_db *db, ar_err *err)
 {
     int src = sqlite3_exec(db->conn, "VACUUM", NULL, NULL, NULL);
     if (src != SQLITE_OK)

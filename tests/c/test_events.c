@@ -8,7 +8,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "internal.h"
+#include "sqlite/testing.h"
 
 #define END_ASC "e1:9223372036854775807"   /* the position after every event */
 
@@ -1046,10 +1046,9 @@ static void test_retain_with_no_limits_deletes_nothing(void **state)
 static char *plan_of(ar_store *store, int shape, const ar_event_query *q, const int64_t *key, int asc)
 {
     char *plan = NULL;
-    ar_err err = { 0, "" };
-    int rc = ar_db_events_plan(store->db, shape, q, key, asc, &plan, &err);
+    int rc = ar_sqlite_events_plan(&plan, store, shape, q, key, asc);
     if (rc != AR_OK) {
-        print_error("plan: %s: %s\n", ar_code_name(rc), err.msg);
+        print_error("plan: %s: %s\n", ar_code_name(rc), ar_store_errmsg(store));
         fail();
     }
     return plan;
@@ -1107,13 +1106,13 @@ static void test_every_list_count_and_summary_shape_is_served_by_an_agent_index(
         for (int asc = 0; asc < 2; asc++) {
             for (int keyed = 0; keyed < 2; keyed++) {
                 snprintf(what, sizeof what, "list shape %d asc %d key %d", shape, asc, keyed);
-                char *plan = plan_of(store, AR_DB_EVENTS_PLAN_LIST, &q, keyed ? &key : NULL, asc);
+                char *plan = plan_of(store, AR_SQLITE_PLAN_LIST, &q, keyed ? &key : NULL, asc);
                 expect_agent_search(plan, what);
                 ar_free(plan);
             }
         }
         snprintf(what, sizeof what, "count shape %d", shape);
-        char *plan = plan_of(store, AR_DB_EVENTS_PLAN_COUNT, &q, NULL, 1);
+        char *plan = plan_of(store, AR_SQLITE_PLAN_COUNT, &q, NULL, 1);
         expect_agent_search(plan, what);
         ar_free(plan);
     }
@@ -1121,26 +1120,26 @@ static void test_every_list_count_and_summary_shape_is_served_by_an_agent_index(
     ar_event_query q = AR_EVENT_QUERY_INIT;
     q.agent = "a";
     int64_t key = 5;
-    char *plan = plan_of(store, AR_DB_EVENTS_PLAN_LIST, &q, &key, 1);
+    char *plan = plan_of(store, AR_SQLITE_PLAN_LIST, &q, &key, 1);
     assert_non_null(strstr(plan, "events_by_agent (agent=? AND id>?)"));
     assert_null(strstr(plan, "TEMP B-TREE"));
     ar_free(plan);
     q.session = 3;
-    plan = plan_of(store, AR_DB_EVENTS_PLAN_LIST, &q, &key, 0);
+    plan = plan_of(store, AR_SQLITE_PLAN_LIST, &q, &key, 0);
     assert_non_null(strstr(plan, "events_by_session (agent=? AND session=? AND id<?)"));
     assert_null(strstr(plan, "TEMP B-TREE"));
     ar_free(plan);
     q.session = AR_UNSET;
     q.types = one;
     q.n_types = 1;
-    plan = plan_of(store, AR_DB_EVENTS_PLAN_LIST, &q, &key, 1);
+    plan = plan_of(store, AR_SQLITE_PLAN_LIST, &q, &key, 1);
     assert_non_null(strstr(plan, "events_by_type (agent=? AND type=? AND id>?)"));
     assert_null(strstr(plan, "TEMP B-TREE"));
     ar_free(plan);
 
     q = (ar_event_query)AR_EVENT_QUERY_INIT;
     q.agent = "a";
-    plan = plan_of(store, AR_DB_EVENTS_PLAN_SUMMARY, &q, NULL, 1);
+    plan = plan_of(store, AR_SQLITE_PLAN_SUMMARY, &q, NULL, 1);
     expect_agent_search(plan, "summary");
     ar_free(plan);
     ar_store_close(store);
@@ -1150,7 +1149,7 @@ static void test_retention_deletes_find_agents_and_rows_through_indexes(void **s
 {
     (void)state;
     ar_store *store = fixture();
-    const int shapes[] = { AR_DB_EVENTS_PLAN_RETAIN_AGE, AR_DB_EVENTS_PLAN_RETAIN_KEEP };
+    const int shapes[] = { AR_SQLITE_PLAN_RETAIN_AGE, AR_SQLITE_PLAN_RETAIN_KEEP };
     for (size_t i = 0; i < 2; i++) {
         char *plan = plan_of(store, shapes[i], NULL, NULL, 1);
         if (strstr(plan, "SCAN events") || strstr(plan, "SCAN ev ") || !strstr(plan, "(agent=? AND at<?)")) {

@@ -159,6 +159,20 @@ describe("agentrun.open", function()
     assert.same({ ["file:y.db?mode=ro"] = true }, files(dir .. "/sub"))
   end)
 
+  it("never takes a PostgreSQL location for a file name, nor shows its password", function()
+    for _, location in ipairs {
+      "postgresql://me:s3cr3t@/agentrun?host=" .. dir .. "/no-server",
+      "host=" .. dir .. "/no-server dbname=agentrun password=s3cr3t",
+    } do
+      local s, msg, code = agentrun.open(location, { busy_timeout = 100 })
+      assert.is_nil(s)
+      assert.is_string(msg)
+      assert.is_string(code)
+      assert.is_nil(msg:find("s3cr3t", 1, true))
+    end
+    assert.is_false(h.exists("postgresql:"))
+  end)
+
   it("returns nil, message, code for a file in a missing directory #sqlite_only", function()
     local s, msg, code = agentrun.open(dir .. "/no/such/dir/s.db")
     assert.is_nil(s)
@@ -239,14 +253,16 @@ describe("store:info", function()
   before_each(function() dir = h.tmpdir() end)
   after_each(function() h.rmdir(dir) end)
 
-  it("reports exactly path, schema_version, runs, steps, events, file_bytes, wal_bytes, free_bytes", function()
+  it("reports exactly backend, path, schema_version, runs, steps, events, file_bytes, wal_bytes, free_bytes", function()
     local path, o = h.location()
     local s = agentrun.open(path, o)
     local info = s:info()
     local keys = {}
     for k in pairs(info) do keys[#keys + 1] = k end
     table.sort(keys)
-    assert.same({ "events", "file_bytes", "free_bytes", "path", "runs", "schema_version", "steps", "wal_bytes" }, keys)
+    assert.same({ "backend", "events", "file_bytes", "free_bytes", "path", "runs", "schema_version", "steps",
+                  "wal_bytes" }, keys)
+    assert.equal(h.backend(), info.backend)
     assert.equal(path, info.path)
     assert.equal(2, info.schema_version)
     assert.equal(0, info.runs)

@@ -1,0 +1,154 @@
+/* pg.h -- what the PostgreSQL backend's files share (internal to core/postgres/).
+ *
+ * One connection per store. On connect the backend sets search_path to
+ * pg_catalog and the store's schema (quoted), so the SQL text below names
+ * tables unqualified and stays the same for every store; every value is a
+ * parameter. Statements are prepared once per connection, on first use,
+ * under the name "ar<slot>"; a reconnect prepares them again. */
+#ifndef AR_PG_H
+#define AR_PG_H
+
+#include <libpq-fe.h>
+
+#include "../internal.h"
+
+/* Prepared statements, one slot each; SQL text lives beside its user, one file per table. */
+enum {
+    /* db.c */
+    PG_BEGIN, PG_COMMIT, PG_ROLLBACK, PG_XACT_ID, PG_XACT_STATUS,
+    /* runs.c */
+    PG_RUN_INSERT, PG_STEP_INSERT, PG_STEP_APPEND, PG_CHECKPOINT_SAVE, PG_RUN_TOUCH, PG_RUN_FINISH,
+    PG_RUN_REOPEN, PG_RUN_LOAD, PG_RUN_EXISTS, PG_STEPS_FETCH, PG_FORGET_USER, PG_CHECKPOINT_PUT,
+    PG_CHECKPOINT_GET, PG_RECOVER, PG_RUN_OWNER,
+    /* events.c */
+    PG_EVENT_INSERT, PG_EVENT_SUMMARY, PG_EVENT_TYPES, PG_EVENT_DELETE, PG_EVENT_RETAIN_AGE,
+    PG_EVENT_RETAIN_KEEP,
+    /* retain.c */
+    PG_RETAIN_DELETE, PG_RETAIN_COUNT_STEPS, PG_SIZES,
+    PG_COUNT
+};
+
+struct ar_db {
+    PGconn *conn;                 /* NULL after a drop, until the next call reconnects */
+    const ar_allocator *alloc;
+    char *conninfo;               /* as given (may hold a password): only handed to libpq */
+    char *display;                /* the location without its password: messages, info().path */
+    char *schema;                 /* the schema name, validated */
+    int readonly, durability, busy_timeout_ms;
+    int in_txn;                   /* between txn_begin and txn_commit/rollback */
+    int txn_broken;               /* the connection dropped inside the transaction */
+    unsigned char prepared[PG_COUNT];
+    PGresult *last;               /* the result rows handed out point into; cleared by the next call */
+};
+
+/* Up to PG_MAX_PARAMS values, each text or binary (bytea), NULL allowed.
+ * Integers are printed into the struct's own buffers. */
+#define PG_MAX_PARAMS 32
+typedef struct pg_params {
+    int n;
+    const char *v[PG_MAX_PARAMS];
+    int len[PG_MAX_PARAMS];
+    int fmt[PG_MAX_PARAMS];       /* 0 text, 1 binary */
+    char num[PG_MAX_PARAMS][32];
+} pg_params;
+
+void pg_p_int64(pg_params *p, int64_t v);
+void pg_p_double(pg_params *p, double v);
+/* Text (NULL: SQL NULL). PostgreSQL text holds no NUL byte: callers pass
+ * text validated as such, and binary data (event content) with pg_p_bytes. */
+void pg_p_text(pg_params *p, const char *s);
+void pg_p_textn(pg_params *p, const char *s, size_t n);
+void pg_p_bytes(pg_params *p, const char *s, size_t n);   /* bytea, binary format */
+
+/* Makes sure db has a live connection (reconnecting after a drop: search_path,
+ * durability, lock_timeout set again, statements to be prepared again).
+ * AR_EIO when the server cannot be reached, AR_EPERM when it refuses us. */
+int pg_connect(ar_db *db, ar_err *err);
+
+/* Runs the prepared statement `slot` (prepared from `sql` on first use on
+ * this connection) with `p` (may be NULL). On success *res is the result
+ * (PGRES_COMMAND_OK or PGRES_TUPLES_OK), also kept in db->last, freed by the
+ * next call. Text results; a column listed in the SQL as bytea comes back
+ * escaped unless the caller asks with `binary` for binary results (all columns).
+ * On failure: the AR_ code from pg_fail, naming `what`. */
+int pg_run(ar_db *db, int slot, const char *sql, const pg_params *p, int binary, PGresult **res,
+           const char *what, ar_err *err);
+/* Runs SQL built at run time (listings with filters): unprepared, same contract. */
+int pg_run_sql(ar_db *db, const char *sql, const pg_params *p, int binary, PGresult **res,
+               const char *what, ar_err *err);
+/* Runs a fixed command with no parameters (DDL, SET). */
+int pg_exec(ar_db *db, const char *sql, const char *what, ar_err *err);
+
+/* Maps a failed result (or a dead connection when res is NULL) to an AR_
+ * code with a message naming `what`: connection lost AR_EIO (and the
+ * connection is dropped, so the next call reconnects), lock_not_available
+ * (55P03) and deadlock AR_EBUSY, disk_full (53100) and out-of-memory
+ * class 53 AR_EFULL, insufficient_privilege (42501) AR_EPERM,
+ * read_only_sql_transaction AR_EPERM, string too long AR_EJSON, others AR_EIO. */
+int pg_fail(ar_db *db, const PGresult *res, const char *what, ar_err *err);
+
+/* Reading a result value: NULL for SQL NULL. */
+ar_db_text pg_text(const PGresult *res, int row, int col);
+int64_t pg_int64(const PGresult *res, int row, int col);   /* 0 for NULL */
+int64_t pg_time(const PGresult *res, int row, int col);    /* AR_UNSET for NULL */
+double pg_double(const PGresult *res, int row, int col);   /* 0 for NULL */
+
+/* The column list of a run row, and its reading into a row struct. */
+#define PG_RUN_COLUMNS "n, id, agent, goal, \"user\", edition, parent, status, output, error, " \
+    "limit_name, limit_value, limit_reached, budget, iterations, input_tokens, output_tokens, " \
+    "cost_nanos, counters, elapsed_ms, created_at, finished_at, updated_at, metadata, owner"
+void pg_run_row(const PGresult *res, int row, int col0, ar_db_run_row *out);
+
+/* ---- the table's members, one file each (assembled in db.c) ---- */
+
+/* db.c */
+int pg_open(ar_db **out, const char *location, const ar_open_opts *opts, const ar_allocator *alloc, ar_err *err);
+void pg_close(ar_db *db);
+const char *pg_display_path(ar_db *db);
+int pg_info(ar_db *db, ar_store_info *out, ar_err *err);
+int pg_txn_begin(ar_db *db, ar_err *err);
+int pg_txn_commit(ar_db *db, ar_err *err);
+void pg_txn_rollback(ar_db *db);
+
+/* runs.c */
+int pg_run_insert(ar_db *db, const ar_db_run *run, int64_t *min_key, ar_err *err);
+int pg_step_insert(ar_db *db, int64_t n, const ar_db_step *step, ar_err *err);
+int pg_step_append(ar_db *db, int64_t n, int64_t owner, const ar_db_step *step, const ar_db_progress *p, ar_err *err);
+int pg_checkpoint_save(ar_db *db, int64_t n, int64_t owner, int64_t seq, const char *state, size_t len, int64_t at, ar_err *err);
+int pg_run_touch(ar_db *db, int64_t n, int64_t owner, int64_t now, ar_err *err);
+int pg_run_finish(ar_db *db, int64_t n, int64_t owner, const ar_db_finish *f, ar_err *err);
+int pg_run_reopen(ar_db *db, int64_t n, int64_t owner, const char *budget, int64_t now, ar_err *err);
+int pg_run_load(ar_db *db, int64_t n, const char *id, ar_db_run_row *row, ar_err *err);
+int pg_run_exists(ar_db *db, int64_t n, const char *id, ar_err *err);
+int pg_steps_fetch(ar_db *db, int64_t n, int64_t from, size_t max, ar_db_step_visit visit, void *ud, ar_err *err);
+int pg_forget_user(ar_db *db, const char *user, int64_t now, int64_t *out, ar_err *err);
+int pg_checkpoint_put(ar_db *db, int64_t n, int64_t seq, const char *state, size_t len, int64_t at, ar_err *err);
+int pg_checkpoint_get(ar_db *db, int64_t n, ar_db_text *state, int64_t *seq, ar_err *err);
+int pg_recover(ar_db *db, int64_t stale_before, int64_t now, int64_t *out, ar_err *err);
+
+/* query.c */
+int pg_runs_list(ar_db *db, const ar_run_query *q, const int64_t *key, int inclusive, int ascending,
+                 int64_t limit, ar_db_run_visit visit, void *ud, ar_err *err);
+int pg_runs_count(ar_db *db, const ar_run_query *q, int64_t *out, ar_err *err);
+int pg_runs_stats(ar_db *db, const ar_run_query *q, ar_db_stats *out, ar_err *err);
+
+/* retain.c */
+int pg_retain_scan(ar_db *db, const ar_status *statuses, size_t n, int ranked, int with_run,
+                   ar_db_retain_visit visit, void *ud, ar_err *err);
+int pg_retain_delete(ar_db *db, const int64_t *keys, size_t n, int64_t *runs, int64_t *steps, ar_err *err);
+int pg_retain_count_steps(ar_db *db, const int64_t *keys, size_t n, int64_t *out, ar_err *err);
+int pg_sizes(ar_db *db, ar_db_sizes *out, ar_err *err);
+int pg_compact(ar_db *db, ar_err *err);
+
+/* events.c */
+int pg_event_insert(ar_db *db, const ar_event *e, int64_t *id, ar_err *err);
+int pg_events_list(ar_db *db, const ar_event_query *q, const int64_t *key, int ascending, int64_t limit,
+                   ar_db_event_visit visit, void *ud, ar_err *err);
+int pg_events_count(ar_db *db, const ar_event_query *q, int64_t *out, ar_err *err);
+int pg_events_summary(ar_db *db, const char *agent, int64_t *total, int64_t *sessions, int64_t *first_at,
+                      int64_t *last_at, ar_db_type_visit visit, void *ud, ar_err *err);
+int pg_events_delete(ar_db *db, const char *agent, int64_t *out, ar_err *err);
+int pg_events_delete_before(ar_db *db, int64_t before_at, int64_t *out, ar_err *err);
+int pg_events_keep_last(ar_db *db, int64_t keep_last, int64_t *out, ar_err *err);
+
+#endif
