@@ -70,9 +70,8 @@ static const char schema_current[] =
 static const char *const migrations[] = { NULL };
 #define SCHEMA_VERSION (SCHEMA_FIRST + (int)(sizeof migrations / sizeof migrations[0]) - 1)
 
-/* Advisory lock classes (the first key); the second is the schema's hash. */
+/* The advisory lock class (the first key); the second is the schema's hash. */
 #define LOCK_SCHEMA 0x41520001
-#define LOCK_RUNS   0x41520002
 
 /* How long a write cut off by a dropped connection waits to learn its
  * outcome: reconnecting, then until the old session has ended. */
@@ -841,7 +840,8 @@ static int schema_judge(ar_db *db, const schema_state *s, int *create, ar_err *e
 
 static void lock_keys(const ar_db *db, int which, int64_t *k1, int64_t *k2)
 {
-    *k1 = which == PG_LOCK_RUNS ? LOCK_RUNS : LOCK_SCHEMA;
+    (void)which; /* one class so far */
+    *k1 = LOCK_SCHEMA;
     *k2 = schema_hash(db->schema);
 }
 

@@ -190,6 +190,28 @@ static int store_pid(fixture *f)
     return (int)probe_int(f, sql);
 }
 
+/* Writes a finished record whole, dated `ahead_ms` from now; returns its
+ * created_at; its id goes to id_out. */
+static int64_t write_dated(ar_store *store, int64_t ahead_ms, char *id_out, size_t cap)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ar_record f = AR_RECORD_INIT;
+    f.agent = "pg-agent";
+    f.goal = "written";
+    f.created_at = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + ahead_ms;
+    f.finished_at = f.created_at;
+    char *id = NULL;
+    ar_record *rec = NULL;
+    assert_int_equal(ar_record_completed(&rec, &f, NULL, 0, NULL, 0), AR_OK);
+    assert_int_equal(ar_store_write(&id, store, rec), AR_OK);
+    int64_t at = rec->created_at;
+    snprintf(id_out, cap, "%s", id);
+    ar_record_free(rec);
+    ar_free(id);
+    return at;
+}
+
 /* ---- opening ------------------------------------------------------------ */
 
 static void test_open_creates_the_schema_with_its_meta_record_and_reopens_it(void **state)
@@ -665,6 +687,51 @@ static void test_sessions_ended_at_random_moments_lose_and_double_nothing(void *
     ar_store_close(store);
 }
 
+/* A record written whole with a date a minute ahead keeps its id, and runs
+ * begun after it still take their ids (and created_at) from the clock: a
+ * written record never moves the order of runs begun live. */
+static void test_a_record_written_ahead_does_not_push_new_runs_into_the_future(void **state)
+{
+    fixture *f = need_server(state);
+    ar_store *store = open_store(f, f->schema, 5000);
+    ar_run *first = begin(store);
+    char ahead_id[64];
+    int64_t ahead = write_dated(store, 60000, ahead_id, sizeof ahead_id);
+    for (int i = 0; i < 3; i++) {
+        ar_run *run = begin(store);
+        ar_record *rec = test_get(store, ar_run_id(run), 0);
+        assert_true(rec->created_at < ahead);
+        assert_true(strcmp(ar_run_id(run), ahead_id) < 0);
+        ar_record_free(rec);
+        ar_run_close(run);
+    }
+    ar_run_close(first);
+    ar_store_close(store);
+}
+
+/* A schema made before the counter of live runs existed (meta without its
+ * row) opens and takes new runs after every run already there. */
+static void test_a_store_without_the_run_counter_takes_new_runs_after_its_runs(void **state)
+{
+    fixture *f = need_server(state);
+    ar_store *store = open_store(f, f->schema, 5000);
+    ar_run *run = begin(store);
+    char *old = strdup(ar_run_id(run));
+    ar_run_close(run);
+    char sql[160];
+    snprintf(sql, sizeof sql, "DELETE FROM \"%s\".meta WHERE key = 'last_run_key'", f->schema);
+    probe_do(f, sql);
+    ar_store_close(store);
+    store = open_store(f, f->schema, 5000);
+    run = begin(store);
+    assert_true(strcmp(ar_run_id(run), old) > 0);
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM \"%s\".meta WHERE key = 'last_run_key'", f->schema);
+    assert_int_equal(probe_int(f, sql), 1);
+    ar_run_close(run);
+    free(old);
+    ar_store_close(store);
+}
+
 #define PG_TEST(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 static const struct CMUnitTest tests[] = {
@@ -678,6 +745,8 @@ static const struct CMUnitTest tests[] = {
     PG_TEST(test_the_store_path_never_shows_the_password),
     PG_TEST(test_concurrent_first_opens_of_one_schema_all_succeed),
     PG_TEST(test_steps_round_trip_exactly),
+    PG_TEST(test_a_record_written_ahead_does_not_push_new_runs_into_the_future),
+    PG_TEST(test_a_store_without_the_run_counter_takes_new_runs_after_its_runs),
     PG_TEST(test_a_run_resumed_through_another_connection_fences_the_first_handle),
     PG_TEST(test_a_lock_held_past_busy_timeout_is_ebusy_and_not_sticky),
     PG_TEST(test_a_connection_ended_between_calls_is_made_again_by_the_next_call),
