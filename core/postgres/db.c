@@ -281,6 +281,8 @@ int pg_fail(ar_db *db, const PGresult *res, const char *what, ar_err *err)
         drop(db);
         return ar_fail(err, AR_EIO, "%s: the connection to the server was lost (%s)", what, detail);
     }
+    if (db->scan_guard && PQtransactionStatus(db->conn) == PQTRANS_INERROR)
+        PQclear(PQexec(db->conn, "ROLLBACK TO SAVEPOINT " PG_SCAN_SAVEPOINT));
     if (!state)
         return ar_fail(err, AR_EIO, "%s: %s", what, detail);
     if (strcmp(state, "55P03") == 0 || strcmp(state, "40P01") == 0 || strcmp(state, "40001") == 0)

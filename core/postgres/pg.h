@@ -54,7 +54,13 @@ struct ar_db {
     int ended;                    /* the server said it ended that session (57P0x) */
     int doomed;                   /* the server said it is ending this connection's session */
     char xid[32];                 /* the open transaction's id (txn_begin) */
+    int scan_guard;               /* a retention scan's savepoint is set: a failed read rolls back to it */
 };
+
+/* The savepoint a retention scan sets after declaring its cursor: a read
+ * the visitor makes that fails is rolled back to it (pg_fail), so the scan's
+ * transaction stays usable and the read's own error is the one reported. */
+#define PG_SCAN_SAVEPOINT "ar_retain_read"
 
 /* Up to PG_MAX_PARAMS values, each text or binary (bytea), NULL allowed.
  * Integers are printed into the struct's own buffers. */

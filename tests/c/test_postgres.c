@@ -732,6 +732,93 @@ static void test_a_store_without_the_run_counter_takes_new_runs_after_its_runs(v
     ar_store_close(store);
 }
 
+/* ---- retention ------------------------------------------------------------ */
+
+typedef struct reading_rule {
+    fixture *f;
+    ar_store *store;
+    int calls, failed_code, later_ok, give_up;
+    char failed_msg[256];
+} reading_rule;
+
+/* Reads each run with its steps; on the first call the steps table is
+ * locked by another connection, so that read fails (lock timeout). The rule
+ * catches that failure and keeps the run, or (give_up) fails itself. */
+static int read_each_run(void *ud, const ar_record *run, double age, int *verdict)
+{
+    (void)age;
+    reading_rule *r = ud;
+    int first = r->calls++ == 0;
+    if (first) {
+        char sql[160];
+        snprintf(sql, sizeof sql, "BEGIN; LOCK TABLE \"%s\".steps IN ACCESS EXCLUSIVE MODE", r->f->schema);
+        probe_do(r->f, sql);
+    }
+    ar_record *rec = NULL;
+    int rc = ar_store_get(&rec, r->store, run->id, 1);
+    ar_record_free(rec);
+    if (first) {
+        probe_do(r->f, "ROLLBACK");
+        r->failed_code = rc;
+        snprintf(r->failed_msg, sizeof r->failed_msg, "%s", ar_store_errmsg(r->store));
+        if (r->give_up)
+            return 7;
+    } else if (rc == AR_OK) {
+        r->later_ok++;
+    }
+    *verdict = AR_RULE_KEEP;
+    return 0;
+}
+
+/* A read made by a retention rule that fails on the server (here a lock
+ * wait past busy_timeout) leaves the scan usable: the rule sees the read's
+ * own error, its later reads work, and retention finishes with the rule's
+ * verdicts; a rule that gives up on that error stops retention with
+ * ECALLBACK, deleting nothing. */
+static void test_a_failed_read_in_a_retention_rule_leaves_the_scan_usable(void **state)
+{
+    fixture *f = need_server(state);
+    ar_store *store = open_store(f, f->schema, 200);
+    enum { RUNS = 3 };
+    for (int i = 0; i < RUNS; i++) {
+        ar_run *run = begin(store);
+        assert_int_equal(step(run, "1"), AR_OK);
+        ar_record *done = NULL;
+        assert_int_equal(ar_run_complete(&done, run, "1", 1), AR_OK);
+        ar_record_free(done);
+        ar_run_close(run);
+    }
+    for (int give_up = 0; give_up <= 1; give_up++) {
+        reading_rule r = { f, store, 0, 0, 0, give_up, "" };
+        ar_retention policy = AR_RETENTION_INIT;
+        policy.rule = read_each_run;
+        policy.rule_ud = &r;
+        ar_retention_report report;
+        int rc = ar_store_retain(&report, store, &policy);
+        assert_int_equal(r.failed_code, AR_EBUSY);
+        assert_null(strstr(r.failed_msg, "aborted"));
+        if (give_up) {
+            assert_int_equal(rc, AR_ECALLBACK);
+            assert_non_null(strstr(ar_store_errmsg(store), "the retention rule failed"));
+            assert_int_equal(r.calls, 1);
+        } else {
+            if (rc != AR_OK)
+                print_error("retain: %s: %s\n", ar_code_name(rc), ar_store_errmsg(store));
+            assert_int_equal(rc, AR_OK);
+            assert_int_equal(r.calls, RUNS);
+            assert_int_equal(r.later_ok, RUNS - 1);
+            assert_int_equal(report.considered, RUNS);
+            assert_int_equal(report.kept_by_rule, RUNS);
+            assert_int_equal(report.deleted, 0);
+        }
+    }
+    /* the store goes on working */
+    ar_run *run = begin(store);
+    assert_int_equal(step(run, "1"), AR_OK);
+    ar_run_close(run);
+    ar_store_close(store);
+}
+
 #define PG_TEST(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 static const struct CMUnitTest tests[] = {
@@ -752,6 +839,7 @@ static const struct CMUnitTest tests[] = {
     PG_TEST(test_a_connection_ended_between_calls_is_made_again_by_the_next_call),
     PG_TEST(test_a_connection_ended_during_a_call_fails_that_call_only),
     PG_TEST(test_sessions_ended_at_random_moments_lose_and_double_nothing),
+    PG_TEST(test_a_failed_read_in_a_retention_rule_leaves_the_scan_usable),
 };
 
 TEST_GROUP(postgres_group, "postgres", tests);
