@@ -436,7 +436,7 @@ static PGconn *connect_raw(const ar_db *db, PGPing *ping)
 
 /* Says why a connection could not be made: the server refused us
  * (authentication, no such role or database) or could not be reached. */
-static int connect_failed(ar_db *db, PGconn *conn, ar_err *err)
+static int connect_failed(ar_db *db, PGconn *conn, PGPing ping, ar_err *err)
 {
     char detail[400];
     one_line(detail, sizeof detail, conn ? PQerrorMessage(conn) : "out of memory");
@@ -445,8 +445,11 @@ static int connect_failed(ar_db *db, PGconn *conn, ar_err *err)
     if (PQconnectionNeedsPassword(conn))
         return ar_fail(err, AR_EPERM, "%s: the server asks for a password and none was given (%s)",
                        db->display, detail);
-    PGPing ping;
-    connect_raw(db, &ping);
+    /* the server's state when the attempt failed (NO_ATTEMPT: not asked
+     * yet); asked later, a server that was starting up may take
+     * connections and make that failure look like a refusal */
+    if (ping == PQPING_NO_ATTEMPT)
+        connect_raw(db, &ping);
     if (ping == PQPING_OK)
         return ar_fail(err, AR_EPERM, "%s: the server refused the connection (%s)", db->display, detail);
     return ar_fail(err, AR_EIO, "%s: cannot reach the server (%s)", db->display, detail);
@@ -516,8 +519,17 @@ int pg_connect(ar_db *db, ar_err *err)
         return ar_fail(err, AR_EIO, "%s: the connection to the server was lost during the transaction; "
                        "nothing of it was written", db->display);
     PGconn *conn = connect_raw(db, NULL);
+    PGPing ping = PQPING_NO_ATTEMPT;
+    if (conn && PQstatus(conn) != CONNECTION_OK && !PQconnectionNeedsPassword(conn) &&
+        (connect_raw(db, &ping), ping == PQPING_OK)) {
+        /* refused by a server that takes connections now: it may have been
+         * starting up (recovering after a crash) or going down, which is no
+         * refusal of us; the attempt made now tells */
+        PQfinish(conn);
+        conn = connect_raw(db, NULL);
+    }
     if (!conn || PQstatus(conn) != CONNECTION_OK) {
-        int rc = connect_failed(db, conn, err);
+        int rc = connect_failed(db, conn, ping, err);
         PQfinish(conn);
         return rc;
     }
