@@ -7,6 +7,8 @@ set -u
 here=$(cd "$(dirname "$0")" && pwd)
 
 if [ -n "${AGENTRUN_TEST_PG:-}" ]; then
+    # a server of the caller's: never stopped by the tests unless its data
+    # directory is given too (AGENTRUN_TEST_PGDATA)
     echo "postgresql: the server of AGENTRUN_TEST_PG (none started)"
     exec "$@"
 fi
@@ -24,7 +26,9 @@ trap 'cleanup; exit 129' HUP
 url=$("$here/server.sh" start "$dir") || exit 1
 echo "postgresql: a server started for the tests in $dir"
 AGENTRUN_TEST_PG=$url
-export AGENTRUN_TEST_PG
+# the data directory, for the tests that stop and start the server they own
+AGENTRUN_TEST_PGDATA=$dir/data
+export AGENTRUN_TEST_PG AGENTRUN_TEST_PGDATA
 "$@"
 status=$?
 cleanup
