@@ -10,7 +10,8 @@ passed=0 failed=0
 for t in "$here"/test_*.sh; do
   for name in $(bash "$t" --list); do
     out=$(mktemp)
-    if bash "$t" "$name" >"$out" 2>&1; then
+    # traced, so that a failure shows the command that failed
+    if bash -x "$t" "$name" >"$out" 2>&1; then
       echo "ok      $name"; passed=$((passed + 1))
     else
       echo "FAILED  $name"; sed 's/^/    /' "$out"; failed=$((failed + 1))
