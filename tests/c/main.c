@@ -202,6 +202,20 @@ ar_record *test_get(ar_store *store, const char *id, int with_steps)
     return rec;
 }
 
+ar_run *test_begin(ar_store *store, const char *agent)
+{
+    ar_run_spec spec = AR_RUN_SPEC_INIT;
+    spec.agent = agent;
+    spec.goal = "g";
+    ar_run *run = NULL;
+    int rc = ar_run_begin(&run, store, &spec);
+    if (rc != AR_OK) {
+        print_error("begin: %s: %s\n", ar_code_name(rc), ar_store_errmsg(store));
+        fail();
+    }
+    return run;
+}
+
 int64_t test_stored_steps(ar_store *store)
 {
     ar_store_info info;

@@ -58,6 +58,9 @@ ar_store *test_store_new(void);
 ar_record *test_get(ar_store *store, const char *id, int with_steps);
 /* The number of steps the store holds, from ar_store_info_get. */
 int64_t test_stored_steps(ar_store *store);
+/* Begins a run of `agent` (goal "g"); fails the test, naming the store's
+ * error, when it cannot. */
+ar_run *test_begin(ar_store *store, const char *agent);
 
 /* The whole file at path (malloc'ed, NUL-terminated); *len gets its size. */
 char *test_slurp(const char *path, size_t *len);

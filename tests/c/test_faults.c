@@ -741,20 +741,6 @@ static int big_step(ar_run *run, int k)
     return ar_run_step(NULL, run, &step);
 }
 
-static ar_run *begin_run(ar_store *store, const char *agent)
-{
-    ar_run_spec spec = AR_RUN_SPEC_INIT;
-    spec.agent = agent;
-    spec.goal = "fill";
-    ar_run *run = NULL;
-    int rc = ar_run_begin(&run, store, &spec);
-    if (rc != AR_OK) {
-        print_error("begin: %s: %s\n", ar_code_name(rc), ar_store_errmsg(store));
-        fail();
-    }
-    return run;
-}
-
 static int64_t file_steps(const char *path, const char *agent)
 {
     sqlite3 *db = peek_open(path);
@@ -780,14 +766,14 @@ static void test_a_full_store_fails_with_efull_until_retention_frees_room(void *
 
     /* finished runs of an old agent take about half the room */
     for (int r = 0; r < 8; r++) {
-        ar_run *old = begin_run(store, "old");
+        ar_run *old = test_begin(store, "old");
         for (int k = 1; k <= 9; k++)
             assert_int_equal(big_step(old, k), AR_OK);
         assert_int_equal(ar_run_complete(NULL, old, "0", AR_NUL_TERMINATED), AR_OK);
         ar_run_close(old);
     }
     /* a live run records until the store is full */
-    ar_run *live = begin_run(store, "live");
+    ar_run *live = test_begin(store, "live");
     int k = 0, rc;
     while ((rc = big_step(live, k + 1)) == AR_OK)
         k++;
@@ -883,7 +869,7 @@ static void make_store(const char *path)
     ar_store *store = NULL;
     assert_int_equal(ar_store_open(&store, path, NULL), AR_OK);
     for (int r = 0; r < 20; r++) {
-        ar_run *run = begin_run(store, "maker");
+        ar_run *run = test_begin(store, "maker");
         for (int k = 1; k <= 5; k++)
             assert_int_equal(big_step(run, k), AR_OK);
         assert_int_equal(ar_run_complete(NULL, run, "0", AR_NUL_TERMINATED), AR_OK);
@@ -1195,7 +1181,7 @@ static void test_store_wal_and_shm_files_are_private_even_with_umask_0(void **st
     mode_t old = umask(0);
     ar_store *store = NULL;
     int rc = ar_store_open(&store, path, NULL);
-    ar_run *run = rc == AR_OK ? begin_run(store, "a") : NULL;
+    ar_run *run = rc == AR_OK ? test_begin(store, "a") : NULL;
     int step_rc = run ? big_step(run, 1) : -1;
     umask(old);
     assert_int_equal(rc, AR_OK);

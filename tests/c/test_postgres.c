@@ -166,20 +166,6 @@ static ar_store *open_store(fixture *f, const char *schema, int busy_ms)
     return store;
 }
 
-static ar_run *begin(ar_store *store)
-{
-    ar_run_spec spec = AR_RUN_SPEC_INIT;
-    spec.agent = "pg-agent";
-    spec.goal = "record";
-    ar_run *run = NULL;
-    int rc = ar_run_begin(&run, store, &spec);
-    if (rc != AR_OK) {
-        print_error("begin: %s: %s\n", ar_code_name(rc), ar_store_errmsg(store));
-        fail();
-    }
-    return run;
-}
-
 static int step(ar_run *run, const char *content)
 {
     ar_step s = AR_STEP_INIT;
@@ -229,7 +215,7 @@ static void test_open_creates_the_schema_with_its_meta_record_and_reopens_it(voi
     assert_string_equal(info.backend, "postgresql");
     assert_int_equal(info.schema_version, 2);
     assert_int_equal(info.runs, 0);
-    ar_run *run = begin(store);
+    ar_run *run = test_begin(store, "pg-agent");
     assert_int_equal(step(run, "1"), AR_OK);
     char id[32];
     snprintf(id, sizeof id, "%s", ar_run_id(run));
@@ -256,7 +242,7 @@ static void test_two_schemas_of_one_database_are_independent_stores(void **state
     char other[80];
     snprintf(other, sizeof other, "%s_b", f->schema);
     ar_store *a = open_store(f, f->schema, 5000), *b = open_store(f, other, 5000);
-    ar_run *run = begin(a);
+    ar_run *run = test_begin(a, "pg-agent");
     assert_int_equal(step(run, "{\"in\":\"a\"}"), AR_OK);
     ar_record *rec = NULL;
     assert_int_equal(ar_store_get(&rec, b, ar_run_id(run), 0), AR_ENOTFOUND);
@@ -440,7 +426,7 @@ static void test_steps_round_trip_exactly(void **state)
 {
     fixture *f = need_server(state);
     ar_store *store = open_store(f, f->schema, 5000);
-    ar_run *run = begin(store);
+    ar_run *run = test_begin(store, "pg-agent");
     ar_step s = AR_STEP_INIT;
     s.kind = "tool";
     s.name = "search";
@@ -480,7 +466,7 @@ static void test_a_run_resumed_through_another_connection_fences_the_first_handl
 {
     fixture *f = need_server(state);
     ar_store *a = open_store(f, f->schema, 5000), *b = open_store(f, f->schema, 5000);
-    ar_run *run = begin(a);
+    ar_run *run = test_begin(a, "pg-agent");
     assert_int_equal(step(run, "1"), AR_OK);
     int64_t n = 0;
     assert_int_equal(ar_store_recover(&n, b, 0), AR_OK);
@@ -507,7 +493,7 @@ static void test_a_lock_held_past_busy_timeout_is_ebusy_and_not_sticky(void **st
 {
     fixture *f = need_server(state);
     ar_store *store = open_store(f, f->schema, 100);
-    ar_run *run = begin(store);
+    ar_run *run = test_begin(store, "pg-agent");
     assert_int_equal(step(run, "1"), AR_OK);
     char sql[256];
     snprintf(sql, sizeof sql, "BEGIN; SELECT * FROM \"%s\".runs FOR UPDATE", f->schema);
@@ -529,7 +515,7 @@ static void test_a_connection_ended_between_calls_is_made_again_by_the_next_call
 {
     fixture *f = need_server(state);
     ar_store *store = open_store(f, f->schema, 5000);
-    ar_run *run = begin(store);
+    ar_run *run = test_begin(store, "pg-agent");
     assert_int_equal(step(run, "1"), AR_OK);
     for (int i = 0; i < 3; i++) {
         int pid = store_pid(f);
@@ -612,7 +598,7 @@ static void test_a_connection_ended_during_a_call_fails_that_call_only(void **st
 {
     fixture *f = need_server(state);
     ar_store *store = open_store(f, f->schema, 30000);
-    ar_run *run = begin(store);
+    ar_run *run = test_begin(store, "pg-agent");
     assert_int_equal(step(run, "1"), AR_OK);
     char sql[256];
     snprintf(sql, sizeof sql, "BEGIN; SELECT * FROM \"%s\".runs FOR UPDATE", f->schema);
@@ -644,7 +630,7 @@ static void test_sessions_ended_at_random_moments_lose_and_double_nothing(void *
 {
     fixture *f = need_server(state);
     ar_store *store = open_store(f, f->schema, 5000);
-    ar_run *run = begin(store);
+    ar_run *run = test_begin(store, "pg-agent");
     /* at least MIN_STEPS steps, and on until the killer has ended MIN_KILLS
      * sessions (a fast server records many steps between two kills) */
     enum { MIN_STEPS = 100, MIN_KILLS = 20, MAX_STEPS = 20000 };
@@ -712,11 +698,11 @@ static void test_a_record_written_ahead_does_not_push_new_runs_into_the_future(v
 {
     fixture *f = need_server(state);
     ar_store *store = open_store(f, f->schema, 5000);
-    ar_run *first = begin(store);
+    ar_run *first = test_begin(store, "pg-agent");
     char ahead_id[64];
     int64_t ahead = write_dated(store, 60000, ahead_id, sizeof ahead_id);
     for (int i = 0; i < 3; i++) {
-        ar_run *run = begin(store);
+        ar_run *run = test_begin(store, "pg-agent");
         ar_record *rec = test_get(store, ar_run_id(run), 0);
         assert_true(rec->created_at < ahead);
         assert_true(strcmp(ar_run_id(run), ahead_id) < 0);
@@ -733,7 +719,7 @@ static void test_a_store_without_the_run_counter_takes_new_runs_after_its_runs(v
 {
     fixture *f = need_server(state);
     ar_store *store = open_store(f, f->schema, 5000);
-    ar_run *run = begin(store);
+    ar_run *run = test_begin(store, "pg-agent");
     char *old = strdup(ar_run_id(run));
     ar_run_close(run);
     char sql[160];
@@ -741,7 +727,7 @@ static void test_a_store_without_the_run_counter_takes_new_runs_after_its_runs(v
     probe_do(f, sql);
     ar_store_close(store);
     store = open_store(f, f->schema, 5000);
-    run = begin(store);
+    run = test_begin(store, "pg-agent");
     assert_true(strcmp(ar_run_id(run), old) > 0);
     snprintf(sql, sizeof sql, "SELECT count(*) FROM \"%s\".meta WHERE key = 'last_run_key'", f->schema);
     assert_int_equal(probe_int(f, sql), 1);
@@ -799,7 +785,7 @@ static void test_a_failed_read_in_a_retention_rule_leaves_the_scan_usable(void *
     ar_store *store = open_store(f, f->schema, 200);
     enum { RUNS = 3 };
     for (int i = 0; i < RUNS; i++) {
-        ar_run *run = begin(store);
+        ar_run *run = test_begin(store, "pg-agent");
         assert_int_equal(step(run, "1"), AR_OK);
         ar_record *done = NULL;
         assert_int_equal(ar_run_complete(&done, run, "1", 1), AR_OK);
@@ -831,7 +817,7 @@ static void test_a_failed_read_in_a_retention_rule_leaves_the_scan_usable(void *
         }
     }
     /* the store goes on working */
-    ar_run *run = begin(store);
+    ar_run *run = test_begin(store, "pg-agent");
     assert_int_equal(step(run, "1"), AR_OK);
     ar_run_close(run);
     ar_store_close(store);

@@ -26,20 +26,6 @@ static ar_store *open_ok(const char *path, const ar_open_opts *opts)
 }
 
 /* Begins a run of `agent` with goal "g" and fails the test unless it works. */
-static ar_run *begin_ok(ar_store *store, const char *agent)
-{
-    ar_run_spec spec = AR_RUN_SPEC_INIT;
-    spec.agent = agent;
-    spec.goal = "g";
-    ar_run *run = NULL;
-    int rc = ar_run_begin(&run, store, &spec);
-    if (rc != AR_OK) {
-        print_error("begin: %s: %s\n", ar_code_name(rc), ar_store_errmsg(store));
-        fail();
-    }
-    return run;
-}
-
 /* Records an "llm" step with `content` and returns its seq; fails the test otherwise. */
 static int64_t step_ok(ar_run *run, const char *content)
 {
@@ -171,7 +157,7 @@ static void test_two_memory_stores_are_independent(void **state)
     (void)state;
     ar_store *a = open_ok(":memory:", NULL);
     ar_store *b = open_ok(":memory:", NULL);
-    ar_run *run = begin_ok(a, "only-in-a");
+    ar_run *run = test_begin(a, "only-in-a");
     ar_store_info info;
     assert_int_equal(ar_store_info_get(&info, a), AR_OK);
     assert_int_equal(info.runs, 1);
@@ -209,7 +195,7 @@ static void test_reopened_file_keeps_runs_and_steps(void **state)
     ar_open_opts opts = AR_OPEN_OPTS_INIT;
     char *path = test_location(&opts);
     ar_store *store = open_ok(path, &opts);
-    ar_run *run = begin_ok(store, "keeper");
+    ar_run *run = test_begin(store, "keeper");
     assert_int_equal(step_ok(run, "{\"n\":1}"), 1);
     assert_int_equal(step_ok(run, "[2]"), 2);
     char id[64];
@@ -244,8 +230,8 @@ static void test_info_counts_rows_and_reports_the_real_file_sizes(void **state)
     char *dir = tmpdir_make();
     char *path = tmpdir_path(dir, "info.db");
     ar_store *store = open_ok(path, NULL);
-    ar_run *a = begin_ok(store, "a");
-    ar_run *b = begin_ok(store, "b");
+    ar_run *a = test_begin(store, "a");
+    ar_run *b = test_begin(store, "b");
     for (int i = 0; i < 3; i++)
         step_ok(a, "\"x\"");
     step_ok(b, NULL);
@@ -282,7 +268,7 @@ static void test_normal_durability_records_and_reopens_with_full(void **state)
     opts.durability = AR_DURABILITY_NORMAL;
     opts.busy_timeout_ms = 0;
     ar_store *store = open_ok(path, &opts);
-    ar_run *run = begin_ok(store, "n");
+    ar_run *run = test_begin(store, "n");
     step_ok(run, "1");
     ar_run_close(run);
     ar_store_close(store);
@@ -370,7 +356,7 @@ static void test_readonly_store_reads_but_refuses_writes_with_eperm(void **state
     ar_open_opts opts = AR_OPEN_OPTS_INIT;
     char *path = test_location(&opts);
     ar_store *store = open_ok(path, &opts);
-    ar_run *run = begin_ok(store, "writer");
+    ar_run *run = test_begin(store, "writer");
     step_ok(run, "\"s\"");
     char id[64];
     snprintf(id, sizeof id, "%s", ar_run_id(run));
@@ -512,7 +498,7 @@ static void test_names_that_look_like_sqlite_uris_are_plain_file_names(void **st
     assert_int_equal(mkdir("sub", 0700), 0);
     for (size_t i = 0; i < n; i++) {
         ar_store *store = open_ok(names[i], NULL);
-        ar_run *run = begin_ok(store, "a");
+        ar_run *run = test_begin(store, "a");
         step_ok(run, "\"x\"");
         assert_int_equal(ar_run_complete(NULL, run, NULL, 0), AR_OK);
         ar_run_close(run);
@@ -679,7 +665,7 @@ static void test_a_write_blocked_past_the_timeout_is_ebusy_and_not_sticky(void *
     ar_open_opts opts = AR_OPEN_OPTS_INIT;
     opts.busy_timeout_ms = 0;
     ar_store *store = open_ok(path, &opts);
-    ar_run *run = begin_ok(store, "a");
+    ar_run *run = test_begin(store, "a");
 
     sqlite3 *other = NULL;
     assert_int_equal(sqlite3_open(path, &other), SQLITE_OK);
@@ -715,7 +701,7 @@ static void test_a_write_blocked_past_the_timeout_is_ebusy_and_not_sticky(void *
     assert_int_equal(ar_run_usage(run)->input_tokens, 5);
     assert_int_equal(ar_run_usage(run)->n_extra, 1);
     assert_int_equal(ar_run_usage(run)->extra[0].value, 4);
-    second = begin_ok(store, "b");
+    second = test_begin(store, "b");
     ar_store_info info;
     assert_int_equal(ar_store_info_get(&info, store), AR_OK);
     assert_int_equal(info.runs, 2);
@@ -783,7 +769,7 @@ static void test_errmsg_keeps_the_last_failure_until_the_next(void **state)
     assert_int_equal(ar_store_errcode(store), AR_EMISUSE);
     assert_string_equal(ar_store_errmsg(store), "agent is required");
 
-    run = begin_ok(store, "ok");
+    run = test_begin(store, "ok");
     assert_int_equal(ar_store_errcode(store), AR_EMISUSE);
     assert_string_equal(ar_store_errmsg(store), "agent is required");
 
