@@ -41,7 +41,7 @@ LUA_NEEDS   = $(if $(LUA_INCDIR),file:$(LUA_INCDIR)/lua.h:liblua5.4-dev,pc:lua5.
 # puts initdb under /usr/lib/postgresql/<major>/bin.
 PG_INITDB   = $(firstword $(wildcard /usr/lib/postgresql/*/bin/initdb) /usr/lib/postgresql/initdb)
 TEST_NEEDS := pc:cmocka:libcmocka-dev cmd:lua5.4:lua5.4 cmd:busted:lua-busted cmd:luarocks:luarocks \
-              file:$(PG_INITDB):postgresql
+              file:$(PG_INITDB):postgresql pc:libpq:libpq-dev
 # auto: as root, apt-get installs what is missing; no: only name it and stop.
 APT_INSTALL ?= auto
 
@@ -51,6 +51,10 @@ LUA_CFLAGS  = $(if $(LUA_INCDIR),-I$(LUA_INCDIR),$(shell pkg-config --cflags lua
 LUA_LIBS    = $(shell pkg-config --libs lua5.4 2>/dev/null)
 CMOCKA_CFLAGS = $(shell pkg-config --cflags cmocka 2>/dev/null)
 CMOCKA_LIBS = $(shell pkg-config --libs cmocka 2>/dev/null)
+# The C runner talks to the test server itself (it drops the schemas its
+# tests made).
+TEST_PQ_CFLAGS = $(shell pkg-config --cflags libpq 2>/dev/null)
+TEST_PQ_LIBS = $(shell pkg-config --libs libpq 2>/dev/null)
 
 # Each directory sees only the headers it may use: the core its own and
 # SQLite's, libpq's (only core/postgres/ includes libpq-fe.h) and cJSON's,
@@ -64,7 +68,7 @@ BASE_CFLAGS = -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(WARN) $(OPT
 CORE_CFLAGS = $(BASE_CFLAGS) -fvisibility=hidden -Icore/include -Icore $(PKG_CFLAGS) $(EXTRA_CFLAGS)
 BIND_CFLAGS = $(BASE_CFLAGS) -Icore/include -Icore -Ibindings $(LUA_CFLAGS) $(EXTRA_CFLAGS)
 TEST_CFLAGS = $(BASE_CFLAGS) -Icore/include -Icore -Ibindings -Itests/c $(PKG_CFLAGS) $(LUA_CFLAGS) \
-              $(CMOCKA_CFLAGS) $(EXTRA_CFLAGS)
+              $(CMOCKA_CFLAGS) $(TEST_PQ_CFLAGS) $(EXTRA_CFLAGS)
 LDFLAGS_ALL = $(EXTRA_LDFLAGS)
 
 CORE_SRC   := $(wildcard core/*.c core/sqlite/*.c core/postgres/*.c)
@@ -90,7 +94,7 @@ FAULTVFS_LUA := $(BUILD)/lua/faultvfs.so
 LUA_ENV     = LUA_PATH='$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/tests/lua/?.lua;;' \
               LUA_CPATH='$(abspath $(BUILD))/lua/?.so;;'
 
-.PHONY: all deps deps-lib deps-lua lib lua-module test-build test test-c test-lua test-sh check bench demo \
+.PHONY: all deps deps-lib deps-lua lib lua-module test-build test test-c test-lua test-sh check check-suites bench demo \
         install install-lua uninstall clean env
 
 all: lib $(LUA_MOD) $(EXAMPLES)
@@ -180,7 +184,8 @@ $(BUILD)/examples/embed_host: examples/embed_host.c $(BIND_OBJ) $(STATIC_LIB) | 
 # The C runner also drives the Lua glue through an embedded Lua state.
 $(CTEST_BIN): $(CTEST_OBJ) $(BIND_OBJ) $(STATIC_LIB)
 	@mkdir -p $(@D)
-	$(CC) -o $@ $(CTEST_OBJ) $(BIND_OBJ) $(STATIC_LIB) $(PKG_LIBS) $(LUA_LIBS) $(CMOCKA_LIBS) -lm $(LDFLAGS_ALL)
+	$(CC) -o $@ $(CTEST_OBJ) $(BIND_OBJ) $(STATIC_LIB) $(PKG_LIBS) $(LUA_LIBS) $(CMOCKA_LIBS) $(TEST_PQ_LIBS) -lm \
+	    $(LDFLAGS_ALL)
 
 $(FAULTVFS_LUA): tests/lua/faultvfs_lua.c tests/c/faultvfs.c tests/c/faultvfs.h tests/c/sqlimit.c \
                  tests/c/sqlimit.h | deps
@@ -196,16 +201,23 @@ $(BENCH_BIN): $(BENCH_SRC) $(wildcard tests/bench/*.h tests/bench/*.def) $(STATI
 # Everything the test runners run.
 test-build: all $(CTEST_BIN) $(FAULTVFS_LUA)
 
+# The C and Lua suites run on SQLite, then on PostgreSQL: on the server
+# AGENTRUN_TEST_PG names (a libpq URL), or else on one that `make test` and
+# `make check` start for the run and stop whatever way it ends
+# (tests/pg/with-server.sh). test-c and test-lua alone run the PostgreSQL
+# pass only when AGENTRUN_TEST_PG is set. Every suite runs even when another
+# fails (--keep-going), so that each prints its counts.
 test: deps test-build
-	@$(MAKE) --no-print-directory test-c test-lua test-sh
+	@tests/pg/with-server.sh $(MAKE) --no-print-directory --keep-going test-c test-lua test-sh
 
-# The C runner and the Lua runner each end on "N passed, N failed".
+# The C runner and the Lua runner each print a count per backend and end on
+# "N passed, N failed".
 test-c: $(CTEST_BIN)
 	AR_BUILD=$(BUILD) $(LUA_ENV) $(CTEST_BIN)
 
 test-lua: $(LUA_MOD) $(FAULTVFS_LUA)
-	AR_BUILD=$(BUILD) $(LUA_ENV) $(LUA_WRAP) lua5.4 $$(command -v busted) --output=tests/lua/summary.lua \
-	  --pattern=_spec --lpath='$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua' tests/lua
+	AR_BUILD=$(BUILD) $(LUA_ENV) tests/lua/run.sh $(LUA_WRAP) lua5.4 $$(command -v busted) \
+	  --output=tests/lua/summary.lua --pattern=_spec --lpath='$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua' tests/lua
 
 # The build system itself: parallel builds wait for their packages, installs
 # honour PREFIX, the rockspec installs a working module.
@@ -218,6 +230,10 @@ check: deps
 	$(MAKE) --no-print-directory BUILD=build-asan OPT='-O1 -g -fno-omit-frame-pointer' \
 	  EXTRA_CFLAGS='-Werror -fsanitize=address,undefined -fno-sanitize-recover=undefined' \
 	  EXTRA_LDFLAGS='-fsanitize=address,undefined' test-build
+	@tests/pg/with-server.sh $(MAKE) --no-print-directory check-suites
+
+# The suites of `make check`, on its build (run by check, with a server).
+check-suites:
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  $(MAKE) --no-print-directory BUILD=build-asan test-c
 	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \

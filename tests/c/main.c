@@ -1,4 +1,5 @@
-/* main.c -- the C test runner: runs every group, ends on "N passed, N failed". */
+/* main.c -- the C test runner: runs the groups on each backend (groups.def says
+ * which), prints a count per backend and ends on "N passed, N failed". */
 #include "suite.h"
 
 #include <stdio.h>
@@ -6,15 +7,159 @@
 #include <string.h>
 #include <unistd.h>
 
-/* groups.def has one X(name) line per test group. */
-#define X(g) extern const test_group g;
+#include <libpq-fe.h>
+
+/* groups.def has one X(name, WHERE) line per test group. */
+enum { ONCE, BOTH, SQLITE, POSTGRESQL };
+#define X(g, where) extern const test_group g;
 #include "groups.def"
 #undef X
-#define X(g) &g,
-static const test_group *const groups[] = {
+#define X(g, where) { &g, where },
+static const struct {
+    const test_group *group;
+    int where;
+} groups[] = {
 #include "groups.def"
 };
 #undef X
+
+static test_backend current = TEST_SQLITE;
+static const char *pg_url;           /* AGENTRUN_TEST_PG */
+
+/* What the group now running made (removed when it ends). */
+static char **made_dirs, **made_schemas;
+static size_t n_dirs, n_schemas;
+
+test_backend test_backend_current(void)
+{
+    return current;
+}
+
+const char *test_backend_name(void)
+{
+    return current == TEST_SQLITE ? "sqlite" : "postgresql";
+}
+
+static void remember(char ***list, size_t *n, char *s)
+{
+    char **grown = realloc(*list, (*n + 1) * sizeof **list);
+    assert_non_null(grown);
+    *list = grown;
+    (*list)[(*n)++] = s;
+}
+
+char *test_location(ar_open_opts *opts)
+{
+    assert_non_null(opts);
+    if (current == TEST_SQLITE) {
+        char *dir = tmpdir_make();
+        char *path = tmpdir_path(dir, "store.db");
+        remember(&made_dirs, &n_dirs, dir);
+        return path;
+    }
+#if AR_OPEN_OPTS_VERSION >= 2
+    /* The process id keeps two runners sharing one server apart. */
+    static size_t made;
+    char name[64];
+    snprintf(name, sizeof name, "test_%ld_%zu", (long)getpid(), ++made);
+    char *schema = strdup(name);
+    assert_non_null(schema);
+    remember(&made_schemas, &n_schemas, schema);
+    opts->schema = schema;
+    char *url = strdup(pg_url);
+    assert_non_null(url);
+    return url;
+#else
+    fail_msg("this build's ar_open_opts has no schema");
+    return NULL;
+#endif
+}
+
+void test_same_store(ar_open_opts *to, const ar_open_opts *from)
+{
+#if AR_OPEN_OPTS_VERSION >= 2
+    to->schema = from->schema;
+#else
+    (void)to;
+    (void)from;
+#endif
+}
+
+ar_store *test_store_open(const ar_open_opts *given)
+{
+    ar_open_opts opts = AR_OPEN_OPTS_INIT;
+    if (given)
+        opts = *given;
+    char *location = test_location(&opts);
+    ar_store *store = NULL;
+    int rc = ar_store_open(&store, location, &opts);
+    free(location);
+    if (rc != AR_OK) {
+        print_error("open a %s store: %s: %s\n", test_backend_name(), ar_code_name(rc), ar_store_errmsg(store));
+        ar_store_close(store);
+        fail();
+    }
+    return store;
+}
+
+ar_store *test_store_new(void)
+{
+    ar_open_opts opts = AR_OPEN_OPTS_INIT;
+    opts.durability = AR_DURABILITY_NORMAL;
+    return test_store_open(&opts);
+}
+
+/* A connection to the server under test for the runner's own use, or NULL
+ * with the reason printed. */
+static PGconn *pg_admin(void)
+{
+    PGconn *conn = PQconnectdb(pg_url);
+    if (!conn || PQstatus(conn) != CONNECTION_OK) {
+        fprintf(stderr, "postgresql: cannot connect to AGENTRUN_TEST_PG: %s",
+                conn ? PQerrorMessage(conn) : "out of memory\n");
+        PQfinish(conn);
+        return NULL;
+    }
+    return conn;
+}
+
+/* Removes what the group made; returns the number of things left behind. */
+static size_t remove_made(void)
+{
+    size_t left = 0;
+    for (size_t i = 0; i < n_dirs; i++)
+        tmpdir_remove(made_dirs[i]);
+    free(made_dirs);
+    made_dirs = NULL;
+    n_dirs = 0;
+    if (n_schemas) {
+        PGconn *conn = pg_admin();
+        for (size_t i = 0; i < n_schemas; i++) {
+            if (conn) {
+                /* A store a failed test left open holds no lock once idle;
+                 * the timeout only keeps a stuck one from hanging the run. */
+                char sql[160];
+                snprintf(sql, sizeof sql, "SET lock_timeout = '20s'; DROP SCHEMA IF EXISTS \"%s\" CASCADE",
+                         made_schemas[i]);
+                PGresult *res = PQexec(conn, sql);
+                if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+                    fprintf(stderr, "postgresql: could not drop schema %s: %s", made_schemas[i],
+                            PQerrorMessage(conn));
+                    left++;
+                }
+                PQclear(res);
+            } else {
+                left++;
+            }
+            free(made_schemas[i]);
+        }
+        PQfinish(conn);
+        free(made_schemas);
+        made_schemas = NULL;
+        n_schemas = 0;
+    }
+    return left;
+}
 
 char *tmpdir_make(void)
 {
@@ -44,15 +189,6 @@ char *tmpdir_path(const char *dir, const char *name)
     assert_non_null(p);
     snprintf(p, n, "%s/%s", dir, name);
     return p;
-}
-
-ar_store *test_mem_store(void)
-{
-    ar_open_opts opts = AR_OPEN_OPTS_INIT;
-    opts.durability = AR_DURABILITY_NORMAL;
-    ar_store *store = NULL;
-    assert_int_equal(ar_store_open(&store, ":memory:", &opts), AR_OK);
-    return store;
 }
 
 ar_record *test_get(ar_store *store, const char *id, int with_steps)
@@ -90,19 +226,65 @@ char *test_slurp(const char *path, size_t *len)
     return buf;
 }
 
+/* Runs the groups meant for `backend` on it; adds to *total and *failed
+ * and prints the backend's own count. */
+static void run_backend(test_backend backend, const char *only, size_t *total, size_t *failed)
+{
+    current = backend;
+    size_t n = 0, f = 0;
+    if (backend == TEST_POSTGRESQL) {
+#if AR_OPEN_OPTS_VERSION < 2
+        printf("postgresql: skipped: this build has no PostgreSQL backend (ar_open_opts has no schema)\n");
+        return;
+#else
+        PGconn *conn = pg_admin();
+        if (!conn) {
+            printf("postgresql: 0 passed, 1 failed\n");
+            (*failed)++;
+            (*total)++;
+            return;
+        }
+        PQfinish(conn);
+#endif
+    }
+    for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++) {
+        const test_group *g = groups[i].group;
+        if (only && !strstr(g->name, only))
+            continue;
+        int where = groups[i].where;
+        if (backend == TEST_SQLITE ? where == POSTGRESQL : where != BOTH && where != POSTGRESQL)
+            continue;
+        /* cmocka names the group; the backend goes in front. */
+        char label[128];
+        snprintf(label, sizeof label, "%s: %s", test_backend_name(), g->name);
+        f += (size_t)_cmocka_run_group_tests(label, g->tests, g->n, NULL, NULL);
+        n += g->n;
+        size_t left = remove_made();
+        if (left) {
+            print_error("%s: %zu stores left behind\n", g->name, left);
+            f++;
+            n++;
+        }
+    }
+    printf("%s: %zu passed, %zu failed\n", test_backend_name(), n - f, f);
+    *total += n;
+    *failed += f;
+}
+
 int main(int argc, char **argv)
 {
     /* An optional argument selects groups whose name contains it. */
     const char *only = argc > 1 ? argv[1] : NULL;
+    const char *url = getenv("AGENTRUN_TEST_PG");
+    pg_url = url && *url ? url : NULL;
     size_t total = 0, failed = 0;
-    for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++) {
-        const test_group *g = groups[i];
-        if (only && !strstr(g->name, only))
-            continue;
-        int f = _cmocka_run_group_tests(g->name, g->tests, g->n, NULL, NULL);
-        total += g->n;
-        failed += (size_t)f;
-    }
+    run_backend(TEST_SQLITE, only, &total, &failed);
+    if (pg_url)
+        run_backend(TEST_POSTGRESQL, only, &total, &failed);
+    else
+        printf("postgresql: skipped: AGENTRUN_TEST_PG is not set (make test starts a server)\n");
     printf("%zu passed, %zu failed\n", total - failed, failed);
+    free(made_dirs);
+    free(made_schemas);
     return failed ? 1 : 0;
 }

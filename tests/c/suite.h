@@ -16,8 +16,10 @@ typedef struct test_group {
     size_t n;
 } test_group;
 
-/* Each tests/c/test_*.c defines one `const test_group <name>_group` with
- * TEST_GROUP and adds a line X(<name>_group) to tests/c/groups.def. */
+/* Each tests/c/test_*.c defines its `const test_group <name>_group` (and
+ * `<name>_file_group` for its tests that are about SQLite files) with
+ * TEST_GROUP and adds a line X(<name>_group, WHERE) to tests/c/groups.def,
+ * which says on which backends each group runs. */
 #define TEST_GROUP(var, label, array) \
     const test_group var = { label, array, sizeof(array) / sizeof((array)[0]) }
 
@@ -30,8 +32,27 @@ typedef struct test_group {
         } \
     } while (0)
 
-/* An in-memory store with durability normal, so long loops stay quick. */
-ar_store *test_mem_store(void);
+/* The backend the runner is running the groups on: SQLite always, then
+ * PostgreSQL when AGENTRUN_TEST_PG names a server (a libpq URL). */
+typedef enum test_backend { TEST_SQLITE, TEST_POSTGRESQL } test_backend;
+test_backend test_backend_current(void);
+const char *test_backend_name(void);
+
+/* A location for a new, empty store on the backend under test (malloc'ed):
+ * a file in a fresh temporary directory on SQLite; on PostgreSQL the
+ * server's URL, and opts->schema is set to a fresh schema name, so every
+ * open of that store must use opts (or options made from them with
+ * test_same_store). The directory or schema goes when the group ends.
+ * opts must be initialised (AR_OPEN_OPTS_INIT). */
+char *test_location(ar_open_opts *opts);
+/* Makes `to` open the same store as `from` (the schema, on PostgreSQL),
+ * leaving its other options. */
+void test_same_store(ar_open_opts *to, const ar_open_opts *from);
+/* A new, empty store on the backend under test opened with opts (NULL: the
+ * defaults); fails the test unless AR_OK. */
+ar_store *test_store_open(const ar_open_opts *opts);
+/* A new, empty store with durability normal, so long loops stay quick. */
+ar_store *test_store_new(void);
 
 /* The run `id` read back (fails the test unless AR_OK); ar_record_free it. */
 ar_record *test_get(ar_store *store, const char *id, int with_steps);

@@ -138,7 +138,7 @@ static void test_core_reads_absent_sizes_as_zero_and_skips_compaction(void **sta
     bare = ar_sqlite_backend;
     bare.sizes = NULL;
     bare.compact = NULL;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     const ar_backend *real = store->be;
     store->be = &bare;
     ar_run_spec spec = AR_RUN_SPEC_INIT;
@@ -188,7 +188,7 @@ static void test_begin_takes_the_key_the_backend_asks_for(void **state)
     static ar_backend ordered;
     ordered = ar_sqlite_backend;
     ordered.run_insert = insert_above_floor;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     const ar_backend *real = store->be;
     store->be = &ordered;
     /* a key a minute ahead of this clock, as another host's may be */
@@ -221,7 +221,7 @@ static void test_begin_takes_the_key_the_backend_asks_for(void **state)
 static void test_written_record_keeps_its_key(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     ar_record fields = AR_RECORD_INIT;
     fields.agent = "a";
     fields.goal = "g";
@@ -251,7 +251,7 @@ static void test_written_record_keeps_its_key(void **state)
 static void test_id_new_honours_a_minimum_tick(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     char id[AR_ID_LEN + 1];
     int64_t now = ar_now_ms();
     int64_t floor = ((now + 5000) << 16) | 7;

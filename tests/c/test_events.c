@@ -12,15 +12,9 @@
 
 #define END_ASC "e1:9223372036854775807"   /* the position after every event */
 
-static ar_store *open_mem(void)
+static ar_store *open_store(void)
 {
-    ar_store *store = NULL;
-    int rc = ar_store_open(&store, ":memory:", NULL);
-    if (rc != AR_OK) {
-        print_error("open: %s: %s\n", ar_code_name(rc), ar_store_errmsg(store));
-        fail();
-    }
-    return store;
+    return test_store_open(NULL);
 }
 
 static int64_t wall_ms(void)
@@ -98,7 +92,7 @@ static ar_event_list *list_query(ar_store *store, const ar_event_query *q)
 static void test_append_returns_increasing_ids_and_list_reads_back_every_field(void **state)
 {
     (void)state;
-    ar_store *store = open_mem();
+    ar_store *store = open_store();
     ar_event e = AR_EVENT_INIT;
     e.agent = "planner";
     e.session = 7;
@@ -149,7 +143,7 @@ static void test_append_returns_increasing_ids_and_list_reads_back_every_field(v
 static void test_content_with_nul_bytes_is_stored_and_listed_exactly(void **state)
 {
     (void)state;
-    ar_store *store = open_mem();
+    ar_store *store = open_store();
     static const char bytes[] = "a\0b\0\0\xc3\xa9\0";
     ar_event e = AR_EVENT_INIT;
     e.agent = "a";
@@ -181,7 +175,7 @@ static void test_content_with_nul_bytes_is_stored_and_listed_exactly(void **stat
 static void test_content_len_zero_or_nul_terminated_means_a_c_string(void **state)
 {
     (void)state;
-    ar_store *store = open_mem();
+    ar_store *store = open_store();
     ar_event e = { .agent = "a", .type = "output", .content = "hello", .at = 5 };
     assert_int_equal(ar_event_append(NULL, store, &e), AR_OK);
     e.content_len = AR_NUL_TERMINATED;
@@ -202,7 +196,7 @@ static void test_content_len_zero_or_nul_terminated_means_a_c_string(void **stat
 static void test_append_without_at_stamps_the_current_time(void **state)
 {
     (void)state;
-    ar_store *store = open_mem();
+    ar_store *store = open_store();
     int64_t before = wall_ms();
     append_ok(store, "a", 0, "log", AR_UNSET);
     int64_t after = wall_ms();
@@ -218,7 +212,7 @@ static void test_append_without_at_stamps_the_current_time(void **state)
 static void test_ids_are_never_reused_after_deletion(void **state)
 {
     (void)state;
-    ar_store *store = open_mem();
+    ar_store *store = open_store();
     for (int i = 0; i < 3; i++)
         append_ok(store, "a", 0, "log", 1);
     int64_t deleted = 0;
@@ -236,7 +230,7 @@ static const char *const fixture_types[] = { "prompt_sent", "output", "tool_use"
  * at 100 * (i + 1). Agent "b": 3 events that no query of "a" may see. */
 static ar_store *fixture(void)
 {
-    ar_store *store = open_mem();
+    ar_store *store = open_store();
     for (int i = 0; i < 12; i++) {
         append_ok(store, "a", i % 3, fixture_types[i % 4], 100 * (i + 1));
         if (i % 4 == 0)
@@ -352,7 +346,7 @@ static void test_list_time_range_includes_since_and_excludes_until(void **state)
 static void test_list_descending_order_and_default_limit_of_100(void **state)
 {
     (void)state;
-    ar_store *store = open_mem();
+    ar_store *store = open_store();
     for (int i = 0; i < 150; i++)
         append_ok(store, "a", 0, "log", i);
     ar_event_query q = AR_EVENT_QUERY_INIT;
@@ -415,7 +409,7 @@ static void test_count_applies_the_same_filters_as_list(void **state)
 
 static ar_store *stream_of(int n)
 {
-    ar_store *store = open_mem();
+    ar_store *store = open_store();
     for (int i = 0; i < n; i++) {
         append_ok(store, "a", 0, "log", 1000 + i);
         if (i % 10 == 0)
@@ -694,7 +688,7 @@ static void test_limit_zero_gives_an_empty_page_and_no_cursor_in_every_direction
 static void test_delete_summary_list_and_retain_of_one_agent_never_touch_another(void **state)
 {
     (void)state;
-    ar_store *store = open_mem();
+    ar_store *store = open_store();
     for (int i = 0; i < 10; i++) {
         append_ok(store, "a", i % 2, "log", 100 + i);
         append_ok(store, "b", 5, "output", 100 + i);
@@ -758,7 +752,7 @@ static void expect_append_refused(ar_store *store, const ar_event *e, int code, 
 static void test_bad_events_are_refused_and_nothing_is_stored(void **state)
 {
     (void)state;
-    ar_store *store = open_mem();
+    ar_store *store = open_store();
     ar_event good = AR_EVENT_INIT;
     good.agent = "a";
     good.type = "log";
@@ -896,7 +890,7 @@ static void test_bad_queries_and_malformed_cursors_are_misuse(void **state)
 static void test_summary_counts_types_distinct_sessions_and_time_span(void **state)
 {
     (void)state;
-    ar_store *store = open_mem();
+    ar_store *store = open_store();
     append_ok(store, "a", 4, "output", 500);
     append_ok(store, "a", 4, "tool_use", 200);
     append_ok(store, "a", 9, "output", 900);
@@ -925,7 +919,7 @@ static void test_summary_counts_types_distinct_sessions_and_time_span(void **sta
 static void test_summary_of_an_agent_without_events_is_empty(void **state)
 {
     (void)state;
-    ar_store *store = open_mem();
+    ar_store *store = open_store();
     append_ok(store, "other", 1, "log", 5);
     ar_event_summary *s = NULL;
     assert_int_equal(ar_events_summary(&s, store, "a"), AR_OK);
@@ -943,7 +937,7 @@ static void test_summary_of_an_agent_without_events_is_empty(void **state)
 static void test_retain_by_age_deletes_only_events_older_than_the_limit(void **state)
 {
     (void)state;
-    ar_store *store = open_mem();
+    ar_store *store = open_store();
     int64_t now = wall_ms();
     int64_t hour = 3600 * 1000;
     append_ok(store, "a", 0, "log", now - 3 * hour);       /* deleted */
@@ -970,7 +964,7 @@ static void test_retain_by_age_deletes_only_events_older_than_the_limit(void **s
 static void test_retain_keep_last_keeps_the_newest_by_at_then_id(void **state)
 {
     (void)state;
-    ar_store *store = open_mem();
+    ar_store *store = open_store();
     const int64_t at[] = { 5, 10, 10, 10, 3, 20 };   /* ids 1..6 */
     for (size_t i = 0; i < 6; i++)
         append_ok(store, "a", 0, "log", at[i]);
@@ -1010,7 +1004,7 @@ static void test_retain_keep_last_keeps_the_newest_by_at_then_id(void **state)
 static void test_retain_with_both_limits_deletes_the_union_once(void **state)
 {
     (void)state;
-    ar_store *store = open_mem();
+    ar_store *store = open_store();
     int64_t now = wall_ms(), day = 86400 * 1000;
     for (int i = 0; i < 4; i++)
         append_ok(store, "a", 0, "log", now - 10 * day + i);    /* old: ids 1..4 */
@@ -1270,13 +1264,12 @@ static void test_every_failed_allocation_is_reported_and_leaks_nothing(void **st
 static void test_a_read_only_store_lists_events_and_refuses_new_ones(void **state)
 {
     (void)state;
-    char *dir = tmpdir_make();
-    char *path = tmpdir_path(dir, "events.db");
+    ar_open_opts opts = AR_OPEN_OPTS_INIT;
+    char *path = test_location(&opts);
     ar_store *store = NULL;
-    assert_int_equal(ar_store_open(&store, path, NULL), AR_OK);
+    assert_int_equal(ar_store_open(&store, path, &opts), AR_OK);
     append_ok(store, "a", 0, "log", 1);
     ar_store_close(store);
-    ar_open_opts opts = AR_OPEN_OPTS_INIT;
     opts.readonly = 1;
     assert_int_equal(ar_store_open(&store, path, &opts), AR_OK);
     assert_int_equal(count_agent(store, "a"), 1);
@@ -1289,7 +1282,6 @@ static void test_a_read_only_store_lists_events_and_refuses_new_ones(void **stat
     assert_int_equal(count_agent(store, "a"), 1);
     ar_store_close(store);
     free(path);
-    tmpdir_remove(dir);
 }
 
 static const struct CMUnitTest tests[] = {
@@ -1320,10 +1312,15 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_retain_keep_last_keeps_the_newest_by_at_then_id),
     cmocka_unit_test(test_retain_with_both_limits_deletes_the_union_once),
     cmocka_unit_test(test_retain_with_no_limits_deletes_nothing),
-    cmocka_unit_test(test_every_list_count_and_summary_shape_is_served_by_an_agent_index),
-    cmocka_unit_test(test_retention_deletes_find_agents_and_rows_through_indexes),
-    cmocka_unit_test(test_every_failed_allocation_is_reported_and_leaks_nothing),
     cmocka_unit_test(test_a_read_only_store_lists_events_and_refuses_new_ones),
 };
 
+/* Tests about SQLite files and SQLite itself (groups.def: SQLite only). */
+static const struct CMUnitTest file_tests[] = {
+    cmocka_unit_test(test_every_list_count_and_summary_shape_is_served_by_an_agent_index),
+    cmocka_unit_test(test_retention_deletes_find_agents_and_rows_through_indexes),
+    cmocka_unit_test(test_every_failed_allocation_is_reported_and_leaks_nothing),
+};
+
 TEST_GROUP(events_group, "events", tests);
+TEST_GROUP(events_file_group, "events_file", file_tests);

@@ -706,7 +706,7 @@ static void test_fail_stores_error_text_over_the_limit_cut_and_marked(void **sta
 static void test_values_over_ar_value_max_are_refused_with_ejson(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     size_t n = (size_t)AR_VALUE_MAX + 1;
     char *big = text_of(n, 'x');
     char *json = json_string_of(n);
@@ -752,7 +752,7 @@ static void test_a_value_of_exactly_ar_value_max_is_stored_and_read_back(void **
 {
     (void)state;
     assert_true(AR_VALUE_MAX >= 64 * 1000 * 1000);
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     char *json = json_string_of(AR_VALUE_MAX);
     ar_run_spec spec = AR_RUN_SPEC_INIT;
     spec.agent = "a";

@@ -161,7 +161,7 @@ static void test_open_options_of_version_1_are_accepted_and_read_only_to_their_e
 static void test_functions_taking_options_refuse_an_unknown_version_and_change_nothing(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     ar_run_spec spec = AR_RUN_SPEC_INIT;
     spec.agent = "a";
     spec.goal = "g";

@@ -37,10 +37,10 @@ static int write_once(ar_store *store, ar_run *run, int kind)
     }
 }
 
-static ar_store *open_file(const char *path)
+static ar_store *open_file(const char *path, const ar_open_opts *opts)
 {
     ar_store *store = NULL;
-    int rc = ar_store_open(&store, path, NULL);
+    int rc = ar_store_open(&store, path, opts);
     if (rc != AR_OK) {
         print_error("open %s: %s: %s\n", path, ar_code_name(rc), ar_store_errmsg(store));
         fail();
@@ -127,10 +127,10 @@ static void expect_run(ar_store *store, const char *id, ar_status status, int64_
  * step 2 before A's handle writes again. Then each write of A's old handle
  * is refused with ESTATE "resumed elsewhere" and changes nothing, the
  * handle stays refused, and B carries on and completes the run. */
-static void fenced_write(const char *path, int kind, int b_first, int same_store)
+static void fenced_write(const char *path, const ar_open_opts *opts, int kind, int b_first, int same_store)
 {
-    ar_store *a = open_file(path);
-    ar_store *b = same_store ? a : open_file(path);
+    ar_store *a = open_file(path, opts);
+    ar_store *b = same_store ? a : open_file(path, opts);
     ar_run *ra = begin(a);
     char id[32];
     snprintf(id, sizeof id, "%s", ar_run_id(ra));
@@ -183,20 +183,16 @@ static void fenced_write(const char *path, int kind, int b_first, int same_store
 static void test_every_write_of_a_handle_whose_run_was_resumed_elsewhere_is_estate_and_changes_nothing(void **state)
 {
     (void)state;
-    char *dir = tmpdir_make();
-    int i = 0;
     for (int kind = 0; kind < W_COUNT; kind++) {
         for (int b_first = 0; b_first < 2; b_first++) {
             for (int same = 0; same < 2; same++) {
-                char name[32];
-                snprintf(name, sizeof name, "s%d.db", i++);
-                char *path = tmpdir_path(dir, name);
-                fenced_write(path, kind, b_first, same);
+                ar_open_opts opts = AR_OPEN_OPTS_INIT;
+                char *path = test_location(&opts);
+                fenced_write(path, &opts, kind, b_first, same);
                 free(path);
             }
         }
     }
-    tmpdir_remove(dir);
 }
 
 /* recover alone (no resume): the handle still holds the run's epoch, but
@@ -206,11 +202,11 @@ static void test_every_write_of_a_handle_whose_run_was_resumed_elsewhere_is_esta
 static void test_a_handle_whose_run_was_only_recovered_gets_estate_and_leaves_it_interrupted(void **state)
 {
     (void)state;
-    char *dir = tmpdir_make();
-    char *path = tmpdir_path(dir, "s.db");
+    ar_open_opts opts = AR_OPEN_OPTS_INIT;
+    char *path = test_location(&opts);
     for (int kind = 0; kind < W_COUNT; kind++) {
-        ar_store *a = open_file(path);
-        ar_store *b = open_file(path);
+        ar_store *a = open_file(path, &opts);
+        ar_store *b = open_file(path, &opts);
         ar_run *ra = begin(a);
         char id[32];
         snprintf(id, sizeof id, "%s", ar_run_id(ra));
@@ -239,7 +235,6 @@ static void test_a_handle_whose_run_was_only_recovered_gets_estate_and_leaves_it
         ar_store_close(b);
     }
     free(path);
-    tmpdir_remove(dir);
 }
 
 /* ---- across processes --------------------------------------------------- */
@@ -250,10 +245,11 @@ typedef struct report {
     int32_t rc, status, says_resumed, pad;
 } report;
 
-/* The child: begins a run on `path`, records step 1, sends the id, waits
+/* The child: begins a run in the store at `path` (opened with opts), records step 1, sends the id, waits
  * for the parent's go, then makes the write `kind` with its old handle and
  * reports. Never returns. */
-static void child_old_owner(const char *path, int kind, int to_parent, int from_parent)
+static void child_old_owner(const char *path, const ar_open_opts *opts, int kind, int to_parent,
+                            int from_parent)
 {
     ar_store *store = NULL;
     ar_run *run = NULL;
@@ -263,7 +259,7 @@ static void child_old_owner(const char *path, int kind, int to_parent, int from_
     ar_step step = AR_STEP_INIT;
     step.kind = "own";
     step.usage.input_tokens = 1;
-    if (ar_store_open(&store, path, NULL) || ar_run_begin(&run, store, &spec) ||
+    if (ar_store_open(&store, path, opts) || ar_run_begin(&run, store, &spec) ||
         ar_run_step(NULL, run, &step) || ar_run_checkpoint(run, "\"a1\"", AR_NUL_TERMINATED))
         _exit(2);
     if (write(to_parent, ar_run_id(run), 26) != 26)
@@ -288,11 +284,9 @@ static void child_old_owner(const char *path, int kind, int to_parent, int from_
 static void test_a_handle_in_another_process_is_fenced_once_its_run_is_resumed(void **state)
 {
     (void)state;
-    char *dir = tmpdir_make();
     for (int kind = 0; kind < W_COUNT; kind++) {
-        char name[32];
-        snprintf(name, sizeof name, "p%d.db", kind);
-        char *path = tmpdir_path(dir, name);
+        ar_open_opts opts = AR_OPEN_OPTS_INIT;
+        char *path = test_location(&opts);
         int up[2], down[2];
         assert_int_equal(pipe(up), 0);
         assert_int_equal(pipe(down), 0);
@@ -302,14 +296,14 @@ static void test_a_handle_in_another_process_is_fenced_once_its_run_is_resumed(v
         if (pid == 0) {
             close(up[0]);
             close(down[1]);
-            child_old_owner(path, kind, up[1], down[0]);
+            child_old_owner(path, &opts, kind, up[1], down[0]);
         }
         close(up[1]);
         close(down[0]);
         char id[27] = "";
         assert_int_equal(read(up[0], id, 26), 26);
 
-        ar_store *store = open_file(path);
+        ar_store *store = open_file(path, &opts);
         int64_t n = -1;
         assert_int_equal(ar_store_recover(&n, store, 0), AR_OK);
         assert_int_equal(n, 1);
@@ -339,7 +333,6 @@ static void test_a_handle_in_another_process_is_fenced_once_its_run_is_resumed(v
         ar_store_close(store);
         free(path);
     }
-    tmpdir_remove(dir);
 }
 
 /* ---- resume takes the run as it stands ---------------------------------- */
@@ -371,6 +364,7 @@ static void hook_free(void *ud, void *p) { (void)ud; free(p); }
 
 typedef struct race {
     const char *path, *id;
+    const ar_open_opts *at;     /* the store's options (its schema) */
     int rc;
 } race;
 
@@ -380,6 +374,7 @@ static void resume_elsewhere(void *ud)
 {
     race *r = ud;
     ar_open_opts opts = AR_OPEN_OPTS_INIT;
+    test_same_store(&opts, r->at);
     opts.busy_timeout_ms = 0;
     ar_store *other = NULL;
     ar_run *run = NULL;
@@ -398,9 +393,9 @@ static void resume_elsewhere(void *ud)
 static void test_a_resume_never_continues_from_totals_another_resume_has_moved_past(void **state)
 {
     (void)state;
-    char *dir = tmpdir_make();
-    char *path = tmpdir_path(dir, "race.db");
-    ar_store *store = open_file(path);
+    ar_open_opts at = AR_OPEN_OPTS_INIT;
+    char *path = test_location(&at);
+    ar_store *store = open_file(path, &at);
     ar_run *run = begin(store);
     char id[32];
     snprintf(id, sizeof id, "%s", ar_run_id(run));
@@ -416,10 +411,11 @@ static void test_a_resume_never_continues_from_totals_another_resume_has_moved_p
     ar_run_close(run);
     ar_store_close(store);
 
-    race r = { path, id, -1 };
+    race r = { path, id, &at, -1 };
     hook_alloc h = { strlen(HOOK_COUNTER) + 1, 0, 0, resume_elsewhere, &r };
     ar_allocator alloc = { hook_malloc, hook_realloc, hook_free, &h };
     ar_open_opts opts = AR_OPEN_OPTS_INIT;
+    test_same_store(&opts, &at);
     opts.allocator = &alloc;
     store = NULL;
     assert_int_equal(ar_store_open(&store, path, &opts), AR_OK);
@@ -448,7 +444,6 @@ static void test_a_resume_never_continues_from_totals_another_resume_has_moved_p
     ar_run_close(run);
     ar_store_close(store);
     free(path);
-    tmpdir_remove(dir);
 }
 
 /* ---- closing a store ---------------------------------------------------- */
@@ -456,10 +451,9 @@ static void test_a_resume_never_continues_from_totals_another_resume_has_moved_p
 static void test_closing_the_store_interrupts_its_open_runs_which_can_then_be_resumed(void **state)
 {
     (void)state;
-    char *dir = tmpdir_make();
     for (int mode = 0; mode < 2; mode++) {
-        char *path = tmpdir_path(dir, mode ? "normal.db" : "full.db");
         ar_open_opts opts = AR_OPEN_OPTS_INIT;
+        char *path = test_location(&opts);
         opts.durability = mode ? AR_DURABILITY_NORMAL : AR_DURABILITY_FULL;
         ar_store *store = NULL;
         assert_int_equal(ar_store_open(&store, path, &opts), AR_OK);
@@ -509,7 +503,6 @@ static void test_closing_the_store_interrupts_its_open_runs_which_can_then_be_re
         ar_store_close(store);
         free(path);
     }
-    tmpdir_remove(dir);
 }
 
 static const struct CMUnitTest tests[] = {

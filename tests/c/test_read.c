@@ -159,7 +159,7 @@ static row *many_runs(ar_store *store, size_t n)
 static void test_get_of_an_unknown_id_is_null_and_enotfound(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     ar_record *rec = (ar_record *)store;
     assert_int_equal(ar_store_get(&rec, store, "01ARZ3NDEKTSV4RRFFQ69G5FAV", 1), AR_ENOTFOUND);
     assert_null(rec);
@@ -176,7 +176,7 @@ static void test_get_of_an_unknown_id_is_null_and_enotfound(void **state)
 static void test_get_with_and_without_steps(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     ar_run_spec spec = AR_RUN_SPEC_INIT;
     spec.agent = "a";
     spec.goal = "g";
@@ -257,7 +257,7 @@ static void test_get_returns_every_kept_step_whatever_iterations_claims(void **s
 static void test_get_reads_a_transcript_longer_than_its_first_fetch(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     size_t n = 70000;
     ar_step *steps = malloc(n * sizeof *steps);
     assert_non_null(steps);
@@ -333,7 +333,7 @@ static void expect_stream(ar_store *store, const char *id, int64_t from, int64_t
 static void test_steps_from_is_inclusive_and_limit_caps_the_count(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     ar_run *run = run_with_steps(store, 5);
     const char *id = ar_run_id(run);
     expect_stream(store, id, 1, -1, 1, 5);
@@ -352,7 +352,7 @@ static void test_steps_from_is_inclusive_and_limit_caps_the_count(void **state)
 static void test_steps_stream_3000_in_order_across_batches(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     ar_run *run = run_with_steps(store, 3000);
     expect_stream(store, ar_run_id(run), 1, -1, 1, 3000);
     expect_stream(store, ar_run_id(run), 250, 600, 250, 849);
@@ -364,7 +364,7 @@ static void test_steps_stream_3000_in_order_across_batches(void **state)
 static void test_steps_of_an_empty_or_unknown_run(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     ar_run *run = run_with_steps(store, 0);
     expect_stream(store, ar_run_id(run), 1, -1, 1, 0);
     ar_step_iter *it = (ar_step_iter *)store;
@@ -380,7 +380,7 @@ static void test_steps_of_an_empty_or_unknown_run(void **state)
 static void test_a_stream_sees_steps_added_after_it_opened(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     ar_run *run = run_with_steps(store, 2);
     ar_step_iter *it = NULL;
     assert_int_equal(ar_steps_open(&it, store, ar_run_id(run), 1, -1), AR_OK);
@@ -406,7 +406,7 @@ static void test_a_stream_sees_steps_added_after_it_opened(void **state)
 static void test_an_iterator_outliving_its_store_fails_with_estate_and_still_closes(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     ar_run *run = run_with_steps(store, 3);
     ar_step_iter *first = NULL, *second = NULL, *third = NULL;
     assert_int_equal(ar_steps_open(&first, store, ar_run_id(run), 1, -1), AR_OK);
@@ -436,7 +436,7 @@ static void test_an_iterator_outliving_its_store_fails_with_estate_and_still_clo
 static void test_closing_iterators_in_any_order_keeps_the_store_closable(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     ar_run *run = run_with_steps(store, 2);
     ar_step_iter *it[4] = { NULL };
     for (int i = 0; i < 4; i++)
@@ -459,7 +459,7 @@ static void test_closing_iterators_in_any_order_keeps_the_store_closable(void **
 static void test_runs_are_filtered_by_every_field(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     row rows[] = {
         { "a", "u1", "e1", NULL, AR_COMPLETED, T0 + 0, "" },
         { "a", "u2", "e1", NULL, AR_FAILED, T0 + 1, "" },
@@ -511,7 +511,7 @@ static void test_runs_are_filtered_by_every_field(void **state)
 static void test_since_is_inclusive_and_until_exclusive(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     row rows[3] = {
         { "a", NULL, NULL, NULL, AR_COMPLETED, T0 + 10, "" },
         { "a", NULL, NULL, NULL, AR_COMPLETED, T0 + 20, "" },
@@ -540,7 +540,7 @@ static void test_since_is_inclusive_and_until_exclusive(void **state)
 static void test_default_page_is_the_newest_50(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     row *rows = many_runs(store, 60);
     ar_run_query q = AR_RUN_QUERY_INIT;
     assert_int_equal(q.limit, 50);
@@ -577,7 +577,7 @@ static void test_default_page_is_the_newest_50(void **state)
 static void test_a_zero_limit_gives_an_empty_page(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     row *rows = many_runs(store, 3);
     ar_run_query q = AR_RUN_QUERY_INIT;
     q.limit = 0;
@@ -599,7 +599,7 @@ static void test_a_zero_limit_gives_an_empty_page(void **state)
 static void test_a_zero_limit_gives_no_cursor_after_or_before_a_cursor_in_either_order(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     row *rows = many_runs(store, 6);
     for (int order = 0; order < 2; order++) {
         ar_run_query q = AR_RUN_QUERY_INIT;
@@ -635,7 +635,7 @@ static void test_a_zero_limit_gives_no_cursor_after_or_before_a_cursor_in_either
 static void test_the_largest_limit_lists_every_run_without_overflow(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     row *rows = many_runs(store, 4);
     for (int order = 0; order < 2; order++) {
         ar_run_query q = AR_RUN_QUERY_INIT;
@@ -688,7 +688,7 @@ static void expect_paging(ar_store *store, const row *rows, size_t nrows, int or
 static void test_paging_120_runs_by_7_visits_each_once_in_order(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     row *rows = many_runs(store, 120);
     expect_paging(store, rows, 120, AR_ORDER_DESC, 7, 18);
     expect_paging(store, rows, 120, AR_ORDER_ASC, 7, 18);
@@ -703,7 +703,7 @@ static void test_paging_120_runs_by_7_visits_each_once_in_order(void **state)
 static void test_paging_keeps_the_filter(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     row *rows = many_runs(store, 40);
     ar_run_query q = AR_RUN_QUERY_INIT;
     q.agent = "b";
@@ -746,7 +746,7 @@ static char *cursor_after(ar_store *store, const ar_run_query *base, int64_t n)
 static void test_before_gives_the_items_preceding_the_cursor_in_query_order(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     row *rows = many_runs(store, 20);
     for (int order = 0; order < 2; order++) {
         ar_run_query q = AR_RUN_QUERY_INIT;
@@ -815,7 +815,7 @@ static void test_pages_never_repeat_or_skip_while_runs_are_added(void **state)
 {
     (void)state;
     for (int order = 0; order < 2; order++) {
-        ar_store *store = test_mem_store();
+        ar_store *store = test_store_new();
         row *rows = many_runs(store, 30);
         ar_run_query q = AR_RUN_QUERY_INIT;
         q.order = order ? AR_ORDER_ASC : AR_ORDER_DESC;
@@ -871,7 +871,7 @@ static void test_pages_never_repeat_or_skip_while_runs_are_added(void **state)
 static void test_malformed_cursors_are_misuse(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     row *rows = many_runs(store, 3);
     const char *bad[] = {
         "", "garbage", "r1:", "r1:123", "r1:123:", "r1:abc:01ARZ3NDEKTSV4RRFFQ69G5FAV",
@@ -918,7 +918,7 @@ static void test_malformed_cursors_are_misuse(void **state)
 static void test_before_next_cursor_gives_back_the_page_it_came_from(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     row *rows = many_runs(store, 30);
     for (int order = 0; order < 2; order++) {
         ar_run_query q = AR_RUN_QUERY_INIT;
@@ -952,7 +952,7 @@ static void test_before_next_cursor_gives_back_the_page_it_came_from(void **stat
 static void test_after_and_before_together_are_misuse(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     row *rows = many_runs(store, 5);
     ar_run_query q = AR_RUN_QUERY_INIT;
     char *c = cursor_after(store, &q, 2);
@@ -984,7 +984,7 @@ static void test_after_and_before_together_are_misuse(void **state)
 static void test_ids_sort_in_creation_order_within_a_millisecond(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     enum { N = 300 };
     char ids[N][27];
     ar_run_spec spec = AR_RUN_SPEC_INIT;
@@ -1014,7 +1014,7 @@ static void test_ids_sort_in_creation_order_across_stores_of_one_process(void **
 {
     (void)state;
     /* SPEC 6: "also for runs begun in the same millisecond by one process" */
-    ar_store *stores[2] = { test_mem_store(), test_mem_store() };
+    ar_store *stores[2] = { test_store_new(), test_store_new() };
     ar_run_spec spec = AR_RUN_SPEC_INIT;
     spec.agent = "fast";
     spec.goal = "g";
@@ -1037,7 +1037,7 @@ static void test_ids_sort_in_creation_order_across_stores_of_one_process(void **
 static void test_count_ignores_limit_and_cursors(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     row *rows = many_runs(store, 12);
     ar_run_query q = AR_RUN_QUERY_INIT;
     char *c = cursor_after(store, &q, 5);
@@ -1088,7 +1088,7 @@ static void put_timed(ar_store *store, ar_status status, int64_t created, int64_
 static void test_stats_sum_usage_and_average_latency_over_finished_runs(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     put_timed(store, AR_COMPLETED, T0, T0 + 100, 2, 10, 5, 0.1);
     put_timed(store, AR_FAILED, T0 + 1000, T0 + 1200, 1, 1, 1, 0.2);
     put_timed(store, AR_BUDGET_EXHAUSTED, T0 + 2000, T0 + 2250, 4, 100, 50, 0.05);
@@ -1164,7 +1164,7 @@ static void test_stats_sum_usage_and_average_latency_over_finished_runs(void **s
 static void test_stats_count_interrupted_runs(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     ar_run_spec spec = AR_RUN_SPEC_INIT;
     spec.agent = "x";
     spec.goal = "g";
@@ -1188,7 +1188,7 @@ static void test_stats_count_interrupted_runs(void **state)
 static void test_forget_user_clears_the_user_and_keeps_the_runs(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     row rows[] = {
         { "a", "alice", NULL, NULL, AR_COMPLETED, T0 + 1, "" },
         { "b", "alice", NULL, NULL, AR_FAILED, T0 + 2, "" },
@@ -1247,7 +1247,7 @@ static void test_forget_user_clears_the_user_and_keeps_the_runs(void **state)
 static void test_failed_stats_leave_zeroes_and_status_parse_refuses_a_null_out(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     ar_stats s;
     memset(&s, 0x5a, sizeof s);
     ar_run_query q = AR_RUN_QUERY_INIT;
@@ -1269,7 +1269,6 @@ static void test_failed_stats_leave_zeroes_and_status_parse_refuses_a_null_out(v
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_get_of_an_unknown_id_is_null_and_enotfound),
     cmocka_unit_test(test_get_with_and_without_steps),
-    cmocka_unit_test(test_get_returns_every_kept_step_whatever_iterations_claims),
     cmocka_unit_test(test_get_reads_a_transcript_longer_than_its_first_fetch),
     cmocka_unit_test(test_steps_from_is_inclusive_and_limit_caps_the_count),
     cmocka_unit_test(test_steps_stream_3000_in_order_across_batches),
@@ -1299,4 +1298,10 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_failed_stats_leave_zeroes_and_status_parse_refuses_a_null_out),
 };
 
+/* Tests about SQLite files and SQLite itself (groups.def: SQLite only). */
+static const struct CMUnitTest file_tests[] = {
+    cmocka_unit_test(test_get_returns_every_kept_step_whatever_iterations_claims),
+};
+
 TEST_GROUP(read_group, "read", tests);
+TEST_GROUP(read_file_group, "read_file", file_tests);

@@ -243,7 +243,7 @@ static void test_given_usage_and_iterations_must_agree_with_the_steps(void **sta
         { { 150, 50, 0, 0.3, 2, sums }, 12, "iterations (12) disagrees with the number of steps (3)" },
         { { 150, 50, 0, 0.3, 2, sums }, 2, "iterations (2) disagrees with the number of steps (3)" },
     };
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         f.usage = cases[i].usage;
         f.iterations = cases[i].iterations;
@@ -495,7 +495,7 @@ static void test_factory_copies_every_string_it_is_given(void **state)
 static void test_write_returns_an_id_and_stores_run_and_steps(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     ar_step steps[3];
     sample_steps(steps);
     steps[0].at = 1100;
@@ -561,7 +561,7 @@ static void test_whole_record_reads_back_like_the_run_recorded_step_by_step(void
     (void)state;
     const ar_status outcomes[] = { AR_COMPLETED, AR_FAILED, AR_BUDGET_EXHAUSTED };
     for (size_t k = 0; k < 3; k++) {
-        ar_store *store = test_mem_store();
+        ar_store *store = test_store_new();
         ar_step steps[3];
         sample_steps(steps);
         char *live_id = record_step_by_step(store, steps, outcomes[k]);
@@ -606,8 +606,8 @@ static void test_a_record_read_back_writes_to_another_store_unchanged(void **sta
     (void)state;
     const ar_status outcomes[] = { AR_COMPLETED, AR_FAILED, AR_BUDGET_EXHAUSTED, AR_INTERRUPTED };
     for (size_t k = 0; k < 4; k++) {
-        ar_store *a = test_mem_store();
-        ar_store *b = test_mem_store();
+        ar_store *a = test_store_new();
+        ar_store *b = test_store_new();
         ar_step steps[3];
         sample_steps(steps);
         char *id;
@@ -658,8 +658,8 @@ static void test_a_record_read_back_writes_to_another_store_unchanged(void **sta
 static void test_a_large_cost_read_back_writes_to_another_store_unchanged(void **state)
 {
     (void)state;
-    ar_store *a = test_mem_store();
-    ar_store *b = test_mem_store();
+    ar_store *a = test_store_new();
+    ar_store *b = test_store_new();
     ar_step steps[2] = { AR_STEP_INIT, AR_STEP_INIT };
     steps[0].kind = "llm";
     steps[0].usage.cost = 4000000000.000000001;
@@ -687,8 +687,8 @@ static void test_a_large_cost_read_back_writes_to_another_store_unchanged(void *
 static void test_a_record_keeps_its_id_and_an_invalid_id_is_misuse(void **state)
 {
     (void)state;
-    ar_store *a = test_mem_store();
-    ar_store *b = test_mem_store();
+    ar_store *a = test_store_new();
+    ar_store *b = test_store_new();
     ar_step steps[3];
     sample_steps(steps);
     ar_record f = sample_fields(steps, 3);
@@ -739,8 +739,8 @@ static void test_a_record_keeps_its_id_and_an_invalid_id_is_misuse(void **state)
 static void test_a_created_at_that_disagrees_with_the_id_is_misuse(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
-    ar_store *other = test_mem_store();
+    ar_store *store = test_store_new();
+    ar_store *other = test_store_new();
     ar_record f = AR_RECORD_INIT;
     f.agent = "a";
     f.goal = "g";
@@ -768,7 +768,7 @@ static void test_a_created_at_that_disagrees_with_the_id_is_misuse(void **state)
 static void test_given_times_must_agree_with_each_other(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     ar_record f = AR_RECORD_INIT;
     f.agent = "a";
     f.goal = "g";
@@ -799,7 +799,7 @@ static void test_given_times_must_agree_with_each_other(void **state)
 static void test_fields_that_do_not_fit_the_status_are_misuse_when_written(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     ar_record f = AR_RECORD_INIT;
     f.agent = "a";
     f.goal = "g";
@@ -827,7 +827,7 @@ static void test_fields_that_do_not_fit_the_status_are_misuse_when_written(void 
 static void test_a_record_may_carry_its_checkpoint(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     ar_step steps[3];
     sample_steps(steps);
     ar_record f = sample_fields(steps, 3);
@@ -887,7 +887,7 @@ static void test_a_record_may_carry_its_checkpoint(void **state)
 static void test_a_hand_made_record_is_normalised_when_written(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     ar_step steps[3];
     sample_steps(steps);
     steps[1].seq = 2; /* the others say nothing: numbered by position */
@@ -911,7 +911,7 @@ static void test_a_hand_made_record_is_normalised_when_written(void **state)
 static void test_given_step_seqs_must_number_the_steps_1_to_n_in_order(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     const int64_t bad[][3] = { { 5, 9, 10 }, { 1, 1, 2 }, { 1, 3, 2 }, { 2, 3, 4 }, { 1, 2, -1 }, { 0, 0, 4 } };
     for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
         ar_step steps[3];
@@ -946,7 +946,7 @@ static void test_given_step_seqs_must_number_the_steps_1_to_n_in_order(void **st
 static void test_writing_a_record_that_is_not_finished_is_misuse(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     ar_step steps[3];
     sample_steps(steps);
     ar_record rec = sample_fields(steps, 3);
@@ -971,7 +971,7 @@ static void test_writing_a_record_that_is_not_finished_is_misuse(void **state)
 static void test_a_record_with_a_bad_step_writes_nothing(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     ar_step steps[3];
     sample_steps(steps);
     ar_record ok = sample_fields(steps, 3);

@@ -23,8 +23,8 @@ static int64_t now_ms(void)
 }
 
 typedef struct fixture {
-    char *dir;
-    char *path;
+    char *path;                 /* the store's location, opened with opts */
+    ar_open_opts opts;
     ar_store *store;
     int64_t now;
 } fixture;
@@ -33,21 +33,28 @@ static int fx_setup(void **state)
 {
     fixture *f = calloc(1, sizeof *f);
     assert_non_null(f);
-    f->dir = tmpdir_make();
-    f->path = tmpdir_path(f->dir, "runs.db");
     ar_open_opts opts = AR_OPEN_OPTS_INIT;
     opts.durability = AR_DURABILITY_NORMAL;
+    f->path = test_location(&opts);
+    f->opts = opts;
     assert_int_equal(ar_store_open(&f->store, f->path, &opts), AR_OK);
     f->now = now_ms();
     *state = f;
     return 0;
 }
 
+/* Default options that open the fixture's store again; returns o. */
+static ar_open_opts *same_store(const fixture *f, ar_open_opts *o)
+{
+    *o = (ar_open_opts)AR_OPEN_OPTS_INIT;
+    test_same_store(o, &f->opts);
+    return o;
+}
+
 static int fx_teardown(void **state)
 {
     fixture *f = *state;
     ar_store_close(f->store);
-    tmpdir_remove(f->dir);
     free(f->path);
     free(f);
     return 0;
@@ -593,8 +600,9 @@ static void test_run_resumed_after_the_scan_is_not_deleted(void **state)
     fixture *f = *state;
     char *done = write_run(f->store, "a", AR_COMPLETED, f->now - DAY, f->now - DAY, 2);
     char *paused = write_run(f->store, "a", AR_BUDGET_EXHAUSTED, f->now - DAY, f->now - DAY, 3);
+    ar_open_opts o;
     ar_store *other = NULL;
-    assert_int_equal(ar_store_open(&other, f->path, NULL), AR_OK);
+    assert_int_equal(ar_store_open(&other, f->path, same_store(f, &o)), AR_OK);
     resumer r = { other, NULL };
     ar_retention p = AR_RETENTION_INIT;
     p.rule = resume_and_delete;
@@ -814,8 +822,9 @@ static void test_a_rule_that_closes_its_store_fails_retention_deletes_nothing_an
     assert_int_not_equal(ar_run_status(running), AR_RUNNING);
     assert_int_equal(ar_run_step(NULL, running, &(ar_step)AR_STEP_INIT), AR_ESTATE);
     ar_run_close(running);
+    ar_open_opts o;
     ar_store *again = NULL;
-    assert_int_equal(ar_store_open(&again, f->path, NULL), AR_OK);
+    assert_int_equal(ar_store_open(&again, f->path, same_store(f, &o)), AR_OK);
     assert_int_equal(count_runs(again, "a"), 4);
     ar_store_info info;
     assert_int_equal(ar_store_info_get(&info, again), AR_OK);
@@ -995,7 +1004,8 @@ static void test_runs_finished_by_another_writer_during_the_scan_are_not_conside
     for (int i = 0; i < 3; i++)
         ar_free(write_done(f->store, "a", f->now - (i + 1) * DAY));
     bystander b = { NULL, 0, AR_OK };
-    assert_int_equal(ar_store_open(&b.other, f->path, NULL), AR_OK);
+    ar_open_opts o;
+    assert_int_equal(ar_store_open(&b.other, f->path, same_store(f, &o)), AR_OK);
     ar_retention p = AR_RETENTION_INIT;
     p.rule = write_elsewhere;
     p.rule_ud = &b;
@@ -1204,7 +1214,8 @@ static void test_read_only_store_can_only_report(void **state)
     fixture *f = *state;
     for (int i = 0; i < 3; i++)
         ar_free(write_done(f->store, "a", f->now - DAY - i));
-    ar_open_opts opts = AR_OPEN_OPTS_INIT;
+    ar_open_opts opts;
+    same_store(f, &opts);
     opts.readonly = 1;
     ar_store *ro = NULL;
     assert_int_equal(ar_store_open(&ro, f->path, &opts), AR_OK);
@@ -1386,14 +1397,21 @@ static const struct CMUnitTest tests[] = {
     T(test_a_rule_can_read_its_own_store),
     T(test_runs_finished_by_another_writer_during_the_scan_are_not_considered),
     T(test_dry_run_reports_the_same_numbers_and_deletes_nothing),
-    T(test_deleted_runs_take_their_steps_checkpoint_and_events),
     T(test_deletion_spans_many_batches),
-    T(test_vacuum_gives_freed_space_back_to_the_file_system),
-    cmocka_unit_test(test_memory_store_is_measured_by_its_pages),
     T(test_read_only_store_can_only_report),
     T(test_bad_policies_are_misuse_and_change_nothing),
+#undef T
+};
+
+/* Tests about SQLite files and SQLite itself (groups.def: SQLite only). */
+static const struct CMUnitTest file_tests[] = {
+#define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
+    T(test_vacuum_gives_freed_space_back_to_the_file_system),
+    cmocka_unit_test(test_memory_store_is_measured_by_its_pages),
     T(test_every_failed_allocation_fails_cleanly_and_deletes_nothing),
+    T(test_deleted_runs_take_their_steps_checkpoint_and_events),
 #undef T
 };
 
 TEST_GROUP(retain_group, "retain", tests);
+TEST_GROUP(retain_file_group, "retain_file", file_tests);

@@ -73,7 +73,7 @@ static void expect_counter(const ar_usage *u, size_t i, const char *name, int64_
 static void test_begin_requires_agent_and_goal(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     ar_run_spec spec = AR_RUN_SPEC_INIT;
     ar_run *run = (ar_run *)store;
     spec.goal = "g";
@@ -94,7 +94,7 @@ static void test_begin_requires_agent_and_goal(void **state)
 static void test_begin_refuses_an_empty_agent_but_takes_an_empty_goal(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     ar_run_spec spec = AR_RUN_SPEC_INIT;
     ar_run *run = NULL;
     spec.agent = "";
@@ -115,7 +115,7 @@ static void test_begin_refuses_an_empty_agent_but_takes_an_empty_goal(void **sta
 static void test_begin_refuses_invalid_utf8_in_every_text_field(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     const char *bad = "caf\xC3";
     const char *fields[] = { "agent", "goal", "user", "edition", "parent" };
     for (int i = 0; i < 5; i++) {
@@ -138,7 +138,7 @@ static void test_begin_refuses_invalid_utf8_in_every_text_field(void **state)
 static void test_begin_metadata_must_be_a_json_object(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     const char *refused[] = { "[1]", "\"tag\"", "1", "null", "{", "{\"a\":NaN}", "" };
     for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
         ar_run_spec spec = AR_RUN_SPEC_INIT;
@@ -169,7 +169,7 @@ static void test_begin_metadata_must_be_a_json_object(void **state)
 static void test_begin_refuses_negative_budget_limits(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     for (int i = 0; i < 8; i++) {
         ar_budget b = AR_BUDGET_INIT;
         switch (i) {
@@ -198,7 +198,7 @@ static void test_begin_refuses_negative_budget_limits(void **state)
 static void test_begin_stores_every_field_of_a_running_run(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     ar_run_spec spec = AR_RUN_SPEC_INIT;
     spec.agent = "planner";
     spec.goal = "plan a trip \xE2\x9C\x88";
@@ -258,7 +258,7 @@ static void test_begin_stores_every_field_of_a_running_run(void **state)
 static void test_unlimited_budget_reads_back_as_no_limits(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     ar_run *run = begin_budget(store, NULL);
     ar_record *rec = test_get(store, ar_run_id(run), 0);
     assert_int_equal(rec->budget.max_steps, AR_NO_LIMIT);
@@ -277,7 +277,7 @@ static void test_unlimited_budget_reads_back_as_no_limits(void **state)
 static void test_steps_are_numbered_1_2_3(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     ar_run *run = begin_budget(store, NULL);
     for (int64_t i = 1; i <= 5; i++) {
         assert_int_equal(step_usage(run, 0, 0, 0.0), i);
@@ -301,7 +301,7 @@ static void test_steps_are_numbered_1_2_3(void **state)
 static void test_step_fields_are_stored_as_given(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     ar_run *run = begin_budget(store, NULL);
     ar_counter extra[] = { { "cache_read_tokens", 40 } };
     ar_step step = AR_STEP_INIT;
@@ -350,7 +350,7 @@ static void test_step_fields_are_stored_as_given(void **state)
 static void test_usage_sums_tokens_cost_and_extra_counters(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     ar_run *run = begin_budget(store, NULL);
     ar_counter c1[] = { { "cache_read_tokens", 5 } };
     ar_counter c2[] = { { "reasoning_tokens", 3 }, { "cache_read_tokens", 7 } };
@@ -395,7 +395,7 @@ static void test_usage_sums_tokens_cost_and_extra_counters(void **state)
 static void test_total_tokens_must_equal_input_plus_output(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     ar_run *run = begin_budget(store, NULL);
     ar_step step = AR_STEP_INIT;
     step.kind = "llm";
@@ -419,7 +419,7 @@ static void test_total_tokens_must_equal_input_plus_output(void **state)
 static void test_negative_or_non_finite_usage_is_refused(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     ar_run *run = begin_budget(store, NULL);
     for (int i = 0; i < 7; i++) {
         ar_step step = AR_STEP_INIT;
@@ -451,7 +451,7 @@ static void test_negative_or_non_finite_usage_is_refused(void **state)
 static void test_step_kind_is_required_and_text_must_be_utf8(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     ar_run *run = begin_budget(store, NULL);
     ar_step step = AR_STEP_INIT;
     assert_int_equal(ar_run_step(NULL, run, &step), AR_EMISUSE);
@@ -473,7 +473,7 @@ static void test_step_kind_is_required_and_text_must_be_utf8(void **state)
 static void test_counter_names_follow_the_rules(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     ar_run *run = begin_budget(store, NULL);
     char longest[65], too_long[66];
     memset(longest, 'a', 64);
@@ -527,7 +527,7 @@ static void test_counter_names_follow_the_rules(void **state)
 static void test_ten_thousand_steps_of_0_0001_cost_exactly_1(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     ar_run *run = begin_budget(store, NULL);
     for (int i = 0; i < 10000; i++)
         step_usage(run, 0, 0, 0.0001);
@@ -551,7 +551,7 @@ static void test_ten_thousand_steps_of_0_0001_cost_exactly_1(void **state)
 static void test_costs_0_1_and_0_2_read_back_as_0_3(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     ar_run *run = begin_budget(store, NULL);
     step_usage(run, 0, 0, 0.1);
     step_usage(run, 0, 0, 0.2);
@@ -573,7 +573,7 @@ static void test_costs_0_1_and_0_2_read_back_as_0_3(void **state)
 static void test_bad_step_json_is_ejson_and_writes_nothing(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     ar_run *run = begin_budget(store, NULL);
     step_usage(run, 1, 1, 0.01);
     const char *bad[] = { "{\"a\":}", "[1,2", "NaN", "\"caf\xC3\"", "9007199254740993", "'x'", "" };
@@ -627,7 +627,7 @@ static void expect_exhausted(ar_run *run, const char *limit, double limit_value,
 static void test_check_reports_max_steps(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     ar_budget b = AR_BUDGET_INIT;
     b.max_steps = 2;
     ar_run *run = begin_budget(store, &b);
@@ -644,7 +644,7 @@ static void test_check_reports_max_steps(void **state)
 static void test_check_reports_max_input_tokens(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     ar_budget b = AR_BUDGET_INIT;
     b.max_input_tokens = 100;
     ar_run *run = begin_budget(store, &b);
@@ -659,7 +659,7 @@ static void test_check_reports_max_input_tokens(void **state)
 static void test_check_reports_max_output_tokens(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     ar_budget b = AR_BUDGET_INIT;
     b.max_output_tokens = 50;
     ar_run *run = begin_budget(store, &b);
@@ -674,7 +674,7 @@ static void test_check_reports_max_output_tokens(void **state)
 static void test_check_reports_max_tokens_as_input_plus_output(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     ar_budget b = AR_BUDGET_INIT;
     b.max_tokens = 100;
     ar_run *run = begin_budget(store, &b);
@@ -693,7 +693,7 @@ static void test_check_reports_max_tokens_as_input_plus_output(void **state)
 static void test_check_reports_max_cost_exactly(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     ar_budget b = AR_BUDGET_INIT;
     b.max_cost = 0.3;
     ar_run *run = begin_budget(store, &b);
@@ -709,7 +709,7 @@ static void test_check_reports_max_cost_exactly(void **state)
 static void test_check_reports_max_seconds(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     ar_budget b = AR_BUDGET_INIT;
     b.max_seconds = 0;
     ar_run *run = begin_budget(store, &b);
@@ -731,7 +731,7 @@ static void test_check_reports_max_seconds(void **state)
 static void test_check_reports_limits_in_the_documented_order(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     const char *order[] = { "max_steps", "max_input_tokens", "max_output_tokens",
                             "max_tokens", "max_cost", "max_seconds" };
     const double limit_values[] = { 1, 1, 1, 1, 0.000001, 0 };
@@ -761,7 +761,7 @@ static void test_check_reports_limits_in_the_documented_order(void **state)
 static void test_a_step_past_the_budget_is_still_recorded(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     ar_budget b = AR_BUDGET_INIT;
     b.max_steps = 1;
     b.max_cost = 0.01;
@@ -804,7 +804,7 @@ static void expect_finished(ar_run *run)
 static void test_complete_records_the_output_and_ends_the_run(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     ar_run *run = begin_budget(store, NULL);
     step_usage(run, 10, 20, 0.05);
     step_usage(run, 1, 2, 0.05);
@@ -843,7 +843,7 @@ static void test_complete_records_the_output_and_ends_the_run(void **state)
 static void test_complete_with_bad_output_json_keeps_the_run_open(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     ar_run *run = begin_budget(store, NULL);
     ar_record *rec = (ar_record *)run;
     assert_int_equal(ar_run_complete(&rec, run, "{oops}", AR_NUL_TERMINATED), AR_EJSON);
@@ -871,7 +871,7 @@ static void test_complete_with_bad_output_json_keeps_the_run_open(void **state)
 static void test_fail_records_the_error_and_ends_the_run(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     ar_run *run = begin_budget(store, NULL);
     step_usage(run, 1, 1, 0.0);
     ar_record *rec = NULL;
@@ -898,7 +898,7 @@ static void test_fail_records_the_error_and_ends_the_run(void **state)
 static void test_fail_replaces_invalid_utf8_with_u_fffd(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     ar_run *run = begin_budget(store, NULL);
     ar_record *rec = NULL;
     assert_int_equal(ar_run_fail(&rec, run, "bad \xFF byte, cut \xE2\x82 end \xC3\xA9"), AR_OK);
@@ -929,7 +929,7 @@ static void test_fail_replaces_invalid_utf8_with_u_fffd(void **state)
 static void test_exhaust_records_the_limit_and_ends_the_run(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     ar_budget b = AR_BUDGET_INIT;
     b.max_cost = 0.5;
     ar_run *run = begin_budget(store, &b);
@@ -961,7 +961,7 @@ static void test_exhaust_records_the_limit_and_ends_the_run(void **state)
 static void test_exhaust_without_a_reason_uses_the_reached_limit(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     ar_budget b = AR_BUDGET_INIT;
     b.max_steps = 1;
     ar_run *run = begin_budget(store, &b);
@@ -987,7 +987,7 @@ static void test_exhaust_without_a_reason_uses_the_reached_limit(void **state)
 static void test_exhaust_refuses_figures_that_are_not_finite_or_negative(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     ar_run *run = begin_budget(store, NULL);
     const ar_exhaustion bad[] = {
         { "max_cost", NAN, 1 }, { "max_cost", 1, NAN }, { "max_seconds", INFINITY, 1 },
@@ -1009,7 +1009,7 @@ static void test_exhaust_refuses_figures_that_are_not_finite_or_negative(void **
 static void test_closing_a_running_run_fails_it(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     ar_run *run = begin_budget(store, NULL);
     step_usage(run, 1, 2, 0.0);
     char id[32];
@@ -1039,7 +1039,7 @@ static void test_closing_a_running_run_fails_it(void **state)
 static void test_checkpoint_keeps_the_latest_state_and_its_seq(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     ar_run *run = begin_budget(store, NULL);
     char *cp = (char *)"x";
     int64_t seq = -1;
@@ -1083,7 +1083,7 @@ static void test_checkpoint_keeps_the_latest_state_and_its_seq(void **state)
 static void test_checkpoint_of_an_unknown_run_is_enotfound(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     char *cp = (char *)"x";
     int64_t seq = -1;
     assert_int_equal(ar_store_checkpoint(&cp, &seq, store, "01ARZ3NDEKTSV4RRFFQ69G5FAV"), AR_ENOTFOUND);
@@ -1101,7 +1101,7 @@ static void test_checkpoint_of_an_unknown_run_is_enotfound(void **state)
 static void test_resume_continues_seq_usage_and_takes_the_new_budget(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     ar_budget b = AR_BUDGET_INIT;
     b.max_steps = 2;
     b.max_cost = 5;
@@ -1183,7 +1183,7 @@ static void test_resume_continues_seq_usage_and_takes_the_new_budget(void **stat
 static void test_resume_without_a_budget_keeps_the_old_one(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     ar_budget b = AR_BUDGET_INIT;
     b.max_steps = 1;
     b.max_tokens = 77;
@@ -1205,7 +1205,7 @@ static void test_resume_without_a_budget_keeps_the_old_one(void **state)
 static void test_resume_refuses_other_statuses_and_unknown_ids(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     ar_run *running = begin_budget(store, NULL);
     ar_run *completed = begin_budget(store, NULL);
     ar_run *failed = begin_budget(store, NULL);
@@ -1237,10 +1237,11 @@ static void test_resume_refuses_other_statuses_and_unknown_ids(void **state)
 
 /* ---- recovery ----------------------------------------------------------- */
 
-/* In a child process: begins a run in `path`, records two steps and is
- * killed without closing anything, as a crashed writer would be. The id
- * goes to fd first. Frees dir and path, its copies of the parent's. */
-static void crash_after_two_steps(char *dir, char *path, int fd)
+/* In a child process: begins a run in the store at `path` (opened with
+ * opts), records two steps and is killed without closing anything, as a
+ * crashed writer would be. The id goes to fd first. Frees path, its copy of
+ * the parent's. */
+static void crash_after_two_steps(char *path, const ar_open_opts *opts, int fd)
 {
     ar_store *store = NULL;
     ar_run *run = NULL;
@@ -1250,9 +1251,8 @@ static void crash_after_two_steps(char *dir, char *path, int fd)
     ar_step step = AR_STEP_INIT;
     step.kind = "llm";
     step.usage.input_tokens = 3;
-    int opened = ar_store_open(&store, path, NULL);
+    int opened = ar_store_open(&store, path, opts);
     free(path);
-    free(dir);
     if (opened || ar_run_begin(&run, store, &spec) ||
         ar_run_step(NULL, run, &step) || ar_run_step(NULL, run, &step))
         _exit(2);
@@ -1266,7 +1266,7 @@ static void crash_after_two_steps(char *dir, char *path, int fd)
 static void test_a_saved_checkpoint_counts_as_activity_for_recover(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     ar_run *run = begin_budget(store, NULL);
     ar_record *rec = test_get(store, ar_run_id(run), 0);
     int64_t begun = rec->updated_at;
@@ -1284,15 +1284,15 @@ static void test_a_saved_checkpoint_counts_as_activity_for_recover(void **state)
 static void test_recover_marks_a_crashed_writers_run_interrupted(void **state)
 {
     (void)state;
-    char *dir = tmpdir_make();
-    char *path = tmpdir_path(dir, "crash.db");
+    ar_open_opts opts = AR_OPEN_OPTS_INIT;
+    char *path = test_location(&opts);
     int fds[2];
     assert_int_equal(pipe(fds), 0);
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
         close(fds[0]);
-        crash_after_two_steps(dir, path, fds[1]);
+        crash_after_two_steps(path, &opts, fds[1]);
     }
     close(fds[1]);
     char id[64] = "";
@@ -1306,7 +1306,7 @@ static void test_recover_marks_a_crashed_writers_run_interrupted(void **state)
     id[got] = '\0';
 
     ar_store *store = NULL;
-    assert_int_equal(ar_store_open(&store, path, NULL), AR_OK);
+    assert_int_equal(ar_store_open(&store, path, &opts), AR_OK);
     ar_record *rec = test_get(store, id, 0);
     assert_int_equal(rec->status, AR_RUNNING);
     assert_int_equal(rec->iterations, 2);
@@ -1353,7 +1353,6 @@ static void test_recover_marks_a_crashed_writers_run_interrupted(void **state)
     ar_record_free(rec);
     ar_store_close(store);
     free(path);
-    tmpdir_remove(dir);
 }
 
 static const struct CMUnitTest tests[] = {

@@ -141,7 +141,7 @@ static void test_open_options_default_to_full_durability_5s_timeout_read_write(v
     assert_int_equal(opts.busy_timeout_ms, 5000);
     assert_int_equal(opts.readonly, 0);
     assert_null(opts.allocator);
-    ar_store *store = open_ok(":memory:", NULL);
+    ar_store *store = test_store_open(NULL);
     ar_store_close(store);
 }
 
@@ -206,9 +206,9 @@ static void test_new_file_is_created_with_mode_0600(void **state)
 static void test_reopened_file_keeps_runs_and_steps(void **state)
 {
     (void)state;
-    char *dir = tmpdir_make();
-    char *path = tmpdir_path(dir, "keep.db");
-    ar_store *store = open_ok(path, NULL);
+    ar_open_opts opts = AR_OPEN_OPTS_INIT;
+    char *path = test_location(&opts);
+    ar_store *store = open_ok(path, &opts);
     ar_run *run = begin_ok(store, "keeper");
     assert_int_equal(step_ok(run, "{\"n\":1}"), 1);
     assert_int_equal(step_ok(run, "[2]"), 2);
@@ -218,7 +218,7 @@ static void test_reopened_file_keeps_runs_and_steps(void **state)
     ar_run_close(run);
     ar_store_close(store);
 
-    store = open_ok(path, NULL);
+    store = open_ok(path, &opts);
     ar_record *rec = NULL;
     assert_int_equal(ar_store_get(&rec, store, id, 1), AR_OK);
     assert_string_equal(rec->id, id);
@@ -236,7 +236,6 @@ static void test_reopened_file_keeps_runs_and_steps(void **state)
     assert_int_equal(info.steps, 2);
     ar_store_close(store);
     free(path);
-    tmpdir_remove(dir);
 }
 
 static void test_info_counts_rows_and_reports_the_real_file_sizes(void **state)
@@ -278,9 +277,8 @@ static void test_info_counts_rows_and_reports_the_real_file_sizes(void **state)
 static void test_normal_durability_records_and_reopens_with_full(void **state)
 {
     (void)state;
-    char *dir = tmpdir_make();
-    char *path = tmpdir_path(dir, "normal.db");
     ar_open_opts opts = AR_OPEN_OPTS_INIT;
+    char *path = test_location(&opts);
     opts.durability = AR_DURABILITY_NORMAL;
     opts.busy_timeout_ms = 0;
     ar_store *store = open_ok(path, &opts);
@@ -288,14 +286,15 @@ static void test_normal_durability_records_and_reopens_with_full(void **state)
     step_ok(run, "1");
     ar_run_close(run);
     ar_store_close(store);
-    store = open_ok(path, NULL);
+    ar_open_opts full = AR_OPEN_OPTS_INIT;
+    test_same_store(&full, &opts);
+    store = open_ok(path, &full);
     ar_store_info info;
     assert_int_equal(ar_store_info_get(&info, store), AR_OK);
     assert_int_equal(info.runs, 1);
     assert_int_equal(info.steps, 1);
     ar_store_close(store);
     free(path);
-    tmpdir_remove(dir);
 }
 
 static void test_bad_durability_is_misuse_and_creates_no_file(void **state)
@@ -323,17 +322,19 @@ static void test_negative_busy_timeout_is_misuse(void **state)
 {
     (void)state;
     ar_open_opts opts = AR_OPEN_OPTS_INIT;
+    char *location = test_location(&opts);
     opts.busy_timeout_ms = -1;
     ar_store *store = NULL;
-    assert_int_equal(ar_store_open(&store, ":memory:", &opts), AR_EMISUSE);
+    assert_int_equal(ar_store_open(&store, location, &opts), AR_EMISUSE);
     assert_non_null(store);
     assert_non_null(strstr(ar_store_errmsg(store), "busy_timeout"));
     ar_store_info info;
     assert_int_equal(ar_store_info_get(&info, store), AR_EMISUSE);
     ar_store_close(store);
     opts.busy_timeout_ms = 0;
-    store = open_ok(":memory:", &opts);
+    store = open_ok(location, &opts);
     ar_store_close(store);
+    free(location);
 }
 
 static void *never_malloc(void *ud, size_t n) { (void)ud; (void)n; return NULL; }
@@ -343,10 +344,12 @@ static void test_incomplete_allocator_is_misuse(void **state)
     (void)state;
     ar_allocator partial = { never_malloc, NULL, NULL, NULL };
     ar_open_opts opts = AR_OPEN_OPTS_INIT;
+    char *location = test_location(&opts);
     opts.allocator = &partial;
     ar_store *store = (ar_store *)&partial;
-    assert_int_equal(ar_store_open(&store, ":memory:", &opts), AR_EMISUSE);
+    assert_int_equal(ar_store_open(&store, location, &opts), AR_EMISUSE);
     assert_null(store);
+    free(location);
 }
 
 static void test_missing_path_or_out_is_misuse(void **state)
@@ -364,9 +367,9 @@ static void test_missing_path_or_out_is_misuse(void **state)
 static void test_readonly_store_reads_but_refuses_writes_with_eperm(void **state)
 {
     (void)state;
-    char *dir = tmpdir_make();
-    char *path = tmpdir_path(dir, "ro.db");
-    ar_store *store = open_ok(path, NULL);
+    ar_open_opts opts = AR_OPEN_OPTS_INIT;
+    char *path = test_location(&opts);
+    ar_store *store = open_ok(path, &opts);
     ar_run *run = begin_ok(store, "writer");
     step_ok(run, "\"s\"");
     char id[64];
@@ -374,7 +377,6 @@ static void test_readonly_store_reads_but_refuses_writes_with_eperm(void **state
     ar_run_close(run);
     ar_store_close(store);
 
-    ar_open_opts opts = AR_OPEN_OPTS_INIT;
     opts.readonly = 1;
     store = open_ok(path, &opts);
     ar_record *rec = NULL;
@@ -396,7 +398,6 @@ static void test_readonly_store_reads_but_refuses_writes_with_eperm(void **state
     assert_int_equal(info.runs, 1);
     ar_store_close(store);
     free(path);
-    tmpdir_remove(dir);
 }
 
 static void test_readonly_open_of_a_missing_file_fails_and_creates_nothing(void **state)
@@ -771,7 +772,7 @@ static void test_status_names_round_trip(void **state)
 static void test_errmsg_keeps_the_last_failure_until_the_next(void **state)
 {
     (void)state;
-    ar_store *store = open_ok(":memory:", NULL);
+    ar_store *store = test_store_open(NULL);
     assert_int_equal(ar_store_errcode(store), AR_OK);
     assert_string_equal(ar_store_errmsg(store), "");
 
@@ -812,19 +813,27 @@ static void test_destructors_accept_null(void **state)
 
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_open_options_default_to_full_durability_5s_timeout_read_write),
-    cmocka_unit_test(test_memory_store_opens_with_schema_and_no_rows),
-    cmocka_unit_test(test_two_memory_stores_are_independent),
-    cmocka_unit_test(test_new_file_is_created_with_mode_0600),
     cmocka_unit_test(test_reopened_file_keeps_runs_and_steps),
-    cmocka_unit_test_setup_teardown(test_names_that_look_like_sqlite_uris_are_plain_file_names,
-                                    enter_tmpdir, leave_tmpdir),
-    cmocka_unit_test(test_info_counts_rows_and_reports_the_real_file_sizes),
     cmocka_unit_test(test_normal_durability_records_and_reopens_with_full),
-    cmocka_unit_test(test_bad_durability_is_misuse_and_creates_no_file),
     cmocka_unit_test(test_negative_busy_timeout_is_misuse),
     cmocka_unit_test(test_incomplete_allocator_is_misuse),
     cmocka_unit_test(test_missing_path_or_out_is_misuse),
     cmocka_unit_test(test_readonly_store_reads_but_refuses_writes_with_eperm),
+    cmocka_unit_test(test_every_code_has_its_name),
+    cmocka_unit_test(test_status_names_round_trip),
+    cmocka_unit_test(test_errmsg_keeps_the_last_failure_until_the_next),
+    cmocka_unit_test(test_destructors_accept_null),
+};
+
+/* Tests about SQLite files and SQLite itself (groups.def: SQLite only). */
+static const struct CMUnitTest file_tests[] = {
+    cmocka_unit_test(test_memory_store_opens_with_schema_and_no_rows),
+    cmocka_unit_test(test_two_memory_stores_are_independent),
+    cmocka_unit_test(test_new_file_is_created_with_mode_0600),
+    cmocka_unit_test_setup_teardown(test_names_that_look_like_sqlite_uris_are_plain_file_names,
+                                    enter_tmpdir, leave_tmpdir),
+    cmocka_unit_test(test_info_counts_rows_and_reports_the_real_file_sizes),
+    cmocka_unit_test(test_bad_durability_is_misuse_and_creates_no_file),
     cmocka_unit_test(test_readonly_open_of_a_missing_file_fails_and_creates_nothing),
     cmocka_unit_test(test_a_directory_is_refused),
     cmocka_unit_test(test_a_missing_directory_is_refused),
@@ -836,10 +845,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_our_application_id_with_a_newer_version_is_eversion),
     cmocka_unit_test(test_an_empty_file_becomes_a_store),
     cmocka_unit_test(test_a_write_blocked_past_the_timeout_is_ebusy_and_not_sticky),
-    cmocka_unit_test(test_every_code_has_its_name),
-    cmocka_unit_test(test_status_names_round_trip),
-    cmocka_unit_test(test_errmsg_keeps_the_last_failure_until_the_next),
-    cmocka_unit_test(test_destructors_accept_null),
 };
 
 TEST_GROUP(store_group, "store", tests);
+TEST_GROUP(store_file_group, "store_file", file_tests);

@@ -87,7 +87,7 @@ static void expect_refused(ar_run *run, int64_t in, int64_t out, const char *cou
 static void test_cost_is_kept_to_the_nano_unit(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     ar_budget b = AR_BUDGET_INIT;
     b.max_cost = 0.0001;
     ar_run *run = begin(store, &b);
@@ -121,7 +121,7 @@ static void test_cost_is_kept_to_the_nano_unit(void **state)
 static void test_step_cost_outside_0_to_9e9_is_misuse_stating_the_range(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     ar_run *run = begin(store, NULL);
     const double bad[] = { 9e12, 9000000000.000001, -0.5, NAN, INFINITY };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
@@ -137,7 +137,7 @@ static void test_step_cost_outside_0_to_9e9_is_misuse_stating_the_range(void **s
 static void test_cost_total_past_9e9_is_refused_and_the_run_takes_the_next_step(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     ar_budget b = AR_BUDGET_INIT;
     b.max_cost = CAP_COST;
     ar_run *run = begin(store, &b);
@@ -167,7 +167,7 @@ static void test_cost_total_past_9e9_is_refused_and_the_run_takes_the_next_step(
 static void test_token_and_counter_totals_past_2_53_are_refused_each(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     /* input_tokens, output_tokens, an extra counter: each on its own run */
     for (int field = 0; field < 3; field++) {
         ar_run *run = begin(store, NULL);
@@ -197,7 +197,7 @@ static void test_token_and_counter_totals_past_2_53_are_refused_each(void **stat
 static void test_total_tokens_past_2_53_is_refused_though_input_and_output_are_not(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     ar_run *run = begin(store, NULL);
     /* one step whose own input + output is past 2^53 */
     expect_refused(run, CAP_COUNT, 1, NULL, 0, 0, "total_tokens", "2^53");
@@ -214,7 +214,7 @@ static void test_total_tokens_past_2_53_is_refused_though_input_and_output_are_n
 static void test_budget_limits_outside_their_range_state_the_range(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     struct { ar_budget b; const char *words; } cases[] = {
         { AR_BUDGET_INIT, "budget.max_cost must be a number in 0..9e9" },
         { AR_BUDGET_INIT, "budget.max_cost must be a number in 0..9e9" },
@@ -274,7 +274,7 @@ static void test_budget_limits_outside_their_range_state_the_range(void **state)
 static void test_record_whose_steps_sum_past_a_cap_is_refused_and_writes_nothing(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     /* steps[1] and steps[2] each fit; their sum does not */
     ar_step steps[2] = { AR_STEP_INIT, AR_STEP_INIT };
     ar_counter c = { "cache_read_tokens", 0 };
@@ -336,7 +336,7 @@ static void test_record_whose_steps_sum_past_a_cap_is_refused_and_writes_nothing
 static void test_resumed_run_near_the_caps_keeps_exact_totals_and_refuses_past_them(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     ar_budget b = AR_BUDGET_INIT;
     b.max_steps = 1;
     ar_run *run = begin(store, &b);
@@ -391,7 +391,7 @@ static void put_run(ar_store *store, int64_t in, double cost)
 static void test_stats_over_runs_near_the_caps_are_exact_then_saturate(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     ar_run_query q = AR_RUN_QUERY_INIT;
     ar_stats st;
     for (int i = 0; i < 3; i++)
@@ -469,7 +469,12 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_record_whose_steps_sum_past_a_cap_is_refused_and_writes_nothing),
     cmocka_unit_test(test_resumed_run_near_the_caps_keeps_exact_totals_and_refuses_past_them),
     cmocka_unit_test(test_stats_over_runs_near_the_caps_are_exact_then_saturate),
+};
+
+/* Tests about SQLite files and SQLite itself (groups.def: SQLite only). */
+static const struct CMUnitTest file_tests[] = {
     cmocka_unit_test(test_budget_stored_beyond_the_ranges_resumes_unchanged),
 };
 
 TEST_GROUP(totals_group, "totals", tests);
+TEST_GROUP(totals_file_group, "totals_file", file_tests);

@@ -14,7 +14,9 @@ local core = require "agentrun.core"
 local db, progress = arg[1], arg[2]
 assert(db and progress, "usage: crash_agent.lua <db> <progress-file>")
 
-local store = assert(agentrun.open(db))
+-- the schema of a PostgreSQL store, given by the spec that started this process
+local schema = os.getenv("AGENTRUN_TEST_STORE_SCHEMA")
+local store = assert(agentrun.open(db, schema and { schema = schema } or nil))
 local out = assert(io.open(progress, "w"))
 math.randomseed(os.time())
 

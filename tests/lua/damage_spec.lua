@@ -3,7 +3,7 @@ local agentrun = require "agentrun"
 local fv = require "faultvfs"
 local h = require "helpers"
 
-describe("a row damaged by another program", function()
+describe("a row damaged by another program #sqlite_only", function()
   local dir, path, s, id, eid
 
   before_each(function()

@@ -22,7 +22,7 @@ end
 
 local s, run
 before_each(function()
-  s = h.memstore()
+  s = h.store()
   run = s:begin { agent = "a", goal = "g" }
 end)
 after_each(function()

@@ -18,7 +18,7 @@ end
 
 describe("store:event", function()
   local s
-  before_each(function() s = h.memstore() end)
+  before_each(function() s = h.store() end)
   after_each(function() s:close() end)
 
   it("returns increasing integer ids across agents", function()
@@ -141,7 +141,7 @@ end)
 
 describe("store:events", function()
   local s
-  before_each(function() s = h.memstore() end)
+  before_each(function() s = h.store() end)
   after_each(function() s:close() end)
 
   it("requires the agent and lists only that agent's events", function()
@@ -354,7 +354,7 @@ end)
 
 describe("store:count_events", function()
   local s
-  before_each(function() s = h.memstore() end)
+  before_each(function() s = h.store() end)
   after_each(function() s:close() end)
 
   it("counts one agent's events matching the filters, ignoring limit and cursors", function()
@@ -378,7 +378,7 @@ end)
 
 describe("store:event_summary", function()
   local s
-  before_each(function() s = h.memstore() end)
+  before_each(function() s = h.store() end)
   after_each(function() s:close() end)
 
   it("gives total, counts by type, distinct sessions and the first and last at", function()
@@ -405,7 +405,7 @@ end)
 
 describe("store:delete_events", function()
   local s
-  before_each(function() s = h.memstore() end)
+  before_each(function() s = h.store() end)
   after_each(function() s:close() end)
 
   it("deletes every event of one agent and leaves the others' events", function()
@@ -429,7 +429,7 @@ end)
 
 describe("store:retain_events", function()
   local s
-  before_each(function() s = h.memstore() end)
+  before_each(function() s = h.store() end)
   after_each(function() s:close() end)
 
   it("deletes events older than older_than seconds, by at, for every agent", function()
@@ -499,9 +499,9 @@ describe("store:retain_events", function()
 end)
 
 describe("events across agents", function()
-  it("are isolated per agent in listing, counting, summary, delete and keep_last, also in a file", function()
-    local dir = h.tmpdir()
-    local s = assert(agentrun.open(dir .. "/e.db"))
+  it("are isolated per agent in listing, counting, summary, delete and keep_last, also read back by a new handle", function()
+    local path, o = h.location()
+    local s = assert(agentrun.open(path, o))
     local a, b = {}, {}
     for i = 1, 6 do
       a[#a + 1] = s:event { agent = "a", type = "log", session = 1, at = 1000 + i }
@@ -518,16 +518,15 @@ describe("events across agents", function()
     assert.equal(3, s:delete_events("b"))
     assert.same({ a[4], a[5], a[6] }, ids(s:events { agent = "a" }))
     s:close()
-    -- what is in the file is what a fresh handle reads
-    local s2 = assert(agentrun.open(dir .. "/e.db"))
+    -- what is stored is what a fresh handle reads
+    local s2 = assert(agentrun.open(path, o))
     assert.same({ a[4], a[5], a[6] }, ids(s2:events { agent = "a" }))
     assert.equal(0, s2:count_events { agent = "b" })
     s2:close()
-    h.rmdir(dir)
   end)
 
   it("keep each agent's listing in id order however their appends interleave", function()
-    local s = h.memstore()
+    local s = h.store()
     local all = {}
     for i = 1, 10 do all[i] = s:event { agent = i % 2 == 0 and "even" or "odd", type = "log" } end
     assert.same({ all[1], all[3], all[5], all[7], all[9] }, ids(s:events { agent = "odd" }))

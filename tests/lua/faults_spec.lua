@@ -39,7 +39,7 @@ local function range(n)
   return t
 end
 
-describe("agentrun.loop when the store fails", function()
+describe("agentrun.loop when the store fails (the fault VFS) #sqlite_only", function()
   local dir, path, store
 
   before_each(function()

@@ -136,9 +136,67 @@ function M.canon(v)
   return "{" .. table.concat(parts, ",") .. "}"
 end
 
---- An in-memory store.
-function M.memstore()
-  return assert(agentrun.open(":memory:"))
+--- The backend the specs run on: "sqlite", or "postgresql" when
+--- tests/lua/run.sh runs them against the server of AGENTRUN_TEST_PG.
+function M.backend()
+  return os.getenv("AGENTRUN_TEST_BACKEND") or "sqlite"
+end
+
+local function random_hex(n)
+  local f = assert(io.open("/dev/urandom", "rb"))
+  local bytes = f:read(n)
+  f:close()
+  return (bytes:gsub(".", function(c) return ("%02x"):format(c:byte()) end))
+end
+
+--- A location for a new, empty store on the backend under test, and the
+--- options that open it: `opts` (copied; may be nil) plus, on PostgreSQL,
+--- a fresh `schema`. On SQLite the location is a file in a fresh directory
+--- under the run's temporary directory (AGENTRUN_TEST_TMP, which
+--- tests/lua/run.sh removes), or under /tmp when busted runs alone; on
+--- PostgreSQL it is the server's URL, and run.sh drops the schemas
+--- (named after AGENTRUN_TEST_SCHEMA_PREFIX) when the run ends.
+function M.location(opts)
+  local o = M.copy(opts or {})
+  if M.backend() == "postgresql" then
+    local url = assert(os.getenv("AGENTRUN_TEST_PG"), "AGENTRUN_TEST_PG is not set")
+    o.schema = (os.getenv("AGENTRUN_TEST_SCHEMA_PREFIX") or "lua_") .. random_hex(6)
+    return url, o
+  end
+  local root = os.getenv("AGENTRUN_TEST_TMP")
+  local dir
+  if root then
+    dir = root .. "/" .. random_hex(6)
+    assert(os.execute("mkdir '" .. dir .. "'"), "cannot make " .. dir)
+  else
+    dir = M.tmpdir()
+  end
+  return dir .. "/store.db", o
+end
+
+--- A copy of opts (may be nil) that opens the store base (options from
+--- M.location) again: base's schema, on PostgreSQL.
+function M.same_store(base, opts)
+  local o = M.copy(opts or {})
+  o.schema = base.schema
+  return o
+end
+
+--- The environment assignment (a shell word and a space, or "") that tells a
+--- child process (crash_agent.lua, owner_agent.lua) the schema of the store
+--- opened with opts, which the child's location alone does not name.
+function M.child_env(opts)
+  if not opts.schema then return "" end
+  assert(opts.schema:match("^[%w_]+$"), "schema name: " .. opts.schema)
+  return "AGENTRUN_TEST_STORE_SCHEMA=" .. opts.schema .. " "
+end
+
+--- A new, empty store on the backend under test, opened with opts (durability
+--- "normal" unless opts says otherwise, so that long loops stay quick).
+function M.store(opts)
+  local o = M.copy(opts or {})
+  if o.durability == nil then o.durability = "normal" end
+  return assert(agentrun.open(M.location(o)))
 end
 
 return M

@@ -38,7 +38,7 @@ describe("JSON through steps", function()
   end
 
   before_each(function()
-    s = h.memstore()
+    s = h.store()
     r = s:begin { agent = "a", goal = "g" }
   end)
   after_each(function() s:close() end)

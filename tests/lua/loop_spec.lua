@@ -4,7 +4,7 @@ local h = require "helpers"
 
 describe("agentrun.loop", function()
   local s
-  before_each(function() s = h.memstore() end)
+  before_each(function() s = h.store() end)
   after_each(function() s:close() end)
 
   it("completes with the value step_fn returns and returns the record with its steps", function()

@@ -12,7 +12,9 @@ local agentrun = require "agentrun"
 local db, write, out_path = arg[1], arg[2], arg[3]
 assert(db and write and out_path, "usage: owner_agent.lua <db> <write> <out-file>")
 
-local store = assert(agentrun.open(db))
+-- the schema of a PostgreSQL store, given by the spec that started this process
+local schema = os.getenv("AGENTRUN_TEST_STORE_SCHEMA")
+local store = assert(agentrun.open(db, schema and { schema = schema } or nil))
 local run = store:begin { agent = "agent", goal = "goal" }
 run:step { kind = "own", usage = { input_tokens = 1 } }
 run:checkpoint "a1"

@@ -58,11 +58,13 @@ describe("one writer per run", function()
   before_each(function() dir = h.tmpdir() end)
   after_each(function() h.rmdir(dir) end)
 
-  -- A begins a run, records step 1 and a checkpoint; B (another store on the
-  -- file, or A itself) recovers and resumes it and, with b_first, records step 2.
-  local function setup(path, b_first, same)
-    local a = assert(agentrun.open(path))
-    local b = same and a or assert(agentrun.open(path))
+  -- A begins a run in a new store, records step 1 and a checkpoint; B (another
+  -- handle on the store, or A itself) recovers and resumes it and, with
+  -- b_first, records step 2.
+  local function setup(b_first, same)
+    local path, o = h.location()
+    local a = assert(agentrun.open(path, o))
+    local b = same and a or assert(agentrun.open(path, o))
     local holder = { run = a:begin { agent = "agent", goal = "goal" } }
     local id = holder.run.id
     assert.equal(1, own_step(holder.run))
@@ -93,7 +95,7 @@ describe("one writer per run", function()
         it(("refuses %s by the old handle with ESTATE and changes nothing (%s, %s)")
             :format(name, b_first and "after the new owner wrote" or "before the new owner wrote",
                     same and "same store" or "other store"), function()
-          local a, b, holder, id, rb, done = setup(dir .. "/s.db", b_first, same)
+          local a, b, holder, id, rb, done = setup(b_first, same)
           local ra = holder.run
           local e = h.ar_error("ESTATE", write, ra)
           assert.truthy(e.message:find("run " .. id .. " was resumed elsewhere", 1, true), e.message)
@@ -115,7 +117,7 @@ describe("one writer per run", function()
     for _, b_first in ipairs { false, true } do
       it(("does not let %s of the old handle end the resumed run (%s)")
           :format(name, b_first and "after the new owner wrote" or "before the new owner wrote"), function()
-        local a, b, holder, id, rb, done = setup(dir .. "/s.db", b_first, false)
+        local a, b, holder, id, rb, done = setup(b_first, false)
         write(holder, a)
         expect_run(b, id, "running", done, "a1", 1)
         holder.run = nil
@@ -128,9 +130,9 @@ describe("one writer per run", function()
   end
 
   it("refuses the writes of a handle whose run recover marked interrupted, and leaves the run resumable", function()
-    local path = dir .. "/s.db"
+    local path, o = h.location()
     for name, write in pairs(raising) do
-      local a, b = assert(agentrun.open(path)), assert(agentrun.open(path))
+      local a, b = assert(agentrun.open(path, o)), assert(agentrun.open(path, o))
       local ra = a:begin { agent = "agent", goal = "goal" }
       local id = ra.id
       own_step(ra)
@@ -152,9 +154,9 @@ describe("one writer per run", function()
   end)
 
   it("leaves a recovered run interrupted when its handle or store is closed or collected", function()
-    local path = dir .. "/s.db"
+    local path, o = h.location()
     for name, write in pairs(implicit) do
-      local a, b = assert(agentrun.open(path)), assert(agentrun.open(path))
+      local a, b = assert(agentrun.open(path, o)), assert(agentrun.open(path, o))
       local holder = { run = a:begin { agent = "agent", goal = "goal" } }
       local id = holder.run.id
       own_step(holder.run)
@@ -177,8 +179,8 @@ describe("one writer per run in agentrun.loop", function()
   after_each(function() h.rmdir(dir) end)
 
   it("raises ESTATE from a loop whose run was resumed elsewhere and leaves the new owner's run alone", function()
-    local path = dir .. "/s.db"
-    local s, other = assert(agentrun.open(path)), assert(agentrun.open(path))
+    local path, o = h.location()
+    local s, other = assert(agentrun.open(path, o)), assert(agentrun.open(path, o))
     local id, rb
     local ok, e = pcall(agentrun.loop, s, { agent = "agent", goal = "goal" }, function(ctx)
       id = ctx.run.id
@@ -221,9 +223,10 @@ describe("one writer per run across processes", function()
   local writes = { "step", "checkpoint", "complete", "fail", "exhaust", "close", "scope_error", "gc", "store_close" }
   for _, write in ipairs(writes) do
     it(("fences the old handle's %s in another process once this one resumed the run"):format(write), function()
-      local db, out = dir .. "/p.db", dir .. "/out"
-      local child = assert(io.popen(("lua5.4 '%sowner_agent.lua' '%s' '%s' '%s' 2>'%s/stderr'")
-        :format(here, db, write, out, dir), "w"))
+      local db, o = h.location()
+      local out = dir .. "/out"
+      local child = assert(io.popen(("%slua5.4 '%sowner_agent.lua' '%s' '%s' '%s' 2>'%s/stderr'")
+        :format(h.child_env(o), here, db, write, out, dir), "w"))
       -- wait until the child has begun its run (up to ~10 s on a loaded machine)
       local id
       for _ = 1, 500 do
@@ -235,7 +238,7 @@ describe("one writer per run across processes", function()
         child:close()
         error("the child did not begin its run: " .. h.read_file(dir .. "/stderr"))
       end
-      local s = assert(agentrun.open(db))
+      local s = assert(agentrun.open(db, o))
       assert.equal(1, s:recover { stale_after = 0 })
       local rb = s:resume(id)
       assert.equal(2, own_step(rb))

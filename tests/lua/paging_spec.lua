@@ -39,7 +39,7 @@ end
 describe("store:runs with limit = 0", function()
   local s, ids
   before_each(function()
-    s = h.memstore()
+    s = h.store()
     ids = write_runs(s, 5)
   end)
   after_each(function() s:close() end)
@@ -66,7 +66,7 @@ end)
 describe("store:events with limit = 0", function()
   local s
   before_each(function()
-    s = h.memstore()
+    s = h.store()
     for i = 1, 5 do s:event { agent = "x", type = "log", content = tostring(i) } end
   end)
   after_each(function() s:close() end)
@@ -98,7 +98,7 @@ end)
 
 describe("store:steps with limit = 0", function()
   it("yields no step", function()
-    local s = h.memstore()
+    local s = h.store()
     local r = s:begin { agent = "a", goal = "g" }
     r:step { kind = "llm" }
     r:step { kind = "llm" }
@@ -111,7 +111,7 @@ end)
 
 describe("paging every listing to its end", function()
   local s
-  before_each(function() s = h.memstore() end)
+  before_each(function() s = h.store() end)
   after_each(function() s:close() end)
 
   it("store:runs visits each run once with every small limit, in both orders, and always progresses", function()

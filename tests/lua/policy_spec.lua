@@ -52,7 +52,7 @@ end
 
 -- A store holding three finished runs whose metadata has a JSON array.
 local function store_with_runs()
-  local s = h.memstore()
+  local s = h.store()
   for i = 1, 3 do
     s:write(agentrun.records.completed { agent = "bot", goal = "g", metadata = { tags = { "t" .. i } },
                                          created_at = NOW - i * DAY, finished_at = NOW - i * DAY })
@@ -72,7 +72,7 @@ describe("agentrun.policy", function()
     assert.equal("function", type(p.rule))
     assert.is_nil(getmetatable(p))
 
-    local s <close> = h.memstore()
+    local s <close> = h.store()
     local function put(rec) return s:write(rec) end
     local kept = put(agentrun.records.completed { agent = "keeper", goal = "g",
                                                   created_at = NOW - 40 * DAY, finished_at = NOW - 40 * DAY })
@@ -263,7 +263,7 @@ describe("the policy sandbox", function()
   it("counts what the rule keeps from call to call against one memory budget per retain", function()
     local p = agentrun.policy(fixture("rule_memory_across_calls.lua"))
     p.keep_last = 0
-    local s <close> = h.memstore()
+    local s <close> = h.store()
     for i = 1, 40 do
       s:write(agentrun.records.completed { agent = "bot", goal = "g", created_at = NOW - i * DAY,
                                            finished_at = NOW - i * DAY })

@@ -98,7 +98,7 @@ describe("agentrun.records", function()
   end)
 
   it("keeps a given id, takes created_at from it, and refuses an invalid one", function()
-    local s = h.memstore()
+    local s = h.store()
     local id = s:write(records.completed { agent = "a", goal = "g", created_at = 5000, finished_at = 6000 })
     s:close()
     local rec = records.completed { id = id, agent = "a", goal = "g", finished_at = 6000 }
@@ -155,7 +155,7 @@ describe("agentrun.records", function()
   end)
 
   it("budget_exhausted takes the limit from the error and keeps the partial transcript", function()
-    local s = h.memstore()
+    local s = h.store()
     local r = s:begin { agent = "a", goal = "g", budget = { max_cost = 0.3 } }
     r:step { kind = "llm", cost = 0.2, content = "one" }
     r:step { kind = "llm", cost = 0.15, content = "two" }
@@ -203,7 +203,7 @@ describe("agentrun.records", function()
     local f = { agent = "a", goal = "g" }
     assert.equal("bad \u{FFFD} byte", records.failed("bad \255 byte", f).error)
     assert.equal("nul \u{FFFD} byte", records.failed("nul \0 byte", f).error)
-    local s = h.memstore()
+    local s = h.store()
     local id = s:write(records.failed("both \255 and \0", f))
     assert.equal("both \u{FFFD} and \u{FFFD}", s:get(id).error)
     id = s:write { agent = "a", goal = "g", status = "failed", error = "raw \255\0" }
@@ -253,7 +253,7 @@ end)
 
 describe("store:write", function()
   local s
-  before_each(function() s = h.memstore() end)
+  before_each(function() s = h.store() end)
   after_each(function() s:close() end)
 
   it("persists a record with its steps and returns its id", function()
@@ -322,7 +322,7 @@ describe("store:write", function()
   end
 
   it("writes a record read back by get into another store as the very same run", function()
-    local other = h.memstore()
+    local other = h.store()
     for _, id in ipairs(every_ending()) do
       local orig = s:get(id, { steps = true })
       assert.equal(id, other:write(orig))
@@ -332,7 +332,7 @@ describe("store:write", function()
       -- get does not return the checkpoint: it is written when the record carries it
       local state, seq = s:checkpoint(id)
       if state ~= nil then
-        local third = h.memstore()
+        local third = h.store()
         orig.checkpoint = { state = state, seq = seq }
         third:write(orig)
         local state3, seq3 = third:checkpoint(id)
@@ -356,7 +356,7 @@ describe("store:write", function()
   end)
 
   it("refuses an invalid id, a created_at other than the id's, bad seqs and disagreeing totals", function()
-    local other = h.memstore()
+    local other = h.store()
     local r = record_steps(s, run_fields(), transcript())
     r:complete "done"
     local orig = s:get(r.id, { steps = true })
@@ -428,7 +428,7 @@ end)
 
 describe("a run written whole and the same run recorded step by step", function()
   local s
-  before_each(function() s = h.memstore() end)
+  before_each(function() s = h.store() end)
   after_each(function() s:close() end)
 
   local function compare(id_steps, id_whole)

@@ -66,7 +66,7 @@ end
 
 describe("checkpoints", function()
   local s
-  before_each(function() s = h.memstore() end)
+  before_each(function() s = h.store() end)
   after_each(function() s:close() end)
 
   it("give the latest state and the seq it follows, and nil when there is none", function()
@@ -155,26 +155,25 @@ describe("checkpoints", function()
     assert.same({ v = 1 }, s:checkpoint(r.id))
   end)
 
-  it("survive in the file and are read by another handle", function()
-    local dir = h.tmpdir()
-    local s1 = assert(agentrun.open(dir .. "/c.db"))
+  it("survive in the store and are read by another handle", function()
+    local path, o = h.location()
+    local s1 = assert(agentrun.open(path, o))
     local r = s1:begin { agent = "a", goal = "g" }
     r:step { kind = "x" }
     r:checkpoint { saved = "yes" }
-    local s2 = assert(agentrun.open(dir .. "/c.db"))
+    local s2 = assert(agentrun.open(path, o))
     local state, seq = s2:checkpoint(r.id)
     assert.same({ saved = "yes" }, state)
     assert.equal(1, seq)
     s2:close()
     r:complete()
     s1:close()
-    h.rmdir(dir)
   end)
 end)
 
 describe("store:resume", function()
   local s
-  before_each(function() s = h.memstore() end)
+  before_each(function() s = h.store() end)
   after_each(function() s:close() end)
 
   it("continues a budget_exhausted run: same id, seq and usage continue, whole transcript kept", function()
@@ -292,7 +291,7 @@ end)
 
 describe("agentrun.loop with spec.resume", function()
   local s
-  before_each(function() s = h.memstore() end)
+  before_each(function() s = h.store() end)
   after_each(function() s:close() end)
 
   -- A first loop that saves a checkpoint per step and exhausts max_steps = n.
@@ -421,7 +420,7 @@ end)
 
 describe("store:recover", function()
   local s
-  before_each(function() s = h.memstore() end)
+  before_each(function() s = h.store() end)
   after_each(function() s:close() end)
 
   it("marks running runs idle for stale_after seconds as interrupted and counts them", function()
@@ -517,11 +516,12 @@ describe("a run killed with SIGKILL", function()
 
   it("loses and repeats no acknowledged step, is recovered as interrupted and resumed to completion", function()
     local dir = h.tmpdir()
-    local db, prog, pidfile = dir .. "/crash.db", dir .. "/progress", dir .. "/pid"
+    local db, o = h.location()
+    local prog, pidfile = dir .. "/progress", dir .. "/pid"
     local pid
     local ok, err = pcall(function()
-      assert(os.execute(("lua5.4 '%scrash_agent.lua' '%s' '%s' >/dev/null 2>'%s/stderr' & echo $! > '%s'")
-        :format(here, db, prog, dir, pidfile)))
+      assert(os.execute(("%slua5.4 '%scrash_agent.lua' '%s' '%s' >/dev/null 2>'%s/stderr' & echo $! > '%s'")
+        :format(h.child_env(o), here, db, prog, dir, pidfile)))
       pid = h.read_file(pidfile):match("%d+")
       assert(pid, "no pid from the child")
       -- wait for at least 5 acknowledged steps (up to ~10 s on a loaded machine)
@@ -542,7 +542,7 @@ describe("a run killed with SIGKILL", function()
       pid = nil
       id, acked = progress(prog)
 
-      local s = assert(agentrun.open(db))
+      local s = assert(agentrun.open(db, o))
       assert.equal("running", s:get(id).status)
       assert.equal(1, s:recover { stale_after = 0 })
       local before = s:get(id, { steps = true })

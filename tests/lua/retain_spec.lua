@@ -55,7 +55,7 @@ end
 
 describe("store:retain criteria", function()
   local s
-  before_each(function() s = h.memstore() end)
+  before_each(function() s = h.store() end)
   after_each(function() s:close() end)
 
   it("returns a report with exactly the documented fields", function()
@@ -263,7 +263,7 @@ describe("store:retain criteria", function()
   end)
 
   it("refuses a closed store with a plain error", function()
-    local t = h.memstore()
+    local t = h.store()
     t:close()
     assert.matches("closed", h.plain_error(t.retain, t, {}))
   end)
@@ -271,7 +271,7 @@ end)
 
 describe("store:retain with a rule", function()
   local s
-  before_each(function() s = h.memstore() end)
+  before_each(function() s = h.store() end)
   after_each(function() s:close() end)
 
   it("\"keep\" overrides both criteria and is counted in kept_by_rule", function()
@@ -548,7 +548,7 @@ end)
 
 describe("store:retain with a rule that uses its own store", function()
   local s
-  before_each(function() s = h.memstore() end)
+  before_each(function() s = h.store() end)
   after_each(function() s:close() end)
 
   -- What the store holds, to show that a refused call changed nothing.
@@ -650,15 +650,14 @@ describe("store:retain with a rule that uses its own store", function()
   end)
 
   it("does not show the rule runs finished after retain began, nor loop on them", function()
-    local dir = h.tmpdir()
-    local path = dir .. "/runs.db"
-    local a = assert(agentrun.open(path))
-    local b = assert(agentrun.open(path))
+    local path, o = h.location()
+    local a = assert(agentrun.open(path, o))
+    local b = assert(agentrun.open(path, o))
     for i = 1, 3 do put(a, { age = i * DAY }) end
     local calls, written = 0, {}
     local r = a:retain { keep_last = 0, rule = function()
       calls = calls + 1
-      -- another handle on the same file is another writer: never blocked, never seen
+      -- another handle on the same store is another writer: never blocked, never seen
       written[#written + 1] = b:write(agentrun.records.failed("x", { agent = "a", goal = "meanwhile" }))
       local late = b:begin { agent = "a", goal = "meanwhile" }
       late:fail("x")
@@ -670,7 +669,6 @@ describe("store:retain with a rule that uses its own store", function()
     for _, id in ipairs(written) do assert.equal("failed", a:get(id).status) end
     a:close()
     b:close()
-    h.rmdir(dir)
   end)
 
   it("finishes a running run whose handle is collected during the rule once retain returns", function()
@@ -702,9 +700,9 @@ describe("store:retain dry_run and vacuum", function()
   before_each(function() dir = h.tmpdir() end)
   after_each(function() h.rmdir(dir) end)
 
-  -- A file store holding runs of three statuses, some with many steps.
+  -- A store holding runs of three statuses, some with many steps.
   local function filled()
-    local s = assert(agentrun.open(dir .. "/r.db", { durability = "normal" }))
+    local s = h.store()
     for i = 1, 30 do put(s, { agent = "a" .. i % 3, status = "failed", age = i * DAY, steps = 3 }) end
     for i = 1, 30 do put(s, { agent = "a" .. i % 3, status = "completed", age = i * DAY, steps = 2 }) end
     put(s, { agent = "p", age = 100 * DAY, metadata = { pin = true } })
@@ -743,7 +741,7 @@ describe("store:retain dry_run and vacuum", function()
     assert.equal(info.steps - 120, s:info().steps)
   end)
 
-  it("measures the store before and after, and vacuum gives freed pages back to the file system", function()
+  it("measures the store before and after, and vacuum gives freed pages back to the file system #sqlite_only", function()
     local s <close> = assert(agentrun.open(dir .. "/v.db", { durability = "normal" }))
     local big = ("x"):rep(20000)
     for i = 1, 60 do
@@ -765,7 +763,7 @@ end)
 
 describe("store:retain_events", function()
   local s
-  before_each(function() s = h.memstore() end)
+  before_each(function() s = h.store() end)
   after_each(function() s:close() end)
 
   -- Appends an event of `agent` that happened `age` ms ago.
@@ -800,7 +798,7 @@ describe("store:retain_events", function()
   end)
 end)
 
-describe("examples/retention_policy.lua", function()
+describe("examples/retention_policy.lua #sqlite_only", function()
   it("fills a store, applies the policy file and prints the dry run and the real report", function()
     local dir = h.tmpdir()
     local p = assert(io.popen(("lua5.4 '%s/examples/retention_policy.lua' '%s/demo.db' 2>&1"):format(ROOT, dir)))

@@ -6,7 +6,7 @@ local FFFD = "\u{FFFD}"
 
 describe("store:begin", function()
   local s
-  before_each(function() s = h.memstore() end)
+  before_each(function() s = h.store() end)
   after_each(function() s:close() end)
 
   it("returns a running run with an id, no iterations and zero usage", function()
@@ -120,7 +120,7 @@ end)
 describe("run views", function()
   local s, r
   before_each(function()
-    s = h.memstore()
+    s = h.store()
     r = s:begin { agent = "a", goal = "g" }
   end)
   after_each(function() s:close() end)
@@ -160,7 +160,7 @@ end)
 describe("run:step", function()
   local s, r
   before_each(function()
-    s = h.memstore()
+    s = h.store()
     r = s:begin { agent = "a", goal = "g" }
   end)
   after_each(function() s:close() end)
@@ -291,19 +291,18 @@ describe("run:step", function()
     assert.equal(1.0, s:stats().cost)
   end)
 
-  it("sums 10,000 steps of cost 0.0001 to exactly 1.0 in a file store with durability 'normal'", function()
-    local dir = h.tmpdir()
-    local fs = agentrun.open(dir .. "/cost.db", { durability = "normal" })
+  it("sums 10,000 steps of cost 0.0001 to exactly 1.0 in a stored run with durability 'normal'", function()
+    local path, o = h.location { durability = "normal" }
+    local fs = agentrun.open(path, o)
     local fr = fs:begin { agent = "a", goal = "g" }
     for _ = 1, 10000 do fr:step { kind = "llm", cost = 0.0001 } end
     assert.equal(1.0, fr.usage.cost)
     local id = fr:complete().id
     fs:close()
-    local again = agentrun.open(dir .. "/cost.db")
+    local again = agentrun.open(path, h.same_store(o))
     assert.equal(1.0, again:get(id).usage.cost)
     assert.equal(10000, again:get(id).iterations)
     again:close()
-    h.rmdir(dir)
   end)
 
   it("never raises for budget reasons: steps past every limit are kept", function()
@@ -324,7 +323,7 @@ end)
 
 describe("run:check", function()
   local s
-  before_each(function() s = h.memstore() end)
+  before_each(function() s = h.store() end)
   after_each(function() s:close() end)
 
   it("never raises without a budget", function()
@@ -480,7 +479,7 @@ end)
 describe("finishing a run", function()
   local s, r
   before_each(function()
-    s = h.memstore()
+    s = h.store()
     r = s:begin { agent = "a", goal = "g", budget = { max_steps = 2 } }
     r:step { kind = "llm", usage = { input_tokens = 3, output_tokens = 2 }, cost = 0.25 }
   end)
@@ -599,7 +598,7 @@ end)
 
 describe("run:checkpoint", function()
   it("saves a state after the latest step that store:checkpoint reads back", function()
-    local s = h.memstore()
+    local s = h.store()
     local r = s:begin { agent = "a", goal = "g" }
     assert.is_nil(s:checkpoint(r.id))
     r:step { kind = "llm" }

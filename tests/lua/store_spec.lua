@@ -7,7 +7,7 @@ describe("agentrun.open", function()
   before_each(function() dir = h.tmpdir() end)
   after_each(function() h.rmdir(dir) end)
 
-  it("creates a missing file and returns an open store", function()
+  it("creates a missing file and returns an open store #sqlite_only", function()
     local path = dir .. "/new.db"
     assert.is_false(h.exists(path))
     local s = agentrun.open(path)
@@ -18,13 +18,13 @@ describe("agentrun.open", function()
   end)
 
   it("reopens an existing store with its runs", function()
-    local path = dir .. "/s.db"
-    local s = agentrun.open(path)
+    local path, o = h.location()
+    local s = agentrun.open(path, o)
     local r = s:begin { agent = "a", goal = "g" }
     r:step { kind = "llm" }
     local id = r:complete("done").id
     s:close()
-    local again = agentrun.open(path)
+    local again = agentrun.open(path, o)
     local rec = again:get(id)
     assert.equal("completed", rec.status)
     assert.equal("done", rec.output)
@@ -32,7 +32,7 @@ describe("agentrun.open", function()
     again:close()
   end)
 
-  it("opens an in-memory store for ':memory:'", function()
+  it("opens an in-memory store for ':memory:' #sqlite_only", function()
     local s = agentrun.open(":memory:")
     assert.equal(":memory:", s:info().path)
     s:begin { agent = "a", goal = "g" }:complete()
@@ -45,24 +45,25 @@ describe("agentrun.open", function()
   end)
 
   it("accepts durability 'full' and 'normal', busy_timeout and readonly=false", function()
+    local path, o = h.location()
     for _, opts in ipairs {
       { durability = "full" }, { durability = "normal" }, { busy_timeout = 0 },
       { busy_timeout = 250 }, { readonly = false }, {},
       { durability = "normal", busy_timeout = 10, readonly = false },
     } do
-      local s = agentrun.open(dir .. "/o.db", opts)
+      local s = agentrun.open(path, h.same_store(o, opts))
       assert.equal("userdata", type(s))
       local r = s:begin { agent = "a", goal = "g" }
       assert.equal(1, r:step { kind = "x" })
       r:complete()
       s:close()
     end
-    local s = agentrun.open(dir .. "/o.db")
+    local s = agentrun.open(path, o)
     assert.equal(7, s:count())
     s:close()
   end)
 
-  it("raises a plain error for an unknown option", function()
+  it("raises a plain error for an unknown option #sqlite_only", function()
     local msg = h.plain_error(agentrun.open, dir .. "/u.db", { durabilty = "full" })
     assert.truthy(msg:find("unknown field 'durabilty' in open options", 1, true))
     msg = h.plain_error(agentrun.open, dir .. "/u.db", { timeout = 10 })
@@ -70,7 +71,7 @@ describe("agentrun.open", function()
     assert.is_false(h.exists(dir .. "/u.db"))
   end)
 
-  it("raises a plain error for bad option values", function()
+  it("raises a plain error for bad option values #sqlite_only", function()
     local path = dir .. "/bad.db"
     local cases = {
       { { durability = "fast" }, "durability" },
@@ -90,7 +91,7 @@ describe("agentrun.open", function()
     assert.is_false(h.exists(path))
   end)
 
-  it("raises a plain error for a wrong path or options type", function()
+  it("raises a plain error for a wrong path or options type #sqlite_only", function()
     h.plain_error(agentrun.open)
     h.plain_error(agentrun.open, 42)
     h.plain_error(agentrun.open, {})
@@ -100,7 +101,7 @@ describe("agentrun.open", function()
     assert.is_false(h.exists(dir .. "/x"))
   end)
 
-  it("returns nil, message, code for a directory", function()
+  it("returns nil, message, code for a directory #sqlite_only", function()
     local n = select("#", agentrun.open(dir))
     assert.equal(3, n)
     local s, msg, code = agentrun.open(dir)
@@ -110,7 +111,7 @@ describe("agentrun.open", function()
     assert.truthy(code == "EIO" or code == "EPERM", code)
   end)
 
-  it("returns nil, message, code for a missing file opened read-only, and creates nothing", function()
+  it("returns nil, message, code for a missing file opened read-only, and creates nothing #sqlite_only", function()
     local path = dir .. "/missing.db"
     local s, msg, code = agentrun.open(path, { readonly = true })
     assert.is_nil(s)
@@ -120,7 +121,7 @@ describe("agentrun.open", function()
     assert.is_false(h.exists(path))
   end)
 
-  it("takes names that look like SQLite URIs as plain file names, leaving no other file", function()
+  it("takes names that look like SQLite URIs as plain file names, leaving no other file #sqlite_only", function()
     -- such a name only looks like a URI at the start of a relative path, so
     -- a child Lua opens them from inside dir
     local script = dir .. "/open_names.lua"
@@ -172,14 +173,14 @@ describe("agentrun.open", function()
     assert.is_false(h.exists("postgresql:"))
   end)
 
-  it("returns nil, message, code for a file in a missing directory", function()
+  it("returns nil, message, code for a file in a missing directory #sqlite_only", function()
     local s, msg, code = agentrun.open(dir .. "/no/such/dir/s.db")
     assert.is_nil(s)
     assert.equal("string", type(msg))
     assert.truthy(code == "EIO" or code == "EPERM", code)
   end)
 
-  it("returns nil, message, 'ECORRUPT' for a file that is not an agentrun store, and leaves it as it was", function()
+  it("returns nil, message, 'ECORRUPT' for a file that is not an agentrun store, and leaves it as it was #sqlite_only", function()
     local path = dir .. "/notes.txt"
     local bytes = ("this is not a database\n"):rep(500)
     h.write_file(path, bytes)
@@ -195,7 +196,7 @@ describe("agentrun.open", function()
     assert.equal("ECORRUPT", code)
   end)
 
-  it("returns nil, message, 'ECORRUPT' for a SQLite-looking header with garbage after it", function()
+  it("returns nil, message, 'ECORRUPT' for a SQLite-looking header with garbage after it #sqlite_only", function()
     local path = dir .. "/fake.db"
     h.write_file(path, "SQLite format 3\0" .. ("\255"):rep(8192))
     local s, _, code = agentrun.open(path)
@@ -203,10 +204,10 @@ describe("agentrun.open", function()
     assert.equal("ECORRUPT", code)
   end)
 
-  it("lets two stores on one file record at once, each seeing the other's runs", function()
-    local path = dir .. "/shared.db"
-    local a = agentrun.open(path)
-    local b = agentrun.open(path, { durability = "normal" })
+  it("lets two handles on one store record at once, each seeing the other's runs", function()
+    local path, o = h.location()
+    local a = agentrun.open(path, o)
+    local b = agentrun.open(path, h.same_store(o, { durability = "normal" }))
     local ra = a:begin { agent = "a", goal = "g" }
     local rb = b:begin { agent = "b", goal = "g" }
     for i = 1, 50 do
@@ -226,14 +227,14 @@ describe("agentrun.open", function()
   end)
 
   it("opens an existing store read-only: reading works, writing raises EPERM and writes nothing", function()
-    local path = dir .. "/ro.db"
-    local s = agentrun.open(path)
+    local path, o = h.location()
+    local s = agentrun.open(path, o)
     local r = s:begin { agent = "a", goal = "g", user = "u" }
     r:step { kind = "llm" }
     local id = r:complete("ok").id
     s:close()
 
-    local ro = agentrun.open(path, { readonly = true })
+    local ro = agentrun.open(path, h.same_store(o, { readonly = true }))
     assert.equal(1, ro:count())
     assert.equal("ok", ro:get(id).output)
     assert.equal(1, #h.steps(ro, id))
@@ -253,15 +254,15 @@ describe("store:info", function()
   after_each(function() h.rmdir(dir) end)
 
   it("reports exactly backend, path, schema_version, runs, steps, events, file_bytes, wal_bytes, free_bytes", function()
-    local path = dir .. "/info.db"
-    local s = agentrun.open(path)
+    local path, o = h.location()
+    local s = agentrun.open(path, o)
     local info = s:info()
     local keys = {}
     for k in pairs(info) do keys[#keys + 1] = k end
     table.sort(keys)
     assert.same({ "backend", "events", "file_bytes", "free_bytes", "path", "runs", "schema_version", "steps",
                   "wal_bytes" }, keys)
-    assert.equal("sqlite", info.backend)
+    assert.equal(h.backend(), info.backend)
     assert.equal(path, info.path)
     assert.equal(2, info.schema_version)
     assert.equal(0, info.runs)
@@ -276,7 +277,7 @@ describe("store:info", function()
   end)
 
   it("counts runs and steps", function()
-    local s = agentrun.open(dir .. "/c.db")
+    local s = h.store()
     local r1 = s:begin { agent = "a", goal = "g" }
     r1:step { kind = "llm" }
     r1:step { kind = "tool" }
@@ -292,7 +293,7 @@ describe("store:info", function()
   end)
 
   it("returns a fresh table each call", function()
-    local s = h.memstore()
+    local s = h.store()
     local a = s:info()
     a.runs = 99
     assert.equal(0, s:info().runs)
@@ -320,7 +321,7 @@ describe("agentrun module", function()
   end)
 
   it("formats agentrun.Error as 'agentrun: CODE: message'", function()
-    local s = h.memstore()
+    local s = h.store()
     local r = s:begin { agent = "a", goal = "g" }
     r:complete()
     local e = h.ar_error("ESTATE", r.step, r, { kind = "x" })

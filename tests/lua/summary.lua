@@ -1,4 +1,5 @@
--- summary.lua -- busted output handler: a line per failure, then "N passed, N failed".
+-- summary.lua -- busted output handler: a line per failure, then "N passed, N failed"
+-- (after the backend's name under tests/lua/run.sh).
 return function(options)
   local busted = require 'busted'
   local handler = require 'busted.outputHandlers.base'()
@@ -16,8 +17,17 @@ return function(options)
     for _, t in ipairs(handler.failures) do report('FAIL', t) end
     for _, t in ipairs(handler.errors) do report('ERROR', t) end
     local failed = #handler.failures + #handler.errors
-    io.write(('%d passed, %d failed\n'):format(#handler.successes, failed))
+    -- Under tests/lua/run.sh: the count of this backend's run, and the
+    -- figures for the total it prints.
+    local backend = os.getenv('AGENTRUN_TEST_BACKEND')
+    io.write(('%s%d passed, %d failed\n'):format(backend and backend .. ': ' or '', #handler.successes, failed))
     io.flush()
+    local counts = os.getenv('AGENTRUN_TEST_COUNTS')
+    if counts then
+      local f = assert(io.open(counts, 'a'))
+      f:write(('%d %d\n'):format(#handler.successes, failed))
+      f:close()
+    end
     return nil, true
   end
 

@@ -16,7 +16,7 @@ end
 
 describe("cost", function()
   local s
-  before_each(function() s = h.memstore() end)
+  before_each(function() s = h.store() end)
   after_each(function() s:close() end)
 
   it("is kept to the nano-unit: 1,000 steps of 0.0000004 sum to 0.0004 and reach max_cost = 0.0001", function()
@@ -50,7 +50,7 @@ end)
 
 describe("totals", function()
   local s
-  before_each(function() s = h.memstore() end)
+  before_each(function() s = h.store() end)
   after_each(function() s:close() end)
 
   it("refuse a step cost above 9e9 (9e12 as a float) as misuse, stating the range", function()
@@ -82,11 +82,10 @@ describe("totals", function()
     end)
 
   for _, durability in ipairs { "full", "normal" } do
-    it("never wrap in a file store with durability '" .. durability .. "': the file keeps the last good totals",
+    it("never wrap in a stored run with durability '" .. durability .. "': the store keeps the last good totals",
       function()
-        local dir = h.tmpdir()
-        local path = dir .. "/totals.db"
-        local fs = assert(agentrun.open(path, { durability = durability }))
+        local path, o = h.location { durability = durability }
+        local fs = assert(agentrun.open(path, o))
         local r = fs:begin { agent = "a", goal = "g" }
         r:step { kind = "llm", usage = { input_tokens = CAP - 1, cache_read_tokens = 5 }, cost = 9e9 }
         refused(r, { kind = "llm", cost = 0.000000001 }, "cost", "9e9")
@@ -94,13 +93,12 @@ describe("totals", function()
         assert.equal(2, r:step { kind = "llm", usage = { input_tokens = 1 } })
         local id = r.id
         fs:close()
-        local again = assert(agentrun.open(path, { readonly = true }))
+        local again = assert(agentrun.open(path, h.same_store(o, { readonly = true })))
         local rec = again:get(id, { steps = true })
         assert.same({ input_tokens = CAP, output_tokens = 0, total_tokens = CAP, cost = 9e9, cache_read_tokens = 5 },
           rec.usage)
         assert.same({ 1, 2 }, h.seqs(rec.steps))
         again:close()
-        h.rmdir(dir)
       end)
   end
 
@@ -198,7 +196,7 @@ end)
 
 describe("budget limits", function()
   local s
-  before_each(function() s = h.memstore() end)
+  before_each(function() s = h.store() end)
   after_each(function() s:close() end)
 
   it("outside their range are misuse that states the range", function()
@@ -236,7 +234,7 @@ describe("budget limits", function()
   end)
 end)
 
-describe("a schema-1 store made by release 0.1.0", function()
+describe("a schema-1 store made by release 0.1.0 #sqlite_only", function()
   local dir, path
   before_each(function()
     dir = h.tmpdir()

@@ -34,7 +34,7 @@ done
 case "\$src" in
   core/*) needs="sqlite3 libcjson";;
   bindings/*|examples/embed_host.c) needs="sqlite3 libcjson lua5.4";;
-  tests/*) needs="sqlite3 libcjson lua5.4 cmocka";;
+  tests/*) needs="sqlite3 libcjson lua5.4 cmocka libpq";;
   examples/*) needs="sqlite3 libcjson";;
   *) needs="";;
 esac

@@ -1,0 +1,31 @@
+#!/bin/sh
+# with-server.sh CMD [ARG...] -- runs CMD with AGENTRUN_TEST_PG naming a
+# PostgreSQL server: the one the caller set it to, or a throwaway server
+# (tests/pg/server.sh) started for CMD and stopped when it ends, whatever
+# way it ends (failure, Ctrl-C, kill). Exits with CMD's status.
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+
+if [ -n "${AGENTRUN_TEST_PG:-}" ]; then
+    echo "postgresql: the server of AGENTRUN_TEST_PG (none started)"
+    exec "$@"
+fi
+
+dir=$(mktemp -d "${TMPDIR:-/tmp}/agentrun-pg-XXXXXX") || exit 1
+cleanup() {
+    trap - EXIT HUP INT TERM
+    "$here/server.sh" stop "$dir"
+}
+trap cleanup EXIT
+trap 'cleanup; exit 130' INT
+trap 'cleanup; exit 143' TERM
+trap 'cleanup; exit 129' HUP
+
+url=$("$here/server.sh" start "$dir") || exit 1
+echo "postgresql: a server started for the tests in $dir"
+AGENTRUN_TEST_PG=$url
+export AGENTRUN_TEST_PG
+"$@"
+status=$?
+cleanup
+exit $status
