@@ -59,14 +59,15 @@ TEST_PQ_LIBS = $(shell pkg-config --libs libpq 2>/dev/null)
 # Each directory sees only the headers it may use: the core its own and
 # SQLite's, libpq's (only core/postgres/ includes libpq-fe.h) and cJSON's,
 # never Lua's, cmocka's, the bindings' or the tests'.
-# The bindings use the public header and the core's JSON/UTF-8 validators
-# (core/json.h: one rule, kept in the core).
+# The bindings see the public header, Lua's, their own, and of the core only
+# core/private: its JSON limits and JSON/UTF-8 validators, which the bindings
+# ask rather than keep rules of their own (not installed, not exported).
 BASE_CFLAGS = -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(WARN) $(OPT) -fPIC
 # The shared library exports only what the public header marks AR_API; hidden
 # visibility changes nothing for the static archive, whose internals the
 # bindings and the C tests link.
 CORE_CFLAGS = $(BASE_CFLAGS) -fvisibility=hidden -Icore/include -Icore $(PKG_CFLAGS) $(EXTRA_CFLAGS)
-BIND_CFLAGS = $(BASE_CFLAGS) -Icore/include -Icore -Ibindings $(LUA_CFLAGS) $(EXTRA_CFLAGS)
+BIND_CFLAGS = $(BASE_CFLAGS) -Icore/include -Icore/private -Ibindings $(LUA_CFLAGS) $(EXTRA_CFLAGS)
 TEST_CFLAGS = $(BASE_CFLAGS) -Icore/include -Icore -Ibindings -Itests/c $(PKG_CFLAGS) $(LUA_CFLAGS) \
               $(CMOCKA_CFLAGS) $(TEST_PQ_CFLAGS) $(EXTRA_CFLAGS)
 LDFLAGS_ALL = $(EXTRA_LDFLAGS)
@@ -300,7 +301,7 @@ FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined
 # The same include paths per directory as the main build.
 FUZZ_BASE     = -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(WARN) -g -O1 -fno-omit-frame-pointer $(FUZZ_SAN)
 FUZZ_CORE_CFLAGS = $(FUZZ_BASE) -Icore/include -Icore $(PKG_CFLAGS)
-FUZZ_BIND_CFLAGS = $(FUZZ_BASE) -Icore/include -Icore -Ibindings $(LUA_CFLAGS)
+FUZZ_BIND_CFLAGS = $(FUZZ_BASE) -Icore/include -Icore/private -Ibindings $(LUA_CFLAGS)
 FUZZ_CFLAGS   = $(FUZZ_BASE) -Icore/include -Icore -Ibindings $(PKG_CFLAGS) $(LUA_CFLAGS)
 FUZZ_SRC     := $(wildcard tests/fuzz/*.c)
 FUZZ_BINS    := $(FUZZ_SRC:tests/fuzz/%.c=$(FUZZ_BUILD)/%)

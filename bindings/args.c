@@ -1,11 +1,10 @@
 /* args.c -- checking the tables and arguments Lua callers pass: types, unknown fields, ranges. */
 #include "arl.h"
 
-#include <math.h>
 #include <string.h>
 
-/* json.h is the core's; its UTF-8 check is shared here. */
-#include "json.h"
+/* The core's UTF-8 rule (core/private): text the core would refuse is refused here. */
+#include "agentrun_json.h"
 
 /* Every check here raises through arl_argerror: the message names the
  * running function and `arg`, the argument the checked value belongs to. */
@@ -67,6 +66,22 @@ const char *arl_field_text(lua_State *L, int arg, int idx, const char *what, con
     const char *s = text_at(L, arg, -1, what, field);
     lua_pop(L, 1);
     return s;
+}
+
+const char *arl_field_json(lua_State *L, int arg, int idx, const char *what, const char *field, arl_buf *buf)
+{
+    int t = get(L, idx, field);
+    const char *json = NULL;
+    if (t != LUA_TNIL) {
+        if (t != LUA_TTABLE)
+            arl_argerror(L, arg, "%s.%s must be a table (got %s)", what, field, lua_typename(L, t));
+        buf->len = 0;
+        arl_json_encode(L, -1, field, buf);
+        arl_buf_add(L, buf, "", 1); /* the core takes it as a C string */
+        json = buf->data;
+    }
+    lua_pop(L, 1);
+    return json;
 }
 
 /* Longest part of a string shown in a message. */
@@ -139,7 +154,8 @@ int64_t arl_field_int(lua_State *L, int arg, int idx, const char *what, const ch
     return v;
 }
 
-double arl_field_number(lua_State *L, int arg, int idx, const char *what, const char *field, double dflt)
+double arl_field_number(lua_State *L, int arg, int idx, const char *what, const char *field, double dflt,
+                        int nonneg)
 {
     int t = get(L, idx, field);
     double v = dflt;
@@ -147,21 +163,8 @@ double arl_field_number(lua_State *L, int arg, int idx, const char *what, const 
         if (t != LUA_TNUMBER)
             arl_argerror(L, arg, "%s.%s must be a number (got %s)", what, field, lua_typename(L, t));
         v = (double)lua_tonumber(L, -1);
-        if (!isfinite(v) || v < 0)
-            arl_argerror(L, arg, "%s.%s must be a non-negative finite number", what, field);
-    }
-    lua_pop(L, 1);
-    return v;
-}
-
-double arl_field_real(lua_State *L, int arg, int idx, const char *what, const char *field, double dflt)
-{
-    int t = get(L, idx, field);
-    double v = dflt;
-    if (t != LUA_TNIL) {
-        if (t != LUA_TNUMBER)
-            arl_argerror(L, arg, "%s.%s must be a number (got %s)", what, field, lua_typename(L, t));
-        v = (double)lua_tonumber(L, -1);
+        if (nonneg && v < 0)
+            arl_argerror(L, arg, "%s.%s must not be negative", what, field);
     }
     lua_pop(L, 1);
     return v;
@@ -178,4 +181,21 @@ int arl_field_bool(lua_State *L, int arg, int idx, const char *what, const char 
     }
     lua_pop(L, 1);
     return v;
+}
+
+void arl_check_page(lua_State *L, int idx, const char *what, int64_t *since, int64_t *until, int64_t *limit,
+                    const char **after, const char **before, int *order)
+{
+    *since = arl_field_int(L, idx, idx, what, "since", *since, INT64_MIN + 1);
+    *until = arl_field_int(L, idx, idx, what, "until", *until, INT64_MIN + 1);
+    *limit = arl_field_int(L, idx, idx, what, "limit", *limit, 0);
+    *after = arl_field_text(L, idx, idx, what, "after", 0);
+    *before = arl_field_text(L, idx, idx, what, "before", 0);
+    const char *o = arl_field_text(L, idx, idx, what, "order", 0);
+    if (o && strcmp(o, "asc") == 0)
+        *order = AR_ORDER_ASC;
+    else if (o && strcmp(o, "desc") == 0)
+        *order = AR_ORDER_DESC;
+    else if (o)
+        arl_argerror(L, idx, "%s.order must be \"asc\" or \"desc\" (got \"%s\")", what, o);
 }

@@ -12,6 +12,7 @@
 #define ARL_STORE_MT "agentrun.store"
 #define ARL_RUN_MT   "agentrun.run"
 #define ARL_ITER_MT  "agentrun.steps_iter"
+#define ARL_RECORDS_MT "agentrun.records_box"  /* a listing's records until they are pushed */
 #define ARL_ERROR_MT "agentrun.Error"       /* metatable of agentrun.Error objects */
 #define ARL_ARRAY_MT "agentrun.array"       /* marks a table as a JSON array */
 #define ARL_SCRATCH  "agentrun.scratch"     /* the scratch buffer userdata */
@@ -51,7 +52,7 @@ const char *arl_error_text(lua_State *L, int idx, const char *dflt);
  * U+FFFD (the same string when it has none) and returns it. */
 const char *arl_nul_replaced(lua_State *L);
 
-/* ---- JSON <-> Lua values (bindings/json.c) ------------------------------ */
+/* ---- byte buffers (bindings/buffer.c) ----------------------------------- */
 
 /* A growable byte buffer. The scratch buffer is owned by a userdata in the
  * registry, so a Lua error raised while it is in use leaks nothing. */
@@ -64,8 +65,18 @@ typedef struct arl_buf {
 arl_buf *arl_scratch(lua_State *L);
 /* A second, independent scratch buffer (for calls that encode two values). */
 arl_buf *arl_scratch2(lua_State *L);
-/* Appends bytes; raises a memory error when it cannot grow. */
+/* Makes room for n more bytes; raises "not enough memory" when it cannot. */
+void arl_buf_grow(lua_State *L, arl_buf *b, size_t n);
+/* Makes the scratch buffers, early, so that they are finalized after (and
+ * can still be used by) the __gc of objects made later. */
+void arl_open_buffers(lua_State *L);
+
+/* Appends n bytes (n may be 0) / one byte; raise a memory error when the
+ * buffer cannot grow. */
 void arl_buf_add(lua_State *L, arl_buf *b, const char *s, size_t n);
+void arl_buf_addc(lua_State *L, arl_buf *b, char c);
+
+/* ---- JSON <-> Lua values (bindings/json.c) ------------------------------ */
 
 /* Appends the JSON text of the Lua value at `idx` to `b`. Rules: nil ->
  * null; booleans; integers within +-2^53; finite floats (shortest text that
@@ -85,9 +96,8 @@ void arl_json_encode(lua_State *L, int idx, const char *root, arl_buf *b);
  * from the store (agentrun.json_decode raises EJSON for its caller's text). */
 void arl_json_decode(lua_State *L, const char *json, size_t len);
 
-/* Registers the array metatable, agentrun.null and the scratch buffers, and
- * sets agentrun.array / agentrun.null / agentrun.json_encode /
- * agentrun.json_decode on the module table at `module_idx`. */
+/* Registers the array metatable and sets agentrun.null on the module table
+ * at `module_idx`. */
 void arl_open_json(lua_State *L, int module_idx);
 
 /* ---- handles (bindings/store.c, bindings/run.c) ------------------------- */
@@ -109,16 +119,52 @@ ar_store *arl_check_store(lua_State *L, int idx);
  * misuse error about argument `arg` (arl_argerror), every other code an
  * agentrun.Error. */
 int arl_fail(lua_State *L, int arg, int rc, const char *msg);
+/* arl_fail with the store's last error message. */
+int arl_store_fail(lua_State *L, int arg, ar_store *store, int rc);
+/* The end of a call that counts: for rc AR_OK pushes n and returns 1, else
+ * fails as arl_store_fail. */
+int arl_push_count(lua_State *L, int arg, ar_store *store, int rc, int64_t n);
 
-void arl_open_store(lua_State *L, int module_idx);
-void arl_open_run(lua_State *L, int module_idx);
-void arl_open_events(lua_State *L);
-void arl_open_retain(lua_State *L);
 /* Pushes a run userdata for `run`, pinning the store userdata at store_idx. */
 void arl_push_run(lua_State *L, ar_run *run, int store_idx);
 /* Raises agentrun.BudgetExhausted for `why` on `run` (steps read from the store). */
 int arl_raise_budget(lua_State *L, ar_store *store, const char *run_id, int64_t iterations,
                      const ar_usage *usage, const ar_exhaustion *why);
+
+/* ---- the module's tables (assembled in bindings/module.c) ---------------- */
+
+/* Each file contributes its functions as luaL_Reg lists and module.c builds
+ * every table from them, in one place: the module table, core.patterns, and
+ * one metatable per handle type (its metamethods, and an __index holding the
+ * methods of all the lists given for that type). No file changes a table
+ * another file made, and the order the files are opened in does not matter. */
+extern const luaL_Reg arl_json_functions[];    /* json.c: array, json_encode, json_decode */
+extern const luaL_Reg arl_store_functions[];   /* store.c: open */
+extern const luaL_Reg arl_record_functions[];  /* record.c: make_record */
+extern const luaL_Reg arl_run_functions[];     /* run.c: loop_check */
+extern const luaL_Reg arl_budget_functions[];  /* budget.c: bounded_call, charge, per_value */
+extern const luaL_Reg arl_pattern_functions[]; /* pattern.c: core.patterns */
+
+/* The store handle: its metamethods (store.c) and its methods, by concern. */
+extern const luaL_Reg arl_store_meta[];
+extern const luaL_Reg arl_store_methods[];     /* store.c: close, info, forget_user, recover */
+extern const luaL_Reg arl_run_store_methods[]; /* run.c: begin, resume */
+extern const luaL_Reg arl_record_methods[];    /* record.c: write */
+extern const luaL_Reg arl_read_methods[];      /* read.c: get, runs, count, stats, checkpoint */
+extern const luaL_Reg arl_steps_methods[];     /* steps.c: steps */
+extern const luaL_Reg arl_events_methods[];    /* events.c: event, events, ... retain_events */
+extern const luaL_Reg arl_retain_methods[];    /* retain.c: retain */
+
+/* The run handle: metamethods, methods, and an __index function that serves
+ * the methods (its upvalue) and then the run's read-only fields. */
+extern const luaL_Reg arl_run_meta[];
+extern const luaL_Reg arl_run_methods[];
+int arl_run_index(lua_State *L);
+
+/* The steps iterator's box (steps.c): __gc and __close; the box that holds a
+ * listing's records while they are pushed (read.c): __gc. */
+extern const luaL_Reg arl_steps_meta[];
+extern const luaL_Reg arl_records_meta[];
 
 /* ---- budgets of untrusted Lua code (bindings/budget.c) ------------------- */
 
@@ -144,11 +190,8 @@ int arl_pcall_bounded(lua_State *L, int nargs, int nresults, int64_t instruction
 /* Charges n instructions of work done by a library function to the running
  * bounded call (none: nothing happens); raises a memory error past its budget. */
 void arl_charge(lua_State *L, int64_t n);
-/* Sets core.bounded_call, core.charge and core.per_value on the module table. */
-void arl_open_budget(lua_State *L, int module_idx);
-/* Sets core.patterns: find, match, gmatch and gsub as in the string library,
- * charging their matching work to the running bounded call. */
-void arl_open_patterns(lua_State *L, int module_idx);
+/* Makes the state's budget gate (a registry value the bounded calls share). */
+void arl_open_budget(lua_State *L);
 
 /* ---- argument tables (bindings/args.c) ---------------------------------- */
 
@@ -161,12 +204,24 @@ void arl_check_fields(lua_State *L, int arg, int idx, const char *what, const ch
 /* Field readers: raise naming what.field on a wrong type.
  * Strings must be valid UTF-8 without NUL bytes. */
 const char *arl_field_text(lua_State *L, int arg, int idx, const char *what, const char *field, int required);
+/* A table field (or absent: NULL) as the text of a JSON object, encoded into
+ * buf (emptied first) and NUL-terminated for the core; encoding errors name
+ * the path from `field`. The text lives in buf until buf is used again. */
+const char *arl_field_json(lua_State *L, int arg, int idx, const char *what, const char *field, arl_buf *buf);
 int64_t arl_field_int(lua_State *L, int arg, int idx, const char *what, const char *field, int64_t dflt,
                       int64_t min);
-double arl_field_number(lua_State *L, int arg, int idx, const char *what, const char *field, double dflt);
-/* A number whatever its value (NaN, negative, huge): for fields whose range the core checks and states. */
-double arl_field_real(lua_State *L, int arg, int idx, const char *what, const char *field, double dflt);
+/* Any number; with `nonneg`, a negative one raises (where the C API reads a
+ * negative value as "none", which Lua callers say with nil). NaN,
+ * infinities and values past a field's range are left to the core, which
+ * checks and states each field's range. */
+double arl_field_number(lua_State *L, int arg, int idx, const char *what, const char *field, double dflt,
+                        int nonneg);
 int arl_field_bool(lua_State *L, int arg, int idx, const char *what, const char *field, int dflt);
+/* Reads the fields every listing's query table (argument idx) has: since,
+ * until, limit, after, before and order ("asc" or "desc"); an absent one
+ * keeps the value it has (the query's default). */
+void arl_check_page(lua_State *L, int idx, const char *what, int64_t *since, int64_t *until, int64_t *limit,
+                    const char **after, const char **before, int *order);
 /* Checks the value at idx is an integer (floats with an integral value
  * accepted; past int64 they saturate). The core checks the range. */
 int64_t arl_to_count(lua_State *L, int arg, int idx, const char *what);
@@ -203,6 +258,9 @@ void arl_check_step(lua_State *L, int arg, int idx, const char *what, ar_step *o
  * `with_cost`, a cost; total_tokens must equal input + output. */
 void arl_check_usage(lua_State *L, int arg, int idx, const char *what, ar_usage *u,
                      ar_counter *counters, int with_cost);
+/* t[k] = v for the table on top of the stack. */
+void arl_set_int(lua_State *L, const char *k, int64_t v);
+void arl_set_num(lua_State *L, const char *k, double v);
 void arl_push_usage(lua_State *L, const ar_usage *u);
 void arl_push_budget(lua_State *L, const ar_budget *b);
 void arl_push_step(lua_State *L, const ar_step *s);
@@ -211,7 +269,11 @@ void arl_push_record(lua_State *L, const ar_record *r, int with_steps);
 /* Pushes the record table of r and frees r, also when pushing raises
  * (corrupt JSON, no memory): r is boxed until it is pushed. */
 void arl_push_owned_record(lua_State *L, ar_record *r, int with_steps);
-/* Reads statuses (a string or a list of strings) at idx into out[16]. */
-size_t arl_check_statuses(lua_State *L, int arg, int idx, const char *what, ar_status *out);
+/* How many distinct statuses there are (ar_status values). */
+#define ARL_STATUSES (AR_INTERRUPTED + 1)
+/* Reads statuses (a status name or a non-empty list of them, at most `max`
+ * long unless max is 0) at idx into out[ARL_STATUSES], each status once;
+ * returns how many. */
+size_t arl_check_statuses(lua_State *L, int arg, int idx, const char *what, size_t max, ar_status *out);
 
 #endif

@@ -255,14 +255,12 @@ static int l_charge(lua_State *L)
     return 0;
 }
 
-void arl_open_budget(lua_State *L, int module_idx)
+/* See arl.h: the gate is made early, before any bounded call needs it. */
+void arl_open_budget(lua_State *L)
 {
-    module_idx = lua_absindex(L, module_idx);
     gate_of(L);
-    lua_pushcfunction(L, l_bounded_call);
-    lua_setfield(L, module_idx, "bounded_call");
-    lua_pushcfunction(L, l_charge);
-    lua_setfield(L, module_idx, "charge");
-    lua_pushcfunction(L, l_per_value);
-    lua_setfield(L, module_idx, "per_value");
 }
+
+const luaL_Reg arl_budget_functions[] = {
+    { "bounded_call", l_bounded_call }, { "charge", l_charge }, { "per_value", l_per_value }, { NULL, NULL }
+};

@@ -32,7 +32,7 @@ static double budget_real(lua_State *L, int arg, int idx, const char *field)
     lua_pop(L, 1);
     if (!given)
         return AR_NO_LIMIT;
-    double v = arl_field_real(L, arg, idx, "budget", field, AR_NO_LIMIT);
+    double v = arl_field_number(L, arg, idx, "budget", field, AR_NO_LIMIT, 0);
     return v >= 0 ? v : -HUGE_VAL;
 }
 
@@ -125,9 +125,7 @@ void arl_check_step(lua_State *L, int arg, int idx, const char *what, ar_step *o
     if (!lua_istable(L, idx))
         arl_argerror(L, arg, "%s must be a table (got %s)", what, luaL_typename(L, idx));
     arl_check_fields(L, arg, idx, what, in_record ? record_step_fields : step_fields);
-    s.kind = arl_field_text(L, arg, idx, what, "kind", 1);
-    if (!*s.kind)
-        arl_argerror(L, arg, "%s.kind must not be empty", what);
+    s.kind = arl_field_text(L, arg, idx, what, "kind", 1); /* the core refuses an empty one */
     s.name = arl_field_text(L, arg, idx, what, "name", 0);
     if (lua_getfield(L, idx, "usage") != LUA_TNIL) {
         if (!lua_istable(L, -1))
@@ -135,7 +133,7 @@ void arl_check_step(lua_State *L, int arg, int idx, const char *what, ar_step *o
         arl_check_usage(L, arg, lua_absindex(L, -1), what, &s.usage, counters, 0);
     }
     lua_pop(L, 1);
-    s.usage.cost = arl_field_real(L, arg, idx, what, "cost", 0.0);
+    s.usage.cost = arl_field_number(L, arg, idx, what, "cost", 0.0, 0);
     s.duration_ms = arl_field_int(L, arg, idx, what, "duration_ms", 0, 0);
     if (in_record) {
         s.seq = arl_field_int(L, arg, idx, what, "seq", 0, 1);
@@ -156,13 +154,13 @@ void arl_check_step(lua_State *L, int arg, int idx, const char *what, ar_step *o
     *out = s;
 }
 
-static void set_int(lua_State *L, const char *k, int64_t v)
+void arl_set_int(lua_State *L, const char *k, int64_t v)
 {
     lua_pushinteger(L, (lua_Integer)v);
     lua_setfield(L, -2, k);
 }
 
-static void set_num(lua_State *L, const char *k, double v)
+void arl_set_num(lua_State *L, const char *k, double v)
 {
     lua_pushnumber(L, (lua_Number)v);
     lua_setfield(L, -2, k);
@@ -188,35 +186,35 @@ static void set_json(lua_State *L, const char *k, const char *json, size_t len)
 static void set_time(lua_State *L, const char *k, int64_t v)
 {
     if (v != AR_UNSET)
-        set_int(L, k, v);
+        arl_set_int(L, k, v);
 }
 
 void arl_push_usage(lua_State *L, const ar_usage *u)
 {
     lua_createtable(L, 0, 4 + (int)u->n_extra);
-    set_int(L, "input_tokens", u->input_tokens);
-    set_int(L, "output_tokens", u->output_tokens);
-    set_int(L, "total_tokens", u->input_tokens + u->output_tokens);
-    set_num(L, "cost", u->cost);
+    arl_set_int(L, "input_tokens", u->input_tokens);
+    arl_set_int(L, "output_tokens", u->output_tokens);
+    arl_set_int(L, "total_tokens", u->input_tokens + u->output_tokens);
+    arl_set_num(L, "cost", u->cost);
     for (size_t i = 0; i < u->n_extra; i++)
-        set_int(L, u->extra[i].name, u->extra[i].value);
+        arl_set_int(L, u->extra[i].name, u->extra[i].value);
 }
 
 void arl_push_budget(lua_State *L, const ar_budget *b)
 {
     lua_createtable(L, 0, 6);
-    if (b->max_steps >= 0) set_int(L, "max_steps", b->max_steps);
-    if (b->max_input_tokens >= 0) set_int(L, "max_input_tokens", b->max_input_tokens);
-    if (b->max_output_tokens >= 0) set_int(L, "max_output_tokens", b->max_output_tokens);
-    if (b->max_tokens >= 0) set_int(L, "max_tokens", b->max_tokens);
-    if (b->max_cost >= 0) set_num(L, "max_cost", b->max_cost);
-    if (b->max_seconds >= 0) set_num(L, "max_seconds", b->max_seconds);
+    if (b->max_steps >= 0) arl_set_int(L, "max_steps", b->max_steps);
+    if (b->max_input_tokens >= 0) arl_set_int(L, "max_input_tokens", b->max_input_tokens);
+    if (b->max_output_tokens >= 0) arl_set_int(L, "max_output_tokens", b->max_output_tokens);
+    if (b->max_tokens >= 0) arl_set_int(L, "max_tokens", b->max_tokens);
+    if (b->max_cost >= 0) arl_set_num(L, "max_cost", b->max_cost);
+    if (b->max_seconds >= 0) arl_set_num(L, "max_seconds", b->max_seconds);
 }
 
 void arl_push_step(lua_State *L, const ar_step *s)
 {
     lua_createtable(L, 0, 8);
-    set_int(L, "seq", s->seq);
+    arl_set_int(L, "seq", s->seq);
     set_str(L, "kind", s->kind);
     set_str(L, "name", s->name);
     set_json(L, "content", s->content, s->content_len);
@@ -225,9 +223,9 @@ void arl_push_step(lua_State *L, const ar_step *s)
     lua_pushnil(L);
     lua_setfield(L, -2, "cost"); /* a step's cost is its own field */
     lua_setfield(L, -2, "usage");
-    set_num(L, "cost", s->usage.cost);
-    set_int(L, "duration_ms", s->duration_ms);
-    set_int(L, "at", s->at);
+    arl_set_num(L, "cost", s->usage.cost);
+    arl_set_int(L, "duration_ms", s->duration_ms);
+    arl_set_int(L, "at", s->at);
 }
 
 void arl_push_record(lua_State *L, const ar_record *r, int with_steps)
@@ -245,13 +243,13 @@ void arl_push_record(lua_State *L, const ar_record *r, int with_steps)
     if (r->limit.limit) {
         lua_createtable(L, 0, 3);
         set_str(L, "name", r->limit.limit);
-        set_num(L, "value", r->limit.limit_value);
-        set_num(L, "reached", r->limit.value);
+        arl_set_num(L, "value", r->limit.limit_value);
+        arl_set_num(L, "reached", r->limit.value);
         lua_setfield(L, -2, "limit");
     }
     arl_push_budget(L, &r->budget);
     lua_setfield(L, -2, "budget");
-    set_int(L, "iterations", r->iterations);
+    arl_set_int(L, "iterations", r->iterations);
     arl_push_usage(L, &r->usage);
     lua_setfield(L, -2, "usage");
     set_time(L, "latency_ms", r->latency_ms);
@@ -267,7 +265,7 @@ void arl_push_record(lua_State *L, const ar_record *r, int with_steps)
     if (r->checkpoint) {
         lua_createtable(L, 0, 2);
         set_json(L, "state", r->checkpoint, strlen(r->checkpoint));
-        set_int(L, "seq", r->checkpoint_seq);
+        arl_set_int(L, "seq", r->checkpoint_seq);
         lua_setfield(L, -2, "checkpoint");
     }
     if (with_steps || r->steps) {
@@ -296,7 +294,7 @@ void arl_push_owned_record(lua_State *L, ar_record *r, int with_steps)
     lua_remove(L, -2);
 }
 
-size_t arl_check_statuses(lua_State *L, int arg, int idx, const char *what, ar_status *out)
+size_t arl_check_statuses(lua_State *L, int arg, int idx, const char *what, size_t max, ar_status *out)
 {
     idx = lua_absindex(L, idx);
     if (lua_type(L, idx) == LUA_TSTRING) {
@@ -307,14 +305,24 @@ size_t arl_check_statuses(lua_State *L, int arg, int idx, const char *what, ar_s
     if (!lua_istable(L, idx))
         arl_argerror(L, arg, "%s must be a status name or a list of them (got %s)", what, luaL_typename(L, idx));
     size_t n = lua_rawlen(L, idx);
-    if (n == 0 || n > 16)
-        arl_argerror(L, arg, "%s must list 1 to 16 statuses", what);
+    if (n == 0)
+        arl_argerror(L, arg, "%s must list at least one status", what);
+    if (max && n > max)
+        arl_argerror(L, arg, "%s must list 1 to %d statuses", what, (int)max);
+    /* the list names a set: each status once in out, whatever the list repeats */
+    size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         if (lua_rawgeti(L, idx, (lua_Integer)i + 1) != LUA_TSTRING)
             arl_argerror(L, arg, "%s[%d] must be a status name (got %s)", what, (int)i + 1, arl_show_value(L, -1));
-        if (ar_status_parse(&out[i], lua_tostring(L, -1)))
+        ar_status st;
+        if (ar_status_parse(&st, lua_tostring(L, -1)))
             arl_argerror(L, arg, "%s[%d]: unknown status '%s'", what, (int)i + 1, lua_tostring(L, -1));
         lua_pop(L, 1);
+        size_t j = 0;
+        while (j < k && out[j] != st)
+            j++;
+        if (j == k)
+            out[k++] = st;
     }
-    return n;
+    return k;
 }

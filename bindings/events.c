@@ -26,19 +26,11 @@ static int l_event(lua_State *L)
     lua_pop(L, 1); /* the string stays referenced by the table */
     e.run = arl_field_text(L, 2, 2, "event", "run", 0);
     e.at = arl_field_int(L, 2, 2, "event", "at", AR_UNSET, 0);
-    if (lua_getfield(L, 2, "metadata") != LUA_TNIL) {
-        if (!lua_istable(L, -1))
-            arl_argerror(L, 2, "event.metadata must be a table (got %s)", luaL_typename(L, -1));
-        arl_buf *b = arl_scratch(L);
-        arl_json_encode(L, -1, "metadata", b);
-        arl_buf_add(L, b, "", 1);
-        e.metadata = b->data;
-    }
-    lua_pop(L, 1);
+    e.metadata = arl_field_json(L, 2, 2, "event", "metadata", arl_scratch(L));
     int64_t id = 0;
     int rc = ar_event_append(&id, store, &e);
     if (rc)
-        return arl_fail(L, 2, rc, ar_store_errmsg(store));
+        return arl_store_fail(L, 2, store, rc);
     lua_pushinteger(L, (lua_Integer)id);
     return 1;
 }
@@ -47,7 +39,7 @@ static const char *const query_fields[] = {
     "agent", "session", "type", "since", "until", "limit", "after", "before", "order", NULL
 };
 
-/* Reads an events query at idx; type names are kept in types[16]. */
+/* Reads an events query at idx; type names are kept in types[AR_EVENT_QUERY_MAX_TYPES]. */
 static void check_query(lua_State *L, int idx, ar_event_query *q, const char **types)
 {
     ar_event_query init = AR_EVENT_QUERY_INIT;
@@ -63,8 +55,8 @@ static void check_query(lua_State *L, int idx, ar_event_query *q, const char **t
         q->n_types = 1;
     } else if (t == LUA_TTABLE) {
         size_t n = lua_rawlen(L, -1);
-        if (n == 0 || n > 16)
-            arl_argerror(L, idx, "events query.type must list 1 to 16 types");
+        if (n == 0 || n > AR_EVENT_QUERY_MAX_TYPES)
+            arl_argerror(L, idx, "events query.type must list 1 to %d types", AR_EVENT_QUERY_MAX_TYPES);
         for (size_t i = 0; i < n; i++) {
             if (lua_rawgeti(L, -1, (lua_Integer)i + 1) != LUA_TSTRING)
                 arl_argerror(L, idx, "events query.type[%d] must be a string", (int)i + 1);
@@ -77,16 +69,7 @@ static void check_query(lua_State *L, int idx, ar_event_query *q, const char **t
         arl_argerror(L, idx, "events query.type must be a string or a list of strings (got %s)", lua_typename(L, t));
     }
     lua_pop(L, 1);
-    q->since = arl_field_int(L, idx, idx, "events query", "since", AR_UNSET, INT64_MIN + 1);
-    q->until = arl_field_int(L, idx, idx, "events query", "until", AR_UNSET, INT64_MIN + 1);
-    q->limit = arl_field_int(L, idx, idx, "events query", "limit", 100, 0);
-    q->after = arl_field_text(L, idx, idx, "events query", "after", 0);
-    q->before = arl_field_text(L, idx, idx, "events query", "before", 0);
-    const char *order = arl_field_text(L, idx, idx, "events query", "order", 0);
-    if (order && strcmp(order, "desc") == 0)
-        q->order = AR_ORDER_DESC;
-    else if (order && strcmp(order, "asc") != 0)
-        arl_argerror(L, idx, "events query.order must be \"asc\" or \"desc\" (got \"%s\")", order);
+    arl_check_page(L, idx, "events query", &q->since, &q->until, &q->limit, &q->after, &q->before, &q->order);
 }
 
 static void push_event(lua_State *L, const ar_event *e)
@@ -132,7 +115,7 @@ static int l_events(lua_State *L)
 {
     ar_store *store = arl_check_store(L, 1);
     ar_event_query q;
-    const char *types[16];
+    const char *types[AR_EVENT_QUERY_MAX_TYPES];
     check_query(L, 2, &q, types);
     void **list_slot = arl_box(L, free_list);
     int box = lua_gettop(L);
@@ -143,7 +126,7 @@ static int l_events(lua_State *L)
     *list_slot = list;
     *cursor_slot = cursor;
     if (rc)
-        return arl_fail(L, 2, rc, ar_store_errmsg(store));
+        return arl_store_fail(L, 2, store, rc);
     if (cursor) {
         lua_pushstring(L, cursor);
     } else {
@@ -166,14 +149,11 @@ static int l_count_events(lua_State *L)
 {
     ar_store *store = arl_check_store(L, 1);
     ar_event_query q;
-    const char *types[16];
+    const char *types[AR_EVENT_QUERY_MAX_TYPES];
     check_query(L, 2, &q, types);
     int64_t n = 0;
     int rc = ar_events_count(&n, store, &q);
-    if (rc)
-        return arl_fail(L, 2, rc, ar_store_errmsg(store));
-    lua_pushinteger(L, (lua_Integer)n);
-    return 1;
+    return arl_push_count(L, 2, store, rc, n);
 }
 
 /* store:event_summary(agent) -> {total, by_type, sessions, first_at, last_at} */
@@ -187,7 +167,7 @@ static int l_event_summary(lua_State *L)
     int rc = ar_events_summary(&s, store, agent);
     *slot = s;
     if (rc)
-        return arl_fail(L, 2, rc, ar_store_errmsg(store));
+        return arl_store_fail(L, 2, store, rc);
     lua_createtable(L, 0, 5);
     lua_pushinteger(L, (lua_Integer)s->total);
     lua_setfield(L, -2, "total");
@@ -215,10 +195,7 @@ static int l_delete_events(lua_State *L)
     const char *agent = arl_check_text(L, 2, 2, "agent");
     int64_t n = 0;
     int rc = ar_events_delete(&n, store, agent);
-    if (rc)
-        return arl_fail(L, 2, rc, ar_store_errmsg(store));
-    lua_pushinteger(L, (lua_Integer)n);
-    return 1;
+    return arl_push_count(L, 2, store, rc, n);
 }
 
 static const char *const retain_fields[] = { "older_than", "keep_last", NULL };
@@ -230,26 +207,15 @@ static int l_retain_events(lua_State *L)
     arl_checktype(L, 2, LUA_TTABLE);
     arl_check_fields(L, 2, 2, "retain_events policy", retain_fields);
     ar_event_retention p = AR_EVENT_RETENTION_INIT;
-    p.older_than = arl_field_number(L, 2, 2, "retain_events policy", "older_than", -1);
+    p.older_than = arl_field_number(L, 2, 2, "retain_events policy", "older_than", -1, 1);
     p.keep_last = arl_field_int(L, 2, 2, "retain_events policy", "keep_last", -1, 0);
     int64_t n = 0;
     int rc = ar_events_retain(&n, store, &p);
-    if (rc)
-        return arl_fail(L, 2, rc, ar_store_errmsg(store));
-    lua_pushinteger(L, (lua_Integer)n);
-    return 1;
+    return arl_push_count(L, 2, store, rc, n);
 }
 
-static const luaL_Reg methods[] = {
+const luaL_Reg arl_events_methods[] = {
     { "event", l_event }, { "events", l_events }, { "count_events", l_count_events },
     { "event_summary", l_event_summary }, { "delete_events", l_delete_events },
     { "retain_events", l_retain_events }, { NULL, NULL }
 };
-
-void arl_open_events(lua_State *L)
-{
-    luaL_getmetatable(L, ARL_STORE_MT);
-    lua_getfield(L, -1, "__index");
-    arl_setfuncs(L, methods, 1);
-    lua_pop(L, 2);
-}

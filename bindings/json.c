@@ -1,158 +1,15 @@
-/* json.c -- Lua values <-> JSON text: a strict encoder, an exact decoder, scratch buffers. */
+/* json.c -- Lua values <-> JSON text: a strict encoder and an exact decoder.
+ * What JSON text and UTF-8 are valid, and the limits, are the core's rules
+ * (agentrun_json.h): the encoder applies the core's limits and UTF-8 check,
+ * and the decoder reads only text the core's validator accepted. */
 #include "arl.h"
+#include "agentrun_json.h"
 
 #include <locale.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define MAX_DEPTH 512          /* encoding deeper than this is EJSON (SPEC §6) */
-#define DECODE_MAX_DEPTH 1024  /* stored values are <= 512 deep; room for wrappers */
-#define MAX_SAFE_INT ((lua_Integer)1 << 53)
-#define SCRATCH2_KEY "agentrun.scratch2"
-#define BUF_MT "agentrun.buffer"
-
-/* ---- scratch buffers ---------------------------------------------------- */
-
-/* __gc of a buffer box: frees its bytes; safe to run twice. */
-static int buf_gc(lua_State *L)
-{
-    arl_buf *b = luaL_checkudata(L, 1, BUF_MT);
-    free(b->data);
-    b->data = NULL;
-    b->len = b->cap = 0;
-    return 0;
-}
-
-/* The buffer stored in the registry under `key`, created empty on first use,
- * returned with len = 0. Raises only a memory error. */
-static arl_buf *scratch(lua_State *L, const char *key)
-{
-    arl_buf *b;
-    if (lua_getfield(L, LUA_REGISTRYINDEX, key) == LUA_TUSERDATA) {
-        b = lua_touserdata(L, -1);
-    } else {
-        lua_pop(L, 1);
-        b = lua_newuserdatauv(L, sizeof *b, 0);
-        b->data = NULL;
-        b->len = b->cap = 0;
-        if (luaL_newmetatable(L, BUF_MT)) {
-            lua_pushcfunction(L, buf_gc);
-            lua_setfield(L, -2, "__gc");
-        }
-        lua_setmetatable(L, -2);
-        lua_pushvalue(L, -1);
-        lua_setfield(L, LUA_REGISTRYINDEX, key);
-    }
-    lua_pop(L, 1);
-    b->len = 0;
-    return b;
-}
-
-/* See arl.h. */
-arl_buf *arl_scratch(lua_State *L)
-{
-    return scratch(L, ARL_SCRATCH);
-}
-
-/* See arl.h. */
-arl_buf *arl_scratch2(lua_State *L)
-{
-    return scratch(L, SCRATCH2_KEY);
-}
-
-/* Makes room for n more bytes, doubling the capacity; raises "not enough
- * memory" when the size overflows or realloc fails (b is then unchanged). */
-static void grow(lua_State *L, arl_buf *b, size_t n)
-{
-    size_t need = b->len + n;
-    if (need < n)
-        goto nomem;
-    size_t cap = b->cap ? b->cap : 1024;
-    while (cap < need)
-        cap = cap > (size_t)-1 / 2 ? need : cap * 2;
-    char *p = realloc(b->data, cap);
-    if (!p)
-        goto nomem;
-    b->data = p;
-    b->cap = cap;
-    return;
-nomem:
-    lua_pushliteral(L, "not enough memory");
-    lua_error(L);
-}
-
-/* Appends n bytes (n may be 0). Raises a memory error. */
-static inline void add(lua_State *L, arl_buf *b, const char *s, size_t n)
-{
-    if (n == 0)
-        return;
-    if (b->cap - b->len < n)
-        grow(L, b, n);
-    memcpy(b->data + b->len, s, n);
-    b->len += n;
-}
-
-/* Appends one byte. Raises a memory error. */
-static inline void add_char(lua_State *L, arl_buf *b, char c)
-{
-    if (b->len == b->cap)
-        grow(L, b, 1);
-    b->data[b->len++] = c;
-}
-
-/* See arl.h. */
-void arl_buf_add(lua_State *L, arl_buf *b, const char *s, size_t n)
-{
-    add(L, b, s, n);
-}
-
-/* ---- UTF-8 --------------------------------------------------------------- */
-
-/* The length of the valid UTF-8 sequence that starts at s (s < end, *s >=
- * 0x80), or 0 when it is invalid: truncated, overlong, a surrogate, or beyond
- * U+10FFFF. */
-static size_t utf8_seq(const unsigned char *s, const unsigned char *end)
-{
-    size_t avail = (size_t)(end - s);
-    unsigned char c = s[0], lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF)
-        return avail >= 2 && (s[1] & 0xC0) == 0x80 ? 2 : 0;
-    if (c >= 0xE0 && c <= 0xEF) {
-        if (c == 0xE0)
-            lo = 0xA0;
-        else if (c == 0xED)
-            hi = 0x9F;
-        return avail >= 3 && s[1] >= lo && s[1] <= hi && (s[2] & 0xC0) == 0x80 ? 3 : 0;
-    }
-    if (c >= 0xF0 && c <= 0xF4) {
-        if (c == 0xF0)
-            lo = 0x90;
-        else if (c == 0xF4)
-            hi = 0x8F;
-        return avail >= 4 && s[1] >= lo && s[1] <= hi && (s[2] & 0xC0) == 0x80 &&
-                       (s[3] & 0xC0) == 0x80 ? 4 : 0;
-    }
-    return 0;
-}
-
-/* 1 when s[0..len) is valid UTF-8. */
-static int utf8_valid(const char *s, size_t len)
-{
-    const unsigned char *p = (const unsigned char *)s, *end = p + len;
-    while (p < end) {
-        if (*p < 0x80) {
-            p++;
-        } else {
-            size_t k = utf8_seq(p, end);
-            if (!k)
-                return 0;
-            p += k;
-        }
-    }
-    return 1;
-}
 
 /* ---- encoding ------------------------------------------------------------ */
 
@@ -207,7 +64,7 @@ static void add_selector(luaL_Buffer *pb, const frame *f)
         luaL_addlstring(pb, f->key, f->keylen);
         return;
     }
-    int valid = utf8_valid(f->key, f->keylen);
+    int valid = ar_utf8_valid(f->key, f->keylen);
     luaL_addstring(pb, "[\"");
     for (size_t i = 0; i < f->keylen; i++) {
         unsigned char c = (unsigned char)f->key[i];
@@ -229,9 +86,9 @@ static void add_selector(luaL_Buffer *pb, const frame *f)
 static void fail(encoder *e, const frame *at, const char *what)
 {
     lua_State *L = e->L;
-    const frame *chain[MAX_DEPTH];
+    const frame *chain[AR_JSON_MAX_DEPTH];
     int n = 0;
-    for (; at && n < MAX_DEPTH; at = at->up)
+    for (; at && n < AR_JSON_MAX_DEPTH; at = at->up)
         chain[n++] = at;
     luaL_checkstack(L, 8, NULL);
     luaL_Buffer pb;
@@ -254,29 +111,22 @@ static void fail_key(encoder *e, const frame *at, int idx)
     fail(e, at, what);
 }
 
-/* Appends s[0..len) as a JSON string. Returns 0, or -1 when s is not valid
- * UTF-8 (the buffer then holds a partial string). Raises a memory error. */
+/* Appends s[0..len) as a JSON string. Returns 0, or -1 (appending nothing)
+ * when s is not valid UTF-8. Raises a memory error. */
 static int add_string(lua_State *L, arl_buf *b, const char *s, size_t len)
 {
     static const char hex[] = "0123456789abcdef";
+    if (!ar_utf8_valid(s, len))
+        return -1;
     const unsigned char *p = (const unsigned char *)s, *end = p + len, *run = p;
     if (b->cap - b->len < len + 2)
-        grow(L, b, len + 2);
-    add_char(L, b, '"');
-    while (p < end) {
+        arl_buf_grow(L, b, len + 2);
+    arl_buf_addc(L, b, '"');
+    for (; p < end; p++) {
         unsigned char c = *p;
-        if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
-            p++;
+        if (c >= 0x20 && c != '"' && c != '\\')
             continue;
-        }
-        if (c >= 0x80) {
-            size_t k = utf8_seq(p, end);
-            if (!k)
-                return -1;
-            p += k;
-            continue;
-        }
-        add(L, b, (const char *)run, (size_t)(p - run));
+        arl_buf_add(L, b, (const char *)run, (size_t)(p - run));
         char esc[6] = { '\\', 0, '0', '0', 0, 0 };
         size_t n = 2;
         switch (c) {
@@ -293,11 +143,11 @@ static int add_string(lua_State *L, arl_buf *b, const char *s, size_t len)
             esc[5] = hex[c & 15];
             n = 6;
         }
-        add(L, b, esc, n);
-        run = ++p;
+        arl_buf_add(L, b, esc, n);
+        run = p + 1;
     }
-    add(L, b, (const char *)run, (size_t)(p - run));
-    add_char(L, b, '"');
+    arl_buf_add(L, b, (const char *)run, (size_t)(p - run));
+    arl_buf_addc(L, b, '"');
     return 0;
 }
 
@@ -312,7 +162,7 @@ static void add_integer(lua_State *L, arl_buf *b, lua_Integer n)
     } while (u);
     if (n < 0)
         *--p = '-';
-    add(L, b, p, (size_t)(tmp + sizeof tmp - p));
+    arl_buf_add(L, b, p, (size_t)(tmp + sizeof tmp - p));
 }
 
 /* Writes the shortest %g text (15 to 17 digits) that strtod reads back as d,
@@ -356,7 +206,7 @@ static void encode_number(encoder *e, int idx, frame *up)
     lua_State *L = e->L;
     if (lua_isinteger(L, idx)) {
         lua_Integer n = lua_tointeger(L, idx);
-        if (n > MAX_SAFE_INT || n < -MAX_SAFE_INT)
+        if (n > AR_JSON_MAX_INT || n < -AR_JSON_MAX_INT)
             fail(e, up, "integer out of range (beyond +-2^53)");
         add_integer(L, e->b, n);
         return;
@@ -367,7 +217,7 @@ static void encode_number(encoder *e, int idx, frame *up)
     if (isinf(d))
         fail(e, up, d > 0 ? "Infinity is not valid JSON" : "-Infinity is not valid JSON");
     char tmp[40];
-    add(L, e->b, tmp, format_double(d, tmp));
+    arl_buf_add(L, e->b, tmp, format_double(d, tmp));
 }
 
 /* Encodes an object whose first key/value pair lua_next just pushed; pops
@@ -376,7 +226,7 @@ static void encode_object(encoder *e, int idx, frame *self)
 {
     lua_State *L = e->L;
     arl_buf *b = e->b;
-    add_char(L, b, '{');
+    arl_buf_addc(L, b, '{');
     int first = 1;
     do {
         if (lua_type(L, -2) != LUA_TSTRING) {
@@ -389,15 +239,15 @@ static void encode_object(encoder *e, int idx, frame *self)
         self->key = k;
         self->keylen = kl;
         if (!first)
-            add_char(L, b, ',');
+            arl_buf_addc(L, b, ',');
         first = 0;
         if (add_string(L, b, k, kl))
             fail(e, self, "invalid UTF-8 in key");
-        add_char(L, b, ':');
+        arl_buf_addc(L, b, ':');
         encode_value(e, lua_gettop(L), self);
         lua_pop(L, 1);
     } while (lua_next(L, idx));
-    add_char(L, b, '}');
+    arl_buf_addc(L, b, '}');
 }
 
 /* Encodes an array whose first key/value pair lua_next just pushed. Elements
@@ -408,7 +258,7 @@ static void encode_array(encoder *e, int idx, frame *self)
     lua_State *L = e->L;
     arl_buf *b = e->b;
     lua_Integer next = 1, count = 0, max = 0;
-    add_char(L, b, '[');
+    arl_buf_addc(L, b, '[');
     self->key = NULL;
     do {
         if (!lua_isinteger(L, -2)) {
@@ -424,7 +274,7 @@ static void encode_array(encoder *e, int idx, frame *self)
             max = k;
         if (k == next) {
             if (k > 1)
-                add_char(L, b, ',');
+                arl_buf_addc(L, b, ',');
             self->index = k;
             encode_value(e, lua_gettop(L), self);
             next++;
@@ -435,13 +285,13 @@ static void encode_array(encoder *e, int idx, frame *self)
         fail(e, self->up, "sparse array");
     for (lua_Integer i = next; i <= max; i++) {
         if (i > 1)
-            add_char(L, b, ',');
+            arl_buf_addc(L, b, ',');
         lua_rawgeti(L, idx, i);
         self->index = i;
         encode_value(e, lua_gettop(L), self);
         lua_pop(L, 1);
     }
-    add_char(L, b, ']');
+    arl_buf_addc(L, b, ']');
 }
 
 /* Encodes the table at idx (absolute), `up` being its parent's frame (NULL
@@ -454,8 +304,11 @@ static void encode_table(encoder *e, int idx, frame *up)
         if (f->table == p)
             fail(e, up, "cycle: table refers to itself");
     frame self = { up, p, up ? up->depth + 1 : 1, 0, NULL, 0 };
-    if (self.depth > MAX_DEPTH)
-        fail(e, up, "nested deeper than 512 levels");
+    if (self.depth > AR_JSON_MAX_DEPTH) {
+        char what[48];
+        snprintf(what, sizeof what, "nested deeper than %d levels", AR_JSON_MAX_DEPTH);
+        fail(e, up, what);
+    }
     luaL_checkstack(L, 6, NULL);
     int marked = 0;
     if (lua_getmetatable(L, idx)) {
@@ -464,7 +317,7 @@ static void encode_table(encoder *e, int idx, frame *up)
     }
     lua_pushnil(L);
     if (!lua_next(L, idx)) {
-        add(L, e->b, marked ? "[]" : "{}", 2);
+        arl_buf_add(L, e->b, marked ? "[]" : "{}", 2);
         return;
     }
     if (lua_isinteger(L, -2))
@@ -484,13 +337,13 @@ static void encode_value(encoder *e, int idx, frame *up)
     lua_State *L = e->L;
     switch (lua_type(L, idx)) {
     case LUA_TNIL:
-        add(L, e->b, "null", 4);
+        arl_buf_add(L, e->b, "null", 4);
         return;
     case LUA_TBOOLEAN:
         if (lua_toboolean(L, idx))
-            add(L, e->b, "true", 4);
+            arl_buf_add(L, e->b, "true", 4);
         else
-            add(L, e->b, "false", 5);
+            arl_buf_add(L, e->b, "false", 5);
         return;
     case LUA_TNUMBER:
         encode_number(e, idx, up);
@@ -507,7 +360,7 @@ static void encode_value(encoder *e, int idx, frame *up)
         return;
     case LUA_TLIGHTUSERDATA:
         if (lua_touserdata(L, idx) == NULL) {
-            add(L, e->b, "null", 4);
+            arl_buf_add(L, e->b, "null", 4);
             return;
         }
         break;
@@ -539,38 +392,13 @@ void arl_json_encode(lua_State *L, int idx, const char *root, arl_buf *b)
 
 /* ---- decoding ------------------------------------------------------------ */
 
-/* What one decoding works with; errors report d->p - start. */
+/* What one decoding works with. The text was accepted by the core's
+ * validator, so the reading below checks nothing it checked. */
 typedef struct decoder {
     lua_State *L;
-    const char *start, *p, *end;
+    const char *p, *end;
     int array_mt; /* stack index of the array metatable */
-    int depth;
-    int given;    /* the caller's own text (json_decode), not data read from the store */
 } decoder;
-
-/* Raises "<what> at byte N" (N = d->p): EJSON for the caller's own text,
- * ECORRUPT for data read from the store. */
-static void bad(decoder *d, const char *what)
-{
-    if (d->given)
-        arl_raise(d->L, AR_EJSON, "text is not valid JSON: %s at byte %zu", what, (size_t)(d->p - d->start));
-    arl_raise(d->L, AR_ECORRUPT, "stored JSON is invalid: %s at byte %zu", what,
-              (size_t)(d->p - d->start));
-}
-
-/* Raises the error for whatever stands at d->p. */
-static void unexpected(decoder *d)
-{
-    if (d->p >= d->end)
-        bad(d, "unexpected end of text");
-    unsigned char c = (unsigned char)*d->p;
-    char what[48];
-    if (c > 0x20 && c < 0x7F)
-        snprintf(what, sizeof what, "unexpected character '%c'", c);
-    else
-        snprintf(what, sizeof what, "unexpected byte 0x%02X", c);
-    bad(d, what);
-}
 
 static void decode_value(decoder *d);
 
@@ -581,51 +409,26 @@ static void skip_ws(decoder *d)
         d->p++;
 }
 
-/* 1 when p is before end and at an ASCII digit. */
-static int is_digit(const char *p, const char *end)
-{
-    return p < end && *p >= '0' && *p <= '9';
-}
-
-/* Reads 4 hex digits at d->p (after "\u"); returns the code unit. */
-static unsigned hex4(decoder *d)
+/* The code unit of the 4 hex digits at p. */
+static unsigned hex4(const char *p)
 {
     unsigned v = 0;
-    for (int i = 0; i < 4; i++, d->p++) {
-        char c = d->p < d->end ? *d->p : 0;
-        if (c >= '0' && c <= '9')
-            v = v * 16 + (unsigned)(c - '0');
-        else if (c >= 'a' && c <= 'f')
-            v = v * 16 + (unsigned)(c - 'a' + 10);
-        else if (c >= 'A' && c <= 'F')
-            v = v * 16 + (unsigned)(c - 'A' + 10);
-        else
-            bad(d, "invalid \\u escape");
+    for (int i = 0; i < 4; i++) {
+        char c = p[i];
+        v = v * 16 + (unsigned)(c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10);
     }
     return v;
 }
 
-/* Decodes a \u escape (d->p after the 'u'), pairing surrogates, into UTF-8. */
+/* Appends the UTF-8 of the \u escape at d->p (after the 'u'), a surrogate
+ * pair taken as one code point, and moves past it. */
 static void decode_u_escape(decoder *d, luaL_Buffer *sb)
 {
-    const char *at = d->p - 2;
-    unsigned cp = hex4(d);
-    if (cp >= 0xDC00 && cp <= 0xDFFF) {
-        d->p = at;
-        bad(d, "lone surrogate in \\u escape");
-    }
+    unsigned cp = hex4(d->p);
+    d->p += 4;
     if (cp >= 0xD800 && cp <= 0xDBFF) {
-        if (d->end - d->p < 2 || d->p[0] != '\\' || d->p[1] != 'u') {
-            d->p = at;
-            bad(d, "lone surrogate in \\u escape");
-        }
-        d->p += 2;
-        unsigned lo = hex4(d);
-        if (lo < 0xDC00 || lo > 0xDFFF) {
-            d->p = at;
-            bad(d, "lone surrogate in \\u escape");
-        }
-        cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+        cp = 0x10000 + ((cp - 0xD800) << 10) + (hex4(d->p + 2) - 0xDC00);
+        d->p += 6;
     }
     char u[4];
     size_t n;
@@ -651,113 +454,49 @@ static void decode_u_escape(decoder *d, luaL_Buffer *sb)
     luaL_addlstring(sb, u, n);
 }
 
+/* The first quote or backslash at or after p (the text holds one). */
+static const char *string_stop(const char *p)
+{
+    while (*p != '"' && *p != '\\')
+        p++;
+    return p;
+}
+
 /* Pushes the string at d->p (at the opening quote). Strings without escapes
  * are pushed straight from the text; others are built in a luaL_Buffer. */
 static void decode_string(decoder *d)
 {
-    lua_State *L = d->L;
-    const unsigned char *end = (const unsigned char *)d->end;
-    const unsigned char *s = (const unsigned char *)++d->p, *q = s;
-    while (q < end && *q != '"' && *q != '\\') {
-        if (*q < 0x20) {
-            d->p = (const char *)q;
-            bad(d, "control character in string");
-        } else if (*q < 0x80) {
-            q++;
-        } else {
-            size_t k = utf8_seq(q, end);
-            if (!k) {
-                d->p = (const char *)q;
-                bad(d, "invalid UTF-8");
-            }
-            q += k;
-        }
-    }
-    if (q < end && *q == '"') {
-        lua_pushlstring(L, (const char *)s, (size_t)(q - s));
-        d->p = (const char *)q + 1;
+    const char *s = ++d->p, *q = string_stop(s);
+    if (*q == '"') {
+        lua_pushlstring(d->L, s, (size_t)(q - s));
+        d->p = q + 1;
         return;
     }
     luaL_Buffer sb;
-    luaL_buffinit(L, &sb);
-    luaL_addlstring(&sb, (const char *)s, (size_t)(q - s));
+    luaL_buffinit(d->L, &sb);
     for (;;) {
-        d->p = (const char *)q;
-        if (q >= end)
-            bad(d, "unterminated string");
-        unsigned char c = *q;
-        if (c == '"') {
-            d->p++;
-            luaL_pushresult(&sb);
-            return;
+        luaL_addlstring(&sb, s, (size_t)(q - s));
+        d->p = q + 1;
+        if (*q == '"')
+            break;
+        char c = *d->p++;
+        switch (c) {
+        case 'b': luaL_addchar(&sb, '\b'); break;
+        case 'f': luaL_addchar(&sb, '\f'); break;
+        case 'n': luaL_addchar(&sb, '\n'); break;
+        case 'r': luaL_addchar(&sb, '\r'); break;
+        case 't': luaL_addchar(&sb, '\t'); break;
+        case 'u': decode_u_escape(d, &sb); break;
+        default: luaL_addchar(&sb, c); break; /* " \ / stand for themselves */
         }
-        if (c == '\\') {
-            d->p++;
-            char out = 0;
-            switch (d->p < d->end ? *d->p : 0) {
-            case '"': out = '"'; break;
-            case '\\': out = '\\'; break;
-            case '/': out = '/'; break;
-            case 'b': out = '\b'; break;
-            case 'f': out = '\f'; break;
-            case 'n': out = '\n'; break;
-            case 'r': out = '\r'; break;
-            case 't': out = '\t'; break;
-            case 'u':
-                d->p++;
-                decode_u_escape(d, &sb);
-                q = (const unsigned char *)d->p;
-                continue;
-            default:
-                d->p--;
-                bad(d, "invalid escape");
-            }
-            luaL_addchar(&sb, out);
-            q = (const unsigned char *)d->p + 1;
-            continue;
-        }
-        if (c < 0x20)
-            bad(d, "control character in string");
-        const unsigned char *run = q;
-        while (q < end && *q != '"' && *q != '\\' && *q >= 0x20) {
-            if (*q < 0x80) {
-                q++;
-            } else {
-                size_t k = utf8_seq(q, end);
-                if (!k) {
-                    d->p = (const char *)q;
-                    bad(d, "invalid UTF-8");
-                }
-                q += k;
-            }
-        }
-        luaL_addlstring(&sb, (const char *)run, (size_t)(q - run));
+        s = d->p;
+        q = string_stop(s);
     }
+    luaL_pushresult(&sb);
 }
 
-/* Pushes the integer literal [s, end) (digits with an optional '-') and
- * returns 1, or returns 0 (pushing nothing) when it does not fit. */
-static int push_integer(lua_State *L, const char *s, const char *end)
-{
-    int neg = *s == '-';
-    lua_Unsigned limit = (lua_Unsigned)LUA_MAXINTEGER + (neg ? 1u : 0u), acc = 0;
-    for (const char *p = s + neg; p < end; p++) {
-        unsigned digit = (unsigned)(*p - '0');
-        if (acc > (limit - digit) / 10)
-            return 0;
-        acc = acc * 10 + digit;
-    }
-    if (!neg)
-        lua_pushinteger(L, (lua_Integer)acc);
-    else if (acc == limit)
-        lua_pushinteger(L, LUA_MININTEGER);
-    else
-        lua_pushinteger(L, -(lua_Integer)acc);
-    return 1;
-}
-
-/* Pushes the float of the number text s[0..n) (already checked to be JSON
- * number syntax), read with strtod whatever the locale's decimal point. */
+/* Pushes the float of the number text s[0..n), read with strtod whatever
+ * the locale's decimal point. */
 static void push_float(lua_State *L, const char *s, size_t n)
 {
     char local[64];
@@ -783,60 +522,36 @@ static void push_float(lua_State *L, const char *s, size_t n)
     lua_pushnumber(L, (lua_Number)v);
 }
 
-/* Pushes the number at d->p: an integer for integer literals that fit
- * lua_Integer, else a float. */
+/* Pushes the number at d->p: an integer for an integer literal (within
+ * +-AR_JSON_MAX_INT, so it fits), else a float. */
 static void decode_number(decoder *d)
 {
-    const char *s = d->p, *end = d->end;
+    const char *s = d->p, *digits = *s == '-' ? s + 1 : s;
     int is_int = 1;
-    if (*d->p == '-')
-        d->p++;
-    if (d->p < end && *d->p == '0') {
-        d->p++;
-    } else if (is_digit(d->p, end)) {
-        while (is_digit(d->p, end))
-            d->p++;
-    } else {
-        unexpected(d);
+    for (d->p = digits; d->p < d->end; d->p++) {
+        char c = *d->p;
+        if (c == '.' || c == 'e' || c == 'E' || c == '+' || c == '-')
+            is_int = 0;
+        else if (c < '0' || c > '9')
+            break;
     }
-    if (d->p < end && *d->p == '.') {
-        is_int = 0;
-        d->p++;
-        if (!is_digit(d->p, end))
-            unexpected(d);
-        while (is_digit(d->p, end))
-            d->p++;
-    }
-    if (d->p < end && (*d->p == 'e' || *d->p == 'E')) {
-        is_int = 0;
-        d->p++;
-        if (d->p < end && (*d->p == '+' || *d->p == '-'))
-            d->p++;
-        if (!is_digit(d->p, end))
-            unexpected(d);
-        while (is_digit(d->p, end))
-            d->p++;
-    }
-    if (is_int && push_integer(d->L, s, d->p))
+    if (!is_int) {
+        push_float(d->L, s, (size_t)(d->p - s));
         return;
-    push_float(d->L, s, (size_t)(d->p - s));
+    }
+    lua_Integer n = 0;
+    for (const char *q = digits; q < d->p; q++)
+        n = n * 10 + (*q - '0');
+    lua_pushinteger(d->L, digits != s ? -n : n);
 }
 
-/* Consumes the literal word (true, false, null) at d->p. */
-static void literal(decoder *d, const char *word, size_t n)
-{
-    if ((size_t)(d->end - d->p) < n || memcmp(d->p, word, n) != 0)
-        unexpected(d);
-    d->p += n;
-}
-
-/* Counts one more level of nesting and makes room on the Lua stack for it
- * (a plain "stack overflow" error when the stack cannot grow). */
+/* Counts one more level of nesting on the Lua stack (a plain "stack
+ * overflow" error when the stack cannot grow). */
 static void enter(decoder *d)
 {
-    if (++d->depth > DECODE_MAX_DEPTH)
-        bad(d, "nested deeper than 1024 levels");
     luaL_checkstack(d->L, 4, "decoding JSON");
+    d->p++;
+    skip_ws(d);
 }
 
 /* Pushes the object at d->p (at '{') as a plain table. */
@@ -844,36 +559,22 @@ static void decode_object(decoder *d)
 {
     lua_State *L = d->L;
     enter(d);
-    d->p++;
     lua_newtable(L);
-    skip_ws(d);
-    if (d->p < d->end && *d->p == '}') {
+    if (*d->p == '}') {
         d->p++;
-        d->depth--;
         return;
     }
     for (;;) {
         skip_ws(d);
-        if (d->p >= d->end || *d->p != '"')
-            unexpected(d);
         decode_string(d);
         skip_ws(d);
-        if (d->p >= d->end || *d->p != ':')
-            unexpected(d);
-        d->p++;
+        d->p++; /* ':' */
         decode_value(d);
         lua_rawset(L, -3);
         skip_ws(d);
-        if (d->p < d->end && *d->p == ',') {
-            d->p++;
-        } else if (d->p < d->end && *d->p == '}') {
-            d->p++;
-            break;
-        } else {
-            unexpected(d);
-        }
+        if (*d->p++ == '}')
+            return;
     }
-    d->depth--;
 }
 
 /* Pushes the array at d->p (at '[') as a table with the array metatable. */
@@ -881,38 +582,26 @@ static void decode_array(decoder *d)
 {
     lua_State *L = d->L;
     enter(d);
-    d->p++;
     lua_newtable(L);
     lua_pushvalue(L, d->array_mt);
     lua_setmetatable(L, -2);
-    skip_ws(d);
-    if (d->p < d->end && *d->p == ']') {
+    if (*d->p == ']') {
         d->p++;
-        d->depth--;
         return;
     }
     for (lua_Integer i = 1;; i++) {
         decode_value(d);
         lua_rawseti(L, -2, i);
         skip_ws(d);
-        if (d->p < d->end && *d->p == ',') {
-            d->p++;
-        } else if (d->p < d->end && *d->p == ']') {
-            d->p++;
-            break;
-        } else {
-            unexpected(d);
-        }
+        if (*d->p++ == ']')
+            return;
     }
-    d->depth--;
 }
 
 /* Pushes the value at d->p (after optional whitespace). */
 static void decode_value(decoder *d)
 {
     skip_ws(d);
-    if (d->p >= d->end)
-        unexpected(d);
     switch (*d->p) {
     case '{':
         decode_object(d);
@@ -924,37 +613,37 @@ static void decode_value(decoder *d)
         decode_string(d);
         break;
     case 't':
-        literal(d, "true", 4);
+        d->p += 4;
         lua_pushboolean(d->L, 1);
         break;
     case 'f':
-        literal(d, "false", 5);
+        d->p += 5;
         lua_pushboolean(d->L, 0);
         break;
     case 'n':
-        literal(d, "null", 4);
+        d->p += 4;
         lua_pushlightuserdata(d->L, NULL);
         break;
     default:
-        if (*d->p == '-' || (*d->p >= '0' && *d->p <= '9'))
-            decode_number(d);
-        else
-            unexpected(d);
+        decode_number(d);
     }
 }
 
-/* Pushes exactly one value, or raises (see bad(), or a memory error). */
+/* Pushes exactly one value, or raises: text the core's validator refuses is
+ * EJSON for the caller's own text (`given`), ECORRUPT for data read from the
+ * store, with the validator's reason and byte offset. */
 static void decode(lua_State *L, const char *json, size_t len, int given)
 {
-    if (!json)
-        json = "";
+    char why[128];
+    if (ar_json_validate(json, len, why, sizeof why) != 0) {
+        if (given)
+            arl_raise(L, AR_EJSON, "text is not valid JSON: %s", why);
+        arl_raise(L, AR_ECORRUPT, "stored JSON is invalid: %s", why);
+    }
     luaL_checkstack(L, 8, NULL);
     push_array_mt(L);
-    decoder d = { L, json, json, json + len, lua_gettop(L), 0, given };
+    decoder d = { L, json, json + len, lua_gettop(L) };
     decode_value(&d);
-    skip_ws(&d);
-    if (d.p != d.end)
-        bad(&d, "trailing characters");
     if (lua_islightuserdata(L, -1) && lua_touserdata(L, -1) == NULL) {
         lua_pop(L, 1);
         lua_pushnil(L);
@@ -1018,21 +707,16 @@ static int l_json_decode(lua_State *L)
     return 1;
 }
 
-/* See arl.h. The scratch buffers are made here, early, so that they are
- * finalized after (and can still be used by) the __gc of later objects. */
+/* See arl.h. */
 void arl_open_json(lua_State *L, int module_idx)
 {
     module_idx = lua_absindex(L, module_idx);
     push_array_mt(L);
     lua_pop(L, 1);
-    scratch(L, ARL_SCRATCH);
-    scratch(L, SCRATCH2_KEY);
-    static const luaL_Reg functions[] = {
-        { "array", l_array }, { "json_encode", l_json_encode }, { "json_decode", l_json_decode }, { NULL, NULL }
-    };
-    lua_pushvalue(L, module_idx);
-    arl_setfuncs(L, functions, 0);
-    lua_pop(L, 1);
     lua_pushlightuserdata(L, NULL);
     lua_setfield(L, module_idx, "null");
 }
+
+const luaL_Reg arl_json_functions[] = {
+    { "array", l_array }, { "json_encode", l_json_encode }, { "json_decode", l_json_decode }, { NULL, NULL }
+};

@@ -73,36 +73,71 @@ void arl_unbox(lua_State *L, int idx)
     b->p = NULL;
 }
 
+static const luaL_Reg box_meta[] = { { "__gc", box_gc }, { NULL, NULL } };
+
+static const luaL_Reg module_functions[] = {
+    { "sleep", l_sleep }, { "now", l_now }, { "error_text", l_error_text }, { NULL, NULL }
+};
+
+/* The functions of require "agentrun.core", by the file that holds them. */
+static const luaL_Reg *const core_functions[] = {
+    module_functions, arl_json_functions, arl_store_functions, arl_record_functions, arl_run_functions,
+    arl_budget_functions, NULL
+};
+
+/* The store's methods, by concern. */
+static const luaL_Reg *const store_methods[] = {
+    arl_store_methods, arl_run_store_methods, arl_record_methods, arl_read_methods, arl_steps_methods,
+    arl_events_methods, arl_retain_methods, NULL
+};
+
+static const luaL_Reg *const run_methods[] = { arl_run_methods, NULL };
+
+/* Makes the metatable `name` of a handle type: the metamethods of `meta` and,
+ * when `methods` lists any, an __index table holding all of them (passed as
+ * the upvalue of `index` when the type has fields too). */
+static void new_class(lua_State *L, const char *name, const luaL_Reg *meta, const luaL_Reg *const *methods,
+                      lua_CFunction index)
+{
+    luaL_newmetatable(L, name);
+    luaL_setfuncs(L, meta, 0);
+    if (methods) {
+        lua_newtable(L);
+        for (; *methods; methods++)
+            arl_setfuncs(L, *methods, 1);
+        if (index)
+            lua_pushcclosure(L, index, 1);
+        lua_setfield(L, -2, "__index");
+    }
+    lua_pop(L, 1);
+}
+
 int luaopen_agentrun_core(lua_State *L);
 
 int luaopen_agentrun_core(lua_State *L)
 {
     lua_newtable(L);
     int m = lua_gettop(L);
+    arl_open_buffers(L);
     arl_open_json(L, m);
     arl_open_error(L);
+    arl_open_budget(L);
     luaL_getmetatable(L, ARL_ERROR_MT);
     lua_setfield(L, m, "Error");
     luaL_newmetatable(L, "agentrun.BudgetExhausted");
     lua_pushcfunction(L, budget_tostring);
     lua_setfield(L, -2, "__tostring");
     lua_setfield(L, m, "BudgetExhausted");
-    luaL_newmetatable(L, BOX_MT);
-    lua_pushcfunction(L, box_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pop(L, 1);
-    arl_open_store(L, m);
-    arl_open_run(L, m);
-    arl_open_events(L);
-    arl_open_retain(L);
-    static const luaL_Reg functions[] = {
-        { "sleep", l_sleep }, { "now", l_now }, { "error_text", l_error_text }, { NULL, NULL }
-    };
-    lua_pushvalue(L, m);
-    arl_setfuncs(L, functions, 0);
-    lua_pop(L, 1);
-    arl_open_budget(L, m);
-    arl_open_patterns(L, m);
+    new_class(L, BOX_MT, box_meta, NULL, NULL);
+    new_class(L, ARL_STORE_MT, arl_store_meta, store_methods, NULL);
+    new_class(L, ARL_RUN_MT, arl_run_meta, run_methods, arl_run_index);
+    new_class(L, ARL_ITER_MT, arl_steps_meta, NULL, NULL);
+    new_class(L, ARL_RECORDS_MT, arl_records_meta, NULL, NULL);
+    for (const luaL_Reg *const *l = core_functions; *l; l++)
+        arl_setfuncs(L, *l, 0);
+    lua_createtable(L, 0, 4);
+    arl_setfuncs(L, arl_pattern_functions, 0);
+    lua_setfield(L, m, "patterns");
     lua_pushliteral(L, AR_VERSION);
     lua_setfield(L, m, "version");
     return 1;

@@ -604,12 +604,6 @@ static int l_gsub(lua_State *L)
     return 2;
 }
 
-void arl_open_patterns(lua_State *L, int module_idx)
-{
-    static const luaL_Reg fns[] = {
-        { "find", l_find }, { "match", l_match }, { "gmatch", l_gmatch }, { "gsub", l_gsub }, { NULL, NULL }
-    };
-    module_idx = lua_absindex(L, module_idx);
-    luaL_newlib(L, fns);
-    lua_setfield(L, module_idx, "patterns");
-}
+const luaL_Reg arl_pattern_functions[] = {
+    { "find", l_find }, { "match", l_match }, { "gmatch", l_gmatch }, { "gsub", l_gsub }, { NULL, NULL }
+};

@@ -79,17 +79,14 @@ static int l_retain(lua_State *L)
     arl_checktype(L, 2, LUA_TTABLE);
     arl_check_fields(L, 2, 2, "retention policy", policy_fields);
     ar_retention p = AR_RETENTION_INIT;
-    ar_status statuses[16];
-    p.older_than = arl_field_number(L, 2, 2, "retention policy", "older_than", -1);
+    ar_status statuses[ARL_STATUSES];
+    p.older_than = arl_field_number(L, 2, 2, "retention policy", "older_than", -1, 1);
     p.keep_last = arl_field_int(L, 2, 2, "retention policy", "keep_last", -1, 0);
     p.dry_run = arl_field_bool(L, 2, 2, "retention policy", "dry_run", 0);
     p.vacuum = arl_field_bool(L, 2, 2, "retention policy", "vacuum", 0);
     if (lua_getfield(L, 2, "status") != LUA_TNIL) {
-        p.n_status = arl_check_statuses(L, 2, -1, "retention policy.status", statuses);
-        p.status = statuses;
-        for (size_t i = 0; i < p.n_status; i++)
-            if (statuses[i] == AR_RUNNING)
-                arl_argerror(L, 2, "retention policy.status: running runs are never deleted");
+        p.n_status = arl_check_statuses(L, 2, -1, "retention policy.status", 0, statuses);
+        p.status = statuses; /* the core refuses "running" */
     }
     lua_pop(L, 1);
     lua_settop(L, 2);
@@ -112,27 +109,18 @@ static int l_retain(lua_State *L)
         return lua_error(L);
     }
     if (rc)
-        return arl_fail(L, 2, rc, ar_store_errmsg(store));
+        return arl_store_fail(L, 2, store, rc);
     lua_createtable(L, 0, 8);
-#define SETI(k, v) (lua_pushinteger(L, (lua_Integer)(v)), lua_setfield(L, -2, k))
-    SETI("considered", r.considered);
-    SETI("deleted", r.deleted);
-    SETI("kept_by_rule", r.kept_by_rule);
-    SETI("deleted_by_rule", r.deleted_by_rule);
-    SETI("steps_deleted", r.steps_deleted);
-    SETI("bytes_before", r.bytes_before);
-    SETI("bytes_after", r.bytes_after);
-#undef SETI
+    arl_set_int(L, "considered", r.considered);
+    arl_set_int(L, "deleted", r.deleted);
+    arl_set_int(L, "kept_by_rule", r.kept_by_rule);
+    arl_set_int(L, "deleted_by_rule", r.deleted_by_rule);
+    arl_set_int(L, "steps_deleted", r.steps_deleted);
+    arl_set_int(L, "bytes_before", r.bytes_before);
+    arl_set_int(L, "bytes_after", r.bytes_after);
     lua_pushboolean(L, r.dry_run);
     lua_setfield(L, -2, "dry_run");
     return 1;
 }
 
-void arl_open_retain(lua_State *L)
-{
-    static const luaL_Reg methods[] = { { "retain", l_retain }, { NULL, NULL } };
-    luaL_getmetatable(L, ARL_STORE_MT);
-    lua_getfield(L, -1, "__index");
-    arl_setfuncs(L, methods, 1);
-    lua_pop(L, 2);
-}
+const luaL_Reg arl_retain_methods[] = { { "retain", l_retain }, { NULL, NULL } };

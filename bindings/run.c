@@ -1,4 +1,4 @@
-/* run.c -- the Lua run handle: steps, budget checks, checkpoints and the three endings. */
+/* run.c -- runs: store:begin and store:resume, and the run handle (steps, checks, checkpoints, endings). */
 #include "arl.h"
 
 #include <string.h>
@@ -31,6 +31,67 @@ static int run_fail(lua_State *L, int arg, ar_run *run, int rc)
 {
     return arl_fail(L, arg, rc, ar_run_errmsg(run));
 }
+
+/* ---- starting a run: store:begin, store:resume ---------------------------- */
+
+static const char *const spec_fields[] = {
+    "agent", "goal", "user", "edition", "parent", "metadata", "budget", NULL
+};
+
+/* store:begin(spec) -> run */
+static int l_begin(lua_State *L)
+{
+    ar_store *store = arl_check_store(L, 1);
+    arl_checktype(L, 2, LUA_TTABLE);
+    arl_check_fields(L, 2, 2, "run spec", spec_fields);
+    ar_run_spec spec = AR_RUN_SPEC_INIT;
+    spec.agent = arl_field_text(L, 2, 2, "run spec", "agent", 1);
+    spec.goal = arl_field_text(L, 2, 2, "run spec", "goal", 1);
+    spec.user = arl_field_text(L, 2, 2, "run spec", "user", 0);
+    spec.edition = arl_field_text(L, 2, 2, "run spec", "edition", 0);
+    spec.parent = arl_field_text(L, 2, 2, "run spec", "parent", 0);
+    if (lua_getfield(L, 2, "budget") != LUA_TNIL)
+        arl_check_budget(L, 2, -1, &spec.budget);
+    lua_pop(L, 1);
+    spec.metadata = arl_field_json(L, 2, 2, "run spec", "metadata", arl_scratch(L));
+    ar_run *run = NULL;
+    /* the run handle's box exists before the run is begun */
+    arl_push_run(L, NULL, 1);
+    int rc = ar_run_begin(&run, store, &spec);
+    if (rc)
+        return arl_store_fail(L, 2, store, rc);
+    ((arl_run *)lua_touserdata(L, -1))->run = run;
+    return 1;
+}
+
+static const char *const resume_fields[] = { "budget", NULL };
+
+/* store:resume(run_id [, {budget=}]) -> run */
+static int l_resume(lua_State *L)
+{
+    ar_store *store = arl_check_store(L, 1);
+    const char *id = arl_check_text(L, 2, 2, "run_id");
+    ar_budget budget;
+    int has_budget = 0;
+    if (!lua_isnoneornil(L, 3)) {
+        arl_checktype(L, 3, LUA_TTABLE);
+        arl_check_fields(L, 3, 3, "resume options", resume_fields);
+        if (lua_getfield(L, 3, "budget") != LUA_TNIL) {
+            arl_check_budget(L, 3, -1, &budget);
+            has_budget = 1;
+        }
+        lua_pop(L, 1);
+    }
+    arl_push_run(L, NULL, 1);
+    ar_run *run = NULL;
+    int rc = ar_run_resume(&run, store, id, has_budget ? &budget : NULL);
+    if (rc)
+        return arl_store_fail(L, has_budget ? 3 : 2, store, rc);
+    ((arl_run *)lua_touserdata(L, -1))->run = run;
+    return 1;
+}
+
+/* ---- the run handle ------------------------------------------------------ */
 
 static int l_step(lua_State *L)
 {
@@ -206,14 +267,10 @@ static int l_tostring(lua_State *L)
     return 1;
 }
 
-static const luaL_Reg run_methods[] = {
-    { "step", l_step }, { "check", l_check }, { "checkpoint", l_checkpoint },
-    { "complete", l_complete }, { "fail", l_fail }, { "exhaust", l_exhaust },
-    { "close", l_close }, { NULL, NULL }
-};
-
-/* run.id, run.status, run.iterations, run.usage, run.budget: read-only views. */
-static int l_index(lua_State *L)
+/* The run's __index (upvalue 1: its method table): the methods, then run.id,
+ * run.status, run.iterations, run.usage, run.budget, run.created_at as
+ * read-only views. */
+int arl_run_index(lua_State *L)
 {
     lua_pushvalue(L, 2);
     if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL || lua_type(L, 2) != LUA_TSTRING)
@@ -242,25 +299,17 @@ static int l_newindex(lua_State *L)
     return luaL_error(L, "run fields are read-only (cannot set '%s')", luaL_tolstring(L, 2, NULL));
 }
 
-void arl_open_run(lua_State *L, int module_idx)
-{
-    module_idx = lua_absindex(L, module_idx);
-    static const luaL_Reg functions[] = { { "loop_check", l_loop_check }, { NULL, NULL } };
-    lua_pushvalue(L, module_idx);
-    arl_setfuncs(L, functions, 0);
-    lua_pop(L, 1);
-    luaL_newmetatable(L, ARL_RUN_MT);
-    lua_newtable(L);
-    arl_setfuncs(L, run_methods, 1);
-    lua_pushcclosure(L, l_index, 1);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, l_newindex);
-    lua_setfield(L, -2, "__newindex");
-    lua_pushcfunction(L, l_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, l_close);
-    lua_setfield(L, -2, "__close");
-    lua_pushcfunction(L, l_tostring);
-    lua_setfield(L, -2, "__tostring");
-    lua_pop(L, 1);
-}
+const luaL_Reg arl_run_meta[] = {
+    { "__newindex", l_newindex }, { "__gc", l_gc }, { "__close", l_close }, { "__tostring", l_tostring },
+    { NULL, NULL }
+};
+
+const luaL_Reg arl_run_methods[] = {
+    { "step", l_step }, { "check", l_check }, { "checkpoint", l_checkpoint },
+    { "complete", l_complete }, { "fail", l_fail }, { "exhaust", l_exhaust },
+    { "close", l_close }, { NULL, NULL }
+};
+
+const luaL_Reg arl_run_store_methods[] = { { "begin", l_begin }, { "resume", l_resume }, { NULL, NULL } };
+
+const luaL_Reg arl_run_functions[] = { { "loop_check", l_loop_check }, { NULL, NULL } };

@@ -5,10 +5,6 @@
 #include <stdio.h>
 #include <string.h>
 
-/* Types one query may name: far beyond any real filter, and well inside
- * SQLite's limit on bound parameters. */
-#define MAX_QUERY_TYPES 1000
-
 /* A listing and a summary handed to the caller: the public struct plus the
  * arena holding its array and strings, so freeing needs no store. */
 typedef struct event_list_box {
@@ -126,8 +122,8 @@ static int query_check(ar_err *err, const ar_event_query *q, int64_t *key)
         return ar_fail(err, AR_EMISUSE, "session must not be negative");
     if (q->n_types && !q->types)
         return ar_fail(err, AR_EMISUSE, "types is NULL with n_types > 0");
-    if (q->n_types > MAX_QUERY_TYPES)
-        return ar_fail(err, AR_EMISUSE, "too many types in the query (at most %d)", MAX_QUERY_TYPES);
+    if (q->n_types > AR_EVENT_QUERY_MAX_TYPES)
+        return ar_fail(err, AR_EMISUSE, "too many types in the query (at most %d)", AR_EVENT_QUERY_MAX_TYPES);
     for (size_t i = 0; i < q->n_types; i++) {
         char field[32];
         snprintf(field, sizeof field, "types[%zu]", i);

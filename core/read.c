@@ -323,8 +323,8 @@ static int query_check(ar_store *store, const ar_run_query *q)
         return rc;
     if (q->n_status && !q->status)
         return ar_fail(err, AR_EMISUSE, "status is NULL with n_status > 0");
-    if (q->n_status > 16)
-        return ar_fail(err, AR_EMISUSE, "too many statuses in the query");
+    if (q->n_status > AR_RUN_QUERY_MAX_STATUSES)
+        return ar_fail(err, AR_EMISUSE, "too many statuses in the query (at most %d)", AR_RUN_QUERY_MAX_STATUSES);
     for (size_t i = 0; i < q->n_status; i++)
         if (!ar_status_name(q->status[i]))
             return ar_fail(err, AR_EMISUSE, "unknown status %d", (int)q->status[i]);

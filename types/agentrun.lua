@@ -484,7 +484,7 @@ function LoopContext:save(state) end
 ---@class agentrun.EventQuery
 ---@field agent string the agent (required)
 ---@field session? integer this session's events
----@field type? string|string[] one type or a list of 1..16
+---@field type? string|string[] one type or a list of 1..1000
 ---@field since? integer at >= since (ms)
 ---@field until? integer at < until (ms)
 ---@field limit? integer page size (default 100; 0 gives an empty page)

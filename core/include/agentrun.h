@@ -494,6 +494,9 @@ AR_API void ar_steps_close(ar_step_iter *iter);
 
 enum { AR_ORDER_DESC = 0, AR_ORDER_ASC = 1 };
 
+/* The most statuses a run query may name (n_status), for every caller. */
+#define AR_RUN_QUERY_MAX_STATUSES 16
+
 #define AR_RUN_QUERY_VERSION 1
 typedef struct ar_run_query {
     unsigned int version;   /* AR_RUN_QUERY_VERSION */
@@ -517,7 +520,8 @@ AR_API int ar_run_query_init(ar_run_query *opts, unsigned int version);
  * following page or NULL on the last page (ar_free). Passed as `after`, it
  * always moves past the page. limit 0 gives an empty page and no cursor;
  * INT64_MAX lists every run. out, n and query are required. Returns AR_OK,
- * AR_EMISUSE (a NULL argument, a bad filter, more than 16 statuses, a
+ * AR_EMISUSE (a NULL argument, a bad filter, more than
+ * AR_RUN_QUERY_MAX_STATUSES statuses, a
  * negative limit, after and before together, a malformed cursor), or a store
  * error. */
 AR_API int ar_runs_list(ar_record ***out, size_t *n, char **next_cursor,
@@ -590,6 +594,10 @@ typedef struct ar_event {
  * value over AR_VALUE_MAX bytes, or an event the store cannot hold, is
  * AR_EJSON. On failure nothing is stored. */
 AR_API int ar_event_append(int64_t *out, ar_store *store, const ar_event *event);
+
+/* The most types an event query may name (n_types), for every caller: far
+ * beyond any real filter, and well inside what a backend binds in one query. */
+#define AR_EVENT_QUERY_MAX_TYPES 1000
 
 #define AR_EVENT_QUERY_VERSION 1
 typedef struct ar_event_query {

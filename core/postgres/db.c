@@ -70,9 +70,8 @@ static const char schema_current[] =
 static const char *const migrations[] = { NULL };
 #define SCHEMA_VERSION (SCHEMA_FIRST + (int)(sizeof migrations / sizeof migrations[0]) - 1)
 
-/* Advisory lock classes (the first key); the second is the schema's hash. */
+/* The advisory lock class (the first key); the second is the schema's hash. */
 #define LOCK_SCHEMA 0x41520001
-#define LOCK_RUNS   0x41520002
 
 /* How long a write cut off by a dropped connection waits to learn its
  * outcome: reconnecting, then until the old session has ended. */
@@ -282,6 +281,8 @@ int pg_fail(ar_db *db, const PGresult *res, const char *what, ar_err *err)
         drop(db);
         return ar_fail(err, AR_EIO, "%s: the connection to the server was lost (%s)", what, detail);
     }
+    if (db->scan_guard && PQtransactionStatus(db->conn) == PQTRANS_INERROR)
+        PQclear(PQexec(db->conn, "ROLLBACK TO SAVEPOINT " PG_SCAN_SAVEPOINT));
     if (!state)
         return ar_fail(err, AR_EIO, "%s: %s", what, detail);
     if (strcmp(state, "55P03") == 0 || strcmp(state, "40P01") == 0 || strcmp(state, "40001") == 0)
@@ -435,7 +436,7 @@ static PGconn *connect_raw(const ar_db *db, PGPing *ping)
 
 /* Says why a connection could not be made: the server refused us
  * (authentication, no such role or database) or could not be reached. */
-static int connect_failed(ar_db *db, PGconn *conn, ar_err *err)
+static int connect_failed(ar_db *db, PGconn *conn, PGPing ping, ar_err *err)
 {
     char detail[400];
     one_line(detail, sizeof detail, conn ? PQerrorMessage(conn) : "out of memory");
@@ -444,8 +445,11 @@ static int connect_failed(ar_db *db, PGconn *conn, ar_err *err)
     if (PQconnectionNeedsPassword(conn))
         return ar_fail(err, AR_EPERM, "%s: the server asks for a password and none was given (%s)",
                        db->display, detail);
-    PGPing ping;
-    connect_raw(db, &ping);
+    /* the server's state when the attempt failed (NO_ATTEMPT: not asked
+     * yet); asked later, a server that was starting up may take
+     * connections and make that failure look like a refusal */
+    if (ping == PQPING_NO_ATTEMPT)
+        connect_raw(db, &ping);
     if (ping == PQPING_OK)
         return ar_fail(err, AR_EPERM, "%s: the server refused the connection (%s)", db->display, detail);
     return ar_fail(err, AR_EIO, "%s: cannot reach the server (%s)", db->display, detail);
@@ -515,8 +519,17 @@ int pg_connect(ar_db *db, ar_err *err)
         return ar_fail(err, AR_EIO, "%s: the connection to the server was lost during the transaction; "
                        "nothing of it was written", db->display);
     PGconn *conn = connect_raw(db, NULL);
+    PGPing ping = PQPING_NO_ATTEMPT;
+    if (conn && PQstatus(conn) != CONNECTION_OK && !PQconnectionNeedsPassword(conn) &&
+        (connect_raw(db, &ping), ping == PQPING_OK)) {
+        /* refused by a server that takes connections now: it may have been
+         * starting up (recovering after a crash) or going down, which is no
+         * refusal of us; the attempt made now tells */
+        PQfinish(conn);
+        conn = connect_raw(db, NULL);
+    }
     if (!conn || PQstatus(conn) != CONNECTION_OK) {
-        int rc = connect_failed(db, conn, err);
+        int rc = connect_failed(db, conn, ping, err);
         PQfinish(conn);
         return rc;
     }
@@ -841,7 +854,8 @@ static int schema_judge(ar_db *db, const schema_state *s, int *create, ar_err *e
 
 static void lock_keys(const ar_db *db, int which, int64_t *k1, int64_t *k2)
 {
-    *k1 = which == PG_LOCK_RUNS ? LOCK_RUNS : LOCK_SCHEMA;
+    (void)which; /* one class so far */
+    *k1 = LOCK_SCHEMA;
     *k2 = schema_hash(db->schema);
 }
 

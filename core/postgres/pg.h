@@ -27,7 +27,7 @@ enum {
     PG_RETAIN_DELETE, PG_RETAIN_COUNT_STEPS, PG_SIZES,
     /* db.c, runs.c: the store's locks, settling a write cut off, its witnesses */
     PG_LOCK, PG_SESSION_ALIVE, PG_SESSION_END, PG_RUN_WRITE, PG_WITNESS_STEP, PG_WITNESS_CHECKPOINT,
-    PG_WITNESS_TOUCH, PG_WITNESS_FINISH, PG_WITNESS_REOPEN,
+    PG_WITNESS_TOUCH, PG_WITNESS_FINISH, PG_WITNESS_REOPEN, PG_WITNESS_RUN,
     PG_COUNT
 };
 
@@ -54,7 +54,13 @@ struct ar_db {
     int ended;                    /* the server said it ended that session (57P0x) */
     int doomed;                   /* the server said it is ending this connection's session */
     char xid[32];                 /* the open transaction's id (txn_begin) */
+    int scan_guard;               /* a retention scan's savepoint is set: a failed read rolls back to it */
 };
+
+/* The savepoint a retention scan sets after declaring its cursor: a read
+ * the visitor makes that fails is rolled back to it (pg_fail), so the scan's
+ * transaction stays usable and the read's own error is the one reported. */
+#define PG_SCAN_SAVEPOINT "ar_retain_read"
 
 /* Up to PG_MAX_PARAMS values, each text or binary (bytea), NULL allowed.
  * Integers are printed into the struct's own buffers. */
@@ -106,9 +112,9 @@ int pg_fail(ar_db *db, const PGresult *res, const char *what, ar_err *err);
  * scans) takes its result out of db->last (setting it NULL) and clears it
  * itself, so that the visitor's calls do not free the rows being visited. */
 
-/* Takes the store's transaction-scoped advisory lock `which`: PG_LOCK_RUNS
- * orders the inserts of new runs, PG_LOCK_SCHEMA the making of the schema. */
-enum { PG_LOCK_SCHEMA, PG_LOCK_RUNS };
+/* Takes the store's transaction-scoped advisory lock `which`:
+ * PG_LOCK_SCHEMA orders the making of the schema. */
+enum { PG_LOCK_SCHEMA };
 int pg_lock_store(ar_db *db, int which, const char *what, ar_err *err);
 
 /* A write whose connection dropped before its outcome came back (a COMMIT

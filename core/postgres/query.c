@@ -79,16 +79,6 @@ int64_t pg_changed(const PGresult *res)
 
 /* ---- runs ------------------------------------------------------------------ */
 
-/* The smallest key of a millisecond (keys are (created_at << 16) | sequence). */
-static int64_t time_key(int64_t ms)
-{
-    if (ms <= 0)
-        return 0;
-    if ((uint64_t)ms > AR_ID_MAX_MS)
-        return INT64_MAX;
-    return ms << 16;
-}
-
 /* The WHERE clause of q's filters with their parameters. `statuses` holds
  * the status array literal (its text must outlive the statement). */
 static void add_filters(pg_sql *s, pg_params *p, pg_sql *statuses, const ar_run_query *q)
@@ -134,12 +124,12 @@ static void add_filters(pg_sql *s, pg_params *p, pg_sql *statuses, const ar_run_
     }
     /* created_at is n >> 16, so time bounds are key ranges, served by the primary key */
     if (q->since != AR_UNSET) {
-        pg_p_int64(p, time_key(q->since));
+        pg_p_int64(p, ar_id_key_of_ms(q->since));
         pg_sql_add(s, " AND n >= ");
         pg_sql_arg(s, p);
     }
     if (q->until != AR_UNSET) {
-        pg_p_int64(p, time_key(q->until));
+        pg_p_int64(p, ar_id_key_of_ms(q->until));
         pg_sql_add(s, " AND n < ");
         pg_sql_arg(s, p);
     }

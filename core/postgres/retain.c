@@ -82,6 +82,11 @@ int pg_retain_scan(ar_db *db, const ar_status *statuses, size_t n, int ranked, i
         goto cleanup;
     declared = 1;
     batch = NULL;
+    /* the visitor's reads run in this transaction: one that fails is rolled
+     * back to here (the cursor, declared before, stays open) */
+    if ((rc = pg_exec(db, "SAVEPOINT " PG_SCAN_SAVEPOINT, "scanning runs for retention", err)))
+        goto cleanup;
+    db->scan_guard = 1;
     for (;;) {
         if ((rc = pg_run_sql(db, "FETCH " SCAN_BATCH " FROM " SCAN_CURSOR, NULL, 0, &batch,
                              "scanning runs for retention", err)))
@@ -111,6 +116,8 @@ int pg_retain_scan(ar_db *db, const ar_status *statuses, size_t n, int ranked, i
     }
 cleanup:
     PQclear(batch);
+    int guarded = db->scan_guard;
+    db->scan_guard = 0;
     if (own_txn) {
         /* read only: ending the transaction closes the cursor too */
         pg_txn_rollback(db);
@@ -118,7 +125,9 @@ cleanup:
         ar_err ignored;
         PGresult *closed;
         /* in the caller's transaction; a failure here has already failed it */
-        if (pg_run_sql(db, "CLOSE " SCAN_CURSOR, NULL, 0, &closed, "closing the retention scan", &ignored) != AR_OK &&
+        if ((pg_run_sql(db, "CLOSE " SCAN_CURSOR, NULL, 0, &closed, "closing the retention scan", &ignored) != AR_OK ||
+             (guarded && pg_exec(db, "RELEASE SAVEPOINT " PG_SCAN_SAVEPOINT, "closing the retention scan",
+                                 &ignored) != AR_OK)) &&
             rc == AR_OK)
             rc = ar_fail(err, ignored.code, "%s", ignored.msg);
     }

@@ -11,13 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Rows a write changed, from its command tag. */
-static int64_t changed(const PGresult *res)
-{
-    const char *n = PQcmdTuples((PGresult *)res);
-    return n && *n ? strtoll(n, NULL, 10) : 0;
-}
-
 /* After a write failed: when its connection dropped once the statement was
  * sent, learns its outcome from the witness `sql` (a row when the write is
  * there): AR_OK when it is, else AR_EIO. Any other failure stands. */
@@ -117,25 +110,44 @@ static void p_run(pg_params *p, const ar_db_run *r)
         pg_p_text(p, NULL);
 }
 
-/* Inserts a new run after every run a reader may have seen: under the
- * store's runs lock, taken by an earlier statement of the transaction (in
- * READ COMMITTED a statement sees what committed before it began, so the
- * max read here includes every run inserted under the lock before). */
+/* Inserts a new run after every run a reader may have seen. The store's
+ * counter row in meta ('last_run_key') holds the highest key given to a run
+ * begun live; the statement moves it up to the new key, and its row lock,
+ * held until the insert commits, makes a second writer wait and then see
+ * the committed value: runs begun live commit in key order across hosts.
+ * Records written whole keep their own keys and never move the counter (one
+ * dated in the future would push every later run's id there). A store made
+ * before the counter existed gets it on its first new run, started at the
+ * highest key present then. One statement, one round trip; a key the
+ * counter has passed, or one a written record holds, is refused with the
+ * lowest key worth trying next. */
 static int insert_new(ar_db *db, const ar_db_run *r, int64_t *min_key, ar_err *err)
 {
     pg_params p = { 0 };
     p_run(&p, r);
     PGresult *res = NULL;
     int rc = pg_run(db, PG_RUN_INSERT,
-        "WITH top AS (SELECT coalesce(max(n), 0) AS n FROM runs),"
+        "WITH base AS (SELECT coalesce(max(n), 0) AS n FROM runs),"
+        " c AS (INSERT INTO meta(key, value) SELECT 'last_run_key', greatest($1::bigint, base.n)::text FROM base"
+        "  ON CONFLICT (key) DO UPDATE SET value = $1::text WHERE meta.value::bigint < $1::bigint"
+        "  RETURNING value::bigint AS top),"
         " ins AS (INSERT INTO runs(" RUN_INSERT_COLUMNS ") SELECT " RUN_INSERT_VALUES
-        " FROM top WHERE $1::bigint > top.n RETURNING n)"
-        " SELECT (SELECT n FROM top), (SELECT count(*) FROM ins)", &p, 0, &res, "recording the run", err);
-    if (rc)
-        return rc;
-    if (pg_bigint(res, 0, 1) == 1)
+        "  FROM c WHERE c.top = $1::bigint ON CONFLICT (n) DO NOTHING RETURNING n)"
+        " SELECT (SELECT count(*) FROM ins),"
+        " coalesce((SELECT top FROM c), (SELECT value::bigint FROM meta WHERE key = 'last_run_key'), 0)",
+        &p, 0, &res, "recording the run", err);
+    if (rc) {
+        pg_params w = { 0 };
+        pg_p_int64(&w, r->n);
+        pg_p_text(&w, r->id);
+        return settle(db, rc, PG_WITNESS_RUN, "SELECT 1 FROM runs WHERE n = $1 AND id = $2", &w,
+                      "recording the run", err);
+    }
+    if (pg_bigint(res, 0, 0) == 1)
         return AR_OK;
-    int64_t top = pg_bigint(res, 0, 0);
+    int64_t top = pg_bigint(res, 0, 1);
+    if (top < r->n)
+        top = r->n;
     *min_key = top < INT64_MAX ? top + 1 : top;
     return AR_DB_CONFLICT;
 }
@@ -152,7 +164,7 @@ static int insert_written(ar_db *db, const ar_db_run *r, int64_t *min_key, ar_er
         &p, 0, &res, "recording the run", err);
     if (rc)
         return rc;
-    if (changed(res) == 1)
+    if (pg_changed(res) == 1)
         return AR_OK;
     *min_key = r->n < INT64_MAX ? r->n + 1 : r->n;
     return AR_DB_CONFLICT;
@@ -160,19 +172,14 @@ static int insert_written(ar_db *db, const ar_db_run *r, int64_t *min_key, ar_er
 
 int pg_run_insert(ar_db *db, const ar_db_run *r, int64_t *min_key, ar_err *err)
 {
-    if (db->in_txn) {
-        int rc = r->written ? AR_OK : pg_lock_store(db, PG_LOCK_RUNS, "waiting for the store's lock", err);
-        if (rc)
-            return rc;
+    if (!r->written || db->in_txn)
         return r->written ? insert_written(db, r, min_key, err) : insert_new(db, r, min_key, err);
-    }
-    /* a transaction of its own: the lock lasts until the insert commits, so
-     * runs commit in key order; a COMMIT cut off is settled by txn_commit */
-    int rc = pg_txn_begin_locked(db, r->written ? -1 : PG_LOCK_RUNS, err);
+    /* a transaction of its own, so that a COMMIT cut off is settled by
+     * txn_commit */
+    int rc = pg_txn_begin(db, err);
     if (rc)
         return rc;
-    rc = r->written ? insert_written(db, r, min_key, err) : insert_new(db, r, min_key, err);
-    if (rc) {
+    if ((rc = insert_written(db, r, min_key, err))) {
         pg_txn_rollback(db);
         return rc;
     }
@@ -216,7 +223,7 @@ int pg_step_append(ar_db *db, int64_t n, int64_t owner, const ar_db_step *s, con
         return settle(db, rc, PG_WITNESS_STEP, "SELECT 1 FROM steps WHERE run = $1 AND seq = $2", &w,
                       "recording the step", err);
     }
-    return changed(res) == 1 ? AR_OK : lost(db, n, owner, err);
+    return pg_changed(res) == 1 ? AR_OK : lost(db, n, owner, err);
 }
 
 int pg_checkpoint_save(ar_db *db, int64_t n, int64_t owner, int64_t seq, const char *state, size_t len,
@@ -244,7 +251,7 @@ int pg_checkpoint_save(ar_db *db, int64_t n, int64_t owner, int64_t seq, const c
                       "SELECT 1 FROM checkpoints WHERE run = $1 AND seq = $2 AND at = $3", &w,
                       "saving the checkpoint", err);
     }
-    return changed(res) == 1 ? AR_OK : lost(db, n, owner, err);
+    return pg_changed(res) == 1 ? AR_OK : lost(db, n, owner, err);
 }
 
 int pg_run_touch(ar_db *db, int64_t n, int64_t owner, int64_t now, ar_err *err)
@@ -261,7 +268,7 @@ int pg_run_touch(ar_db *db, int64_t n, int64_t owner, int64_t now, ar_err *err)
         return settle(db, rc, PG_WITNESS_TOUCH,
                       "SELECT 1 FROM runs WHERE updated_at = $1 AND n = $2 AND owner = $3 AND status = 'running'",
                       &p, "marking the run's activity", err);
-    return changed(res) == 1 ? AR_OK : lost(db, n, owner, err);
+    return pg_changed(res) == 1 ? AR_OK : lost(db, n, owner, err);
 }
 
 int pg_run_finish(ar_db *db, int64_t n, int64_t owner, const ar_db_finish *f, ar_err *err)
@@ -297,7 +304,7 @@ int pg_run_finish(ar_db *db, int64_t n, int64_t owner, const ar_db_finish *f, ar
                       "SELECT 1 FROM runs WHERE n = $1 AND owner = $2 AND status = $3 AND finished_at = $4",
                       &w, "finishing the run", err);
     }
-    return changed(res) == 1 ? AR_OK : lost(db, n, owner, err);
+    return pg_changed(res) == 1 ? AR_OK : lost(db, n, owner, err);
 }
 
 int pg_run_reopen(ar_db *db, int64_t n, int64_t owner, const char *budget, int64_t now, ar_err *err)
@@ -322,7 +329,7 @@ int pg_run_reopen(ar_db *db, int64_t n, int64_t owner, const char *budget, int64
                       "SELECT 1 FROM runs WHERE n = $1 AND owner = $2 AND updated_at = $3 AND status = 'running'",
                       &w, "resuming the run", err);
     }
-    if (changed(res) != 1)
+    if (pg_changed(res) != 1)
         return ar_fail(err, AR_ESTATE, "the run changed while it was being resumed");
     return AR_OK;
 }
@@ -403,7 +410,7 @@ static int write_counted(ar_db *db, int slot, const char *sql, const pg_params *
         pg_txn_rollback(db);
         return rc;
     }
-    int64_t n = changed(res);
+    int64_t n = pg_changed(res);
     if ((rc = pg_txn_commit(db, err)))
         return rc;
     *out = n;

@@ -217,6 +217,36 @@ static void test_begin_takes_the_key_the_backend_asks_for(void **state)
     ar_store_close(store);
 }
 
+/* A record written whole dated a minute ahead leaves the runs begun after
+ * it dated by the clock (as on PostgreSQL, tests/c/test_postgres.c). */
+static void test_a_record_written_ahead_does_not_move_new_runs(void **state)
+{
+    (void)state;
+    ar_store *store = test_mem_store();
+    ar_record fields = AR_RECORD_INIT;
+    fields.agent = "a";
+    fields.goal = "g";
+    fields.created_at = ar_now_ms() + 60000;
+    fields.finished_at = fields.created_at;
+    ar_record *rec = NULL;
+    assert_int_equal(ar_record_completed(&rec, &fields, NULL, 0, NULL, 0), AR_OK);
+    char *id = NULL;
+    assert_int_equal(ar_store_write(&id, store, rec), AR_OK);
+    ar_run_spec spec = AR_RUN_SPEC_INIT;
+    spec.agent = "a";
+    spec.goal = "live";
+    ar_run *run = NULL;
+    assert_int_equal(ar_run_begin(&run, store, &spec), AR_OK);
+    ar_record *got = test_get(store, ar_run_id(run), 0);
+    assert_true(got->created_at < fields.created_at);
+    assert_true(strcmp(ar_run_id(run), id) < 0);
+    ar_record_free(got);
+    ar_run_close(run);
+    ar_record_free(rec);
+    ar_free(id);
+    ar_store_close(store);
+}
+
 /* A record written whole keeps its id: a taken key is refused, never moved. */
 static void test_written_record_keeps_its_key(void **state)
 {
@@ -274,6 +304,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_core_reads_absent_sizes_as_zero_and_skips_compaction),
     cmocka_unit_test(test_begin_takes_the_key_the_backend_asks_for),
     cmocka_unit_test(test_written_record_keeps_its_key),
+    cmocka_unit_test(test_a_record_written_ahead_does_not_move_new_runs),
     cmocka_unit_test(test_id_new_honours_a_minimum_tick),
 };
 

@@ -287,17 +287,19 @@ static void test_list_filters_by_one_type_and_by_a_list_of_types(void **state)
     EXPECT_IDS(list, a_id[0], a_id[3]);
     ar_event_list_free(list);
 
-    /* a long list of types (the SQL text grows well past its first buffer) */
-    static char names[1000][16];
-    const char *many[1000];
-    for (int i = 0; i < 1000; i++) {
+    /* a list of AR_EVENT_QUERY_MAX_TYPES types, the limit the Lua API keeps too
+     * (the SQL text grows well past its first buffer) */
+    static char names[AR_EVENT_QUERY_MAX_TYPES][16];
+    const char *many[AR_EVENT_QUERY_MAX_TYPES];
+    assert_int_equal(AR_EVENT_QUERY_MAX_TYPES, 1000);
+    for (int i = 0; i < AR_EVENT_QUERY_MAX_TYPES; i++) {
         snprintf(names[i], sizeof names[i], "t%d", i);
         many[i] = names[i];
     }
-    many[999] = "output";
+    many[AR_EVENT_QUERY_MAX_TYPES - 1] = "output";
     q.session = AR_UNSET;
     q.types = many;
-    q.n_types = 1000;
+    q.n_types = AR_EVENT_QUERY_MAX_TYPES;
     list = list_query(store, &q);
     EXPECT_IDS(list, a_id[1], a_id[5], a_id[9]);
     ar_event_list_free(list);
@@ -836,11 +838,11 @@ static void test_bad_queries_and_malformed_cursors_are_misuse(void **state)
     const char *types[] = { "log", "" };
     q.types = types;
     expect_query_refused(store, &q, "types[1] must not be empty");
-    const char *many[1001];
-    for (size_t i = 0; i < 1001; i++)
+    const char *many[AR_EVENT_QUERY_MAX_TYPES + 1];
+    for (size_t i = 0; i < AR_EVENT_QUERY_MAX_TYPES + 1; i++)
         many[i] = "log";
     q.types = many;
-    q.n_types = 1001;
+    q.n_types = AR_EVENT_QUERY_MAX_TYPES + 1;
     expect_query_refused(store, &q, "too many types in the query (at most 1000)");
     q.types = NULL;
     q.n_types = 0;

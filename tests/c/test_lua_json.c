@@ -9,6 +9,7 @@
 #include <lualib.h>
 
 #include "../../bindings/arl.h"
+#include "json.h"
 
 /* Helpers every snippet may use: J/D, eq, fails (pcall + Error checks), same. */
 static const char prelude[] =
@@ -49,7 +50,9 @@ static void open_module(lua_State *L)
     luaL_openlibs(L);
     lua_newtable(L);
     arl_open_error(L);
+    arl_open_buffers(L);
     arl_open_json(L, -1);
+    arl_setfuncs(L, arl_json_functions, 0);
     luaL_getmetatable(L, ARL_ERROR_MT);
     lua_setfield(L, -2, "Error");
     lua_setglobal(L, "agentrun");
@@ -364,12 +367,10 @@ static void test_decoded_integers_stay_integers(void **state)
         "eq(math.type(D('-0')), 'integer')\n"
         "eq(math.type(D('1.0')), 'float'); eq(math.type(D('1e2')), 'float'); eq(D('1E2'), 100.0)\n"
         "eq(D('-1.5e-3'), -0.0015); eq(D('2.5E+3'), 2500.0)\n"
-        "eq(D('9007199254740992'), 9007199254740992)\n"
-        "eq(D('9007199254740993'), 9007199254740993)\n"
-        "eq(D('9223372036854775807'), math.maxinteger)\n"
-        "eq(D('-9223372036854775808'), math.mininteger)\n"
-        "eq(math.type(D('9223372036854775808')), 'float'); eq(D('9223372036854775808'), 2^63)\n"
-        "eq(D('99999999999999999999'), 1e20)\n"
+        "eq(D('9007199254740992'), 9007199254740992); eq(math.type(D('9007199254740992')), 'integer')\n"
+        "eq(D('-9007199254740992'), -9007199254740992)\n"
+        "eq(math.type(D('9223372036854775808.0')), 'float'); eq(D('9223372036854775808.0'), 2^63)\n"
+        "eq(D('1e20'), 1e20)\n"
         "local long = '0.' .. ('0'):rep(100) .. '1'; eq(D(long), 1e-101)\n"
         "eq(J(D('[1,-2,3]')), '[1,-2,3]')");
 }
@@ -395,34 +396,34 @@ static void test_null_is_agentrun_null_inside_and_nil_at_top(void **state)
 static void test_invalid_text_given_to_json_decode_fails_with_ejson_and_offset(void **state)
 {
     LUA("local cases = {\n"
-        "  {'', 'unexpected end of text at byte 0'},\n"
-        "  {'   ', 'unexpected end of text at byte 3'},\n"
-        "  {'{', 'unexpected end of text at byte 1'},\n"
+        "  {'', 'empty input'},\n"
+        "  {'   ', 'empty input'},\n"
+        "  {'{', 'unexpected end of input at byte 1'},\n"
         "  {'[1,]', \"unexpected character ']' at byte 3\"},\n"
         "  {'{\"a\" 1}', \"unexpected character '1' at byte 5\"},\n"
         "  {'{\"a\":1,}', \"unexpected character '}' at byte 7\"},\n"
         "  {'{1:2}', \"unexpected character '1' at byte 1\"},\n"
-        "  {'01', 'trailing characters at byte 1'},\n"
-        "  {'1.', 'unexpected end of text at byte 2'},\n"
-        "  {'1.e5', \"unexpected character 'e' at byte 2\"},\n"
-        "  {'1e', 'unexpected end of text at byte 2'},\n"
+        "  {'01', 'leading zero in number at byte 0'},\n"
+        "  {'1.', 'invalid number at byte 0'},\n"
+        "  {'1.e5', 'invalid number at byte 0'},\n"
+        "  {'1e', 'invalid number at byte 0'},\n"
         "  {'.5', \"unexpected character '.' at byte 0\"},\n"
-        "  {'-', 'unexpected end of text at byte 1'},\n"
+        "  {'-', 'invalid number at byte 0'},\n"
         "  {'+1', \"unexpected character '+' at byte 0\"},\n"
-        "  {'tru', \"unexpected character 't' at byte 0\"},\n"
-        "  {'nul', \"unexpected character 'n' at byte 0\"},\n"
-        "  {'NaN', \"unexpected character 'N' at byte 0\"},\n"
+        "  {'tru', 'invalid literal at byte 0'},\n"
+        "  {'nul', 'invalid literal at byte 0'},\n"
+        "  {'NaN', 'NaN/Infinity are not valid JSON at byte 0'},\n"
         "  {'1 2', 'trailing characters at byte 2'},\n"
         "  {'[1]x', 'trailing characters at byte 3'},\n"
         "  {'\\0', 'unexpected byte 0x00 at byte 0'},\n"
-        "  {'\"abc', 'unterminated string at byte 4'},\n"
-        "  {'\"a\\\\n', 'unterminated string at byte 4'},\n"
+        "  {'\"abc', 'unterminated string at byte 0'},\n"
+        "  {'\"a\\\\n', 'unterminated string at byte 0'},\n"
         "  {'\"a\\nb\"', 'control character in string at byte 2'},\n"
         "  {'\"\\\\na\\tb\"', 'control character in string at byte 4'},\n"
         "  {'\"\\xff\"', 'invalid UTF-8 at byte 1'},\n"
         "  {'\"\\\\n\\xff\"', 'invalid UTF-8 at byte 3'},\n"
         "  {'\"\\\\x\"', 'invalid escape at byte 1'},\n"
-        "  {'\"\\\\u12\"', 'invalid \\\\u escape at byte 5'},\n"
+        "  {'\"\\\\u12\"', 'invalid \\\\u escape at byte 1'},\n"
         "  {'\"\\\\ud800\"', 'lone surrogate in \\\\u escape at byte 1'},\n"
         "  {'\"\\\\udc00\"', 'lone surrogate in \\\\u escape at byte 1'},\n"
         "  {'\"ab\\\\ud800\\\\u0041\"', 'lone surrogate in \\\\u escape at byte 3'},\n"
@@ -434,9 +435,11 @@ static void test_invalid_text_given_to_json_decode_fails_with_ejson_and_offset(v
 
 static void test_decoding_deep_nesting_has_a_limit(void **state)
 {
-    LUA("local ok = ('['):rep(1024) .. (']'):rep(1024)\n"
-        "local t = D(ok); for i = 1, 1023 do t = t[1] end; eq(next(t), nil)\n"
-        "fails('EJSON', 'text is not valid JSON: nested deeper than 1024 levels at byte 1024',\n"
+    LUA("local ok = ('['):rep(512) .. (']'):rep(512)\n"
+        "local t = D(ok); for i = 1, 511 do t = t[1] end; eq(next(t), nil)\n"
+        "fails('EJSON', 'text is not valid JSON: nesting deeper than 512 at byte 512',\n"
+        "      D, ('['):rep(513) .. (']'):rep(513))\n"
+        "fails('EJSON', 'text is not valid JSON: nesting deeper than 512 at byte 512',\n"
         "      D, ('['):rep(100000))\n"
         "fails('EJSON', nil, D, ('{\"a\":'):rep(5000))");
 }
@@ -457,7 +460,7 @@ static void test_invalid_stored_text_fails_with_ecorrupt_and_offset(void **state
     lua_getfield(L, -1, "code");
     assert_string_equal(lua_tostring(L, -1), "ECORRUPT");
     lua_getfield(L, -2, "message");
-    assert_string_equal(lua_tostring(L, -1), "stored JSON is invalid: unexpected end of text at byte 4");
+    assert_string_equal(lua_tostring(L, -1), "stored JSON is invalid: unexpected end of input at byte 4");
     lua_settop(L, 0);
 }
 
@@ -479,6 +482,105 @@ static void test_decode_reads_only_the_given_length_and_pushes_one_value(void **
     lua_settop(L, 0);
 }
 
+/* ---- one rule with the core ------------------------------------------------ */
+
+/* Texts on each side of the core's JSON limits, and whether the core takes them. */
+typedef struct edge {
+    const char *what;
+    char *text;
+    size_t len;
+} edge;
+
+static edge make_edge(const char *what, const char *text, size_t len)
+{
+    edge e = { what, malloc(len ? len : 1), len };
+    assert_non_null(e.text);
+    memcpy(e.text, text, len);
+    return e;
+}
+
+/* n nested arrays around nothing: [[...]] */
+static edge nested(const char *what, size_t n)
+{
+    edge e = { what, malloc(2 * n), 2 * n };
+    assert_non_null(e.text);
+    memset(e.text, '[', n);
+    memset(e.text + n, ']', n);
+    return e;
+}
+
+#define EDGE(what, lit) make_edge(what, lit, sizeof lit - 1)
+
+/* Calls agentrun.json_decode(text) protected; 1 when it returned a value. */
+static int lua_decodes(lua_State *L, const edge *e)
+{
+    lua_getglobal(L, "agentrun");
+    lua_getfield(L, -1, "json_decode");
+    lua_pushlstring(L, e->text, e->len);
+    int ok = lua_pcall(L, 1, 1, 0) == LUA_OK;
+    if (!ok) {
+        lua_getfield(L, -1, "code");
+        assert_string_equal(lua_tostring(L, -1), "EJSON");
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 2);
+    return ok;
+}
+
+static void test_json_decode_takes_exactly_the_texts_the_core_takes(void **state)
+{
+    lua_State *L = *state;
+    edge edges[] = {
+        nested("512 levels", AR_JSON_MAX_DEPTH), nested("513 levels", AR_JSON_MAX_DEPTH + 1),
+        EDGE("2^53", "9007199254740992"), EDGE("-2^53", "-9007199254740992"),
+        EDGE("2^53 + 1", "9007199254740993"), EDGE("-(2^53 + 1)", "[-9007199254740993]"),
+        EDGE("2^63 as an integer", "9223372036854775808"), EDGE("2^53 + 1 as a float", "9007199254740993.0"),
+        EDGE("a surrogate pair", "\"\\ud83d\\ude00\""), EDGE("a lone high surrogate", "\"\\ud800\""),
+        EDGE("a lone low surrogate", "\"\\udc00x\""), EDGE("a surrogate in raw UTF-8", "\"\xED\xA0\x80\""),
+        EDGE("overlong '/'", "\"\xC0\xAF\""), EDGE("overlong U+0000", "\"\xE0\x80\x80\""),
+        EDGE("U+10FFFF", "\"\xF4\x8F\xBF\xBF\""), EDGE("past U+10FFFF", "\"\xF4\x90\x80\x80\""),
+        EDGE("an escaped NUL", "\"a\\u0000b\""), EDGE("a raw NUL in a string", "\"a\0b\""),
+        EDGE("a NUL after the value", "1\0"), EDGE("1e308", "1e308"), EDGE("1e309", "1e309"),
+    };
+    const int core_takes[] = { 1, 0, 1, 1, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 1, 0, 1, 0, 0, 1, 0 };
+    assert_int_equal(sizeof edges / sizeof edges[0], sizeof core_takes / sizeof core_takes[0]);
+    for (size_t i = 0; i < sizeof edges / sizeof edges[0]; i++) {
+        int core = ar_json_validate(edges[i].text, edges[i].len, NULL, 0) == 0;
+        if (core != core_takes[i] || lua_decodes(L, &edges[i]) != core)
+            fail_msg("%s: the core %s it, json_decode %s it", edges[i].what, core ? "takes" : "refuses",
+                     lua_decodes(L, &edges[i]) ? "takes" : "refuses");
+        free(edges[i].text);
+    }
+    assert_int_equal(lua_gettop(L), 0);
+}
+
+/* Whatever json_encode writes the core takes, and at the core's limits
+ * json_encode refuses what the core would refuse. */
+static void test_json_encode_writes_only_what_the_core_takes_up_to_its_limits(void **state)
+{
+    LUA("local function deep(n) local t = {}; for i = 2, n do t = {t} end; return t end\n"
+        "TAKEN = { J(deep(512)), J(2^53 | 0), J(-(2^53 | 0)), J(2.0^60), J('a\\0b'), J('\\u{10FFFF}'),\n"
+        "          J({['k\\0'] = 'v'}), J(1e308) }\n"
+        "eq(TAKEN[5], '\"a\\\\u0000b\"')\n"
+        "fails('EJSON', nil, J, deep(513))\n"
+        "fails('EJSON', 'value: integer out of range (beyond +-2^53)', J, (2^53 | 0) + 1)\n"
+        "fails('EJSON', 'value: integer out of range (beyond +-2^53)', J, -(2^53 | 0) - 1)\n"
+        "fails('EJSON', 'value: invalid UTF-8', J, '\\xED\\xA0\\x80')\n"
+        "fails('EJSON', 'value: invalid UTF-8', J, '\\xC0\\xAF')\n"
+        "fails('EJSON', 'value: invalid UTF-8', J, '\\xF4\\x90\\x80\\x80')");
+    lua_State *L = *state;
+    lua_getglobal(L, "TAKEN");
+    for (lua_Integer i = 1; lua_rawgeti(L, -1, i) == LUA_TSTRING; i++) {
+        size_t n;
+        const char *text = lua_tolstring(L, -1, &n);
+        char why[128];
+        if (ar_json_validate(text, n, why, sizeof why) != 0)
+            fail_msg("json_encode wrote text the core refuses (%s): %.80s", why, text);
+        lua_pop(L, 1);
+    }
+    lua_settop(L, 0);
+}
+
 /* ---- module functions, errors, buffers ----------------------------------- */
 
 static void test_array_refuses_other_metatables_with_a_plain_error(void **state)
@@ -497,7 +599,7 @@ static void test_error_objects_print_code_and_message(void **state)
     LUA("local e = fails('EJSON', nil, J, 0/0)\n"
         "eq(tostring(e), 'agentrun: EJSON: value: NaN is not valid JSON')\n"
         "e = fails('EJSON', nil, D, '[')\n"
-        "eq(tostring(e), 'agentrun: EJSON: text is not valid JSON: unexpected end of text at byte 1')");
+        "eq(tostring(e), 'agentrun: EJSON: text is not valid JSON: unexpected end of input at byte 1')");
 }
 
 static void test_push_error_builds_an_error_object(void **state)
@@ -682,6 +784,8 @@ static const struct CMUnitTest tests[] = {
     T(test_invalid_stored_text_fails_with_ecorrupt_and_offset),
     T(test_decoding_deep_nesting_has_a_limit),
     T(test_decode_reads_only_the_given_length_and_pushes_one_value),
+    T(test_json_decode_takes_exactly_the_texts_the_core_takes),
+    T(test_json_encode_writes_only_what_the_core_takes_up_to_its_limits),
     T(test_array_refuses_other_metatables_with_a_plain_error),
     T(test_error_objects_print_code_and_message),
     T(test_push_error_builds_an_error_object),

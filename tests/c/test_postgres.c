@@ -2,14 +2,20 @@
  * (schemas, their meta record, another application's schema, a newer
  * version, refused and unreachable servers, the password kept out of sight),
  * one writer per run across connections, lock waits, and the connection
- * dropped between calls, during a call and during COMMIT. Needs a server
- * (AGENTRUN_TEST_PG, a libpq URL); skipped with a notice without one. */
+ * dropped between calls, during a call and during COMMIT, the server
+ * stopped and started while a writer records. Needs a server
+ * (AGENTRUN_TEST_PG, a libpq URL); skipped with a notice without one. The
+ * restart test also needs the server's data directory
+ * (AGENTRUN_TEST_PGDATA, run as its owner when we are root). */
 #include "suite.h"
 
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <pwd.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -188,6 +194,28 @@ static int store_pid(fixture *f)
     char sql[256];
     snprintf(sql, sizeof sql, "SELECT pid FROM pg_stat_activity WHERE application_name = '%s'", f->app);
     return (int)probe_int(f, sql);
+}
+
+/* Writes a finished record whole, dated `ahead_ms` from now; returns its
+ * created_at; its id goes to id_out. */
+static int64_t write_dated(ar_store *store, int64_t ahead_ms, char *id_out, size_t cap)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ar_record f = AR_RECORD_INIT;
+    f.agent = "pg-agent";
+    f.goal = "written";
+    f.created_at = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + ahead_ms;
+    f.finished_at = f.created_at;
+    char *id = NULL;
+    ar_record *rec = NULL;
+    assert_int_equal(ar_record_completed(&rec, &f, NULL, 0, NULL, 0), AR_OK);
+    assert_int_equal(ar_store_write(&id, store, rec), AR_OK);
+    int64_t at = rec->created_at;
+    snprintf(id_out, cap, "%s", id);
+    ar_record_free(rec);
+    ar_free(id);
+    return at;
 }
 
 /* ---- opening ------------------------------------------------------------ */
@@ -665,6 +693,365 @@ static void test_sessions_ended_at_random_moments_lose_and_double_nothing(void *
     ar_store_close(store);
 }
 
+/* A record written whole with a date a minute ahead keeps its id, and runs
+ * begun after it still take their ids (and created_at) from the clock: a
+ * written record never moves the order of runs begun live. */
+static void test_a_record_written_ahead_does_not_push_new_runs_into_the_future(void **state)
+{
+    fixture *f = need_server(state);
+    ar_store *store = open_store(f, f->schema, 5000);
+    ar_run *first = begin(store);
+    char ahead_id[64];
+    int64_t ahead = write_dated(store, 60000, ahead_id, sizeof ahead_id);
+    for (int i = 0; i < 3; i++) {
+        ar_run *run = begin(store);
+        ar_record *rec = test_get(store, ar_run_id(run), 0);
+        assert_true(rec->created_at < ahead);
+        assert_true(strcmp(ar_run_id(run), ahead_id) < 0);
+        ar_record_free(rec);
+        ar_run_close(run);
+    }
+    ar_run_close(first);
+    ar_store_close(store);
+}
+
+/* A schema made before the counter of live runs existed (meta without its
+ * row) opens and takes new runs after every run already there. */
+static void test_a_store_without_the_run_counter_takes_new_runs_after_its_runs(void **state)
+{
+    fixture *f = need_server(state);
+    ar_store *store = open_store(f, f->schema, 5000);
+    ar_run *run = begin(store);
+    char *old = strdup(ar_run_id(run));
+    ar_run_close(run);
+    char sql[160];
+    snprintf(sql, sizeof sql, "DELETE FROM \"%s\".meta WHERE key = 'last_run_key'", f->schema);
+    probe_do(f, sql);
+    ar_store_close(store);
+    store = open_store(f, f->schema, 5000);
+    run = begin(store);
+    assert_true(strcmp(ar_run_id(run), old) > 0);
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM \"%s\".meta WHERE key = 'last_run_key'", f->schema);
+    assert_int_equal(probe_int(f, sql), 1);
+    ar_run_close(run);
+    free(old);
+    ar_store_close(store);
+}
+
+/* ---- retention ------------------------------------------------------------ */
+
+typedef struct reading_rule {
+    fixture *f;
+    ar_store *store;
+    int calls, failed_code, later_ok, give_up;
+    char failed_msg[256];
+} reading_rule;
+
+/* Reads each run with its steps; on the first call the steps table is
+ * locked by another connection, so that read fails (lock timeout). The rule
+ * catches that failure and keeps the run, or (give_up) fails itself. */
+static int read_each_run(void *ud, const ar_record *run, double age, int *verdict)
+{
+    (void)age;
+    reading_rule *r = ud;
+    int first = r->calls++ == 0;
+    if (first) {
+        char sql[160];
+        snprintf(sql, sizeof sql, "BEGIN; LOCK TABLE \"%s\".steps IN ACCESS EXCLUSIVE MODE", r->f->schema);
+        probe_do(r->f, sql);
+    }
+    ar_record *rec = NULL;
+    int rc = ar_store_get(&rec, r->store, run->id, 1);
+    ar_record_free(rec);
+    if (first) {
+        probe_do(r->f, "ROLLBACK");
+        r->failed_code = rc;
+        snprintf(r->failed_msg, sizeof r->failed_msg, "%s", ar_store_errmsg(r->store));
+        if (r->give_up)
+            return 7;
+    } else if (rc == AR_OK) {
+        r->later_ok++;
+    }
+    *verdict = AR_RULE_KEEP;
+    return 0;
+}
+
+/* A read made by a retention rule that fails on the server (here a lock
+ * wait past busy_timeout) leaves the scan usable: the rule sees the read's
+ * own error, its later reads work, and retention finishes with the rule's
+ * verdicts; a rule that gives up on that error stops retention with
+ * ECALLBACK, deleting nothing. */
+static void test_a_failed_read_in_a_retention_rule_leaves_the_scan_usable(void **state)
+{
+    fixture *f = need_server(state);
+    ar_store *store = open_store(f, f->schema, 200);
+    enum { RUNS = 3 };
+    for (int i = 0; i < RUNS; i++) {
+        ar_run *run = begin(store);
+        assert_int_equal(step(run, "1"), AR_OK);
+        ar_record *done = NULL;
+        assert_int_equal(ar_run_complete(&done, run, "1", 1), AR_OK);
+        ar_record_free(done);
+        ar_run_close(run);
+    }
+    for (int give_up = 0; give_up <= 1; give_up++) {
+        reading_rule r = { f, store, 0, 0, 0, give_up, "" };
+        ar_retention policy = AR_RETENTION_INIT;
+        policy.rule = read_each_run;
+        policy.rule_ud = &r;
+        ar_retention_report report;
+        int rc = ar_store_retain(&report, store, &policy);
+        assert_int_equal(r.failed_code, AR_EBUSY);
+        assert_null(strstr(r.failed_msg, "aborted"));
+        if (give_up) {
+            assert_int_equal(rc, AR_ECALLBACK);
+            assert_non_null(strstr(ar_store_errmsg(store), "the retention rule failed"));
+            assert_int_equal(r.calls, 1);
+        } else {
+            if (rc != AR_OK)
+                print_error("retain: %s: %s\n", ar_code_name(rc), ar_store_errmsg(store));
+            assert_int_equal(rc, AR_OK);
+            assert_int_equal(r.calls, RUNS);
+            assert_int_equal(r.later_ok, RUNS - 1);
+            assert_int_equal(report.considered, RUNS);
+            assert_int_equal(report.kept_by_rule, RUNS);
+            assert_int_equal(report.deleted, 0);
+        }
+    }
+    /* the store goes on working */
+    ar_run *run = begin(store);
+    assert_int_equal(step(run, "1"), AR_OK);
+    ar_run_close(run);
+    ar_store_close(store);
+}
+
+/* ---- the server stopped and started while a writer records ------------------ */
+
+/* How to stop and start the test server: its data directory (env
+ * AGENTRUN_TEST_PGDATA, set by the scripts that start a throwaway server),
+ * the pg_ctl beside the postgres binary named in its postmaster.opts, run
+ * as the directory's owner when we are root, and the server's options from
+ * that file. 0 when there is none (a server given by the user). */
+typedef struct server_ctl {
+    char data[1024];
+    char pg_ctl[2200];      /* the command prefix, owner included */
+    char opts[2048];        /* the postgres arguments after its path */
+} server_ctl;
+
+static int server_ctl_find(server_ctl *c)
+{
+    const char *data = getenv("AGENTRUN_TEST_PGDATA");
+    if (!data || !*data || strlen(data) >= sizeof c->data || strchr(data, '\''))
+        return 0;
+    snprintf(c->data, sizeof c->data, "%s", data);
+    char path[1100];
+    snprintf(path, sizeof path, "%s/postmaster.opts", data);
+    FILE *fp = fopen(path, "r");
+    if (!fp)
+        return 0;
+    char line[2048];
+    char *got = fgets(line, sizeof line, fp);
+    fclose(fp);
+    if (!got)
+        return 0;
+    line[strcspn(line, "\n")] = '\0';
+    char *space = strchr(line, ' '), *slash = NULL;
+    for (char *q = line; space && q < space; q++)
+        if (*q == '/')
+            slash = q;
+    if (!slash || strchr(space, '\''))
+        return 0;
+    /* pg_ctl gives the data directory itself (-D): the other arguments */
+    const char *args = space + 1;
+    if (strncmp(args, "\"-D\" \"", 6) == 0 && strchr(args + 6, '"'))
+        args = strchr(args + 6, '"') + 1 + (strchr(args + 6, '"')[1] == ' ');
+    snprintf(c->opts, sizeof c->opts, "%s", args);
+    *slash = '\0';
+    struct stat st;
+    if (stat(data, &st) != 0)
+        return 0;
+    const struct passwd *owner = getuid() == 0 && st.st_uid != 0 ? getpwuid(st.st_uid) : NULL;
+    snprintf(c->pg_ctl, sizeof c->pg_ctl, "%s%s%s'%s/pg_ctl'", owner ? "runuser -u '" : "",
+             owner ? owner->pw_name : "", owner ? "' -- " : "", line);
+    return 1;
+}
+
+static void server_ctl_run(const server_ctl *c, const char *action)
+{
+    char cmd[8192];
+    if (strcmp(action, "stop") == 0)
+        snprintf(cmd, sizeof cmd, "%s -D '%s' -m immediate -w -t 60 stop >/dev/null", c->pg_ctl, c->data);
+    else
+        snprintf(cmd, sizeof cmd, "%s -D '%s' -w -t 60 -l '%s/restart.log' -o '%s' start >/dev/null", c->pg_ctl,
+                 c->data, c->data, c->opts);
+    int rc = system(cmd);
+    if (rc != 0) {
+        print_error("%s: exit status %d\n", cmd, rc);
+        fail();
+    }
+}
+
+/* The writer, in a child process: begins a run and records steps until
+ * `stop` exists, retrying a step that failed with EIO; each acknowledged step
+ * is logged "A seq attempt", each EIO "E seq". Any other failure ends it
+ * with status 3 (logged "X code message"). */
+static void writer_main(fixture *f, const char *log_path, const char *stop)
+{
+    int fd = open(log_path, O_WRONLY | O_APPEND | O_CREAT, 0600);
+    ar_store *store = NULL;
+    ar_open_opts o = AR_OPEN_OPTS_INIT;
+    o.schema = f->schema;
+    o.durability = AR_DURABILITY_FULL;
+    if (fd < 0 || ar_store_open(&store, f->url, &o) != AR_OK)
+        _exit(2);
+    ar_run_spec spec = AR_RUN_SPEC_INIT;
+    spec.agent = "pg-agent";
+    spec.goal = "record through restarts";
+    ar_run *run = NULL;
+    if (ar_run_begin(&run, store, &spec) != AR_OK)
+        _exit(2);
+    dprintf(fd, "R %s\n", ar_run_id(run));
+    int attempt = 0;
+    for (int seq = 1; access(stop, F_OK) != 0;) {
+        char content[64];
+        snprintf(content, sizeof content, "{\"seq\":%d,\"attempt\":%d}", seq, attempt);
+        int rc = step(run, content);
+        if (rc == AR_OK) {
+            dprintf(fd, "A %d %d\n", seq, attempt);
+            seq++;
+            attempt = 0;
+        } else if (rc == AR_EIO) {
+            dprintf(fd, "E %d\n", seq);
+            attempt++;
+            usleep(5000);
+        } else {
+            dprintf(fd, "X %s %s\n", ar_code_name(rc), ar_store_errmsg(store));
+            _exit(3);
+        }
+    }
+    ar_run_close(run);
+    ar_store_close(store);
+    close(fd);
+    _exit(0);
+}
+
+/* What the writer's log says so far. */
+typedef struct writer_log {
+    char run[64];
+    int acked, failures;
+    int attempt[4096];      /* of each acknowledged seq */
+} writer_log;
+
+static void writer_log_read(const char *path, writer_log *w)
+{
+    memset(w, 0, sizeof *w);
+    FILE *fp = fopen(path, "r");
+    if (!fp)
+        return;
+    char line[600];
+    while (fgets(line, sizeof line, fp)) {
+        int seq, attempt;
+        if (line[0] == 'R')
+            sscanf(line, "R %63s", w->run);
+        else if (line[0] == 'E')
+            w->failures++;
+        else if (sscanf(line, "A %d %d", &seq, &attempt) == 2 && seq == w->acked + 1 && seq < 4096)
+            w->attempt[w->acked = seq] = attempt;
+    }
+    fclose(fp);
+}
+
+/* Waits until the writer's log satisfies want (checked against `base`), or
+ * fails when the writer has ended. */
+static void writer_wait(pid_t pid, const char *path, writer_log *w, int (*want)(const writer_log *, int),
+                        int base)
+{
+    for (;;) {
+        writer_log_read(path, w);
+        if (want(w, base))
+            return;
+        int status;
+        if (waitpid(pid, &status, WNOHANG) == pid) {
+            print_error("the writer ended early (status %d)\n", status);
+            fail();
+        }
+        usleep(2000);
+    }
+}
+
+static int acked_past(const writer_log *w, int base) { return w->acked >= base; }
+static int failed_past(const writer_log *w, int base) { return w->failures > base; }
+
+/* The server stopped (immediate: no shutdown, crash recovery at start) and
+ * started again, several times, while a writer records with durability
+ * full: calls made while it is down fail with EIO, the writer goes on by
+ * itself once it is back, and the run holds every acknowledged step once,
+ * with the content of the attempt acknowledged, and nothing else. */
+static void test_the_server_restarted_while_a_writer_records_loses_and_doubles_nothing(void **state)
+{
+    fixture *f = need_server(state);
+    server_ctl ctl;
+    if (!server_ctl_find(&ctl)) {
+        print_message("AGENTRUN_TEST_PGDATA does not name the test server's data directory: "
+                      "the restart test is skipped\n");
+        skip();
+    }
+    ar_store_close(open_store(f, f->schema, 5000));     /* the schema, made before the writer starts */
+    char *dir = tmpdir_make();
+    char *log_path = tmpdir_path(dir, "acked.log"), *stop = tmpdir_path(dir, "stop");
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        writer_main(f, log_path, stop);
+    static writer_log w;
+    writer_wait(pid, log_path, &w, acked_past, 20);
+    enum { RESTARTS = 3 };
+    for (int i = 0; i < RESTARTS; i++) {
+        server_ctl_run(&ctl, "stop");
+        /* a call made while the server is down has failed (EIO) */
+        writer_wait(pid, log_path, &w, failed_past, w.failures);
+        server_ctl_run(&ctl, "start");
+        /* and recording goes on by itself */
+        writer_wait(pid, log_path, &w, acked_past, w.acked + 20);
+    }
+    FILE *fp = fopen(stop, "w");
+    assert_non_null(fp);
+    fclose(fp);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    writer_log_read(log_path, &w);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        char *text = test_slurp(log_path, NULL);
+        print_error("the writer failed (status %d); its log ends: %s\n", status,
+                    text && strlen(text) > 300 ? text + strlen(text) - 300 : text);
+        free(text);
+        fail();
+    }
+    print_message("%d restarts, %d steps acknowledged, %d calls failed with EIO\n", RESTARTS, w.acked, w.failures);
+    PQreset(f->probe);
+    assert_int_equal(PQstatus(f->probe), CONNECTION_OK);
+    probe_do(f, "SET client_min_messages = warning");
+    ar_store *store = open_store(f, f->schema, 5000);
+    ar_record *rec = test_get(store, w.run, 1);
+    assert_int_equal(rec->n_steps, w.acked);
+    assert_int_equal(rec->iterations, w.acked);
+    for (int i = 0; i < w.acked; i++) {
+        char want[64];
+        snprintf(want, sizeof want, "{\"seq\":%d,\"attempt\":%d}", i + 1, w.attempt[i + 1]);
+        assert_int_equal(rec->steps[i].seq, i + 1);
+        assert_int_equal(rec->steps[i].content_len, strlen(want));
+        assert_memory_equal(rec->steps[i].content, want, strlen(want));
+    }
+    ar_record_free(rec);
+    assert_int_equal(test_stored_steps(store), w.acked);
+    ar_store_close(store);
+    unlink(log_path);
+    unlink(stop);
+    free(log_path);
+    free(stop);
+    tmpdir_remove(dir);
+}
+
 #define PG_TEST(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 static const struct CMUnitTest tests[] = {
@@ -678,11 +1065,15 @@ static const struct CMUnitTest tests[] = {
     PG_TEST(test_the_store_path_never_shows_the_password),
     PG_TEST(test_concurrent_first_opens_of_one_schema_all_succeed),
     PG_TEST(test_steps_round_trip_exactly),
+    PG_TEST(test_a_record_written_ahead_does_not_push_new_runs_into_the_future),
+    PG_TEST(test_a_store_without_the_run_counter_takes_new_runs_after_its_runs),
     PG_TEST(test_a_run_resumed_through_another_connection_fences_the_first_handle),
     PG_TEST(test_a_lock_held_past_busy_timeout_is_ebusy_and_not_sticky),
     PG_TEST(test_a_connection_ended_between_calls_is_made_again_by_the_next_call),
     PG_TEST(test_a_connection_ended_during_a_call_fails_that_call_only),
     PG_TEST(test_sessions_ended_at_random_moments_lose_and_double_nothing),
+    PG_TEST(test_a_failed_read_in_a_retention_rule_leaves_the_scan_usable),
+    PG_TEST(test_the_server_restarted_while_a_writer_records_loses_and_doubles_nothing),
 };
 
 TEST_GROUP(postgres_group, "postgres", tests);

@@ -84,9 +84,9 @@ describe("docs/lua.md", function()
     assert(#unknown == 0, "docs/lua.md names what the module lacks: " .. table.concat(unknown, ", "))
   end)
 
-  it("states list and counter limits the calls keep: 16 event types, 16 statuses, 64 counters", function()
+  it("states list and counter limits the calls keep: 1,000 event types, 16 statuses, 64 counters", function()
     local agentrun = require "agentrun"
-    assert.truthy(doc:find("`type` (a type or a list of 1..16)", 1, true))
+    assert.truthy(doc:find("`type` (a type or a list of 1..1,000)", 1, true))
     assert.truthy(doc:find("a status name or a list of 1..16 of them", 1, true))
     assert.truthy(doc:find("a step has at most 64 counters", 1, true))
     local store <close> = assert(agentrun.open(":memory:"))
@@ -95,8 +95,8 @@ describe("docs/lua.md", function()
       for i = 1, n do t[i] = v or ("t" .. i) end
       return t
     end
-    store:events { agent = "a", type = list(16) }
-    assert.equal("string", type((select(2, pcall(store.events, store, { agent = "a", type = list(17) })))))
+    store:events { agent = "a", type = list(1000) }
+    assert.equal("string", type((select(2, pcall(store.events, store, { agent = "a", type = list(1001) })))))
     store:runs { status = list(16, "failed") }
     assert.equal("string", type((select(2, pcall(store.runs, store, { status = list(17, "failed") })))))
     local run <close> = store:begin { agent = "a", goal = "g" }

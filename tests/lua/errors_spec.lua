@@ -194,10 +194,13 @@ end)
 
 describe("agentrun.json_decode", function()
   it("raises EJSON with the position for text that is not JSON, not ECORRUPT", function()
-    for _, text in ipairs { "[1,2", "{", "nul", "[1,]", "\"\255\"", "1 2", "" } do
+    for _, text in ipairs { "[1,2", "{", "nul", "[1,]", "\"\255\"", "1 2" } do
       local e = h.ar_error("EJSON", agentrun.json_decode, text)
       assert.truthy(e.message:find("at byte %d+"), e.message)
       assert.falsy(e.message:find("stored", 1, true), e.message)
+    end
+    for _, text in ipairs { "", " \t\r\n" } do
+      assert.equal("text is not valid JSON: empty input", h.ar_error("EJSON", agentrun.json_decode, text).message)
     end
   end)
 

@@ -187,6 +187,21 @@ describe("store:events", function()
     assert.same({ p, o, t, o2 }, ids(s:events { agent = "a", type = { "output", "prompt_sent", "tool_use" } }))
   end)
 
+  it("takes a list of up to 1,000 types, the C API's limit, and refuses 1,001 with a plain error", function()
+    local o = s:event { agent = "a", type = "output" }
+    s:event { agent = "a", type = "log" }
+    local types = {}
+    for i = 1, 999 do types[i] = "t" .. i end
+    types[1000] = "output"
+    assert.same({ o }, ids(s:events { agent = "a", type = types }))
+    assert.equal(1, s:count_events { agent = "a", type = types })
+    types[1001] = "log"
+    local e = h.plain_error(s.events, s, { agent = "a", type = types })
+    assert.truthy(e:find("events query.type must list 1 to 1000 types", 1, true), e)
+    h.plain_error(s.count_events, s, { agent = "a", type = types })
+    h.plain_error(s.events, s, { agent = "a", type = {} })
+  end)
+
   it("filters by at with since inclusive and until exclusive", function()
     local e = {}
     for i, at in ipairs { 1000, 2000, 3000, 4000, 5000 } do

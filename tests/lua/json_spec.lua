@@ -319,6 +319,44 @@ describe("agentrun.json_encode / json_decode / array", function()
     end
   end)
 
+  it("decode takes what the core takes and nothing more, at each of its limits", function()
+    local function decodes(text)
+      local ok, e = pcall(agentrun.json_decode, text)
+      if not ok then assert.equal("EJSON", e.code, text) end
+      return ok
+    end
+    -- nesting: 512 levels are a value the store keeps, 513 are refused
+    assert.is_true(decodes(("["):rep(512) .. ("]"):rep(512)))
+    assert.is_false(decodes(("["):rep(513) .. ("]"):rep(513)))
+    -- integers: +-2^53 exactly, not one past (as a float they are a number like any)
+    assert.equal(LIMIT, agentrun.json_decode(tostring(LIMIT)))
+    assert.equal(-LIMIT, agentrun.json_decode(tostring(-LIMIT)))
+    assert.is_false(decodes(tostring(LIMIT + 1)))
+    assert.is_false(decodes(tostring(-LIMIT - 1)))
+    assert.is_false(decodes("9223372036854775807"))
+    assert.equal(2.0 ^ 53 + 2, agentrun.json_decode("9007199254740994.0"))
+    -- UTF-8 and \u escapes: surrogates only in pairs, no overlongs, nothing past U+10FFFF
+    assert.equal("\u{1F600}", agentrun.json_decode('"\\ud83d\\ude00"'))
+    assert.is_false(decodes('"\\ud800"'))
+    assert.is_false(decodes('"\\udc00"'))
+    assert.is_false(decodes('"\xED\xA0\x80"'))
+    assert.is_false(decodes('"\xC0\xAF"'))
+    assert.is_false(decodes('"\xE0\x80\x80"'))
+    assert.is_false(decodes('"\xF4\x90\x80\x80"'))
+    assert.equal("\u{10FFFF}", agentrun.json_decode('"\xF4\x8F\xBF\xBF"'))
+    -- NUL: escaped it is a character, raw it is not JSON
+    assert.equal("a\0b", agentrun.json_decode('"a\\u0000b"'))
+    assert.is_false(decodes('"a\0b"'))
+    assert.is_false(decodes("1\0"))
+    -- and what decodes, the store keeps as it is
+    local s <close> = assert(agentrun.open(":memory:"))
+    local r <close> = s:begin { agent = "a", goal = "g" }
+    for _, text in ipairs { ("["):rep(512) .. ("]"):rep(512), tostring(LIMIT), '"a\\u0000b"' } do
+      r:step { kind = "t", content = agentrun.json_decode(text) }
+    end
+    assert.equal(3, r.iterations)
+  end)
+
   it("array() marks a table, returns it, and refuses a table with another metatable", function()
     local t = { 1, 2 }
     assert.equal(t, agentrun.array(t))

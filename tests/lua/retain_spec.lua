@@ -171,6 +171,16 @@ describe("store:retain criteria", function()
     assert.same(sorted { c_old, kept }, left(s))
   end)
 
+  it("a status list of any length names a set, as in the C API (no query limit applies)", function()
+    put(s, { status = "failed", age = 10 * DAY })
+    local c_old = put(s, { status = "completed", age = 10 * DAY })
+    local list = {}
+    for i = 1, 40 do list[i] = i % 2 == 0 and "failed" or "budget_exhausted" end
+    local r = s:retain { status = list, older_than = 5 * 24 * 3600 }
+    assert.same({ considered = 1, deleted = 1, kept_by_rule = 0, deleted_by_rule = 0, steps_deleted = 1 }, counts(r))
+    assert.same({ c_old }, left(s))
+  end)
+
   it("with a status filter, keep_last counts only the runs of those statuses", function()
     local f1 = put(s, { status = "failed", age = 3 * DAY })
     local f2 = put(s, { status = "failed", age = 2 * DAY })
@@ -184,7 +194,7 @@ describe("store:retain criteria", function()
   it("refuses \"running\" in the status filter with a plain error and deletes nothing", function()
     put(s, { age = 10 * DAY })
     local e = h.plain_error(s.retain, s, { status = "running", keep_last = 0 })
-    assert.matches("running runs are never deleted", e, 1, true)
+    assert.matches("running runs are never subject to retention", e, 1, true)
     h.plain_error(s.retain, s, { status = { "completed", "running" }, keep_last = 0 })
     assert.equal(1, s:count {})
   end)

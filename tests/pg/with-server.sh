@@ -15,6 +15,8 @@ if [ "${1:-}" = --optional ]; then
 fi
 
 if [ -n "${AGENTRUN_TEST_PG:-}" ]; then
+    # a server of the caller's: never stopped by the tests unless its data
+    # directory is given too (AGENTRUN_TEST_PGDATA)
     echo "postgresql: the server of AGENTRUN_TEST_PG (none started)"
     exec "$@"
 fi
@@ -37,7 +39,9 @@ if ! url=$("$here/server.sh" start "$dir"); then
 fi
 echo "postgresql: a server started for the tests in $dir"
 AGENTRUN_TEST_PG=$url
-export AGENTRUN_TEST_PG
+# the data directory, for the tests that stop and start the server they own
+AGENTRUN_TEST_PGDATA=$dir/data
+export AGENTRUN_TEST_PG AGENTRUN_TEST_PGDATA
 "$@"
 status=$?
 cleanup

@@ -141,6 +141,27 @@ core_cannot_include_lua_cmocka_bindings_or_test_headers() {
   done
 }
 
+# The bindings see the public header, core/private (the core's JSON and
+# UTF-8 rules, made for them) and their own headers, and none of the core's
+# other internal headers: a probe including agentrun_json.h compiles with the
+# flags of a bindings file, one including internal.h, json.h or backend.h
+# does not, and the compile names no -Icore.
+bindings_see_only_the_core_interface_made_for_them() {
+  local cmd h
+  printf '#include "agentrun_json.h"\nint probe(void);\nint probe(void) { return AR_JSON_MAX_DEPTH; }\n' \
+      > "$tmp/json_probe.c"
+  cmd=$(_compile_cmd bindings/json.c "$tmp/json_probe.c")
+  (cd "$AR_ROOT" && eval "$cmd") || { echo "agentrun_json.h is not visible to the bindings" >&2; return 1; }
+  for h in internal.h json.h backend.h; do
+    printf '#include "%s"\nint probe(void);\nint probe(void) { return 0; }\n' "$h" > "$tmp/core_probe.c"
+    cmd=$(_compile_cmd bindings/json.c "$tmp/core_probe.c")
+    if (cd "$AR_ROOT" && eval "$cmd") 2>/dev/null; then
+      echo "core/$h compiles with the flags of the bindings: $cmd" >&2; return 1
+    fi
+  done
+  case " $cmd " in *" -Icore "*) echo "the bindings' compile has -Icore: $cmd" >&2; return 1;; esac
+}
+
 _header_version() { # [ROOT]
   sed -nE 's/^.[[:space:]]*define[[:space:]]+AR_VERSION[[:space:]]+"([^"]+)".*/\1/p' \
       "${1:-$AR_ROOT}/core/include/agentrun.h"
