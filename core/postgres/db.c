@@ -61,7 +61,10 @@ static const char schema_current[] =
     "CREATE INDEX events_by_type ON events(agent, type, id);"
     "CREATE INDEX events_by_at ON events(agent, at, id);"
     "CREATE INDEX events_by_run ON events(run) WHERE run IS NOT NULL;"
-    "CREATE TABLE meta(key text PRIMARY KEY, value text NOT NULL);";
+    "CREATE TABLE meta(key text PRIMARY KEY, value text NOT NULL);"
+    /* the high-water mark of runs begun live (runs.c): from the start, so
+     * that records written whole before the first begin never set it */
+    "INSERT INTO meta(key, value) VALUES('last_run_key', '0');";
 
 /* migrations[v - SCHEMA_FIRST] upgrades a schema from version v to v + 1,
  * all that a schema needs in the one transaction of prepare_schema().

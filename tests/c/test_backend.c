@@ -222,7 +222,7 @@ static void test_begin_takes_the_key_the_backend_asks_for(void **state)
 static void test_a_record_written_ahead_does_not_move_new_runs(void **state)
 {
     (void)state;
-    ar_store *store = test_mem_store();
+    ar_store *store = test_store_new();
     ar_record fields = AR_RECORD_INIT;
     fields.agent = "a";
     fields.goal = "g";

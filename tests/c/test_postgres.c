@@ -429,8 +429,9 @@ static void test_concurrent_first_opens_of_one_schema_all_succeed(void **state)
         assert_int_equal(WEXITSTATUS(status), 0);
     }
     char sql[256];
+    /* one of each meta row: application, schema_version, last_run_key */
     snprintf(sql, sizeof sql, "SELECT count(*) FROM \"%s\".meta", f->schema);
-    assert_int_equal(probe_int(f, sql), 2);
+    assert_int_equal(probe_int(f, sql), 3);
 }
 
 /* ---- writing ------------------------------------------------------------ */
@@ -644,18 +645,28 @@ static void test_sessions_ended_at_random_moments_lose_and_double_nothing(void *
     fixture *f = need_server(state);
     ar_store *store = open_store(f, f->schema, 5000);
     ar_run *run = begin(store);
-    enum { STEPS = 100 };
-    int attempts[STEPS + 1] = { 0 };
-    int failures = 0;
+    /* at least MIN_STEPS steps, and on until the killer has ended MIN_KILLS
+     * sessions (a fast server records many steps between two kills) */
+    enum { MIN_STEPS = 100, MIN_KILLS = 20, MAX_STEPS = 20000 };
+    static int attempts[MAX_STEPS + 1];
+    memset(attempts, 0, sizeof attempts);
+    int failures = 0, steps = 0;
     killer k = { f, 0, 0, 0, 0, PTHREAD_MUTEX_INITIALIZER };
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, killer_main, &k), 0);
-    for (int seq = 1; seq <= STEPS;) {
+    for (int seq = 1;; ) {
+        if (seq > MIN_STEPS) {
+            pthread_mutex_lock(&k.mu);
+            int kills = k.kills;
+            pthread_mutex_unlock(&k.mu);
+            if (kills >= MIN_KILLS || seq > MAX_STEPS)
+                break;
+        }
         char content[64];
         snprintf(content, sizeof content, "{\"seq\":%d,\"attempt\":%d}", seq, attempts[seq]);
         int rc = step(run, content);
         if (rc == AR_OK) {
-            seq++;
+            steps = seq++;
             continue;
         }
         if (rc != AR_EIO) {
@@ -677,10 +688,11 @@ static void test_sessions_ended_at_random_moments_lose_and_double_nothing(void *
     while (k.last && probe_int(f, sql) != 0)
         usleep(1000);
     print_message("%d sessions ended, %d steps failed with EIO and were retried\n", k.kills, failures);
+    assert_true(k.kills >= MIN_KILLS);
     ar_record *rec = test_get(store, ar_run_id(run), 1);
-    assert_int_equal(rec->n_steps, STEPS);
-    assert_int_equal(rec->iterations, STEPS);
-    for (int i = 0; i < STEPS; i++) {
+    assert_int_equal(rec->n_steps, steps);
+    assert_int_equal(rec->iterations, steps);
+    for (int i = 0; i < steps; i++) {
         char want[64];
         snprintf(want, sizeof want, "{\"seq\":%d,\"attempt\":%d}", i + 1, attempts[i + 1]);
         assert_int_equal(rec->steps[i].seq, i + 1);
@@ -688,7 +700,7 @@ static void test_sessions_ended_at_random_moments_lose_and_double_nothing(void *
         assert_memory_equal(rec->steps[i].content, want, strlen(want));
     }
     ar_record_free(rec);
-    assert_int_equal(test_stored_steps(store), STEPS);
+    assert_int_equal(test_stored_steps(store), steps);
     ar_run_close(run);
     ar_store_close(store);
 }
@@ -972,7 +984,11 @@ static void writer_wait(pid_t pid, const char *path, writer_log *w, int (*want)(
             return;
         int status;
         if (waitpid(pid, &status, WNOHANG) == pid) {
-            print_error("the writer ended early (status %d)\n", status);
+            /* its last line says why ("X code message") */
+            char *text = test_slurp(path, NULL);
+            const char *last = text ? strrchr(text, 'X') : NULL;
+            print_error("the writer ended early (status %d): %s\n", status, last ? last : "(no reason logged)");
+            free(text);
             fail();
         }
         usleep(2000);
