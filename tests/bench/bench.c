@@ -30,6 +30,7 @@ static const bench_case cases[] = {
 
 static int n_pass, n_miss;
 static char *bench_dir;            /* removed at exit */
+static pid_t bench_pid;            /* the process that removes it */
 static char *fixture_runs_path;    /* bench_fixture_runs: built once per invocation */
 static int64_t fixture_runs_n, fixture_users_n;
 
@@ -215,7 +216,8 @@ int64_t bench_store_bytes(const char *path)
 /* Removes the invocation's directory and everything in it (the bench makes no subdirectories). */
 static void remove_bench_dir(void)
 {
-    if (!bench_dir)
+    /* a forked writer that exits leaves the directory to the bench */
+    if (!bench_dir || getpid() != bench_pid)
         return;
     DIR *d = opendir(bench_dir);
     if (d) {
@@ -805,6 +807,7 @@ int main(int argc, char **argv)
     if (!mkdtemp(tmpl))
         bench_die("cannot create a temp dir %s: %s", tmpl, strerror(errno));
     bench_dir = tmpl;
+    bench_pid = getpid();
     atexit(remove_bench_dir);
     env.dir = bench_dir;
 

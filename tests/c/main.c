@@ -240,9 +240,10 @@ char *test_slurp(const char *path, size_t *len)
     return buf;
 }
 
-/* Runs the groups meant for `backend` on it; adds to *total and *failed
- * and prints the backend's own count. */
-static void run_backend(test_backend backend, const char *only, size_t *total, size_t *failed)
+/* Runs the groups meant for `backend` on it (or, with `once`, the groups
+ * that run once, on SQLite); adds to *total and *failed and prints the
+ * pass's own count. */
+static void run_backend(test_backend backend, int once, const char *only, size_t *total, size_t *failed)
 {
     current = backend;
     size_t n = 0, f = 0;
@@ -266,7 +267,8 @@ static void run_backend(test_backend backend, const char *only, size_t *total, s
         if (only && !strstr(g->name, only))
             continue;
         int where = groups[i].where;
-        if (backend == TEST_SQLITE ? where == POSTGRESQL : where != BOTH && where != POSTGRESQL)
+        if (once ? where != ONCE
+                 : backend == TEST_SQLITE ? where != BOTH && where != SQLITE : where != BOTH && where != POSTGRESQL)
             continue;
         /* cmocka names the group; the backend goes in front. */
         char label[128];
@@ -280,7 +282,7 @@ static void run_backend(test_backend backend, const char *only, size_t *total, s
             n++;
         }
     }
-    printf("%s: %zu passed, %zu failed\n", test_backend_name(), n - f, f);
+    printf("%s: %zu passed, %zu failed\n", once ? "once" : test_backend_name(), n - f, f);
     *total += n;
     *failed += f;
 }
@@ -292,11 +294,15 @@ int main(int argc, char **argv)
     const char *url = getenv("AGENTRUN_TEST_PG");
     pg_url = url && *url ? url : NULL;
     size_t total = 0, failed = 0;
-    run_backend(TEST_SQLITE, only, &total, &failed);
+    run_backend(TEST_SQLITE, 0, only, &total, &failed);
     if (pg_url)
-        run_backend(TEST_POSTGRESQL, only, &total, &failed);
+        run_backend(TEST_POSTGRESQL, 0, only, &total, &failed);
     else
         printf("postgresql: skipped: AGENTRUN_TEST_PG is not set (make test starts a server)\n");
+    /* last: some of them move the process's id clock ahead (a key another
+     * host took), which would put the runs of the passes after them in the
+     * future */
+    run_backend(TEST_SQLITE, 1, only, &total, &failed);
     printf("%zu passed, %zu failed\n", total - failed, failed);
     free(made_dirs);
     free(made_schemas);

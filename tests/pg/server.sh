@@ -11,7 +11,9 @@
 # who then owns DIR. Local connections are trusted, except for the role
 # agentrun_pw (password "agentrun_pw"), which must give its password, so that
 # a test can be refused for a wrong one. The server trades crash safety for
-# speed (fsync off): it lives for one test run.
+# speed (fsync off): it lives for one test run. AGENTRUN_PG_FSYNC=on keeps
+# fsync and full page writes on, for the benchmark, whose durable commits are
+# what it measures.
 set -eu
 
 DB=agentrun_test
@@ -34,6 +36,8 @@ as_owner() {
 start() {
     dir=$1
     bin=$(bindir)
+    fsync=${AGENTRUN_PG_FSYNC:-off}
+    case $fsync in on|off) ;; *) die "AGENTRUN_PG_FSYNC must be on or off, not '$fsync'";; esac
     mkdir -p "$dir"
     dir=$(cd "$dir" && pwd)
     [ -z "$(ls -A "$dir")" ] || die "$dir is not empty"
@@ -54,7 +58,7 @@ start() {
     } > "$dir/pg_hba.conf"
     chown --reference="$dir/data" "$dir/pg_hba.conf"
     as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-        -o "-c listen_addresses='' -k $dir -c hba_file=$dir/pg_hba.conf -c fsync=off -c full_page_writes=off -c max_connections=200" \
+        -o "-c listen_addresses='' -k $dir -c hba_file=$dir/pg_hba.conf -c fsync=$fsync -c full_page_writes=$fsync -c max_connections=200" \
         start >/dev/null || { cat "$dir/server.log" >&2; die "the server did not start"; }
     # pg_ctl -w waits for the server; pg_isready confirms it takes connections.
     tries=0

@@ -74,6 +74,36 @@ with_server_uses_the_given_server_and_starts_none() {
   [ "$got" = 'postgresql:///given?host=/nowhere' ] || { echo "got $got" >&2; return 1; }
 }
 
+server_keeps_fsync_on_when_asked_and_refuses_a_bad_setting() {
+  local dir="$tmp/srv-fsync" url
+  url=$(AGENTRUN_PG_FSYNC=on "$AR_ROOT/tests/pg/server.sh" start "$dir")
+  local fsync fpw
+  fsync=$(psql -X -At -d "$url" -c 'SHOW fsync')
+  fpw=$(psql -X -At -d "$url" -c 'SHOW full_page_writes')
+  "$AR_ROOT/tests/pg/server.sh" stop "$dir"
+  _gone "$dir"
+  [ "$fsync/$fpw" = on/on ] || { echo "fsync/full_page_writes $fsync/$fpw, want on/on" >&2; return 1; }
+  if AGENTRUN_PG_FSYNC=maybe "$AR_ROOT/tests/pg/server.sh" start "$tmp/srv-bad" 2>"$tmp/err"; then
+    echo "AGENTRUN_PG_FSYNC=maybe was accepted" >&2; return 1
+  fi
+  grep -q "AGENTRUN_PG_FSYNC must be on or off" "$tmp/err" || { cat "$tmp/err" >&2; return 1; }
+}
+
+with_server_optional_runs_the_command_without_a_server_when_none_starts() {
+  local got status=0
+  # a server that cannot start: with --optional the command runs without one
+  got=$(AGENTRUN_PG_FSYNC=maybe TMPDIR=$tmp "$AR_ROOT/tests/pg/with-server.sh" --optional \
+        sh -c 'echo "url=${AGENTRUN_TEST_PG:-}"; exit 3' 2>/dev/null) || status=$?
+  [ "$status" = 3 ] || { echo "status $status, want the command's 3" >&2; return 1; }
+  [ "$(tail -n 1 <<<"$got")" = "url=" ] || { echo "got $got" >&2; return 1; }
+  # without it the failure to start is the result, and the command does not run
+  status=0
+  got=$(AGENTRUN_PG_FSYNC=maybe TMPDIR=$tmp "$AR_ROOT/tests/pg/with-server.sh" sh -c 'echo ran' 2>/dev/null) \
+    || status=$?
+  [ "$status" != 0 ] && [ -z "$got" ] || { echo "status $status, output $got" >&2; return 1; }
+  [ -z "$(ls -A "$tmp" | grep agentrun-pg- || true)" ] || { echo "a server directory was left" >&2; return 1; }
+}
+
 if [ "${1:-}" = --list ]; then
   declare -F | awk '{print $3}' | grep -v '^_'
 else
