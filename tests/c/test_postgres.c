@@ -889,6 +889,9 @@ static void server_ctl_run(const server_ctl *c, const char *action)
     }
 }
 
+/* The most steps the writer records (and its log holds). */
+enum { WRITER_MAX = 1 << 20 };
+
 /* The writer, in a child process: begins a run and records steps until
  * `stop` exists, retrying a step that failed with EIO; each acknowledged step
  * is logged "A seq attempt", each EIO "E seq". Any other failure ends it
@@ -910,7 +913,8 @@ static void writer_main(fixture *f, const char *log_path, const char *stop)
         _exit(2);
     dprintf(fd, "R %s\n", ar_run_id(run));
     int attempt = 0;
-    for (int seq = 1; access(stop, F_OK) != 0;) {
+    /* (and at the log's capacity: the parent then sees it end early) */
+    for (int seq = 1; access(stop, F_OK) != 0 && seq < WRITER_MAX;) {
         char content[64];
         snprintf(content, sizeof content, "{\"seq\":%d,\"attempt\":%d}", seq, attempt);
         int rc = step(run, content);
@@ -937,7 +941,7 @@ static void writer_main(fixture *f, const char *log_path, const char *stop)
 typedef struct writer_log {
     char run[64];
     int acked, failures;
-    int attempt[4096];      /* of each acknowledged seq */
+    int attempt[WRITER_MAX]; /* of each acknowledged seq */
 } writer_log;
 
 static void writer_log_read(const char *path, writer_log *w)
@@ -953,7 +957,7 @@ static void writer_log_read(const char *path, writer_log *w)
             sscanf(line, "R %63s", w->run);
         else if (line[0] == 'E')
             w->failures++;
-        else if (sscanf(line, "A %d %d", &seq, &attempt) == 2 && seq == w->acked + 1 && seq < 4096)
+        else if (sscanf(line, "A %d %d", &seq, &attempt) == 2 && seq == w->acked + 1 && seq < WRITER_MAX)
             w->attempt[w->acked = seq] = attempt;
     }
     fclose(fp);
