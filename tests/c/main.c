@@ -26,6 +26,11 @@ static const struct {
 static test_backend current = TEST_SQLITE;
 static const char *pg_url;           /* AGENTRUN_TEST_PG */
 
+const char *test_pg_url(void)
+{
+    return pg_url;
+}
+
 /* What the group now running made (removed when it ends). */
 static char **made_dirs, **made_schemas;
 static size_t n_dirs, n_schemas;

@@ -37,6 +37,8 @@ typedef struct test_group {
 typedef enum test_backend { TEST_SQLITE, TEST_POSTGRESQL } test_backend;
 test_backend test_backend_current(void);
 const char *test_backend_name(void);
+/* The server the PostgreSQL tests use (AGENTRUN_TEST_PG), or NULL. */
+const char *test_pg_url(void);
 
 /* A location for a new, empty store on the backend under test (malloc'ed):
  * a file in a fresh temporary directory on SQLite; on PostgreSQL the

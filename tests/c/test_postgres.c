@@ -34,12 +34,6 @@ typedef struct fixture {
     PGconn *probe;      /* the test's own view of the server */
 } fixture;
 
-static const char *server_url(void)
-{
-    const char *url = getenv("AGENTRUN_TEST_PG");
-    return url && *url ? url : NULL;
-}
-
 /* The server's connection parameters, as libpq reads AGENTRUN_TEST_PG. */
 static const char *param(PQconninfoOption *opts, const char *key)
 {
@@ -53,7 +47,7 @@ static const char *param(PQconninfoOption *opts, const char *key)
  * (NULL: the server URL's own). */
 static void location_as(char *out, size_t cap, const char *user, const char *password)
 {
-    PQconninfoOption *opts = PQconninfoParse(server_url(), NULL);
+    PQconninfoOption *opts = PQconninfoParse(test_pg_url(), NULL);
     assert_non_null(opts);
     const char *host = param(opts, "host"), *port = param(opts, "port"), *dbname = param(opts, "dbname");
     snprintf(out, cap, "host='%s' port='%s' dbname='%s' user='%s' password='%s'", host ? host : "",
@@ -91,7 +85,7 @@ static int64_t probe_int(fixture *f, const char *sql)
 static int setup(void **state)
 {
     static int counter;
-    if (!server_url()) {
+    if (!test_pg_url()) {
         static int told;
         if (!told++)
             print_message("AGENTRUN_TEST_PG is not set: the PostgreSQL tests are skipped\n");
@@ -105,7 +99,7 @@ static int setup(void **state)
     location_as(f->url, sizeof f->url, NULL, NULL);
     size_t n = strlen(f->url);
     snprintf(f->url + n, sizeof f->url - n, " application_name='%s'", f->app);
-    f->probe = PQconnectdb(server_url());
+    f->probe = PQconnectdb(test_pg_url());
     if (PQstatus(f->probe) != CONNECTION_OK) {
         print_error("connecting to AGENTRUN_TEST_PG: %s", PQerrorMessage(f->probe));
         PQfinish(f->probe);
@@ -327,7 +321,7 @@ static void test_a_refused_login_is_eperm_and_no_message_shows_the_password(void
     fixture *f = need_server(state);
     char loc[2048], url[2048];
     location_as(loc, sizeof loc, "agentrun_no_such_role", "s3cr3t-pw");
-    PQconninfoOption *opts = PQconninfoParse(server_url(), NULL);
+    PQconninfoOption *opts = PQconninfoParse(test_pg_url(), NULL);
     const char *host = param(opts, "host"), *port = param(opts, "port"), *dbname = param(opts, "dbname");
     snprintf(url, sizeof url, "postgresql://agentrun_no_such_role:s3cr3t-pw@/%s?host=%s&port=%s",
              dbname ? dbname : "postgres", host ? host : "", port ? port : "5432");
@@ -363,7 +357,7 @@ static void test_an_unreachable_server_is_eio(void **state)
 static void test_the_store_path_never_shows_the_password(void **state)
 {
     fixture *f = need_server(state);
-    PQconninfoOption *opts = PQconninfoParse(server_url(), NULL);
+    PQconninfoOption *opts = PQconninfoParse(test_pg_url(), NULL);
     const char *given = param(opts, "password");
     /* a server that trusts the connection ignores a password it is given */
     char secret[256];
@@ -560,7 +554,7 @@ static int killer_stopped(killer *k)
 static void *killer_main(void *ud)
 {
     killer *k = ud;
-    PGconn *c = PQconnectdb(server_url());
+    PGconn *c = PQconnectdb(test_pg_url());
     char sql[512];
     if (k->wait_for_lock)
         snprintf(sql, sizeof sql, "SELECT pid, pg_terminate_backend(pid) FROM (SELECT pid FROM pg_stat_activity"

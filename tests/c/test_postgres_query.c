@@ -27,16 +27,10 @@ typedef struct fixture {
     PGconn *probe;      /* the test's own view of the server: lock waits, dropping the schema */
 } fixture;
 
-static const char *server_url(void)
-{
-    const char *url = getenv("AGENTRUN_TEST_PG");
-    return url && *url ? url : NULL;
-}
-
 static int setup(void **state)
 {
     static int counter;
-    if (!server_url()) {
+    if (!test_pg_url()) {
         static int told;
         if (!told++)
             print_message("AGENTRUN_TEST_PG is not set: the PostgreSQL backend tests are skipped\n");
@@ -46,7 +40,7 @@ static int setup(void **state)
     fixture *f = calloc(1, sizeof *f);
     assert_non_null(f);
     snprintf(f->schema, sizeof f->schema, "ar_query_%ld_%d", (long)getpid(), ++counter);
-    f->probe = PQconnectdb(server_url());
+    f->probe = PQconnectdb(test_pg_url());
     if (PQstatus(f->probe) != CONNECTION_OK) {
         print_error("connecting to AGENTRUN_TEST_PG: %s", PQerrorMessage(f->probe));
         PQfinish(f->probe);
@@ -91,7 +85,7 @@ static ar_db *db_open(const fixture *f)
     opts.durability = AR_DURABILITY_NORMAL;
     ar_db *db = NULL;
     ar_err err = { 0, "" };
-    int rc = be->open(&db, server_url(), &opts, &ar_default_allocator, &err);
+    int rc = be->open(&db, test_pg_url(), &opts, &ar_default_allocator, &err);
     if (rc != AR_OK) {
         print_error("open: %s: %s\n", ar_code_name(rc), err.msg);
         be->close(db);
@@ -932,7 +926,7 @@ static void test_listings_and_retention_report_running_out_of_memory(void **stat
     opts.durability = AR_DURABILITY_NORMAL;
     ar_db *db = NULL;
     ar_err err = { 0, "" };
-    assert_int_equal(be->open(&db, server_url(), &opts, &alloc, &err), AR_OK);
+    assert_int_equal(be->open(&db, test_pg_url(), &opts, &alloc, &err), AR_OK);
     put_runs(db);
     static const char *const types[] = { "a", "b\"", "c" };
     for (int i = 0; i < 9; i++)
@@ -1135,7 +1129,7 @@ static int many_writer(const fixture *f, int w, int go)
     opts.busy_timeout_ms = 60000;
     ar_db *db = NULL;
     ar_err err = { 0, "" };
-    if (be->open(&db, server_url(), &opts, &ar_default_allocator, &err) != AR_OK) {
+    if (be->open(&db, test_pg_url(), &opts, &ar_default_allocator, &err) != AR_OK) {
         fprintf(stderr, "writer %d: open: %s\n", w, err.msg);
         return 1;
     }
@@ -1279,7 +1273,7 @@ static int api_writer(const fixture *f, int w, int go)
     opts.durability = AR_DURABILITY_NORMAL;
     opts.busy_timeout_ms = 60000;
     ar_store *store = NULL;
-    if (ar_store_open(&store, server_url(), &opts) != AR_OK) {
+    if (ar_store_open(&store, test_pg_url(), &opts) != AR_OK) {
         fprintf(stderr, "writer %d: open: %s\n", w, ar_store_errmsg(store));
         ar_store_close(store);
         return 1;
@@ -1396,7 +1390,7 @@ static void test_many_writers_through_the_api_and_a_paging_reader(void **state)
     ar_open_opts opts = AR_OPEN_OPTS_INIT;
     opts.schema = f->schema;
     ar_store *rd = NULL;
-    assert_int_equal(ar_store_open(&rd, server_url(), &opts), AR_OK);   /* makes the schema */
+    assert_int_equal(ar_store_open(&rd, test_pg_url(), &opts), AR_OK);   /* makes the schema */
     int go[2];
     assert_int_equal(pipe(go), 0);
     pid_t pids[WRITERS];
