@@ -144,6 +144,10 @@ struct ar_run {
     char *scratch; size_t scratch_cap;   /* counters JSON */
     char *scratch2; size_t scratch2_cap;
     int close_deferred;             /* closed during a retention scan: finished after it */
+    int unsure;                     /* the last step's write failed after it may have reached the
+                                       store: whether it is there is learnt before the next write */
+    int finish_unsure;              /* a finish failed the same way: a retry that finds the run ended
+                                       as it asked succeeds */
 };
 
 /* AR_OK when the store is open; AR_EMISUSE otherwise (NULL, or it failed to open). */
