@@ -216,7 +216,7 @@ test: deps test-build
 # after AGENTRUN_TEST_TIMEOUT seconds (default 1800) is stopped, naming the
 # test it was in, so that a hang fails and says where.
 test-c: $(CTEST_BIN)
-	AR_BUILD=$(BUILD) $(LUA_ENV) timeout -k 10 $${AGENTRUN_TEST_TIMEOUT:-1800} $(CTEST_BIN)
+	AR_BUILD=$(BUILD) $(LUA_ENV) timeout --foreground -k 10 $${AGENTRUN_TEST_TIMEOUT:-1800} $(CTEST_BIN)
 
 test-lua: $(LUA_MOD) $(FAULTVFS_LUA)
 	AR_BUILD=$(BUILD) $(LUA_ENV) tests/lua/run.sh $(LUA_WRAP) lua5.4 $$(command -v busted) \

@@ -56,7 +56,7 @@ for backend in sqlite postgresql; do
     rc=0
     AGENTRUN_TEST_BACKEND=$backend AGENTRUN_TEST_TMP="$tmp/$backend" AGENTRUN_TEST_SCHEMA_PREFIX=$prefix \
         AGENTRUN_TEST_COUNTS="$tmp/counts" AGENTRUN_TEST_CURRENT="$tmp/current" \
-        timeout -k 10 "$limit" "$@" $exclude || rc=$?
+        timeout --foreground -k 10 "$limit" "$@" $exclude || rc=$?
     if [ $rc = 124 ] || [ $rc = 137 ]; then
         echo "$backend: stopped after ${limit}s in: $(cat "$tmp/current" 2>/dev/null || echo '(no test started)')"
         echo "0 1" >> "$tmp/counts"
