@@ -93,7 +93,7 @@ end
 
 -- A writer that gathers small pieces into chunks of about CHUNK bytes.
 local function buffered(write)
-  local parts, size, total = {}, 0, 0
+  local parts, size, total, mark = {}, 0, 0, 0
   local b = {}
   function b.put(s)
     parts[#parts + 1] = s
@@ -109,6 +109,9 @@ local function buffered(write)
     end
   end
   function b.total() return total end
+  -- the bytes written since b.mark() was called
+  function b.mark() mark = total end
+  function b.since_mark() return total - mark end
   return b
 end
 
@@ -131,10 +134,16 @@ local function fit(obj, kind, limit, stats)
   end
 end
 
+-- The most bytes a value may keep now: max_text until the page holds
+-- max_bytes of data, a preview after.
+local function value_limit(out, limits)
+  return out.since_mark() < limits.max_bytes and limits.max_text or PREVIEW
+end
+
 -- The JSON of obj with its long values cut; the common case (nothing long)
 -- costs one encoding.
 local function encode(obj, kind, out, limits, stats)
-  local limit = out.total() < limits.max_bytes and limits.max_text or PREVIEW
+  local limit = value_limit(out, limits)
   local json = agentrun.json_encode(obj)
   if #json > limit then
     fit(obj, kind, limit, stats)
@@ -166,12 +175,12 @@ local function put_run(store, run, out, limits, stats)
   local state, seq = store:checkpoint(id)
   if seq ~= nil then
     run.checkpoint = { state = state, seq = seq }
-    fit(run.checkpoint, "checkpoint", out.total() < limits.max_bytes and limits.max_text or PREVIEW, stats)
+    fit(run.checkpoint, "checkpoint", value_limit(out, limits), stats)
   end
   if store.intents then
     local intents = store:intents(id)
     for _, intent in ipairs(intents) do
-      fit(intent, "intent", out.total() < limits.max_bytes and limits.max_text or PREVIEW, stats)
+      fit(intent, "intent", value_limit(out, limits), stats)
     end
     run.intents = agentrun.array(intents)
   end
@@ -211,6 +220,7 @@ local function generate(store, query, write, limits)
   local stats = { runs = 0, steps = 0, trimmed = 0, steps_left_out = 0 }
   local backend = store:info().backend
   out.put(page.head)
+  out.mark()
   local meta = {
     title = limits.title, generated_at = math.floor(os.time() * 1000), backend = backend,
     filters = next(query) and query or nil,
