@@ -304,7 +304,10 @@ test('the page made from a PostgreSQL store shows the same', async () => {
 
 (async () => {
   let passed = 0, failed = 0, skipped = 0;
-  browser = await chromium.launch({ executablePath: CHROMIUM, headless: true });
+  // Chromium's own background traffic (updates, sync, QUIC probes) is turned
+  // off: the page is tested alone, and the machine may have no network.
+  browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--disable-gpu', '--disable-quic',
+    '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'] });
   for (const t of tests) {
     if (only && t.name !== only) continue;
     try {
