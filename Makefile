@@ -216,8 +216,11 @@ test-build: all $(CTEST_BIN) $(FAULTVFS_LUA)
 # (tests/pg/with-server.sh). test-c and test-lua alone run the PostgreSQL
 # pass only when AGENTRUN_TEST_PG is set. Every suite runs even when another
 # fails (--keep-going), so that each prints its counts.
+# The browser tests come after the others, so that chromium never competes for
+# the cores with the suites that time a server's restart.
 test: deps test-build
-	@tests/pg/with-server.sh $(MAKE) --no-print-directory --keep-going test-c test-lua test-sh test-browser
+	@tests/pg/with-server.sh sh -c '$(MAKE) --no-print-directory --keep-going test-c test-lua test-sh; s=$$?; \
+	  $(MAKE) --no-print-directory test-browser || s=1; exit $$s'
 
 # The C runner and the Lua runner each print a count per backend and end on
 # "N passed, N failed". A runner (the C one) or a pass (Lua) still running

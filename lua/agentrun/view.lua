@@ -45,6 +45,9 @@ end
 
 local function check_args(store, query, out, opts)
   if type(store) ~= "userdata" then argerror(1, "agentrun store expected, got " .. type(store)) end
+  -- a run handle is userdata too, without the store's methods
+  local ok, runs = pcall(function() return store.runs end)
+  if ok and type(runs) ~= "function" then argerror(1, "agentrun store expected, got another userdata") end
   if query ~= nil and type(query) ~= "table" then argerror(2, "table expected, got " .. type(query)) end
   for k in pairs(query or {}) do
     if PAGING[k] then

@@ -592,6 +592,7 @@ M.tail = [==[</script>
   document.getElementById('title').textContent = META.title || 'agentrun';
   document.title = (META.title || 'agentrun') + ' \u2013 ' + RUNS.length + ' runs';
   var sub = num(RUNS.length) + ' runs \u00b7 written ' + date(META.generated_at);
+  if (META.backend) sub += ' \u00b7 from a ' + META.backend + ' store';
   if (META.filters) sub += ' \u00b7 filters ' + JSON.stringify(META.filters);
   if (SUMMARY.matching > RUNS.length) sub += ' \u00b7 ' + num(SUMMARY.matching - RUNS.length) + ' more matched, not shown';
   document.getElementById('subtitle').textContent = sub;

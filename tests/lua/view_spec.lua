@@ -225,6 +225,9 @@ describe("agentrun.view.write", function()
       assert.truthy(e:find(pattern, 1, true), e)
     end
     bad("bad argument #1 to 'write' (agentrun store expected, got table)", {}, {}, w)
+    local run <close> = store:begin { agent = "a", goal = "g" }
+    bad("bad argument #1 to 'write' (agentrun store expected, got another userdata)", run, {}, w)
+    bad("bad argument #1 to 'write' (agentrun store expected, got another userdata)", io.stdout, {}, w)
     bad("bad argument #2 to 'write' (table expected, got string)", store, "agent", w)
     bad("bad argument #2 to 'write' (unknown field 'agnet' in query)", store, { agnet = "a" }, w)
     bad("bad argument #2 to 'write' (query.after is not a filter of a page", store, { after = "x" }, w)
