@@ -254,6 +254,24 @@ test('the keyboard reaches everything: rows, a run, back, search', async () => {
   await close(s);
 });
 
+test('visiting every run and opening every step makes no request and logs no error', async () => {
+  const s = await open(fx);
+  const requests = [];
+  s.page.on('requestfinished', (r) => requests.push(r.url()));
+  await s.page.click('#runs-table th[data-key="cost"] button');
+  await s.page.selectOption('#f-status', 'completed');
+  await s.page.selectOption('#f-status', '');
+  const ids = await visibleRows(s.page);
+  for (const id of ids) {
+    await s.page.goto(fx.url + '#run=' + id);
+    await s.page.waitForSelector(`#run[data-id="${id}"]`);
+    for (const d of await s.page.$$('#steps details.step summary')) await d.click();
+    for (const b of await s.page.$$('#run button.more')) await b.click();
+  }
+  eq(requests, [], 'requests made');
+  await close(s);
+});
+
 test('dark mode follows prefers-color-scheme', async () => {
   const light = await open(fx);
   const dark = await open(fx, { colorScheme: 'dark' });
