@@ -444,6 +444,9 @@ static int put_json_string(const ar_allocator *a, char **buf, size_t *cap, size_
         if (*p == '"' || *p == '\\') {
             *d++ = '\\';
             *d++ = (char)*p;
+        } else if (*p == '\n' || *p == '\t' || *p == '\r') {
+            *d++ = '\\';
+            *d++ = *p == '\n' ? 'n' : *p == '\t' ? 't' : 'r';
         } else if (*p < 0x20) {
             d += snprintf(d, 7, "\\u%04x", *p);
         } else {
