@@ -579,8 +579,11 @@ int ar_run_intend(int64_t *out, ar_run *run, const char *key, const char *name, 
         rc = ar_fail(&run->err, AR_ENOMEM, "out of memory recording an intent");
         goto cleanup;
     }
-    if ((rc = ar_run_step(&seq, run, &step)))
+    if ((rc = ar_run_step(&seq, run, &step))) {
+        if (run->unsure)   /* it may be there: learnt, with the keys, by the next write */
+            intents_forget(run);
         goto cleanup;
+    }
     /* durable now: a key the handle cannot remember would let a second
      * intend through, so the handle reads the run's keys again next time */
     if (map_add_owned(run->intents, key, name, strlen(name), seq))
@@ -610,10 +613,10 @@ int ar_run_settle(int64_t *out, ar_run *run, const char *key, const char *result
     step.kind = "tool";
     intent_slot *s = map_find(run->intents, key);
     if (run->unsure) {
-        /* the map may not know the step left unsure; with the key pending
-         * in it, that step may be this very outcome (the call retried) */
+        /* the step left unsure may be this very outcome (the call retried),
+         * whether or not the map already read it */
         int same = 0;
-        if (s && !s->index) {
+        if (s) {
             if ((rc = outcome_content(run, &content, &n, s->intent_seq, key, result_json, len, failed)))
                 goto cleanup;
             step.name = s->name;
