@@ -144,6 +144,7 @@ struct ar_run {
     char *scratch; size_t scratch_cap;   /* counters JSON */
     char *scratch2; size_t scratch2_cap;
     int close_deferred;             /* closed during a retention scan: finished after it */
+    char *response;                 /* the answer a resumed waiting run got (JSON text), or NULL */
 };
 
 /* AR_OK when the store is open; AR_EMISUSE otherwise (NULL, or it failed to open). */
