@@ -184,10 +184,13 @@ int ar_run_resume(ar_run **out, ar_store *store, const char *run_id, const ar_bu
         goto cleanup;
     }
     /* the answer the run waited for, kept by the handle that goes on with it */
-    if (r->status == AR_WAITING &&
-        !(run->response = ar_out_strdup(&store->alloc, r->response, strlen(r->response)))) {
-        rc = ar_fail(&store->err, AR_ENOMEM, "out of memory resuming a run");
-        goto cleanup;
+    if (r->status == AR_WAITING) {
+        size_t n = strlen(r->response);
+        if (!(run->response = ar_mem_alloc(&store->alloc, n + 1))) {
+            rc = ar_fail(&store->err, AR_ENOMEM, "out of memory resuming a run");
+            goto cleanup;
+        }
+        memcpy(run->response, r->response, n + 1);
     }
     run->budget = budget ? *budget : r->budget;
     run->totals.iterations = r->iterations;
