@@ -208,7 +208,7 @@ static void test_open_creates_the_schema_with_its_meta_record_and_reopens_it(voi
     ar_store_info info;
     assert_int_equal(ar_store_info_get(&info, store), AR_OK);
     assert_string_equal(info.backend, "postgresql");
-    assert_int_equal(info.schema_version, 2);
+    assert_int_equal(info.schema_version, AR_SCHEMA_VERSION);
     assert_int_equal(info.runs, 0);
     ar_run *run = test_begin(store, "pg-agent");
     assert_int_equal(step(run, "1"), AR_OK);
@@ -220,7 +220,7 @@ static void test_open_creates_the_schema_with_its_meta_record_and_reopens_it(voi
 
     char sql[256];
     snprintf(sql, sizeof sql, "SELECT count(*) FROM \"%s\".meta WHERE (key, value) IN "
-             "(('application', 'agentrun'), ('schema_version', '2'))", f->schema);
+             "(('application', 'agentrun'), ('schema_version', '3'))", f->schema);
     assert_int_equal(probe_int(f, sql), 2);
 
     store = open_store(f, f->schema, 5000);
