@@ -169,7 +169,7 @@ AR_API int ar_open_opts_init(ar_open_opts *opts, unsigned int version);
 AR_API int ar_store_open(ar_store **out, const char *path, const ar_open_opts *opts);
 
 /* Leaves the store's still-open runs `interrupted`, exactly as a crash and
- * ar_store_recover would (they can be resumed); their handles then report
+ * ar_store_recover would (they can be resumed; a waiting run stays waiting); their handles then report
  * AR_INTERRUPTED and return AR_ESTATE. Releases the file and frees the
  * store. NULL is accepted. Called from a retention rule of this store, it is
  * put off until the scan has let go of the store: ar_store_retain then fails
@@ -360,10 +360,12 @@ AR_API int ar_record_budget_exhausted(ar_record **out, const ar_record *fields,
 AR_API int ar_record_failed(ar_record **out, const ar_record *fields, const char *error,
                      char *errbuf, size_t errlen);
 
-/* Writes a finished (or interrupted) record, all its steps and its
- * checkpoint in one transaction, checked as the factory checks its fields;
- * output only with a completed record, error only with a failed one, limit
- * only with a budget_exhausted one. A record read back by ar_store_get and
+/* Writes a finished (or interrupted, or waiting) record, all its steps and
+ * its checkpoint in one transaction, checked as the factory checks its
+ * fields; output only with a completed record, error only with a failed one,
+ * limit only with a budget_exhausted one; a waiting record needs its request
+ * and has no finished_at or latency_ms; forked_from must be a valid id and
+ * forked_seq a step of the record (0..n_steps); a response needs a request. A record read back by ar_store_get and
  * written to another store reproduces the run: id, times, totals, steps.
  * *out receives the run id (caller frees with ar_free): the record's own
  * when it has one, else a new one. Returns AR_OK, AR_EMISUSE (not a
