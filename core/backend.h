@@ -237,7 +237,8 @@ typedef struct ar_backend {
                        struct ar_err *err);
     /* Inside the caller's transaction, the sums of run n's steps 1..at:
      * their count, tokens, cost, and each extra counter's sum (visited by
-     * name, in name order), computed by the store without loading the steps. */
+     * name, in name order; `counter` NULL: not summed), computed by the
+     * store without loading the steps. */
     int (*steps_sums)(ar_db *db, int64_t n, int64_t at, int64_t *count, int64_t *input_tokens,
                       int64_t *output_tokens, int64_t *cost_nanos, ar_db_type_visit counter,
                       void *ud, struct ar_err *err);

@@ -588,8 +588,9 @@ int ar_run_fork(ar_run **out, ar_store *store, const char *run_id, const ar_fork
     counter_sums sums = { &store->alloc, &run->totals, &store->err, run_id };
     int64_t count = 0;
     if ((rc = store->be->steps_sums(store->db, from_key, at, &count, &run->totals.input_tokens,
-                                    &run->totals.output_tokens, &run->totals.cost_nanos, add_counter, &sums,
-                                    &store->err)))
+                                    &run->totals.output_tokens, &run->totals.cost_nanos,
+                                    /* a run without counters has no step with one */
+                                    r->usage.n_extra ? add_counter : NULL, &sums, &store->err)))
         goto cleanup;
     if (count != at) {
         rc = ar_fail(&store->err, AR_ECORRUPT, "run %s: stored steps are damaged: %lld of its first %lld are there",

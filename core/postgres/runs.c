@@ -551,6 +551,8 @@ int pg_steps_sums(ar_db *db, int64_t n, int64_t at, int64_t *count, int64_t *inp
     *input_tokens = pg_bigint(res, 0, 1);
     *output_tokens = pg_bigint(res, 0, 2);
     *cost_nanos = pg_bigint(res, 0, 3);
+    if (!counter)
+        return AR_OK;
     /* each counter summed by the server, grouped by name */
     if ((rc = pg_run(db, PG_COUNTER_SUMS,
         "SELECT j.key, sum(j.value::numeric) FROM steps, jsonb_each_text(steps.counters::jsonb) AS j"

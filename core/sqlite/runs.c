@@ -553,7 +553,7 @@ int sq_steps_sums(ar_db *db, int64_t n, int64_t at, int64_t *count, int64_t *inp
     }
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
-    if (result)
+    if (result || !counter)
         return result;
     /* each counter summed by the store, grouped by name */
     if (!(st = sq_stmt(db, SQ_COUNTER_SUMS,
@@ -583,23 +583,36 @@ int sq_steps_sums(ar_db *db, int64_t n, int64_t at, int64_t *count, int64_t *inp
     return result;
 }
 
-/* Two statements inside the caller's transaction; the rows go from table
- * to table within SQLite, never through this process's memory. */
+/* Steps copied by one statement of a fork. SQLite reads the rows of an
+ * INSERT ... SELECT on one table into a temporary table first: in slices
+ * of this many steps that table stays in the page cache (a whole run's
+ * would spill to a temporary file), and the copy takes about half the time
+ * of one statement over the whole run. */
+#define FORK_SLICE 128
+
+/* Statements inside the caller's transaction; the rows go from table to
+ * table within SQLite, never through this process's memory. */
 int sq_fork_copy(ar_db *db, int64_t from, int64_t to, int64_t at, ar_err *err)
 {
-    sqlite3_stmt *st = sq_stmt(db, SQ_FORK_STEPS,
-        "INSERT INTO steps(run, seq, kind, name, content, input_tokens, output_tokens, cost_nanos, counters,"
-        " duration_ms, at) SELECT ?, seq, kind, name, content, input_tokens, output_tokens, cost_nanos,"
-        " counters, duration_ms, at FROM steps WHERE run = ? AND seq <= ? ORDER BY seq", err);
-    if (!st)
-        return err->code;
-    int b = SQLITE_OK;
-    sq_bind_int64(st, 1, to, &b);
-    sq_bind_int64(st, 2, from, &b);
-    sq_bind_int64(st, 3, at, &b);
-    int rc = step_done(db, st, b, err, "copying the steps");
+    int rc = AR_OK;
+    for (int64_t lo = 0; lo < at && rc == AR_OK; lo += FORK_SLICE) {
+        sqlite3_stmt *st = sq_stmt(db, SQ_FORK_STEPS,
+            "INSERT INTO steps(run, seq, kind, name, content, input_tokens, output_tokens, cost_nanos, counters,"
+            " duration_ms, at) SELECT ?, seq, kind, name, content, input_tokens, output_tokens, cost_nanos,"
+            " counters, duration_ms, at FROM steps WHERE run = ? AND seq > ? AND seq <= ?", err);
+        if (!st)
+            return err->code;
+        int b = SQLITE_OK;
+        sq_bind_int64(st, 1, to, &b);
+        sq_bind_int64(st, 2, from, &b);
+        sq_bind_int64(st, 3, lo, &b);
+        sq_bind_int64(st, 4, at - lo > FORK_SLICE ? lo + FORK_SLICE : at, &b);
+        rc = step_done(db, st, b, err, "copying the steps");
+    }
     if (rc)
         return rc;
+    sqlite3_stmt *st;
+    int b;
     if (!(st = sq_stmt(db, SQ_FORK_CHECKPOINT,
         "INSERT INTO checkpoints(run, seq, state, at) SELECT ?, seq, state, at FROM checkpoints"
         " WHERE run = ? AND seq <= ?", err)))
