@@ -127,8 +127,8 @@ static int l_respond(lua_State *L)
 {
     ar_store *store = arl_check_store(L, 1);
     const char *id = arl_check_text(L, 2, 2, "run_id");
-    if (lua_isnone(L, 3))
-        return arl_argerror(L, 3, "response expected (any JSON value)");
+    if (lua_isnoneornil(L, 3))
+        return arl_argerror(L, 3, "response is required (agentrun.null for JSON null)");
     arl_buf *b = arl_scratch(L);
     arl_json_encode(L, 3, "response", b);
     ar_record *r = NULL;
@@ -240,8 +240,8 @@ static int l_complete(lua_State *L)
 static int l_wait(lua_State *L)
 {
     ar_run *run = check_run(L, 1);
-    if (lua_isnone(L, 2))
-        return arl_argerror(L, 2, "request expected (any JSON value)");
+    if (lua_isnoneornil(L, 2))
+        return arl_argerror(L, 2, "request is required (agentrun.null for JSON null)");
     arl_buf *b = arl_scratch(L);
     arl_json_encode(L, 2, "request", b);
     ar_record *r = NULL;
