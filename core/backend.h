@@ -304,6 +304,12 @@ typedef struct ar_backend {
      * (SQLite VACUUM and WAL truncation; PostgreSQL VACUUM of the store's
      * tables). Outside any transaction. */
     int (*compact)(ar_db *db, struct ar_err *err);
+    /* Optional (NULL: a write that fails is never left in flight): after a
+     * write failed with its outcome unknown (a connection cut off), waits
+     * until no part of it can still commit; AR_OK then, AR_EIO when that
+     * cannot be known yet. The core calls it before it reads back a step
+     * whose step_append failed. */
+    int (*settle)(ar_db *db, struct ar_err *err);
 
     /* ---- events (all required) ---- */
 

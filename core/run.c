@@ -85,6 +85,94 @@ static int writable(ar_run *run, const char *what)
     return what ? ar_store_scan_check(run->store, &run->err, what) : AR_OK;
 }
 
+/* What the probe of a step whose write failed found. */
+typedef struct unsure_probe {
+    ar_run *run;
+    int64_t seq;
+    const ar_step *retry;       /* the step the caller records now, or NULL */
+    int64_t retry_cost;
+    size_t retry_len;
+    int same;                   /* the stored step is `retry` */
+} unsure_probe;
+
+static int text_is(ar_db_text t, const char *s, size_t len)
+{
+    return s ? t.s && t.len == len && memcmp(t.s, s, len) == 0 : !t.s;
+}
+
+static int usage_is(const ar_usage *a, int64_t a_cost, const ar_usage *b, int64_t b_cost)
+{
+    if (a->input_tokens != b->input_tokens || a->output_tokens != b->output_tokens || a_cost != b_cost ||
+        a->n_extra != b->n_extra)
+        return 0;
+    for (size_t i = 0; i < a->n_extra; i++) {
+        size_t k = 0;
+        while (k < b->n_extra && strcmp(a->extra[i].name, b->extra[k].name) != 0)
+            k++;
+        if (k == b->n_extra || a->extra[i].value != b->extra[k].value)
+            return 0;
+    }
+    return 1;
+}
+
+/* The failed step is there: the handle takes it into its totals, as if its
+ * call had succeeded, and tells whether it is the step recorded now. */
+static int probe_visit(void *ud, const ar_db_step_row *row)
+{
+    unsure_probe *pr = ud;
+    ar_run *run = pr->run;
+    if (row->seq != pr->seq)
+        return AR_OK;
+    ar_arena arena = { &run->alloc, NULL };
+    ar_step s;
+    int rc = ar_row_to_step(row, run->id, &arena, &s, &run->err);
+    if (rc == AR_OK && ar_totals_add(&run->alloc, &run->totals, &s.usage, row->cost_nanos))
+        rc = ar_fail(&run->err, AR_ENOMEM, "out of memory recording a step");
+    if (rc == AR_OK) {
+        run->totals.iterations = pr->seq;
+        const ar_step *r = pr->retry;
+        pr->same = r && text_is(row->kind, r->kind, strlen(r->kind)) &&
+                   text_is(row->name, r->name, r->name ? strlen(r->name) : 0) &&
+                   text_is(row->content, r->content, pr->retry_len) &&
+                   usage_is(&s.usage, row->cost_nanos, &r->usage, pr->retry_cost);
+    }
+    ar_arena_release(&arena);
+    return rc;
+}
+
+/* A step whose write failed may yet be in the store (the connection broke
+ * after the commit was sent, a sync failed after the commit was written).
+ * Before the handle writes again it learns which: once the backend knows
+ * that no write of its cut off can still land (settle), the step is read
+ * back. When it is there the handle goes on after it, and *same tells
+ * whether it is `retry`, the step the caller records now (a retry of the
+ * call that failed, which then succeeds without writing it twice). */
+static int unsure_settle(ar_run *run, const ar_step *retry, int64_t retry_cost, size_t retry_len, int *same)
+{
+    if (same)
+        *same = 0;
+    if (!run->unsure)
+        return AR_OK;
+    ar_store *store = run->store;
+    int rc;
+    if (store->be->settle && (rc = store->be->settle(store->db, &store->err)))
+        return from_store(run, rc);
+    unsure_probe pr = { run, run->totals.iterations + 1, retry, retry_cost, retry_len, 0 };
+    if ((rc = store->be->steps_fetch(store->db, run->key, pr.seq, 1, probe_visit, &pr, &store->err)))
+        return from_store(run, rc);
+    run->unsure = 0;
+    if (same)
+        *same = pr.same;
+    return AR_OK;
+}
+
+/* writable(), for a write: also settles a step left unsure. */
+static int writable_now(ar_run *run, const char *what)
+{
+    int rc = writable(run, what);
+    return rc ? rc : unsure_settle(run, NULL, 0, 0, NULL);
+}
+
 static int64_t elapsed_ms(const ar_run *run, int64_t now)
 {
     int64_t d = now - run->opened_at;
@@ -280,9 +368,17 @@ int ar_run_step(int64_t *out, ar_run *run, const ar_step *step)
         return AR_EMISUSE;
     int64_t cost = 0;
     size_t content_len = 0;
-    int rc;
+    int rc, same = 0;
     if ((rc = writable(run, "record a step")) || (rc = ar_step_check(&run->err, step, &cost, &content_len)) ||
-        (rc = ar_totals_fit(&run->err, "the step", &run->totals, &step->usage, cost)))
+        (rc = unsure_settle(run, step, cost, content_len, &same)))
+        return rc;
+    if (same) {
+        /* the call that failed had recorded it: once, and it stays so */
+        if (out)
+            *out = run->totals.iterations;
+        return AR_OK;
+    }
+    if ((rc = ar_totals_fit(&run->err, "the step", &run->totals, &step->usage, cost)))
         return rc;
     ar_store *store = run->store;
     /* the names the totals had before, to undo exactly on failure */
@@ -317,6 +413,8 @@ int ar_run_step(int64_t *out, ar_run *run, const ar_step *step)
     /* one durable transaction, fenced: a handle that lost the run inserts nothing */
     if ((rc = store->be->step_append(store->db, run->key, run->owner, &row, &p, &store->err))) {
         totals_undo(run, &step->usage, cost, &before);
+        /* unless the fence refused it, it may be there all the same */
+        run->unsure = rc != AR_DB_LOST;
         rc = from_store(run, rc);
         goto cleanup;
     }
@@ -346,7 +444,7 @@ int ar_run_checkpoint(ar_run *run, const char *state_json, size_t len)
 {
     if (!run)
         return AR_EMISUSE;
-    int rc = writable(run, "save a checkpoint");
+    int rc = writable_now(run, "save a checkpoint");
     if (rc)
         return rc;
     if (!state_json)
@@ -382,6 +480,25 @@ static int read_back(ar_record **out, ar_store *store, const char *id, ar_err *e
     return AR_OK;
 }
 
+/* A finish the fence refused after an earlier finish of this handle failed
+ * with its outcome unknown: when that one ended the run as `status`, this
+ * one succeeds; otherwise the refusal (AR_DB_LOST) stands. */
+static int finished_before(ar_run *run, ar_status status)
+{
+    ar_store *store = run->store;
+    ar_record_box *box = ar_record_box_new(&store->alloc);
+    if (!box)
+        return ar_fail(&store->err, AR_ENOMEM, "out of memory reading the run's record");
+    int rc = ar_store_load_run(store, run->id, box, NULL, NULL, NULL);
+    if (rc == AR_OK && box->rec.status != status) {
+        ar_fail(&store->err, AR_ESTATE, "run %s was ended as %s by the earlier call whose outcome was not known",
+                run->id, ar_status_name(box->rec.status));
+        rc = AR_DB_LOST;
+    }
+    ar_record_free(&box->rec);
+    return rc;
+}
+
 /* Ends the run in the file with `f`, then reads the final record back. */
 static int finish(ar_record **out, ar_run *run, ar_db_finish *f)
 {
@@ -390,8 +507,13 @@ static int finish(ar_record **out, ar_run *run, ar_db_finish *f)
     f->finished_at = now;
     f->elapsed_ms = elapsed_ms(run, now);
     int rc = store->be->run_finish(store->db, run->key, run->owner, f, &store->err);
-    if (rc)
+    if (rc == AR_DB_LOST && run->finish_unsure)
+        rc = finished_before(run, f->status);
+    if (rc) {
+        /* unless the fence refused it, it may have ended the run all the same */
+        run->finish_unsure = rc != AR_DB_LOST;
         return from_store(run, rc);
+    }
     run->status = f->status;
     return read_back(out, store, run->id, &run->err, "the run is finished");
 }
@@ -402,7 +524,7 @@ int ar_run_complete(ar_record **out, ar_run *run, const char *output_json, size_
         *out = NULL;
     if (!run)
         return AR_EMISUSE;
-    int rc = writable(run, "complete a run");
+    int rc = writable_now(run, "complete a run");
     if (rc)
         return rc;
     if (output_json && len == AR_NUL_TERMINATED)
@@ -443,7 +565,7 @@ int ar_run_fail(ar_record **out, ar_run *run, const char *error)
         *out = NULL;
     if (!run)
         return AR_EMISUSE;
-    int rc = writable(run, "fail a run");
+    int rc = writable_now(run, "fail a run");
     if (rc)
         return rc;
     return finish_failed(out, run, error ? error : "failed");
@@ -455,7 +577,7 @@ int ar_run_exhaust(ar_record **out, ar_run *run, const ar_exhaustion *why)
         *out = NULL;
     if (!run)
         return AR_EMISUSE;
-    int rc = writable(run, "end a run as budget_exhausted");
+    int rc = writable_now(run, "end a run as budget_exhausted");
     if (rc)
         return rc;
     ar_exhaustion e;
@@ -642,7 +764,7 @@ int ar_run_wait(ar_record **out, ar_run *run, const char *request_json, size_t l
         *out = NULL;
     if (!run)
         return AR_EMISUSE;
-    int rc = writable(run, "wait for a response");
+    int rc = writable_now(run, "wait for a response");
     if (rc)
         return rc;
     if (!request_json)
@@ -663,8 +785,13 @@ int ar_run_wait(ar_record **out, ar_run *run, const char *request_json, size_t l
     ar_db_progress p = { seq, run->totals.input_tokens, run->totals.output_tokens, run->totals.cost_nanos,
                          counters_len ? run->scratch : NULL, counters_len, elapsed_ms(run, now), now };
     rc = store->be->run_wait(store->db, run->key, run->owner, &step, &p, request_json, len, &store->err);
-    if (rc)
+    /* as a finish: an earlier wait whose outcome was not known may have taken */
+    if (rc == AR_DB_LOST && run->finish_unsure)
+        rc = finished_before(run, AR_WAITING);
+    if (rc) {
+        run->finish_unsure = rc != AR_DB_LOST;
         return from_store(run, rc);
+    }
     run->totals.iterations = seq;
     run->status = AR_WAITING;
     return read_back(out, store, run->id, &run->err, "the run is waiting");

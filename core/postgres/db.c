@@ -86,10 +86,6 @@ static const char *const migrations[] = { schema_v2_to_v3 };
 /* The advisory lock class (the first key); the second is the schema's hash. */
 #define LOCK_SCHEMA 0x41520001
 
-/* How long a write cut off by a dropped connection waits to learn its
- * outcome: reconnecting, then until the old session has ended. */
-#define SETTLE_MS 15000
-
 /* 32-bit FNV-1a of the schema name: the second key of the store's advisory locks. */
 static int32_t schema_hash(const char *s)
 {
@@ -640,18 +636,54 @@ int pg_exec(ar_db *db, const char *sql, const char *what, ar_err *err)
 
 /* ---- settling a write cut off --------------------------------------------------- */
 
-static void sleep_ms(int ms)
-{
-    struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-    while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
-        ;
-}
-
 int pg_cut_off(ar_db *db, pg_session *old)
 {
     if (db->conn || !db->sent_flag)
         return 0;
     *old = db->sent;
+    return 1;
+}
+
+/* Whether session `old` has ended, asked on a connection made now: AR_OK
+ * with *ended, or the failure to ask. Past half the wait it ends the
+ * session itself, once (*terminated): a session the server has not seen end
+ * (a lost network) would hold its transaction undecided. */
+static int session_ended(ar_db *db, const pg_session *old, int waited, int *terminated, int *ended,
+                         const char *what, ar_err *e)
+{
+    int rc = pg_connect(db, e);
+    if (rc)
+        return rc;
+    pg_params q = { 0 };
+    pg_p_int64(&q, old->pid);
+    pg_p_text(&q, old->started);
+    PGresult *res = NULL;
+    rc = pg_run(db, PG_SESSION_ALIVE,
+                "SELECT 1 FROM pg_stat_activity WHERE pid = $1::int AND backend_start::text = $2", &q, 0, &res,
+                what, e);
+    if (rc)
+        return rc;
+    *ended = PQntuples(res) == 0;
+    if (!*ended && waited >= db->busy_timeout_ms / 2 && !*terminated) {
+        *terminated = 1;
+        pg_run(db, PG_SESSION_END, "SELECT pg_terminate_backend($1::int)", &q, 0, NULL, what, e);
+    }
+    if (!*ended)
+        rc = ar_fail(e, AR_EIO, "the session it was sent on has not ended");
+    return rc;
+}
+
+/* Sleeps before the next try: pauses growing to 50 ms; 0 once the store's
+ * busy timeout is spent (*waited counts the pauses). */
+static int pause_more(const ar_db *db, int *waited, int *pause)
+{
+    if (*waited >= db->busy_timeout_ms)
+        return 0;
+    struct timespec ts = { *pause / 1000, (long)(*pause % 1000) * 1000000L };
+    while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+        ;
+    *waited += *pause;
+    *pause = *pause < 50 ? *pause * 2 : 50;
     return 1;
 }
 
@@ -667,27 +699,10 @@ int pg_settle(ar_db *db, const pg_session *cut, int slot, const char *sql, const
     int waited = 0, pause = 1, terminated = 0;
     ar_err e;
     ar_err_clear(&e);
-    for (;;) {
-        PGresult *res = NULL;
-        int rc = pg_connect(db, &e);
-        if (rc == AR_OK && !ended) {
-            pg_params q = { 0 };
-            pg_p_int64(&q, old.pid);
-            pg_p_text(&q, old.started);
-            /* the old session's transaction is decided once the session has ended */
-            rc = pg_run(db, PG_SESSION_ALIVE,
-                        "SELECT 1 FROM pg_stat_activity WHERE pid = $1::int AND backend_start::text = $2",
-                        &q, 0, &res, what, &e);
-            if (rc == AR_OK && PQntuples(res) == 0)
-                ended = 1;
-            else if (rc == AR_OK && waited >= SETTLE_MS / 5 && !terminated) {
-                /* a session the server has not seen end (a lost network):
-                 * ending it decides its transaction */
-                terminated = 1;
-                pg_run(db, PG_SESSION_END, "SELECT pg_terminate_backend($1::int)", &q, 0, NULL, what, &e);
-            }
-        }
+    do {
+        int rc = ended ? pg_connect(db, &e) : session_ended(db, &old, waited, &terminated, &ended, what, &e);
         if (rc == AR_OK && ended) {
+            PGresult *res = NULL;
             rc = pg_run(db, slot, sql, p, 0, &res, what, &e);
             if (rc == AR_OK && PQntuples(res) > 0) {
                 ar_err_clear(err);
@@ -696,13 +711,32 @@ int pg_settle(ar_db *db, const pg_session *cut, int slot, const char *sql, const
             if (rc == AR_OK)
                 return ar_fail(err, AR_EIO, "%s; it was not written", why);
         }
-        if (waited >= SETTLE_MS)
-            return ar_fail(err, AR_EIO, "%s; whether it was written is not known: the server could not be "
-                           "asked in time (%s)", why, e.msg);
-        sleep_ms(pause);
-        waited += pause;
-        pause = pause < 50 ? pause * 2 : 50;
+    } while (pause_more(db, &waited, &pause));
+    /* the next write of the run handle learns it (pg_settle_pending) */
+    db->unsure = ended ? 0 : 1;
+    db->unsure_session = old;
+    return ar_fail(err, AR_EIO, "%s; whether it was written is not known yet: the server could not be asked "
+                   "within the busy timeout (%s)", why, e.msg);
+}
+
+int pg_settle_pending(ar_db *db, ar_err *err)
+{
+    if (!db->unsure)
+        return AR_OK;
+    int waited = 0, pause = 1, terminated = 0, ended = 0;
+    ar_err e;
+    ar_err_clear(&e);
+    int rc;
+    /* an unreachable server fails the call at once, as any call */
+    while ((rc = session_ended(db, &db->unsure_session, waited, &terminated, &ended, "settling a write", &e)) ==
+           AR_EIO && db->conn && pause_more(db, &waited, &pause))
+        ;
+    if (rc == AR_OK) {
+        db->unsure = 0;
+        return AR_OK;
     }
+    return ar_fail(err, rc, "%s: a write cut off earlier may still be committed; its outcome is not known yet (%s)",
+                   db->display, e.msg);
 }
 
 /* ---- transactions ---------------------------------------------------------------- */
@@ -1049,6 +1083,7 @@ const ar_backend ar_postgres_backend = {
     .retain_count_steps = pg_retain_count_steps,
     .sizes = pg_sizes,
     .compact = pg_compact,
+    .settle = pg_settle_pending,
     .event_insert = pg_event_insert,
     .events_list = pg_events_list,
     .events_count = pg_events_count,

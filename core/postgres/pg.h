@@ -57,6 +57,8 @@ struct ar_db {
     int doomed;                   /* the server said it is ending this connection's session */
     char xid[32];                 /* the open transaction's id (txn_begin) */
     int scan_guard;               /* a retention scan's savepoint is set: a failed read rolls back to it */
+    int unsure;                   /* a write cut off was left undecided: its session may be alive */
+    pg_session unsure_session;    /* ... this one (pg_settle_pending) */
 };
 
 /* The savepoint a retention scan sets after declaring its cursor: a read
@@ -131,6 +133,10 @@ int pg_lock_store(ar_db *db, int which, const char *what, ar_err *err);
 int pg_cut_off(ar_db *db, pg_session *old);
 int pg_settle(ar_db *db, const pg_session *old, int slot, const char *sql, const pg_params *p,
               const char *what, ar_err *err);
+/* The backend's `settle`: once a write was left undecided by pg_settle,
+ * waits (within the busy timeout) until its session has ended, so that no
+ * commit of it can land after a read. AR_EIO when that cannot be known. */
+int pg_settle_pending(ar_db *db, struct ar_err *err);
 
 /* txn_begin that also takes the store's lock `lock` (PG_LOCK_*, or -1 for
  * none) in the same round trip. */

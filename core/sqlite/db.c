@@ -556,7 +556,7 @@ const ar_backend ar_sqlite_backend = {
     sq_run_load, sq_run_exists, sq_steps_fetch,
     sq_runs_list, sq_runs_count, sq_runs_stats, sq_forget_user,
     sq_checkpoint_put, sq_checkpoint_get, sq_recover,
-    sq_retain_scan, sq_retain_delete, sq_retain_count_steps, sq_sizes, sq_compact,
+    sq_retain_scan, sq_retain_delete, sq_retain_count_steps, sq_sizes, sq_compact, NULL,
     sq_event_insert, sq_events_list, sq_events_count, sq_events_summary,
     sq_events_delete, sq_events_delete_before, sq_events_keep_last,
 };

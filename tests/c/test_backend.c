@@ -34,7 +34,7 @@ static void test_sqlite_backend_fills_every_required_member_of_this_version(void
         MEMBER(run_exists, 1), MEMBER(steps_fetch, 1), MEMBER(runs_list, 1), MEMBER(runs_count, 1),
         MEMBER(runs_stats, 1), MEMBER(forget_user, 1), MEMBER(checkpoint_put, 1), MEMBER(checkpoint_get, 1),
         MEMBER(recover, 1), MEMBER(retain_scan, 1), MEMBER(retain_delete, 1), MEMBER(retain_count_steps, 1),
-        MEMBER(sizes, 0), MEMBER(compact, 0),
+        MEMBER(sizes, 0), MEMBER(compact, 0), MEMBER(settle, 0),
         MEMBER(event_insert, 1), MEMBER(events_list, 1), MEMBER(events_count, 1), MEMBER(events_summary, 1),
         MEMBER(events_delete, 1), MEMBER(events_delete_before, 1), MEMBER(events_keep_last, 1),
     };

@@ -50,11 +50,13 @@ with_server_passes_the_url_and_keeps_a_failing_commands_status() {
 }
 
 with_server_stops_the_server_when_the_run_is_interrupted() {
-  # With job control the command gets a process group of its own (and
-  # SIGINT is not ignored in it), as a terminal gives `make test`; Ctrl-C
-  # reaches every process in the group.
+  # With job control the command gets a process group of its own, as a
+  # terminal gives `make test`; Ctrl-C reaches every process in the group.
+  # SIGINT is set back to its default: these tests may run under something
+  # started in the background, which ignores it, and a shell cannot trap a
+  # signal ignored when it started.
   set -m
-  TMPDIR=$tmp "$AR_ROOT/tests/pg/with-server.sh" sh -c 'echo "$AGENTRUN_TEST_PG" > "$0"; exec sleep 60' \
+  TMPDIR=$tmp env --default-signal=INT "$AR_ROOT/tests/pg/with-server.sh" sh -c 'echo "$AGENTRUN_TEST_PG" > "$0"; exec sleep 60' \
     "$tmp/url" >/dev/null 2>&1 &
   local pid=$!
   set +m
