@@ -29,7 +29,8 @@ static int l_get(lua_State *L)
 }
 
 static const char *const query_fields[] = {
-    "agent", "user", "status", "edition", "parent", "since", "until", "limit", "after", "before", "order", NULL
+    "agent", "user", "status", "edition", "parent", "forked_from", "since", "until", "limit", "after", "before",
+    "order", NULL
 };
 
 /* Reads a runs query table at idx (may be nil) into *q; statuses go into st[ARL_STATUSES]. */
@@ -45,6 +46,7 @@ static void check_query(lua_State *L, int idx, ar_run_query *q, ar_status *st)
     q->user = arl_field_text(L, idx, idx, "query", "user", 0);
     q->edition = arl_field_text(L, idx, idx, "query", "edition", 0);
     q->parent = arl_field_text(L, idx, idx, "query", "parent", 0);
+    q->forked_from = arl_field_text(L, idx, idx, "query", "forked_from", 0);
     if (lua_getfield(L, idx, "status") != LUA_TNIL) {
         q->n_status = arl_check_statuses(L, idx, -1, "query.status", AR_RUN_QUERY_MAX_STATUSES, st);
         q->status = st;
@@ -126,8 +128,8 @@ static int l_stats(lua_State *L)
         return arl_store_fail(L, 2, store, rc);
     lua_createtable(L, 0, 8);
     arl_set_int(L, "runs", s.runs);
-    lua_createtable(L, 0, 5);
-    for (int i = 0; i < 5; i++) {
+    lua_createtable(L, 0, AR_WAITING + 1);
+    for (int i = 0; i <= AR_WAITING; i++) {
         lua_pushinteger(L, (lua_Integer)s.by_status[i]);
         lua_setfield(L, -2, ar_status_name((ar_status)i));
     }

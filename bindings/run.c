@@ -91,6 +91,54 @@ static int l_resume(lua_State *L)
     return 1;
 }
 
+static const char *const fork_fields[] = { "at", "budget", "metadata", NULL };
+
+/* store:fork(run_id [, {at=, budget=, metadata=}]) -> run */
+static int l_fork(lua_State *L)
+{
+    ar_store *store = arl_check_store(L, 1);
+    const char *id = arl_check_text(L, 2, 2, "run_id");
+    ar_fork_opts opts = AR_FORK_OPTS_INIT;
+    ar_budget budget;
+    int arg = 2;
+    if (!lua_isnoneornil(L, 3)) {
+        arg = 3;
+        arl_checktype(L, 3, LUA_TTABLE);
+        arl_check_fields(L, 3, 3, "fork options", fork_fields);
+        opts.at = arl_field_int(L, 3, 3, "fork options", "at", AR_UNSET, 0);
+        if (lua_getfield(L, 3, "budget") != LUA_TNIL) {
+            arl_check_budget(L, 3, -1, &budget);
+            opts.budget = &budget;
+        }
+        lua_pop(L, 1);
+        opts.metadata = arl_field_json(L, 3, 3, "fork options", "metadata", arl_scratch(L));
+    }
+    arl_push_run(L, NULL, 1);
+    ar_run *run = NULL;
+    int rc = ar_run_fork(&run, store, id, &opts);
+    if (rc)
+        return arl_store_fail(L, arg, store, rc);
+    ((arl_run *)lua_touserdata(L, -1))->run = run;
+    return 1;
+}
+
+/* store:respond(run_id, response) -> record */
+static int l_respond(lua_State *L)
+{
+    ar_store *store = arl_check_store(L, 1);
+    const char *id = arl_check_text(L, 2, 2, "run_id");
+    if (lua_isnoneornil(L, 3))
+        return arl_argerror(L, 3, "response is required (agentrun.null for JSON null)");
+    arl_buf *b = arl_scratch(L);
+    arl_json_encode(L, 3, "response", b);
+    ar_record *r = NULL;
+    int rc = ar_store_respond(&r, store, id, b->data, b->len);
+    if (rc)
+        return arl_store_fail(L, 3, store, rc);
+    arl_push_owned_record(L, r, 0);
+    return 1;
+}
+
 /* ---- the run handle ------------------------------------------------------ */
 
 static int l_step(lua_State *L)
@@ -185,6 +233,19 @@ static int l_complete(lua_State *L)
     }
     ar_record *r = NULL;
     int rc = ar_run_complete(&r, run, out, len);
+    return finished(L, run, rc, r);
+}
+
+/* run:wait(request) -> record of the now waiting run */
+static int l_wait(lua_State *L)
+{
+    ar_run *run = check_run(L, 1);
+    if (lua_isnoneornil(L, 2))
+        return arl_argerror(L, 2, "request is required (agentrun.null for JSON null)");
+    arl_buf *b = arl_scratch(L);
+    arl_json_encode(L, 2, "request", b);
+    ar_record *r = NULL;
+    int rc = ar_run_wait(&r, run, b->data, b->len);
     return finished(L, run, rc, r);
 }
 
@@ -339,6 +400,8 @@ int arl_run_index(lua_State *L)
         arl_push_budget(L, ar_run_budget(run));
     else if (strcmp(key, "created_at") == 0)
         lua_pushinteger(L, (lua_Integer)ar_run_created_at(run));
+    else if (strcmp(key, "response") == 0 && ar_run_response(run))
+        arl_json_decode(L, ar_run_response(run), strlen(ar_run_response(run)));
     else
         lua_pushnil(L);
     return 1;
@@ -356,10 +419,12 @@ const luaL_Reg arl_run_meta[] = {
 
 const luaL_Reg arl_run_methods[] = {
     { "step", l_step }, { "check", l_check }, { "checkpoint", l_checkpoint },
-    { "complete", l_complete }, { "fail", l_fail }, { "exhaust", l_exhaust },
+    { "complete", l_complete }, { "fail", l_fail }, { "exhaust", l_exhaust }, { "wait", l_wait },
     { "intend", l_intend }, { "settle", l_settle }, { "close", l_close }, { NULL, NULL }
 };
 
-const luaL_Reg arl_run_store_methods[] = { { "begin", l_begin }, { "resume", l_resume }, { NULL, NULL } };
+const luaL_Reg arl_run_store_methods[] = {
+    { "begin", l_begin }, { "resume", l_resume }, { "fork", l_fork }, { "respond", l_respond }, { NULL, NULL }
+};
 
 const luaL_Reg arl_run_functions[] = { { "loop_check", l_loop_check }, { NULL, NULL } };

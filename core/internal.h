@@ -144,6 +144,7 @@ struct ar_run {
     char *scratch; size_t scratch_cap;   /* counters JSON */
     char *scratch2; size_t scratch2_cap;
     int close_deferred;             /* closed during a retention scan: finished after it */
+    char *response;                 /* the answer a resumed waiting run got (JSON text), or NULL */
     int unsure;                     /* the last step's write failed after it may have reached the
                                        store: whether it is there is learnt before the next write */
     int finish_unsure;              /* a finish failed the same way: a retry that finds the run ended

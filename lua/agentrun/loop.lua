@@ -2,8 +2,9 @@
 return function(M, core, misuse)
   local spec_fields = {
     agent = true, goal = true, user = true, edition = true, parent = true, metadata = true,
-    budget = true, resume = true, retries = true, on_pending = true,
+    budget = true, resume = true, retries = true, on_pending = true, fork = true,
   }
+  local fork_fields = { run = true, at = true }
   local begin_fields = { "agent", "goal", "user", "edition", "parent", "metadata", "budget" }
   -- failures of the store that may pass: retried with backoff
   local transient = { EBUSY = true, EIO = true, EFULL = true }
@@ -57,6 +58,22 @@ return function(M, core, misuse)
     ctx.iteration = seq + 1
     ctx.usage = ctx.run.usage
     return seq
+  end
+
+  -- Raised by ctx:wait to leave the step function: the loop ends there.
+  local waited = setmetatable({}, { __tostring = function() return "agentrun: the run is waiting" end })
+
+  --- ctx:wait(request): sets the run waiting for a response with `request`
+  --- (a step {kind = "wait"}) and ends the loop, which returns the record of
+  --- the waiting run. Does not return.
+  function ctx_methods.wait(ctx, request)
+    if getmetatable(ctx) ~= ctx_mt then misuse.badself("wait", "loop context", ctx, 2) end
+    local ok, record = pcall(with_retries, ctx._retries, ctx.run.wait, ctx.run, request)
+    if not ok then misuse.reraise(record, "wait", 1, 2) end
+    local steps = ctx.steps
+    steps[#steps + 1] = { seq = record.iterations, kind = "wait", content = request }
+    ctx._waited = true
+    error(waited, 0)
   end
 
   --- ctx:save(state): saves a resumable state after the latest step.
@@ -166,6 +183,26 @@ return function(M, core, misuse)
     if spec.on_pending ~= nil and type(spec.on_pending) ~= "function" then
       misuse.argerror("loop", 2, "loop spec.on_pending must be a function", 3)
     end
+    local fork = spec.fork
+    if fork ~= nil then
+      if type(fork) ~= "table" or type(fork.run) ~= "string" then
+        misuse.argerror("loop", 2, "loop spec.fork must be a table {run = id, at = seq}", 3)
+      end
+      for k in pairs(fork) do
+        if not fork_fields[k] then
+          misuse.argerror("loop", 2, ("unknown field '%s' in loop spec.fork"):format(tostring(k)), 3)
+        end
+      end
+      if spec.resume ~= nil then
+        misuse.argerror("loop", 2, "loop spec.fork and spec.resume cannot be given together", 3)
+      end
+      -- a fork is its run's agent, goal, user, edition and parent
+      for _, k in ipairs(begin_fields) do
+        if k ~= "budget" and k ~= "metadata" and spec[k] ~= nil then
+          misuse.argerror("loop", 2, ("loop spec.%s cannot be given with spec.fork (the fork keeps its run's)"):format(k), 3)
+        end
+      end
+    end
     local retries = spec.retries
     if retries == nil then return 3 end
     if math.type(retries) ~= "integer" or retries < 0 then
@@ -181,6 +218,9 @@ return function(M, core, misuse)
     if spec.resume ~= nil then
       local opts = spec.budget ~= nil and { budget = spec.budget } or nil
       ok, run = pcall(with_retries, retries, store.resume, store, spec.resume, opts)
+    elseif spec.fork ~= nil then
+      local opts = { at = spec.fork.at, budget = spec.budget, metadata = spec.metadata }
+      ok, run = pcall(with_retries, retries, store.fork, store, spec.fork.run, opts)
     else
       local b = {}
       for _, k in ipairs(begin_fields) do b[k] = spec[k] end
@@ -197,7 +237,7 @@ return function(M, core, misuse)
     local steps, checkpoint = M.array {}, nil
     -- the run's intents by key, and those never settled (cut off by a crash)
     local intents, pending = {}, M.array {}
-    if spec.resume ~= nil then
+    if spec.resume ~= nil or spec.fork ~= nil then
       for step in store:steps(run.id) do steps[#steps + 1] = step end
       checkpoint = store:checkpoint(run.id)
       for _, intent in ipairs(store:intents(run.id)) do
@@ -206,7 +246,7 @@ return function(M, core, misuse)
       end
     end
     local ctx = setmetatable({
-      run = run, steps = steps, checkpoint = checkpoint, pending = pending,
+      run = run, steps = steps, checkpoint = checkpoint, pending = pending, response = run.response,
       iteration = run.iterations + 1, usage = run.usage, _retries = retries,
       _intents = intents, _on_pending = spec.on_pending,
     }, ctx_mt)
@@ -241,6 +281,13 @@ return function(M, core, misuse)
       ctx.usage = run.usage
       calls = calls + 1
       local done, result = pcall(step_fn, ctx)
+      -- the run is waiting (even when step_fn caught ctx:wait's unwinding):
+      -- the handle is released, and the loop returns the waiting record
+      if ctx._waited then
+        local record = with_retries(retries, store.get, store, run.id, { steps = true })
+        run:close()
+        return record
+      end
       if not done then
         if ctx._failed or is_transient(result) then raise_with_steps(result, steps) end
         if M.is_budget_exhausted(result) then return finish(run.exhaust, result) end
