@@ -164,11 +164,19 @@ static int build(ar_record **out, const ar_allocator *alloc, const ar_record *f,
     int64_t now = ar_now_ms();
     int64_t created = f->created_at != AR_UNSET ? f->created_at : f->id ? ar_id_tick(f->id) >> 16 : now;
     int64_t finished = f->finished_at != AR_UNSET ? f->finished_at : (now > created ? now : created);
-    int64_t updated = f->updated_at != AR_UNSET ? f->updated_at : finished;
-    if (finished < created)
+    if (status == AR_RUNNING) {
+        /* a running record (imported as it was exported) has not finished */
+        if (f->finished_at != AR_UNSET || f->latency_ms != AR_UNSET)
+            return ar_fail(err, AR_EMISUSE, "a running record has no finished_at nor latency_ms");
+        finished = AR_UNSET;
+    }
+    int64_t updated = f->updated_at != AR_UNSET ? f->updated_at : finished != AR_UNSET ? finished : created;
+    if (finished != AR_UNSET && finished < created)
         return ar_fail(err, AR_EMISUSE, "finished_at is before created_at");
-    if (updated < finished)
+    if (finished != AR_UNSET && updated < finished)
         return ar_fail(err, AR_EMISUSE, "updated_at is before finished_at");
+    if (updated < created)
+        return ar_fail(err, AR_EMISUSE, "updated_at is before created_at");
     if (f->latency_ms != AR_UNSET && f->latency_ms != finished - created)
         return ar_fail(err, AR_EMISUSE, "latency_ms (%lld) disagrees with finished_at - created_at (%lld)",
                        (long long)f->latency_ms, (long long)(finished - created));
@@ -203,7 +211,7 @@ static int build(ar_record **out, const ar_allocator *alloc, const ar_record *f,
     r->created_at = created;
     r->finished_at = finished;
     r->updated_at = updated;
-    r->latency_ms = finished - created;
+    r->latency_ms = finished != AR_UNSET ? finished - created : AR_UNSET;
     if (f->checkpoint) {
         r->checkpoint = ar_arena_strdup(a, f->checkpoint, &failed);
         r->checkpoint_seq = f->checkpoint_seq != AR_UNSET ? f->checkpoint_seq : (int64_t)f->n_steps;
@@ -230,7 +238,7 @@ static int build(ar_record **out, const ar_allocator *alloc, const ar_record *f,
         steps[i].usage.total_tokens = s->usage.input_tokens + s->usage.output_tokens;
         steps[i].usage.cost = ar_nanos_to_cost(cost);
         steps[i].usage.extra = copy_counters(a, s->usage.extra, s->usage.n_extra, &failed);
-        steps[i].at = s->at != AR_UNSET ? s->at : r->finished_at;
+        steps[i].at = s->at != AR_UNSET ? s->at : finished != AR_UNSET ? finished : updated;
         if (!failed && ar_totals_add(alloc, &sums, &s->usage, cost))
             failed = 1;
     }
@@ -310,7 +318,9 @@ static int write_rows(ar_store *store, const ar_record *r, char id[AR_ID_LEN + 1
                       r->status, r->output, r->output ? strlen(r->output) : 0, r->error,
                       r->limit.limit, r->limit.limit_value, r->limit.value,
                       { r->iterations, r->usage.input_tokens, r->usage.output_tokens, cost,
-                        clen ? *buf : NULL, clen, r->latency_ms, r->updated_at },
+                        clen ? *buf : NULL, clen,
+                        r->latency_ms != AR_UNSET ? r->latency_ms : r->updated_at - r->created_at,
+                        r->updated_at },
                       r->created_at, r->finished_at, 1 };
     const ar_backend *be = store->be;
     int64_t key, min_key = 0;
@@ -351,16 +361,9 @@ static int write_rows(ar_store *store, const ar_record *r, char id[AR_ID_LEN + 1
     return rc;
 }
 
-int ar_store_write(char **out, ar_store *store, const ar_record *record)
+int ar_store_write_record(ar_store *store, const ar_record *record, int allow_running, char id[AR_ID_LEN + 1])
 {
-    if (out)
-        *out = NULL;
-    int usable = ar_store_writable(store, "write a record");
-    if (usable)
-        return usable;
-    if (!out || !record)
-        return ar_fail(&store->err, AR_EMISUSE, "out and record are required");
-    if (record->status == AR_RUNNING || !ar_status_name(record->status))
+    if (record->status == AR_RUNNING ? !allow_running : !ar_status_name(record->status))
         return ar_fail(&store->err, AR_EMISUSE, "only a finished record can be written (status is not final)");
     /* each ending has its own field: another one would be stored and never read as meant */
     if (record->output && record->status != AR_COMPLETED)
@@ -379,22 +382,35 @@ int ar_store_write(char **out, ar_store *store, const ar_record *record)
                    &record->limit, &store->err);
     if (rc)
         return rc;
-    /* the id to hand back is allocated first: once committed, the call cannot fail */
-    char *id_out = ar_out_alloc(&store->alloc, AR_ID_LEN + 1);
     char *buf = NULL;
     size_t cap = 0;
-    if (!id_out)
-        rc = ar_fail(&store->err, AR_ENOMEM, "out of memory writing a record");
-    else if ((rc = store->be->txn_begin(store->db, &store->err)) == AR_OK &&
-             (rc = write_rows(store, r, id_out, &buf, &cap)) == AR_OK)
+    if ((rc = store->be->txn_begin(store->db, &store->err)) == AR_OK &&
+        (rc = write_rows(store, r, id, &buf, &cap)) == AR_OK)
         rc = store->be->txn_commit(store->db, &store->err);
-    if (rc) {
+    if (rc)
         store->be->txn_rollback(store->db);
-        ar_free(id_out);
-    } else {
-        *out = id_out;
-    }
     ar_mem_free(&store->alloc, buf);
     ar_record_free(r);
+    return rc;
+}
+
+int ar_store_write(char **out, ar_store *store, const ar_record *record)
+{
+    if (out)
+        *out = NULL;
+    int usable = ar_store_writable(store, "write a record");
+    if (usable)
+        return usable;
+    if (!out || !record)
+        return ar_fail(&store->err, AR_EMISUSE, "out and record are required");
+    /* the id to hand back is allocated first: once committed, the call cannot fail */
+    char *id_out = ar_out_alloc(&store->alloc, AR_ID_LEN + 1);
+    if (!id_out)
+        return ar_fail(&store->err, AR_ENOMEM, "out of memory writing a record");
+    int rc = ar_store_write_record(store, record, 0, id_out);
+    if (rc)
+        ar_free(id_out);
+    else
+        *out = id_out;
     return rc;
 }

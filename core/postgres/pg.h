@@ -21,7 +21,7 @@ enum {
     PG_RUN_REOPEN, PG_RUN_LOAD, PG_RUN_EXISTS, PG_STEPS_FETCH, PG_FORGET_USER, PG_CHECKPOINT_PUT,
     PG_CHECKPOINT_GET, PG_RECOVER, PG_RUN_OWNER,
     /* events.c */
-    PG_EVENT_INSERT, PG_EVENT_SUMMARY, PG_EVENT_TYPES, PG_EVENT_DELETE, PG_EVENT_RETAIN_AGE,
+    PG_EVENT_INSERT, PG_EVENT_PUT, PG_EVENT_SCAN, PG_EVENT_SCAN_FROM, PG_EVENT_SUMMARY, PG_EVENT_TYPES, PG_EVENT_DELETE, PG_EVENT_RETAIN_AGE,
     PG_EVENT_RETAIN_KEEP,
     /* retain.c */
     PG_RETAIN_DELETE, PG_RETAIN_COUNT_STEPS, PG_SIZES,
@@ -215,6 +215,8 @@ int pg_compact(ar_db *db, ar_err *err);
 
 /* events.c */
 int pg_event_insert(ar_db *db, const ar_event *e, int64_t *id, ar_err *err);
+int pg_event_put(ar_db *db, const ar_event *e, int *inserted, ar_err *err);
+int pg_events_scan(ar_db *db, const int64_t *after, int64_t limit, ar_db_event_visit visit, void *ud, ar_err *err);
 int pg_events_list(ar_db *db, const ar_event_query *q, const int64_t *key, int ascending, int64_t limit,
                    ar_db_event_visit visit, void *ud, ar_err *err);
 int pg_events_count(ar_db *db, const ar_event_query *q, int64_t *out, ar_err *err);
