@@ -119,15 +119,16 @@ size_t ar_double_text(char *buf, double v)
         memcpy(buf, "null", 5);
         return 4;
     }
-    if (v == 0) {
-        memcpy(buf, "0", 2);
-        return 1;
-    }
     int n = 0;
     for (int prec = 15; prec <= 17; prec++) {
         n = snprintf(buf, 32, "%.*g", prec, v);
         if (strtod(buf, NULL) == v)
             break;
+    }
+    /* a double reads back as a float, also when its value is integral */
+    if (!strpbrk(buf, ".e")) {
+        memcpy(buf + n, ".0", 3);
+        n += 2;
     }
     return (size_t)n;
 }
@@ -145,7 +146,11 @@ void ar_jsonw_nanos(ar_jsonw *w, int64_t nanos)
     uint64_t m = nanos < 0 ? (uint64_t)0 - (uint64_t)nanos : (uint64_t)nanos;
     int n = snprintf(buf, sizeof buf, "%s%" PRIu64, nanos < 0 ? "-" : "", m / 1000000000u);
     uint64_t frac = m % 1000000000u;
-    if (frac) {
+    if (!frac) {
+        /* a cost reads back as a float, also when it is a whole number */
+        memcpy(buf + n, ".0", 3);
+        n += 2;
+    } else {
         char digits[12];
         snprintf(digits, sizeof digits, "%09" PRIu64, frac);
         size_t k = 9;

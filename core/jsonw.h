@@ -40,9 +40,10 @@ void ar_jsonw_lit(ar_jsonw *w, const char *s);
 void ar_jsonw_str(ar_jsonw *w, const char *s, size_t n);
 void ar_jsonw_cstr(ar_jsonw *w, const char *s);
 void ar_jsonw_int(ar_jsonw *w, int64_t v);
-/* The shortest text that reads back as the same double. */
+/* The shortest text that reads back as the same double, with ".0" when it
+ * would read as an integer (a double reads back as a float). */
 void ar_jsonw_double(ar_jsonw *w, double v);
-/* nanos * 1e-9 written exactly as a decimal (a cost). */
+/* nanos * 1e-9 written exactly as a decimal (a cost), ".0" when whole. */
 void ar_jsonw_nanos(ar_jsonw *w, int64_t nanos);
 /* Stored JSON text as it is, but for line breaks between tokens (the only
  * place valid JSON can hold them), which become spaces: one value, one line. */
@@ -50,7 +51,7 @@ void ar_jsonw_json(ar_jsonw *w, const char *s, size_t n);
 /* `,"key":` (the comma when `comma`). */
 void ar_jsonw_key(ar_jsonw *w, int comma, const char *key);
 
-/* Formats the shortest decimal text of v that reads back as v into buf (>= 32 bytes). */
+/* Formats the text of ar_jsonw_double into buf (>= 32 bytes). */
 size_t ar_double_text(char *buf, double v);
 
 #endif

@@ -611,6 +611,83 @@ static void op_count(world *w)
     CHECK_INT(info.steps, A_STEPS + 2 + 3);
 }
 
+/* Output gathered with plain malloc (not the store's allocator). */
+typedef struct membuf {
+    char *data;
+    size_t len;
+} membuf;
+
+static int membuf_write(void *ud, const char *data, size_t len)
+{
+    membuf *b = ud;
+    char *grown = realloc(b->data, b->len + len + 1);
+    if (!grown)
+        return 1;
+    memcpy(grown + b->len, data, len);
+    b->len += len;
+    grown[b->len] = '\0';
+    b->data = grown;
+    return 0;
+}
+
+static int membuf_export(ar_store *store, membuf *b, int otlp)
+{
+    free(b->data);
+    b->data = NULL;
+    b->len = 0;
+    return otlp ? ar_store_otlp(NULL, store, NULL, AR_OTLP_CONTENT, membuf_write, b)
+                : ar_store_export(NULL, store, NULL, membuf_write, b);
+}
+
+typedef struct line_reader {
+    const char *p;
+} line_reader;
+
+static int read_line(void *ud, const char **line, size_t *len)
+{
+    line_reader *r = ud;
+    const char *nl = *r->p ? strchr(r->p, '\n') : NULL;
+    *line = *r->p ? r->p : NULL;
+    *len = nl ? (size_t)(nl - r->p) + 1 : strlen(r->p);
+    r->p += *len;
+    return 0;
+}
+
+/* The export, its import into a new store (a failed line is stored not at
+ * all, and the import made again skips what came before it), a copy, and
+ * the OTLP export. */
+static void op_export_import(world *w)
+{
+    int rc;
+    membuf out = { NULL, 0 }, again = { NULL, 0 };
+    UNDER_INJECTION("export", rc = membuf_export(w->store, &out, 0), ar_store_errmsg(w->store), (void)0);
+    ar_open_opts opts = AR_OPEN_OPTS_INIT;
+    opts.allocator = &ours;
+    ar_store *dest = NULL;
+    UNDER_INJECTION("open for import", rc = ar_store_open(&dest, ":memory:", &opts),
+                    dest ? ar_store_errmsg(dest) : "out of memory (no store handle)",
+                    ar_store_close(dest); dest = NULL);
+    line_reader r = { out.data };
+    ar_import_report rep;
+    UNDER_INJECTION("import", (r.p = out.data, rc = ar_store_import(&rep, dest, read_line, &r)),
+                    ar_store_errmsg(dest), (void)0);
+    CHECK_INT(rep.runs + rep.skipped, 3);
+    UNDER_INJECTION("export again", rc = membuf_export(dest, &again, 0), ar_store_errmsg(dest), (void)0);
+    CHECK(strcmp(strchr(out.data, '\n'), strchr(again.data, '\n')) == 0);
+    ar_store_close(dest);
+    dest = NULL;
+    UNDER_INJECTION("open for copy", rc = ar_store_open(&dest, ":memory:", &opts),
+                    dest ? ar_store_errmsg(dest) : "out of memory (no store handle)",
+                    ar_store_close(dest); dest = NULL);
+    UNDER_INJECTION("copy", rc = ar_store_copy(&rep, dest, w->store), ar_store_errmsg(dest), (void)0);
+    CHECK_INT(rep.runs + rep.skipped, 3);
+    ar_store_close(dest);
+    UNDER_INJECTION("otlp", rc = membuf_export(w->store, &again, 1), ar_store_errmsg(w->store), (void)0);
+    CHECK(strstr(again.data, "invoke_agent alloc") != NULL);
+    free(out.data);
+    free(again.data);
+}
+
 typedef struct op {
     const char *name;
     void (*fn)(world *w);
@@ -638,6 +715,7 @@ static const op ops[] = {
     { "fail B", op_fail_b },                /* 18 */
     { "list", op_list },
     { "count, stats, info", op_count },
+    { "export, import, copy, otlp", op_export_import },
 };
 #define N_OPS (sizeof ops / sizeof ops[0])
 
