@@ -710,7 +710,7 @@ typedef struct ar_export_report {
  * max_seconds?}, iterations, usage {input_tokens, output_tokens,
  * total_tokens, cost, other counters by name}, latency_ms?, created_at,
  * finished_at?, updated_at, metadata (an object, {} when none),
- * checkpoint? {state, seq}, steps [{seq, kind, name?, content, usage
+ * checkpoint? {state, seq}, steps [{seq, kind, name?, content?, usage
  * {input_tokens, output_tokens, total_tokens, counters by name}, cost,
  * duration_ms, at}]. An event line: type, id, agent, session, event_type
  * (the event's own type: "type" names the line), content? (text), metadata
