@@ -220,6 +220,56 @@ static int l_exhaust(lua_State *L)
 
 /* __gc: a run still running is finished as failed. Never raises: during a
  * retention scan of its store, the core finishes it once the scan ends. */
+static const char *const intent_fields[] = { "key", "name", "args", NULL };
+
+/* run:intend{key=, name=, args=} -> seq */
+static int l_intend(lua_State *L)
+{
+    ar_run *run = check_run(L, 1);
+    arl_checktype(L, 2, LUA_TTABLE);
+    arl_check_fields(L, 2, 2, "intent", intent_fields);
+    const char *key = arl_field_text(L, 2, 2, "intent", "key", 1);
+    const char *name = arl_field_text(L, 2, 2, "intent", "name", 1);
+    arl_buf *b = arl_scratch(L);
+    lua_getfield(L, 2, "args");
+    arl_json_encode(L, lua_gettop(L), "args", b);
+    lua_pop(L, 1);
+    int64_t seq = 0;
+    int rc = ar_run_intend(&seq, run, key, name, b->data, b->len);
+    if (rc)
+        return run_fail(L, 2, run, rc);
+    lua_pushinteger(L, (lua_Integer)seq);
+    return 1;
+}
+
+static const char *const settle_fields[] = { "failed", NULL };
+
+/* run:settle(key, result [, {failed=}]) -> seq */
+static int l_settle(lua_State *L)
+{
+    ar_run *run = check_run(L, 1);
+    const char *key = arl_check_text(L, 2, 2, "key");
+    int failed = 0;
+    if (!lua_isnoneornil(L, 4)) {
+        arl_checktype(L, 4, LUA_TTABLE);
+        arl_check_fields(L, 4, 4, "settle options", settle_fields);
+        int t = lua_getfield(L, 4, "failed");
+        if (t != LUA_TNIL && t != LUA_TBOOLEAN)
+            arl_argerror(L, 4, "settle options.failed must be a boolean, got %s", luaL_typename(L, -1));
+        failed = lua_toboolean(L, -1);
+        lua_pop(L, 1);
+    }
+    arl_buf *b = arl_scratch(L);
+    lua_settop(L, 4);
+    arl_json_encode(L, 3, "result", b);
+    int64_t seq = 0;
+    int rc = ar_run_settle(&seq, run, key, b->data, b->len, failed);
+    if (rc)
+        return run_fail(L, 3, run, rc);
+    lua_pushinteger(L, (lua_Integer)seq);
+    return 1;
+}
+
 static int l_gc(lua_State *L)
 {
     arl_run *r = to_run(L, 1);
@@ -307,7 +357,7 @@ const luaL_Reg arl_run_meta[] = {
 const luaL_Reg arl_run_methods[] = {
     { "step", l_step }, { "check", l_check }, { "checkpoint", l_checkpoint },
     { "complete", l_complete }, { "fail", l_fail }, { "exhaust", l_exhaust },
-    { "close", l_close }, { NULL, NULL }
+    { "intend", l_intend }, { "settle", l_settle }, { "close", l_close }, { NULL, NULL }
 };
 
 const luaL_Reg arl_run_store_methods[] = { { "begin", l_begin }, { "resume", l_resume }, { NULL, NULL } };

@@ -47,6 +47,7 @@ static void run_free(ar_run *run)
 {
     ar_allocator a = run->alloc;
     ar_totals_free(&a, &run->totals);
+    ar_intent_map_free(&a, run->intents);
     ar_mem_free(&a, run->scratch);
     ar_mem_free(&a, run->scratch2);
     a.free(a.ud, run);
@@ -172,6 +173,16 @@ static int writable_now(ar_run *run, const char *what)
     return rc ? rc : unsure_settle(run, NULL, 0, 0, NULL);
 }
 
+int ar_run_writable(ar_run *run, const char *what)
+{
+    return writable(run, what);
+}
+
+int ar_run_unsure_settle(ar_run *run, const ar_step *retry, size_t retry_len, int *same)
+{
+    return unsure_settle(run, retry, 0, retry_len, same);
+}
+
 static int64_t elapsed_ms(const ar_run *run, int64_t now)
 {
     int64_t d = now - run->opened_at;
@@ -227,6 +238,7 @@ int ar_run_begin(ar_run **out, ar_store *store, const ar_run_spec *spec)
         return rc;
     }
     run->key = key;
+    run->intents_loaded = 1;   /* a new run has no intents to read */
     run->budget = spec->budget;
     run->created_at = key >> 16;
     run->opened_at = now;

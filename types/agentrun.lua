@@ -225,6 +225,11 @@ function Store:checkpoint(run_id) end
 ---@return agentrun.Run run
 function Store:resume(run_id, opts) end
 
+---The intents of a run (run:intend), in seq order, each with its outcome.
+---@param run_id string
+---@return agentrun.Intent[]
+function Store:intents(run_id) end
+
 ---Marks `running` runs idle for `stale_after` seconds as `interrupted`; returns how many.
 ---@param opts agentrun.RecoverOptions
 ---@return integer count
@@ -332,6 +337,20 @@ function Run:fail(err) end
 ---@return agentrun.Record
 function Run:exhaust(err) end
 
+---Records durably, before a tool runs, a step {kind = "intent", name, content = {key, args}};
+---a key already used in the run raises ESTATE. Returns its seq.
+---@param intent {key: string, name: string, args?: any}
+---@return integer seq
+function Run:intend(intent) end
+
+---Records the outcome of the call intended under `key` as a step {kind = "tool", name,
+---content = {intent, key, result[, failed]}}; ESTATE for a key never intended or already settled.
+---@param key string
+---@param result any
+---@param opts? {failed?: boolean}
+---@return integer seq
+function Run:settle(key, result, opts) end
+
 ---Releases the handle; a run still running is finished as failed ("run closed before it finished").
 function Run:close() end
 
@@ -345,7 +364,18 @@ function Run:close() end
 ---@field usage agentrun.Usage the run's totals before this call
 ---@field iteration integer the number of the step about to be made (1 in the first call)
 ---@field checkpoint any the latest saved state (nil if none)
+---@field pending agentrun.Intent[] after a resume: the run's intents never settled (their call was cut off)
 local LoopContext = {}
+
+---Calls fn(args) at most once per key in the run: returns the recorded result of a settled key
+---(fn not called); otherwise intends, calls fn(args), settles with its result (or as failed with
+---its error, raised again) and returns it. A pending key goes to spec.on_pending when given.
+---@param key string
+---@param name string
+---@param args any
+---@param fn fun(args: any): any
+---@return any result
+function LoopContext:tool(key, name, args, fn) end
 
 ---Records a step (retrying EBUSY/EIO/EFULL); it is added to ctx.steps. Returns its seq.
 ---@param step agentrun.StepSpec
@@ -396,6 +426,7 @@ function LoopContext:save(state) end
 ---@field budget? agentrun.Budget the run's limits (with resume: its new budget)
 ---@field resume? string resume this run instead of beginning one
 ---@field retries? integer retries of a store failure that may pass (EBUSY, EIO, EFULL); default 3
+---@field on_pending? fun(ctx: agentrun.LoopContext, intent: agentrun.Intent): any asked by ctx:tool for a key cut off by a crash; its return value is settled as the result
 
 ---A step given to run:step or ctx:record.
 ---@class agentrun.StepSpec
@@ -581,6 +612,16 @@ function LoopContext:save(state) end
 ---@field checkpoint? {state: any, seq: integer} a factory record's checkpoint, when given
 
 ---Which limit a budget_exhausted run reached.
+---An intent and its outcome (store:intents, ctx.pending).
+---@class agentrun.Intent
+---@field key string
+---@field name string the tool's name
+---@field args any
+---@field status "pending"|"settled"|"failed"
+---@field result any the outcome (nil while pending)
+---@field intent_seq integer the intent step
+---@field result_seq? integer the tool step (nil while pending)
+
 ---@class agentrun.Limit
 ---@field name agentrun.LimitName the limit
 ---@field value number the limit's value

@@ -463,6 +463,73 @@ AR_API int ar_run_exhaust(ar_record **out, ar_run *run, const ar_exhaustion *why
 AR_API void ar_run_close(ar_run *run);
 
 /* ------------------------------------------------------------------------- */
+/* Intents: tool calls that must not run twice                               */
+
+/*
+ * A tool call with a side effect is announced before it runs and settled
+ * after: ar_run_intend records a step {kind "intent", name, content
+ * {"key": key, "args": args}}, ar_run_settle a step {kind "tool", name (the
+ * intent's), content {"intent": intent_seq, "key": key, "result": result}}
+ * (with "failed": true for a failed call). The tool step's content carries
+ * the link to its intent, so it survives every copy of the steps (export,
+ * import, store_write). A key intended and never settled is one whose call
+ * was cut off (the process died): after a resume the caller asks the outside
+ * world what happened instead of calling the tool again.
+ *
+ * Both are steps like any other: durable when the call returns, fenced (a
+ * handle whose run was resumed elsewhere gets AR_ESTATE and writes nothing),
+ * counted in the run's iterations (and so toward max_steps) and never refused
+ * for budget reasons. A handle knows the keys of its run: a run begun by it
+ * has none, a resumed run's are read once, at its first intend or settle (one
+ * pass over the steps); each call after that costs the same however long the
+ * run is.
+ */
+
+/* Announces the call of tool `name` under `key` (unique in the run); *out
+ * (may be NULL) gets the intent step's seq. key and name are required
+ * non-empty UTF-8 without NUL (AR_EMISUSE); args is JSON text (NULL: JSON
+ * null; AR_EJSON when invalid). A key already intended in the run, by this
+ * handle or before a resume, is AR_ESTATE. Returns AR_OK, AR_EMISUSE,
+ * AR_EJSON, AR_ESTATE, or a store error; on failure nothing is written. */
+AR_API int ar_run_intend(int64_t *out, ar_run *run, const char *key, const char *name,
+                         const char *args_json, size_t len);
+
+/* Records the outcome of the call intended under `key`; *out (may be NULL)
+ * gets the tool step's seq. result is JSON text (NULL: JSON null; AR_EJSON
+ * when invalid); `failed` non-zero marks the call failed (result then
+ * usually holds its error). A key never intended in the run, or already
+ * settled, is AR_ESTATE. Returns AR_OK, AR_EMISUSE, AR_EJSON, AR_ESTATE, or
+ * a store error; on failure nothing is written. */
+AR_API int ar_run_settle(int64_t *out, ar_run *run, const char *key, const char *result_json, size_t len,
+                         int failed);
+
+typedef enum ar_intent_status { AR_INTENT_PENDING = 0, AR_INTENT_SETTLED, AR_INTENT_FAILED } ar_intent_status;
+/* "pending", "settled", "failed" (static text; NULL for another value). */
+AR_API const char *ar_intent_status_name(ar_intent_status status);
+
+typedef struct ar_intent {
+    const char *key, *name;
+    const char *args;          /* JSON text */
+    ar_intent_status status;
+    const char *result;        /* JSON text; NULL while pending */
+    int64_t intent_seq;        /* the intent step */
+    int64_t result_seq;        /* the tool step; 0 while pending */
+} ar_intent;
+/* The intents of a run, returned by ar_store_intents; owns its strings. */
+typedef struct ar_intent_list {
+    size_t n;
+    ar_intent *items;
+} ar_intent_list;
+
+/* The intents of run `run_id`, in the order they were made (intent_seq),
+ * each with its outcome. Reads the run's steps once, in bounded batches.
+ * *out is freed with ar_intent_list_free; out and run_id are required.
+ * Returns AR_OK, AR_EMISUSE, AR_ENOTFOUND, or a store error (AR_ECORRUPT
+ * for a damaged step). */
+AR_API int ar_store_intents(ar_intent_list **out, ar_store *store, const char *run_id);
+AR_API void ar_intent_list_free(ar_intent_list *list);
+
+/* ------------------------------------------------------------------------- */
 /* Reading                                                                   */
 
 /* *out is the run, or NULL (with AR_ENOTFOUND) when there is none. With

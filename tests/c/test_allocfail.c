@@ -922,10 +922,87 @@ static void test_any_refused_allocation_fails_only_its_call_cleanly_on_file(void
     tmpdir_remove(dir);
 }
 
+/* ---- intents: a refusal fails only its call ------------------------------ */
+
+/* One pass with the fail_at-th allocation (of any kind) refused during three
+ * calls on a resumed run: an intend (which first reads the run's keys), a
+ * settle of a key left pending, and the listing. Each call refused fails
+ * with AR_ENOMEM, changes nothing, and succeeds when made again. Returns
+ * whether a refusal happened. */
+static int intents_pass(long fail_at)
+{
+    int rc;
+    ar_open_opts opts = AR_OPEN_OPTS_INIT;
+    opts.allocator = &ours;
+    ar_store *store = NULL;
+    CHECK_INT(ar_store_open(&store, ":memory:", &opts), AR_OK);
+    ar_run_spec spec = AR_RUN_SPEC_INIT;
+    spec.agent = "alloc";
+    spec.goal = "intents";
+    ar_run *run = NULL, *again = NULL;
+    CHECK_INT(ar_run_begin(&run, store, &spec), AR_OK);
+    char id[32];
+    snprintf(id, sizeof id, "%s", ar_run_id(run));
+    CHECK_INT(ar_run_intend(NULL, run, "a", "t", "{\"x\":1}", AR_NUL_TERMINATED), AR_OK);
+    CHECK_INT(ar_run_settle(NULL, run, "a", "\"done\"", AR_NUL_TERMINATED, 0), AR_OK);
+    CHECK_INT(ar_run_intend(NULL, run, "b", "t", NULL, 0), AR_OK);
+    CHECK_INT(ar_store_recover(NULL, store, 0), AR_OK);
+    CHECK_INT(ar_run_resume(&again, store, id, NULL), AR_OK);
+
+    arm(K_ANY, fail_at);
+    cur_op = "intend";
+    int64_t seq = -1;
+    UNDER_INJECTION("intend", rc = ar_run_intend(&seq, again, "c", "t", "[1,2]", AR_NUL_TERMINATED),
+                    ar_run_errmsg(again), CHECK_INT(seq, 0); CHECK_INT(ar_run_iterations(again), 3));
+    CHECK_INT(seq, 4);
+    cur_op = "settle";
+    UNDER_INJECTION("settle", rc = ar_run_settle(&seq, again, "b", "\"asked\"", AR_NUL_TERMINATED, 0),
+                    ar_run_errmsg(again), CHECK_INT(seq, 0); CHECK_INT(ar_run_iterations(again), 4));
+    CHECK_INT(seq, 5);
+    cur_op = "intents";
+    ar_intent_list *list = NULL;
+    UNDER_INJECTION("intents", rc = ar_store_intents(&list, store, id), ar_store_errmsg(store), CHECK(list == NULL));
+    int refused = inj.refused > 0;
+    inj.armed = 0;
+
+    CHECK_INT(list->n, 3);
+    CHECK_INT(list->items[0].status, AR_INTENT_SETTLED);
+    CHECK_STR(list->items[0].result, "\"done\"");
+    CHECK_INT(list->items[1].status, AR_INTENT_SETTLED);
+    CHECK_STR(list->items[1].result, "\"asked\"");
+    CHECK_INT(list->items[1].result_seq, 5);
+    CHECK_INT(list->items[2].status, AR_INTENT_PENDING);
+    CHECK_STR(list->items[2].args, "[1,2]");
+    ar_intent_list_free(list);
+    /* the keys are still known: no second intent of one, no second settle */
+    CHECK_INT(ar_run_intend(NULL, again, "c", "t", NULL, 0), AR_ESTATE);
+    CHECK_INT(ar_run_settle(NULL, again, "b", NULL, 0, 0), AR_ESTATE);
+    ar_store_info info;
+    CHECK_INT(ar_store_info_get(&info, store), AR_OK);
+    CHECK_INT(info.steps, 5);
+    ar_run_close(again);
+    ar_run_close(run);
+    ar_store_close(store);
+    CHECK_INT(inj.live_ours, 0);
+    return refused;
+}
+
+static void test_a_refused_allocation_fails_only_its_intent_call_cleanly(void **state)
+{
+    (void)state;
+    long points = 0;
+    while (intents_pass(points + 1))
+        points++;
+    print_message("allocation points refused (intents): %ld\n", points);
+    assert_true(points > 20);
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(test_any_refused_allocation_fails_only_its_call_cleanly_in_memory,
                                     hooks_install, hooks_remove),
     cmocka_unit_test_setup_teardown(test_any_refused_allocation_fails_only_its_call_cleanly_on_file,
+                                    hooks_install, hooks_remove),
+    cmocka_unit_test_setup_teardown(test_a_refused_allocation_fails_only_its_intent_call_cleanly,
                                     hooks_install, hooks_remove),
 };
 

@@ -246,6 +246,11 @@ local function output_instances()
     error(setmetatable({ code = "EBUSY", message = "busy" }, agentrun.Error))
   end)
   out["agentrun.Error"] = { json_err, loop_err }
+  local tools <close> = store:begin(spec)
+  tools:intend { key = "a", name = "t", args = 1 }
+  tools:settle("a", "r")
+  tools:intend { key = "b", name = "t", args = 2 }
+  out["agentrun.Intent"] = store:intents(tools.id)
   return out
 end
 
