@@ -100,7 +100,7 @@ FAULTVFS_LUA := $(BUILD)/lua/faultvfs.so
 LUA_ENV     = LUA_PATH='$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/tests/lua/?.lua;;' \
               LUA_CPATH='$(abspath $(BUILD))/lua/?.so;;'
 
-.PHONY: all deps deps-lib deps-lua deps-browser lib lua-module test-build test test-c test-lua test-sh test-browser \
+.PHONY: all deps deps-lib deps-lua deps-browser lib lua-module test-build test test-c test-lua test-sh test-otlp test-browser \
         docs-img check check-suites bench demo \
         install install-lua uninstall clean env
 
@@ -219,7 +219,7 @@ test-build: all $(CTEST_BIN) $(FAULTVFS_LUA)
 # The browser tests come after the others, so that chromium never competes for
 # the cores with the suites that time a server's restart.
 test: deps test-build
-	@tests/pg/with-server.sh sh -c '$(MAKE) --no-print-directory --keep-going test-c test-lua test-sh; s=$$?; \
+	@tests/pg/with-server.sh sh -c '$(MAKE) --no-print-directory --keep-going test-c test-lua test-sh test-otlp; s=$$?; \
 	  $(MAKE) --no-print-directory test-browser || s=1; exit $$s'
 
 # The C runner and the Lua runner each print a count per backend and end on
@@ -232,6 +232,20 @@ test-c: $(CTEST_BIN)
 test-lua: $(LUA_MOD) $(FAULTVFS_LUA)
 	AR_BUILD=$(BUILD) $(LUA_ENV) tests/lua/run.sh $(LUA_WRAP) lua5.4 $$(command -v busted) \
 	  --output=tests/lua/summary.lua --pattern=_spec --lpath='$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua' tests/lua
+
+# store:otlp's output decoded with the OpenTelemetry project's own protobuf
+# definitions (opentelemetry-proto, generated in @opentelemetry/otlp-transformer,
+# installed from the npm registry by the lockfile into the build tree): every
+# field must be one the proto has, and the spans must hang together. Skipped
+# with a message where npm or node is missing.
+test-otlp: $(LUA_MOD)
+	@if ! command -v npm >/dev/null 2>&1 || ! command -v node >/dev/null 2>&1; then \
+	  echo "otlp: skipped: npm and node are not installed"; exit 0; fi; \
+	mkdir -p $(BUILD)/otlp && \
+	cp tests/otlp/package.json tests/otlp/package-lock.json tests/otlp/check.js $(BUILD)/otlp/ && \
+	(cd $(BUILD)/otlp && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error >/dev/null) && \
+	$(LUA_ENV) $(LUA_WRAP) lua5.4 tests/otlp/make_traces.lua > $(BUILD)/otlp/traces.jsonl && \
+	node $(BUILD)/otlp/check.js $(BUILD)/otlp/traces.jsonl
 
 # The build system itself: parallel builds wait for their packages, installs
 # honour PREFIX, the rockspec installs a working module.

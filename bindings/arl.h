@@ -105,6 +105,7 @@ void arl_open_json(lua_State *L, int module_idx);
 /* A store userdata; store is NULL once closed. */
 typedef struct arl_store {
     ar_store *store;
+    int busy;       /* exports or imports of it calling back into Lua: close() is refused meanwhile */
 } arl_store;
 
 /* A run userdata (user value 1 pins its store userdata); run is NULL once closed. */
@@ -154,6 +155,7 @@ extern const luaL_Reg arl_read_methods[];      /* read.c: get, runs, count, stat
 extern const luaL_Reg arl_steps_methods[];     /* steps.c: steps */
 extern const luaL_Reg arl_events_methods[];    /* events.c: event, events, ... retain_events */
 extern const luaL_Reg arl_retain_methods[];    /* retain.c: retain */
+extern const luaL_Reg arl_export_methods[];    /* export.c: export, import, copy, otlp */
 
 /* The run handle: metamethods, methods, and an __index function that serves
  * the methods (its upvalue) and then the run's read-only fields. */

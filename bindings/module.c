@@ -88,7 +88,7 @@ static const luaL_Reg *const core_functions[] = {
 /* The store's methods, by concern. */
 static const luaL_Reg *const store_methods[] = {
     arl_store_methods, arl_run_store_methods, arl_record_methods, arl_read_methods, arl_steps_methods,
-    arl_events_methods, arl_retain_methods, NULL
+    arl_events_methods, arl_retain_methods, arl_export_methods, NULL
 };
 
 static const luaL_Reg *const run_methods[] = { arl_run_methods, NULL };

@@ -63,6 +63,7 @@ static int l_open(lua_State *L)
     /* the box exists, closed, before the store is acquired */
     arl_store *s = lua_newuserdatauv(L, sizeof *s, 0);
     s->store = NULL;
+    s->busy = 0;
     luaL_setmetatable(L, ARL_STORE_MT);
     ar_store *store = NULL;
     int rc = ar_store_open(&store, path, &opts);
@@ -104,6 +105,9 @@ static int l_close(lua_State *L)
     if (s->store && ar_store_in_rule(s->store))
         return arl_raise(L, AR_ESTATE, "cannot close the store: a retention rule of this store is running, "
                          "and a rule may read its store but not close it");
+    if (s->store && s->busy)
+        return arl_raise(L, AR_ESTATE, "cannot close the store: it is exporting or importing, and its "
+                         "write or read function may use it but not close it");
     return l_gc(L);
 }
 

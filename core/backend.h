@@ -337,6 +337,17 @@ typedef struct ar_backend {
     /* Inside the caller's transaction: deletes, per agent, all but the newest
      * keep_last (>= 0) events by (at, id). */
     int (*events_keep_last)(ar_db *db, int64_t keep_last, int64_t *out, struct ar_err *err);
+
+    /* ---- export and import (all required) ---- */
+
+    /* Visits the events of every agent in id order, ascending, those with
+     * id > *after (every one when after is NULL), up to `limit`. */
+    int (*events_scan)(ar_db *db, const int64_t *after, int64_t limit, ar_db_event_visit visit, void *ud,
+                       struct ar_err *err);
+    /* Inserts an event (validated) under its own id e->id > 0, one
+     * transaction: *inserted 1; or, when an event holds that id, nothing and
+     * *inserted 0. The ids event_insert hands out afterwards are above it. */
+    int (*event_put)(ar_db *db, const ar_event *e, int *inserted, struct ar_err *err);
 } ar_backend;
 
 /* The backends built into the library. */

@@ -27,6 +27,29 @@ typedef struct event_summary_box {
  * UTF-8), AR_EJSON (metadata not a JSON object, a value over AR_VALUE_MAX, an
  * event the store cannot hold) or a store error; on failure nothing is
  * written. Content keeps its NUL bytes: it is bound with its length. */
+int ar_event_check(ar_err *err, const ar_event *event, ar_event *row)
+{
+    int rc;
+    if (!event)
+        return ar_fail(err, AR_EMISUSE, "event is NULL");
+    *row = *event;
+    if (row->content && (row->content_len == AR_NUL_TERMINATED || row->content_len == 0))
+        row->content_len = strlen(row->content);
+    if ((rc = ar_text_check(err, "agent", event->agent, 1, 1)) ||
+        (rc = ar_text_check(err, "type", event->type, 1, 1)) ||
+        (row->content && (rc = ar_content_check(err, "content", row->content, row->content_len))) ||
+        (rc = ar_text_check(err, "run", event->run, 0, 1)))
+        return rc;
+    if (event->session < 0)
+        return ar_fail(err, AR_EMISUSE, "session must not be negative");
+    if (event->metadata &&
+        (rc = ar_json_check(err, "metadata", event->metadata, strlen(event->metadata), 1)))
+        return rc;
+    if (row->at == AR_UNSET)
+        row->at = ar_now_ms();
+    return AR_OK;
+}
+
 int ar_event_append(int64_t *out, ar_store *store, const ar_event *event)
 {
     int rc = ar_store_writable(store, "append an event");
@@ -35,23 +58,9 @@ int ar_event_append(int64_t *out, ar_store *store, const ar_event *event)
     if (rc)
         return rc;
     ar_err *err = &store->err;
-    if (!event)
-        return ar_fail(err, AR_EMISUSE, "event is NULL");
-    ar_event row = *event;
-    if (row.content && (row.content_len == AR_NUL_TERMINATED || row.content_len == 0))
-        row.content_len = strlen(row.content);
-    if ((rc = ar_text_check(err, "agent", event->agent, 1, 1)) ||
-        (rc = ar_text_check(err, "type", event->type, 1, 1)) ||
-        (row.content && (rc = ar_content_check(err, "content", row.content, row.content_len))) ||
-        (rc = ar_text_check(err, "run", event->run, 0, 1)))
+    ar_event row;
+    if ((rc = ar_event_check(err, event, &row)))
         return rc;
-    if (event->session < 0)
-        return ar_fail(err, AR_EMISUSE, "session must not be negative");
-    if (event->metadata &&
-        (rc = ar_json_check(err, "metadata", event->metadata, strlen(event->metadata), 1)))
-        return rc;
-    if (row.at == AR_UNSET)
-        row.at = ar_now_ms();
     int64_t id = 0;
     if ((rc = store->be->event_insert(store->db, &row, &id, err)))
         return rc;

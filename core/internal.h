@@ -259,6 +259,14 @@ int ar_json_check(ar_err *err, const char *field, const char *json, size_t len, 
 size_t ar_error_room(const char *error, size_t max);
 size_t ar_error_text(char *dst, const char *error, size_t max);
 
+/* Validates an event as ar_event_append does and fills *row with it as it
+ * is stored (content_len resolved, at defaulted to now). */
+int ar_event_check(ar_err *err, const ar_event *event, ar_event *row);
+
+/* Writes a whole record as ar_store_write does, and also a running one
+ * (an export's, kept running as it was): *id gets its id. */
+int ar_store_write_record(ar_store *store, const ar_record *record, int allow_running, char id[AR_ID_LEN + 1]);
+
 /* Validates a step for ar_run_step / records. Sets *cost_nanos and *content_len. */
 int ar_step_check(ar_err *err, const ar_step *s, int64_t *cost_nanos, size_t *content_len);
 

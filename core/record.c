@@ -180,25 +180,25 @@ static int build(ar_record **out, const ar_allocator *alloc, const ar_record *f,
     int64_t now = ar_now_ms();
     int64_t created = f->created_at != AR_UNSET ? f->created_at : f->id ? ar_id_tick(f->id) >> 16 : now;
     int64_t finished = f->finished_at != AR_UNSET ? f->finished_at : (now > created ? now : created);
-    int64_t updated = f->updated_at != AR_UNSET ? f->updated_at : finished;
-    if (status == AR_WAITING) {
-        /* a waiting run is not finished: it has no finished_at and no latency */
-        if (f->finished_at != AR_UNSET || (f->latency_ms != AR_UNSET))
-            return ar_fail(err, AR_EMISUSE, "a waiting record has no finished_at or latency_ms");
-        if (!f->request)
+    if (status == AR_RUNNING || status == AR_WAITING) {
+        /* neither has finished: a waiting run (written whole) nor a running
+         * one (imported as it was exported) */
+        if (f->finished_at != AR_UNSET || f->latency_ms != AR_UNSET)
+            return ar_fail(err, AR_EMISUSE, "a %s record has no finished_at or latency_ms", ar_status_name(status));
+        if (status == AR_WAITING && !f->request)
             return ar_fail(err, AR_EMISUSE, "a waiting record needs its request");
         finished = AR_UNSET;
-        if (updated < created)
-            return ar_fail(err, AR_EMISUSE, "updated_at is before created_at");
-    } else {
-        if (finished < created)
-            return ar_fail(err, AR_EMISUSE, "finished_at is before created_at");
-        if (updated < finished)
-            return ar_fail(err, AR_EMISUSE, "updated_at is before finished_at");
-        if (f->latency_ms != AR_UNSET && f->latency_ms != finished - created)
-            return ar_fail(err, AR_EMISUSE, "latency_ms (%lld) disagrees with finished_at - created_at (%lld)",
-                           (long long)f->latency_ms, (long long)(finished - created));
     }
+    int64_t updated = f->updated_at != AR_UNSET ? f->updated_at : finished != AR_UNSET ? finished : created;
+    if (finished != AR_UNSET && finished < created)
+        return ar_fail(err, AR_EMISUSE, "finished_at is before created_at");
+    if (finished != AR_UNSET && updated < finished)
+        return ar_fail(err, AR_EMISUSE, "updated_at is before finished_at");
+    if (updated < created)
+        return ar_fail(err, AR_EMISUSE, "updated_at is before created_at");
+    if (f->latency_ms != AR_UNSET && f->latency_ms != finished - created)
+        return ar_fail(err, AR_EMISUSE, "latency_ms (%lld) disagrees with finished_at - created_at (%lld)",
+                       (long long)f->latency_ms, (long long)(finished - created));
     int64_t given_cost = 0;
     if (f->usage.total_tokens >= 0)
         ar_cost_to_nanos(&given_cost, f->usage.cost); /* checked by fields_check */
@@ -230,7 +230,7 @@ static int build(ar_record **out, const ar_allocator *alloc, const ar_record *f,
     r->created_at = created;
     r->finished_at = finished;
     r->updated_at = updated;
-    r->latency_ms = finished == AR_UNSET ? AR_UNSET : finished - created;
+    r->latency_ms = finished != AR_UNSET ? finished - created : AR_UNSET;
     r->forked_from = ar_arena_strdup(a, f->forked_from, &failed);
     r->forked_seq = f->forked_from ? f->forked_seq : 0;
     r->request = ar_arena_strdup(a, f->request, &failed);
@@ -385,16 +385,9 @@ static int write_rows(ar_store *store, const ar_record *r, char id[AR_ID_LEN + 1
     return rc;
 }
 
-int ar_store_write(char **out, ar_store *store, const ar_record *record)
+int ar_store_write_record(ar_store *store, const ar_record *record, int allow_running, char id[AR_ID_LEN + 1])
 {
-    if (out)
-        *out = NULL;
-    int usable = ar_store_writable(store, "write a record");
-    if (usable)
-        return usable;
-    if (!out || !record)
-        return ar_fail(&store->err, AR_EMISUSE, "out and record are required");
-    if (record->status == AR_RUNNING || !ar_status_name(record->status))
+    if (record->status == AR_RUNNING ? !allow_running : !ar_status_name(record->status))
         return ar_fail(&store->err, AR_EMISUSE, "only a finished or waiting record can be written "
                        "(status is not final)");
     /* each ending has its own field: another one would be stored and never read as meant */
@@ -414,22 +407,35 @@ int ar_store_write(char **out, ar_store *store, const ar_record *record)
                    &record->limit, &store->err);
     if (rc)
         return rc;
-    /* the id to hand back is allocated first: once committed, the call cannot fail */
-    char *id_out = ar_out_alloc(&store->alloc, AR_ID_LEN + 1);
     char *buf = NULL;
     size_t cap = 0;
-    if (!id_out)
-        rc = ar_fail(&store->err, AR_ENOMEM, "out of memory writing a record");
-    else if ((rc = store->be->txn_begin(store->db, &store->err)) == AR_OK &&
-             (rc = write_rows(store, r, id_out, &buf, &cap)) == AR_OK)
+    if ((rc = store->be->txn_begin(store->db, &store->err)) == AR_OK &&
+        (rc = write_rows(store, r, id, &buf, &cap)) == AR_OK)
         rc = store->be->txn_commit(store->db, &store->err);
-    if (rc) {
+    if (rc)
         store->be->txn_rollback(store->db);
-        ar_free(id_out);
-    } else {
-        *out = id_out;
-    }
     ar_mem_free(&store->alloc, buf);
     ar_record_free(r);
+    return rc;
+}
+
+int ar_store_write(char **out, ar_store *store, const ar_record *record)
+{
+    if (out)
+        *out = NULL;
+    int usable = ar_store_writable(store, "write a record");
+    if (usable)
+        return usable;
+    if (!out || !record)
+        return ar_fail(&store->err, AR_EMISUSE, "out and record are required");
+    /* the id to hand back is allocated first: once committed, the call cannot fail */
+    char *id_out = ar_out_alloc(&store->alloc, AR_ID_LEN + 1);
+    if (!id_out)
+        return ar_fail(&store->err, AR_ENOMEM, "out of memory writing a record");
+    int rc = ar_store_write_record(store, record, 0, id_out);
+    if (rc)
+        ar_free(id_out);
+    else
+        *out = id_out;
     return rc;
 }

@@ -288,6 +288,31 @@ function Store:retain_events(policy) end
 ---@return agentrun.RetentionReport
 function Store:retain(policy) end
 
+---Writes the selected runs (every one when query is nil) and their agents' events as JSON Lines:
+---calls write(line) for each line (without its line break), streaming, in bounded memory.
+---@param query agentrun.ExportQuery|nil
+---@param write fun(line: string)
+---@return agentrun.ExportReport
+function Store:export(query, write) end
+
+---Reads JSON Lines (as store:export writes them) from read() until it returns nil and stores them;
+---runs already in the store are skipped. A bad line raises EJSON "line N: ...", storing nothing of it.
+---@param read fun(): string|nil
+---@return agentrun.ImportReport
+function Store:import(read) end
+
+---Copies every run and event of this store into dest (the export piped into dest's import).
+---@param dest agentrun.Store
+---@return agentrun.ImportReport
+function Store:copy(dest) end
+
+---Writes the selected runs as OTLP/JSON trace export requests, one a run and a line (the body of POST /v1/traces).
+---@param query agentrun.ExportQuery|nil
+---@param write fun(line: string)
+---@param opts? {content?: boolean} content: step content, goal, output and error in span events
+---@return {runs: integer, bytes: integer}
+function Store:otlp(query, write, opts) end
+
 -- ---------------------------------------------------------------------------
 -- The run handle
 
@@ -563,6 +588,29 @@ function LoopContext:wait(request) end
 ---@field after? string a next_cursor: the events that follow it
 ---@field before? string a cursor: the `limit` events that precede it
 ---@field order? "asc"|"desc" by id; default "asc" (oldest first)
+
+---The filters of store:export and store:otlp (every matching run is written, in id order).
+---@class agentrun.ExportQuery
+---@field agent? string
+---@field user? string
+---@field status? agentrun.Status|agentrun.Status[]
+---@field edition? string
+---@field parent? string
+---@field since? integer created_at >= since (ms)
+---@field until? integer created_at < until (ms)
+
+---What store:export returns.
+---@class agentrun.ExportReport
+---@field runs integer run lines written
+---@field events integer event lines written
+---@field bytes integer bytes written, line breaks included
+
+---What store:import and store:copy return.
+---@class agentrun.ImportReport
+---@field runs integer runs imported
+---@field events integer events imported
+---@field skipped integer runs already there (by id), and events already there (the same event, same id)
+---@field lines integer lines read
 
 ---What store:retain_events takes.
 ---@class agentrun.EventRetention

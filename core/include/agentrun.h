@@ -803,6 +803,116 @@ AR_API int ar_event_retention_init(ar_event_retention *opts, unsigned int versio
 AR_API int ar_events_retain(int64_t *out, ar_store *store, const ar_event_retention *policy);
 
 /* ------------------------------------------------------------------------- */
+/* Export, import, copy (JSON Lines) and OpenTelemetry traces                */
+
+/* Receives output: `len` bytes at `data` (not NUL-terminated), a piece of
+ * the output stream. Every line ends with "\n", but a line may come in
+ * several pieces. Returns 0 to go on; anything else stops the call, which
+ * returns AR_ECALLBACK. */
+typedef int (*ar_write_fn)(void *ud, const char *data, size_t len);
+
+/* Gives the next line: *line (owned by the caller, valid until the next
+ * call) and *len, without or with its "\n"; *line NULL at the end. Returns
+ * 0, or anything else to stop the import with AR_ECALLBACK. */
+typedef int (*ar_read_fn)(void *ud, const char **line, size_t *len);
+
+typedef struct ar_export_report {
+    int64_t runs, events;   /* lines written of each kind */
+    int64_t bytes;          /* bytes handed to the write function */
+} ar_export_report;
+
+/* Writes the store's runs and events as JSON Lines (UTF-8, one object a
+ * line, each line ending "\n"), streamed in bounded memory: runs are read a
+ * page at a time and steps in batches, and output goes to `write` in pieces
+ * of at most 64 KiB (a longer stored value, in one piece).
+ *
+ *   {"type":"agentrun","format":1,"exported_at":<ms>}
+ *   {"type":"run", ...}      one a run, in id order
+ *   {"type":"event", ...}    one an event, in id order
+ *
+ * The runs are those matching the query's filters (agent, user, edition,
+ * parent, status, since, until; limit, cursors and order are not used: a
+ * query selects every matching run, in id order). The events are those of
+ * every agent that has a selected run; a query without any filter selects
+ * the whole store, events of every agent included.
+ *
+ * A run line has these keys in this order, each optional one only when the
+ * run has it: type, id, agent, goal, user?, edition?, parent?, status,
+ * output?, error?, limit? {name, value, reached}, budget {max_steps?,
+ * max_input_tokens?, max_output_tokens?, max_tokens?, max_cost?,
+ * max_seconds?}, iterations, usage {input_tokens, output_tokens,
+ * total_tokens, cost, other counters by name}, latency_ms?, created_at,
+ * finished_at?, updated_at, metadata (an object, {} when none),
+ * checkpoint? {state, seq}, steps [{seq, kind, name?, content?, usage
+ * {input_tokens, output_tokens, total_tokens, counters by name}, cost,
+ * duration_ms, at}]. An event line: type, id, agent, session, event_type
+ * (the event's own type: "type" names the line), content? (text), metadata
+ * ({} when none), run?, at. JSON values (output, content, metadata, state)
+ * are the stored text as it is, but for line breaks between tokens, which
+ * become spaces; costs are exact decimals of the stored nano-units; other
+ * numbers the shortest text that reads back the same.
+ *
+ * out (may be NULL) gets the counts, also on failure (what was written).
+ * query may be NULL (every run). Returns AR_OK, AR_EMISUSE (store not open,
+ * no write function, bad query), AR_ECALLBACK (write asked to stop), or a
+ * store error (a damaged row: AR_ECORRUPT naming it). */
+AR_API int ar_store_export(ar_export_report *out, ar_store *store, const ar_run_query *query,
+                           ar_write_fn write, void *ud);
+
+typedef struct ar_import_report {
+    int64_t runs, events;   /* imported */
+    int64_t skipped;        /* runs already in the store (by id), and events already there
+                               (the same event under the same id) */
+    int64_t lines;          /* lines read */
+} ar_import_report;
+
+/* Reads JSON Lines as ar_store_export writes them (the header line first;
+ * blank lines are ignored) and stores each line in one transaction: a run
+ * with its id, times, totals, steps and checkpoint (any status, running
+ * included), an event with its id. A run whose id is in the store is
+ * skipped; an event whose id is taken is skipped when the stored event is
+ * the same, and appended with a new id otherwise. Importing an export into
+ * an empty store and exporting that gives the same bytes (exported_at
+ * aside). A bad line (not JSON, not a known line type, a missing field, a
+ * wrong type, a record that disagrees with itself) stops the import with
+ * AR_EJSON and a message "line N: ..."; nothing of that line is stored and
+ * the lines before it stay imported. out (may be NULL) gets the counts, also
+ * on failure. Returns AR_OK, AR_EMISUSE, AR_EJSON, AR_ECALLBACK (read asked
+ * to stop), AR_ESTATE (inside a retention rule, or another run holds the
+ * id's tick), or a store error. */
+AR_API int ar_store_import(ar_import_report *out, ar_store *store, ar_read_fn read, void *ud);
+
+/* Copies every run and event of `src` into `dest` (export piped into
+ * import, streamed: one run in memory at a time); the two stores then
+ * export the same bytes. out (may be NULL) gets the import's counts.
+ * Returns as ar_store_export and ar_store_import (errors are on dest's or
+ * src's handle, whichever failed; `dest` gets a copy of src's message). */
+AR_API int ar_store_copy(ar_import_report *out, ar_store *dest, ar_store *src);
+
+/* Options of ar_store_otlp. */
+#define AR_OTLP_CONTENT 1   /* put step content, goal, output and error in span events */
+
+/* Writes the selected runs (as ar_store_export selects them; no events) as
+ * OTLP/JSON trace export requests, one a run and a line, each the body of a
+ * POST /v1/traces: a resource (service.name = the agent) with one scope
+ * ("agentrun") whose spans follow the OpenTelemetry GenAI conventions. The
+ * run is a root span "invoke_agent {agent}" (gen_ai.operation.name,
+ * gen_ai.agent.name, gen_ai.agent.id and gen_ai.conversation.id = the run
+ * id, summed gen_ai.usage.*, status ERROR with error.type for a failed run,
+ * OK for a completed one); each step a child span: "chat {name}" for an llm
+ * step (gen_ai.request.model = name), "execute_tool {name}" for a tool step
+ * (gen_ai.tool.name), "{kind}" otherwise, with its tokens
+ * (gen_ai.usage.input_tokens, output_tokens, cache_read.input_tokens from
+ * cache_read_tokens) and agentrun.* attributes (seq, cost, other counters).
+ * A step ends at its `at` and starts duration_ms before; the run spans
+ * created_at to finished_at (updated_at while running). Trace and span ids
+ * are derived from the run id and seq, so they are the same at every
+ * export. flags: 0 or AR_OTLP_CONTENT. out (may be NULL) gets the count of
+ * runs written in out->runs. Returns as ar_store_export. */
+AR_API int ar_store_otlp(ar_export_report *out, ar_store *store, const ar_run_query *query, int flags,
+                         ar_write_fn write, void *ud);
+
+/* ------------------------------------------------------------------------- */
 /* Retention of runs                                                         */
 
 enum { AR_RULE_UNDECIDED = 0, AR_RULE_KEEP = 1, AR_RULE_DELETE = 2 };

@@ -1091,4 +1091,6 @@ const ar_backend ar_postgres_backend = {
     .events_delete = pg_events_delete,
     .events_delete_before = pg_events_delete_before,
     .events_keep_last = pg_events_keep_last,
+    .events_scan = pg_events_scan,
+    .event_put = pg_event_put,
 };

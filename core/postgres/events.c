@@ -220,3 +220,75 @@ int pg_events_keep_last(ar_db *db, int64_t keep_last, int64_t *out, ar_err *err)
     return run_delete(db, PG_EVENT_RETAIN_KEEP, retain_keep_sql, &p, out, err,
                       "deleting events beyond keep_last");
 }
+
+/* ---- export and import ---------------------------------------------------- */
+
+int pg_events_scan(ar_db *db, const int64_t *after, int64_t limit, ar_db_event_visit visit, void *ud, ar_err *err)
+{
+    pg_params p = { 0 };
+    PGresult *res;
+    int rc;
+    if (after) {
+        pg_p_int64(&p, *after);
+        pg_p_int64(&p, limit);
+        rc = pg_run(db, PG_EVENT_SCAN_FROM,
+                    "SELECT " EVENT_COLUMNS " FROM events WHERE id > $1 ORDER BY id LIMIT $2", &p, 1, &res,
+                    "reading events", err);
+    } else {
+        pg_p_int64(&p, limit);
+        rc = pg_run(db, PG_EVENT_SCAN, "SELECT " EVENT_COLUMNS " FROM events ORDER BY id LIMIT $1", &p, 1, &res,
+                    "reading events", err);
+    }
+    if (rc)
+        return rc;
+    /* the rows stay ours while the visitor runs, whatever it calls on db */
+    db->last = NULL;
+    for (int i = 0, n = PQntuples(res); i < n; i++) {
+        ar_db_event_row row;
+        row.id = pg_bigint(res, i, 0);
+        row.agent = pg_text(res, i, 1);
+        row.session = pg_bigint(res, i, 2);
+        row.type = pg_text(res, i, 3);
+        row.content = pg_text(res, i, 4);
+        row.metadata = pg_text(res, i, 5);
+        row.run = pg_text(res, i, 6);
+        row.at = pg_bigint(res, i, 7);
+        if ((rc = visit(ud, &row)))
+            break;
+    }
+    PQclear(res);
+    return rc;
+}
+
+/* The event keeps its id when it is free; the counter row then moves up to
+ * it (never down), so the ids handed out later are above it. One statement:
+ * the counter's row lock orders it with concurrent appends. */
+static const char put_sql[] =
+    "WITH ins AS (INSERT INTO events(id, agent, session, type, content, metadata, run, at)"
+    "  VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING RETURNING id),"
+    " bump AS (INSERT INTO meta(key, value)"
+    "  SELECT 'last_event_id', greatest(ins.id, (SELECT coalesce(max(id), 0) FROM events))::text FROM ins"
+    "  ON CONFLICT (key) DO UPDATE SET value = greatest(meta.value::bigint, excluded.value::bigint)::text)"
+    " SELECT count(*) FROM ins";
+
+int pg_event_put(ar_db *db, const ar_event *e, int *inserted, ar_err *err)
+{
+    pg_params p = { 0 };
+    PGresult *res;
+    *inserted = 0;
+    pg_p_int64(&p, e->id);
+    pg_p_text(&p, e->agent);
+    pg_p_int64(&p, e->session);
+    pg_p_text(&p, e->type);
+    if (e->content)
+        pg_p_bytes(&p, e->content, e->content_len);
+    else
+        pg_p_text(&p, NULL);
+    pg_p_text(&p, e->metadata);
+    pg_p_text(&p, e->run);
+    pg_p_int64(&p, e->at);
+    int rc = pg_run(db, PG_EVENT_PUT, put_sql, &p, 0, &res, "importing the event", err);
+    if (rc == AR_OK)
+        *inserted = pg_bigint(res, 0, 0) > 0;
+    return rc;
+}

@@ -23,7 +23,7 @@ enum {
     PG_RUN_WAIT, PG_RUN_RESPOND, PG_STEPS_SUMS, PG_COUNTER_SUMS, PG_FORK_STEPS, PG_FORK_CHECKPOINT,
     PG_WITNESS_WAIT, PG_WITNESS_RESPOND,
     /* events.c */
-    PG_EVENT_INSERT, PG_EVENT_SUMMARY, PG_EVENT_TYPES, PG_EVENT_DELETE, PG_EVENT_RETAIN_AGE,
+    PG_EVENT_INSERT, PG_EVENT_PUT, PG_EVENT_SCAN, PG_EVENT_SCAN_FROM, PG_EVENT_SUMMARY, PG_EVENT_TYPES, PG_EVENT_DELETE, PG_EVENT_RETAIN_AGE,
     PG_EVENT_RETAIN_KEEP,
     /* retain.c */
     PG_RETAIN_DELETE, PG_RETAIN_COUNT_STEPS, PG_SIZES,
@@ -224,6 +224,8 @@ int pg_compact(ar_db *db, ar_err *err);
 
 /* events.c */
 int pg_event_insert(ar_db *db, const ar_event *e, int64_t *id, ar_err *err);
+int pg_event_put(ar_db *db, const ar_event *e, int *inserted, ar_err *err);
+int pg_events_scan(ar_db *db, const int64_t *after, int64_t limit, ar_db_event_visit visit, void *ud, ar_err *err);
 int pg_events_list(ar_db *db, const ar_event_query *q, const int64_t *key, int ascending, int64_t limit,
                    ar_db_event_visit visit, void *ud, ar_err *err);
 int pg_events_count(ar_db *db, const ar_event_query *q, int64_t *out, ar_err *err);

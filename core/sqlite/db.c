@@ -559,4 +559,5 @@ const ar_backend ar_sqlite_backend = {
     sq_retain_scan, sq_retain_delete, sq_retain_count_steps, sq_sizes, sq_compact, NULL,
     sq_event_insert, sq_events_list, sq_events_count, sq_events_summary,
     sq_events_delete, sq_events_delete_before, sq_events_keep_last,
+    sq_events_scan, sq_event_put,
 };

@@ -374,3 +374,72 @@ int ar_sqlite_events_plan(char **out, ar_store *store, int shape, const ar_event
     ar_mem_free(db->alloc, t.p);
     return rc;
 }
+
+/* ---- export and import ---------------------------------------------------- */
+
+int sq_events_scan(ar_db *db, const int64_t *after, int64_t limit, ar_db_event_visit visit, void *ud, ar_err *err)
+{
+    sqlite3_stmt *st = after
+        ? sq_stmt(db, SQ_EVENT_SCAN_FROM, "SELECT " EVENT_COLUMNS " FROM events WHERE id > ? ORDER BY id LIMIT ?", err)
+        : sq_stmt(db, SQ_EVENT_SCAN, "SELECT " EVENT_COLUMNS " FROM events ORDER BY id LIMIT ?", err);
+    if (!st)
+        return err->code;
+    int rc = AR_OK, b = SQLITE_OK, i = 1;
+    if (after)
+        sq_bind_int64(st, i++, *after, &b);
+    sq_bind_int64(st, i, limit, &b);
+    int src = b;
+    while (b == SQLITE_OK && (src = sqlite3_step(st)) == SQLITE_ROW) {
+        ar_db_event_row row;
+        int nomem = 0;
+        row.id = sqlite3_column_int64(st, 0);
+        row.agent = sq_col_text(st, 1, &nomem);
+        row.session = sqlite3_column_int64(st, 2);
+        row.type = sq_col_text(st, 3, &nomem);
+        row.content = sq_col_text(st, 4, &nomem);
+        row.metadata = sq_col_text(st, 5, &nomem);
+        row.run = sq_col_text(st, 6, &nomem);
+        row.at = sqlite3_column_int64(st, 7);
+        if (nomem) {
+            rc = sq_nomem(err, "reading events");
+            goto cleanup;
+        }
+        if ((rc = visit(ud, &row)))
+            goto cleanup;
+    }
+    if (src != SQLITE_DONE)
+        rc = sq_fail(db, err, src, "reading events");
+cleanup:
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc;
+}
+
+int sq_event_put(ar_db *db, const ar_event *e, int *inserted, ar_err *err)
+{
+    *inserted = 0;
+    /* AUTOINCREMENT keeps the ids handed out later above the largest one
+     * ever inserted, this one included */
+    sqlite3_stmt *st = sq_stmt(db, SQ_EVENT_PUT,
+        "INSERT INTO events(id, agent, session, type, content, metadata, run, at) VALUES(?,?,?,?,?,?,?,?)"
+        " ON CONFLICT(id) DO NOTHING", err);
+    if (!st)
+        return err->code;
+    int b = SQLITE_OK;
+    sq_bind_int64(st, 1, e->id, &b);
+    sq_bind_text(st, 2, e->agent, &b);
+    sq_bind_int64(st, 3, e->session, &b);
+    sq_bind_text(st, 4, e->type, &b);
+    sq_bind_textn(st, 5, e->content, e->content_len, &b);
+    sq_bind_text(st, 6, e->metadata, &b);
+    sq_bind_text(st, 7, e->run, &b);
+    sq_bind_int64(st, 8, e->at, &b);
+    if (b != SQLITE_OK)
+        return sq_bound(db, st, b, err, "importing the event");
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE)
+        *inserted = sqlite3_changes64(db->conn) > 0;
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc == SQLITE_DONE ? AR_OK : sq_fail(db, err, rc, "importing the event");
+}

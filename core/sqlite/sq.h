@@ -16,7 +16,7 @@ enum {
     SQ_RUN_WAIT, SQ_RUN_RESPOND, SQ_RESPONSE_STEP, SQ_STEPS_SUMS, SQ_COUNTER_SUMS, SQ_FORK_STEPS,
     SQ_FORK_CHECKPOINT,
     /* events.c */
-    SQ_EVENT_INSERT, SQ_EVENT_SUMMARY, SQ_EVENT_DELETE, SQ_EVENT_RETAIN_AGE, SQ_EVENT_RETAIN_KEEP,
+    SQ_EVENT_INSERT, SQ_EVENT_PUT, SQ_EVENT_SCAN, SQ_EVENT_SCAN_FROM, SQ_EVENT_SUMMARY, SQ_EVENT_DELETE, SQ_EVENT_RETAIN_AGE, SQ_EVENT_RETAIN_KEEP,
     /* retain.c */
     SQ_RETAIN_SCAN, SQ_RETAIN_DELETE_RUN, SQ_RETAIN_DELETE_STEPS,
     SQ_RETAIN_DELETE_CHECKPOINT, SQ_RETAIN_DELETE_EVENTS, SQ_RETAIN_SCAN_KEYS, SQ_RETAIN_SCAN_RANKED,
@@ -123,6 +123,8 @@ int sq_compact(ar_db *db, ar_err *err);
 
 /* events.c */
 int sq_event_insert(ar_db *db, const ar_event *e, int64_t *id, ar_err *err);
+int sq_event_put(ar_db *db, const ar_event *e, int *inserted, ar_err *err);
+int sq_events_scan(ar_db *db, const int64_t *after, int64_t limit, ar_db_event_visit visit, void *ud, ar_err *err);
 int sq_events_list(ar_db *db, const ar_event_query *q, const int64_t *key, int ascending, int64_t limit,
                    ar_db_event_visit visit, void *ud, ar_err *err);
 int sq_events_count(ar_db *db, const ar_event_query *q, int64_t *out, ar_err *err);

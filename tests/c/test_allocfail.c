@@ -660,6 +660,83 @@ static void op_complete_f(world *w)
     w->run = NULL;
 }
 
+/* Output gathered with plain malloc (not the store's allocator). */
+typedef struct membuf {
+    char *data;
+    size_t len;
+} membuf;
+
+static int membuf_write(void *ud, const char *data, size_t len)
+{
+    membuf *b = ud;
+    char *grown = realloc(b->data, b->len + len + 1);
+    if (!grown)
+        return 1;
+    memcpy(grown + b->len, data, len);
+    b->len += len;
+    grown[b->len] = '\0';
+    b->data = grown;
+    return 0;
+}
+
+static int membuf_export(ar_store *store, membuf *b, int otlp)
+{
+    free(b->data);
+    b->data = NULL;
+    b->len = 0;
+    return otlp ? ar_store_otlp(NULL, store, NULL, AR_OTLP_CONTENT, membuf_write, b)
+                : ar_store_export(NULL, store, NULL, membuf_write, b);
+}
+
+typedef struct line_reader {
+    const char *p;
+} line_reader;
+
+static int read_line(void *ud, const char **line, size_t *len)
+{
+    line_reader *r = ud;
+    const char *nl = *r->p ? strchr(r->p, '\n') : NULL;
+    *line = *r->p ? r->p : NULL;
+    *len = nl ? (size_t)(nl - r->p) + 1 : strlen(r->p);
+    r->p += *len;
+    return 0;
+}
+
+/* The export, its import into a new store (a failed line is stored not at
+ * all, and the import made again skips what came before it), a copy, and
+ * the OTLP export. */
+static void op_export_import(world *w)
+{
+    int rc;
+    membuf out = { NULL, 0 }, again = { NULL, 0 };
+    UNDER_INJECTION("export", rc = membuf_export(w->store, &out, 0), ar_store_errmsg(w->store), (void)0);
+    ar_open_opts opts = AR_OPEN_OPTS_INIT;
+    opts.allocator = &ours;
+    ar_store *dest = NULL;
+    UNDER_INJECTION("open for import", rc = ar_store_open(&dest, ":memory:", &opts),
+                    dest ? ar_store_errmsg(dest) : "out of memory (no store handle)",
+                    ar_store_close(dest); dest = NULL);
+    line_reader r = { out.data };
+    ar_import_report rep;
+    UNDER_INJECTION("import", (r.p = out.data, rc = ar_store_import(&rep, dest, read_line, &r)),
+                    ar_store_errmsg(dest), (void)0);
+    CHECK_INT(rep.runs + rep.skipped, 3);
+    UNDER_INJECTION("export again", rc = membuf_export(dest, &again, 0), ar_store_errmsg(dest), (void)0);
+    CHECK(strcmp(strchr(out.data, '\n'), strchr(again.data, '\n')) == 0);
+    ar_store_close(dest);
+    dest = NULL;
+    UNDER_INJECTION("open for copy", rc = ar_store_open(&dest, ":memory:", &opts),
+                    dest ? ar_store_errmsg(dest) : "out of memory (no store handle)",
+                    ar_store_close(dest); dest = NULL);
+    UNDER_INJECTION("copy", rc = ar_store_copy(&rep, dest, w->store), ar_store_errmsg(dest), (void)0);
+    CHECK_INT(rep.runs + rep.skipped, 3);
+    ar_store_close(dest);
+    UNDER_INJECTION("otlp", rc = membuf_export(w->store, &again, 1), ar_store_errmsg(w->store), (void)0);
+    CHECK(strstr(again.data, "invoke_agent alloc") != NULL);
+    free(out.data);
+    free(again.data);
+}
+
 typedef struct op {
     const char *name;
     void (*fn)(world *w);
@@ -687,11 +764,12 @@ static const op ops[] = {
     { "fail B", op_fail_b },                /* 18 */
     { "list", op_list },
     { "count, stats, info", op_count },     /* 20 */
-    { "fork A", op_fork_a },                /* 21 */
+    { "export, import, copy, otlp", op_export_import },
+    { "fork A", op_fork_a },                /* 22 */
     { "wait F", op_wait_f },
     { "respond F", op_respond_f },
     { "resume F", op_resume_f },
-    { "complete F", op_complete_f },        /* 25 */
+    { "complete F", op_complete_f },        /* 26 */
 };
 #define N_OPS (sizeof ops / sizeof ops[0])
 
@@ -701,9 +779,9 @@ static void expect_state(world *w, size_t done)
 {
     int saved = inj.armed;
     inj.armed = 0;
-    int64_t runs = (done >= 1) + (done >= 11) + (done >= 12) + (done >= 21);
+    int64_t runs = (done >= 1) + (done >= 11) + (done >= 12) + (done >= 22);
     /* the fork: A's first 2 steps, then its wait and response steps */
-    int f_steps = done < 21 ? 0 : 2 + (done >= 22) + (done >= 23);
+    int f_steps = done < 22 ? 0 : 2 + (done >= 23) + (done >= 24);
     int a_steps = done < 2 ? 0 : done < 5 ? (int)done - 1 : A_STEPS;
     static const int b_steps_after[] = { 0, 1, 2, 2, 2, 3, 3 };   /* ops 12..18 */
     int b_steps = done < 12 ? 0 : b_steps_after[(done > 18 ? 18 : done) - 12];
@@ -757,22 +835,22 @@ static void expect_state(world *w, size_t done)
         if (r->status == AR_BUDGET_EXHAUSTED)
             CHECK_STR(r->limit.limit, "max_steps");
         ar_record_free(r);
-        if (w->run && done <= 20)
+        if (w->run && done <= 21)
             CHECK_INT(ar_run_iterations(w->run), b_steps);
     }
-    if (done >= 21) {
+    if (done >= 22) {
         static const ar_status f_status[] = { AR_RUNNING, AR_WAITING, AR_WAITING, AR_RUNNING, AR_COMPLETED };
         CHECK_INT(ar_store_get(&r, w->store, w->f_id, 1), AR_OK);
-        CHECK_INT(r->status, f_status[done - 21]);
+        CHECK_INT(r->status, f_status[done - 22]);
         CHECK_STR(r->forked_from, w->a_id);
         CHECK_INT(r->forked_seq, 2);
         CHECK_INT(r->n_steps, f_steps);
         CHECK_INT(r->usage.input_tokens, 300);
         CHECK_INT(r->usage.n_extra, counter_names(2));
         CHECK_INT(r->usage.extra[0].value, counter_sum(r->usage.extra[0].name, 2));
-        if (done >= 22)
-            CHECK_STR(r->request, "{\"approve\":true}");
         if (done >= 23)
+            CHECK_STR(r->request, "{\"approve\":true}");
+        if (done >= 24)
             CHECK_STR(r->response, "\"yes\"");
         else
             CHECK(r->response == NULL);

@@ -151,6 +151,10 @@ local input_probes = {
     probe(with_store(function(s, t) return s:count_events(merged({ agent = "a" }, t)) end)),
   },
   ["agentrun.EventRetention"] = { probe(with_store(function(s, t) return s:retain_events(t) end)) },
+  ["agentrun.ExportQuery"] = {
+    probe(with_store(function(s, t) return s:export(t, function() end) end)),
+    probe(with_store(function(s, t) return s:otlp(t, function() end) end)),
+  },
   ["agentrun.RetentionPolicy"] = {
     probe(with_store(function(s, t) return s:retain(t) end)),
     -- what a policy file may return: agentrun.policy checks it as store:retain does
@@ -239,6 +243,11 @@ local function output_instances()
   local seen = {}
   out["agentrun.RetentionReport"] = { store:retain { dry_run = true, rule = function(r) seen[#seen + 1] = r end } }
   out["agentrun.RuleRun"] = seen
+  local lines = {}
+  out["agentrun.ExportReport"] = { store:export(nil, function(l) lines[#lines + 1] = l end) }
+  local other <close> = assert(agentrun.open(":memory:"))
+  local i = 0
+  out["agentrun.ImportReport"] = { other:import(function() i = i + 1; return lines[i] end), store:copy(other) }
   local _, json_err = pcall(agentrun.json_encode, 0 / 0)
   -- the loop hands a store failure that may pass back with its transcript
   local _, loop_err = pcall(agentrun.loop, store, { agent = "a", goal = "g", retries = 0 }, function(ctx)
