@@ -256,6 +256,21 @@ static void put_run_fields(ar_jsonw *w, const ar_record *r, int64_t cost_nanos)
         ar_jsonw_json(w, r->metadata, strlen(r->metadata));
     else
         ar_jsonw_lit(w, "{}");
+    if (r->forked_from) {
+        ar_jsonw_lit(w, ",\"forked_from\":{\"run\":");
+        ar_jsonw_cstr(w, r->forked_from);
+        ar_jsonw_lit(w, ",\"seq\":");
+        ar_jsonw_int(w, r->forked_seq);
+        ar_jsonw_lit(w, "}");
+    }
+    if (r->request) {
+        ar_jsonw_lit(w, ",\"request\":");
+        ar_jsonw_json(w, r->request, strlen(r->request));
+    }
+    if (r->response) {
+        ar_jsonw_lit(w, ",\"response\":");
+        ar_jsonw_json(w, r->response, strlen(r->response));
+    }
 }
 
 static void put_step(ar_jsonw *w, const ar_step *s, int comma)

@@ -383,13 +383,13 @@ static int get_step(line_ctx *c, jv v, size_t i, ar_step *s)
 
 static const char *const run_names[] = {
     "type", "id", "agent", "goal", "user", "edition", "parent", "status", "output", "error", "limit", "budget",
-    "iterations", "usage", "latency_ms", "created_at", "finished_at", "updated_at", "metadata", "checkpoint",
-    "steps", NULL
+    "iterations", "usage", "latency_ms", "created_at", "finished_at", "updated_at", "metadata", "forked_from",
+    "request", "response", "checkpoint", "steps", NULL
 };
 enum {
     R_TYPE, R_ID, R_AGENT, R_GOAL, R_USER, R_EDITION, R_PARENT, R_STATUS, R_OUTPUT, R_ERROR, R_LIMIT, R_BUDGET,
-    R_ITERATIONS, R_USAGE, R_LATENCY, R_CREATED, R_FINISHED, R_UPDATED, R_METADATA, R_CHECKPOINT, R_STEPS,
-    R_COUNT
+    R_ITERATIONS, R_USAGE, R_LATENCY, R_CREATED, R_FINISHED, R_UPDATED, R_METADATA, R_FORKED_FROM, R_REQUEST,
+    R_RESPONSE, R_CHECKPOINT, R_STEPS, R_COUNT
 };
 
 /* Reads a run line into *r (borrowing from the line and c->arena). */
@@ -471,6 +471,24 @@ static int get_run(line_ctx *c, jv line, ar_record *r)
         if ((rc = get_json(c, f[R_METADATA], &r->metadata)))
             return rc;
     }
+    if (f[R_FORKED_FROM].s) {
+        static const char *const from_names[] = { "run", "seq", NULL };
+        jv k[2];
+        if ((rc = fields(c, f[R_FORKED_FROM], "run.forked_from", from_names, k)))
+            return rc;
+        if (!k[0].s || !k[1].s)
+            return bad(c, "run.forked_from needs run and seq");
+        path_set(c, "run.forked_from", "run");
+        if ((rc = get_text(c, k[0], &r->forked_from)))
+            return rc;
+        path_set(c, "run.forked_from", "seq");
+        if ((rc = get_int(c, k[1], &r->forked_seq)))
+            return rc;
+    }
+    if (f[R_REQUEST].s && (rc = get_json(c, f[R_REQUEST], &r->request)))
+        return rc;
+    if (f[R_RESPONSE].s && (rc = get_json(c, f[R_RESPONSE], &r->response)))
+        return rc;
     if (f[R_CHECKPOINT].s) {
         static const char *const cp_names[] = { "state", "seq", NULL };
         jv k[2];

@@ -101,7 +101,8 @@ static void step_ok(ar_run *run, const ar_step *s)
 }
 
 /* Fills a store: completed (output, metadata, counters, checkpoint, JSON
- * with line breaks between tokens), failed, budget_exhausted, interrupted,
+ * with line breaks between tokens), forks with intents that waited and were
+ * answered or still wait, failed, budget_exhausted, interrupted,
  * running (left open: *open_run, closed by the caller), and events with NUL
  * bytes and unicode. */
 static void fill(ar_store *store, ar_run **open_run)
@@ -141,6 +142,27 @@ static void fill(ar_store *store, ar_run **open_run)
     o.kind = "observation";
     step_ok(run, &o);
     assert_int_equal(ar_run_complete(NULL, run, "{\"answer\": 42}", AR_NUL_TERMINATED), AR_OK);
+    char first[64];
+    snprintf(first, sizeof first, "%s", ar_run_id(run));
+    ar_run_close(run);
+
+    /* a fork of it after step 1 that calls a tool (an intent, settled, and
+     * one left pending) and waits for a person, who answers; and a fork of
+     * that fork still waiting */
+    ar_fork_opts fo = AR_FORK_OPTS_INIT;
+    fo.at = 1;
+    assert_int_equal(ar_run_fork(&run, store, first, &fo), AR_OK);
+    assert_int_equal(ar_run_intend(NULL, run, "refund-1", "refund", "{\"amount\": 5}", AR_NUL_TERMINATED), AR_OK);
+    assert_int_equal(ar_run_settle(NULL, run, "refund-1", "{\"ok\": true}", AR_NUL_TERMINATED, 0), AR_OK);
+    assert_int_equal(ar_run_intend(NULL, run, "mail-1", "mail", "[]", AR_NUL_TERMINATED), AR_OK);
+    char forked[64];
+    snprintf(forked, sizeof forked, "%s", ar_run_id(run));
+    assert_int_equal(ar_run_wait(NULL, run, "{\"question\": \"refund?\"}", AR_NUL_TERMINATED), AR_OK);
+    ar_run_close(run);
+    assert_int_equal(ar_store_respond(NULL, store, forked, "\"yes\"", AR_NUL_TERMINATED), AR_OK);
+    fo.at = 2;
+    assert_int_equal(ar_run_fork(&run, store, forked, &fo), AR_OK);
+    assert_int_equal(ar_run_wait(NULL, run, "[\"again\"]", AR_NUL_TERMINATED), AR_OK);
     ar_run_close(run);
 
     run = test_begin(store, "researcher");
@@ -203,15 +225,19 @@ static void test_export_import_export_gives_the_same_bytes(void **state)
     fill(a, &open_run);
     ar_export_report rep;
     char *first = export_all(a, &rep);
-    assert_int_equal(rep.runs, 5);
+    assert_int_equal(rep.runs, 7);
     assert_int_equal(rep.events, 3);
     assert_int_equal(rep.bytes, (int64_t)strlen(first));
     /* one value a line: line breaks inside stored JSON became spaces */
     size_t newlines = 0;
     for (const char *p = first; *p; p++)
         newlines += *p == '\n';
-    assert_int_equal(newlines, 1 + 5 + 3);
+    assert_int_equal(newlines, 1 + 7 + 3);
     assert_non_null(strstr(first, "\"content\":\"a\\u0000b \xc3\xa9\""));
+    /* a fork names its origin; a run that waited carries its request and answer */
+    assert_non_null(strstr(first, ",\"forked_from\":{\"run\":\""));
+    assert_non_null(strstr(first, "\"status\":\"waiting\""));
+    assert_non_null(strstr(first, ",\"request\":{\"question\": \"refund?\"},\"response\":\"yes\""));
     assert_non_null(strstr(first, "\"status\":\"running\""));
     assert_non_null(strstr(first, "\"status\":\"interrupted\""));
     assert_non_null(strstr(first, "\"limit\":{\"name\":\"max_tokens\",\"value\":100.0,\"reached\":110.0}"));
@@ -221,10 +247,10 @@ static void test_export_import_export_gives_the_same_bytes(void **state)
     ar_store *b = test_store_new();
     ar_import_report ir;
     import_ok(&ir, b, first);
-    assert_int_equal(ir.runs, 5);
+    assert_int_equal(ir.runs, 7);
     assert_int_equal(ir.events, 3);
     assert_int_equal(ir.skipped, 0);
-    assert_int_equal(ir.lines, 9);
+    assert_int_equal(ir.lines, 11);
     char *second = export_all(b, NULL);
     assert_string_equal(body(first), body(second));
 
@@ -250,10 +276,10 @@ static void test_importing_twice_skips_what_is_there(void **state)
     import_ok(&ir, b, text);
     assert_int_equal(ir.runs, 0);
     assert_int_equal(ir.events, 0);
-    assert_int_equal(ir.skipped, 8);
+    assert_int_equal(ir.skipped, 10);
     ar_store_info info;
     assert_int_equal(ar_store_info_get(&info, b), AR_OK);
-    assert_int_equal(info.runs, 5);
+    assert_int_equal(info.runs, 7);
     assert_int_equal(info.events, 3);
     /* an event whose id another event holds is appended with a new id */
     ar_store *c = test_store_new();
@@ -387,17 +413,17 @@ static void test_copy_between_stores_and_backends_keeps_every_byte(void **state)
     ar_store *b = test_store_new();
     ar_import_report ir;
     assert_int_equal(ar_store_copy(&ir, b, a), AR_OK);
-    assert_int_equal(ir.runs, 5);
+    assert_int_equal(ir.runs, 7);
     assert_int_equal(ir.events, 3);
     assert_int_equal(ar_store_copy(&ir, c, b), AR_OK);
-    assert_int_equal(ir.runs, 5);
+    assert_int_equal(ir.runs, 7);
     char *ea = export_all(a, NULL), *eb = export_all(b, NULL), *ec = export_all(c, NULL);
     assert_string_equal(body(ea), body(eb));
     assert_string_equal(body(ea), body(ec));
     /* copying again skips everything */
     assert_int_equal(ar_store_copy(&ir, c, b), AR_OK);
     assert_int_equal(ir.runs, 0);
-    assert_int_equal(ir.skipped, 8);
+    assert_int_equal(ir.skipped, 10);
     assert_int_equal(ar_store_copy(&ir, a, a), AR_EMISUSE);
     ar_run_close(open_run);
     free(ea);
@@ -450,7 +476,7 @@ static void test_otlp_is_the_same_at_every_export(void **state)
     sink s1 = { NULL, 0, 0, 0 }, s2 = { NULL, 0, 0, 0 };
     ar_export_report rep;
     assert_int_equal(ar_store_otlp(&rep, a, NULL, AR_OTLP_CONTENT, sink_write, &s1), AR_OK);
-    assert_int_equal(rep.runs, 5);
+    assert_int_equal(rep.runs, 7);
     assert_int_equal(ar_store_otlp(NULL, a, NULL, AR_OTLP_CONTENT, sink_write, &s2), AR_OK);
     assert_string_equal(s1.data, s2.data);
     /* a copy of the store gives the same traces: ids come from the runs (the
