@@ -842,7 +842,8 @@ typedef struct ar_export_report {
  * max_input_tokens?, max_output_tokens?, max_tokens?, max_cost?,
  * max_seconds?}, iterations, usage {input_tokens, output_tokens,
  * total_tokens, cost, other counters by name}, latency_ms?, created_at,
- * finished_at?, updated_at, metadata (an object, {} when none),
+ * finished_at?, updated_at, metadata (an object, {} when none), forked_from?
+ * {run, seq}, request?, response?,
  * checkpoint? {state, seq}, steps [{seq, kind, name?, content?, usage
  * {input_tokens, output_tokens, total_tokens, counters by name}, cost,
  * duration_ms, at}]. An event line: type, id, agent, session, event_type
