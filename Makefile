@@ -14,6 +14,8 @@ INCDIR     ?= $(PREFIX)/include
 PCDIR      ?= $(LIBDIR)/pkgconfig
 LUA_CMOD   ?= $(PREFIX)/lib/lua/5.4
 LUA_LMOD   ?= $(PREFIX)/share/lua/5.4
+BINDIR     ?= $(PREFIX)/bin
+MANDIR     ?= $(PREFIX)/share/man
 
 # The release version is defined once, as AR_VERSION in the public header;
 # the library's file name, the .pc file and the Lua module all take it from
@@ -40,7 +42,7 @@ LUA_NEEDS   = $(if $(LUA_INCDIR),file:$(LUA_INCDIR)/lua.h:liblua5.4-dev,pc:lua5.
 # The tests start a throwaway PostgreSQL server: Debian's `postgresql` package
 # puts initdb under /usr/lib/postgresql/<major>/bin.
 PG_INITDB   = $(firstword $(wildcard /usr/lib/postgresql/*/bin/initdb) /usr/lib/postgresql/initdb)
-TEST_NEEDS := pc:cmocka:libcmocka-dev cmd:lua5.4:lua5.4 cmd:busted:lua-busted cmd:luarocks:luarocks \
+TEST_NEEDS := pc:cmocka:libcmocka-dev cmd:lua5.4:lua5.4 cmd:sqlite3:sqlite3 cmd:busted:lua-busted cmd:luarocks:luarocks \
               file:$(PG_INITDB):postgresql pc:libpq:libpq-dev
 # auto: as root, apt-get installs what is missing; no: only name it and stop.
 APT_INSTALL ?= auto
@@ -87,6 +89,7 @@ LUA_MOD    := $(BUILD)/lua/agentrun/core.so
 CTEST_BIN  := $(BUILD)/tests/c_tests
 EXAMPLES   := $(BUILD)/examples/record_run $(BUILD)/examples/embed_host
 BENCH_BIN  := $(BUILD)/bench/bench
+CLI_BIN    := $(BUILD)/bin/agentrun
 
 # A test-only Lua module: the Lua specs arm the fault VFS through it; it is
 # never part of the library or installed.
@@ -98,7 +101,8 @@ LUA_ENV     = LUA_PATH='$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/t
 .PHONY: all deps deps-lib deps-lua lib lua-module test-build test test-c test-lua test-sh check check-suites bench demo \
         install install-lua uninstall clean env
 
-all: lib $(LUA_MOD) $(EXAMPLES)
+all: lib $(LUA_MOD) $(EXAMPLES) $(CLI_BIN)
+	@echo "the agentrun command: $(CLI_BIN)"
 
 lib: $(STATIC_LIB) $(SHARED_LIB) $(BUILD)/agentrun.pc
 
@@ -168,6 +172,16 @@ $(BUILD)/agentrun.pc: core/agentrun.pc.in FORCE
 	@if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv $@.tmp $@; fi
 
 FORCE:
+
+# The command is the script with the lines that point package.path and
+# package.cpath at a module written in: the build tree's here, the install
+# prefix's by `make install`, so it never needs LUA_PATH. $(call cli_paths,LMOD,CMOD)
+cli_paths = package.path = "$(1)/?.lua;$(1)/?/init.lua;" .. package.path; package.cpath = "$(2)/?.so;" .. package.cpath
+$(CLI_BIN): cli/agentrun.lua FORCE
+	@mkdir -p $(@D)
+	@sed 's|^-- @AGENTRUN_PATHS@$$|$(call cli_paths,$(CURDIR)/lua,$(abspath $(BUILD))/lua)|' $< > $@.tmp
+	@chmod 755 $@.tmp
+	@if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv $@.tmp $@; fi
 
 $(LUA_MOD): $(BIND_OBJ) $(STATIC_LIB)
 	@mkdir -p $(@D)
@@ -267,6 +281,10 @@ install: lib install-lua
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libagentrun.so
 	install -m 644 core/include/agentrun.h $(DESTDIR)$(INCDIR)/
 	install -m 644 $(BUILD)/agentrun.pc $(DESTDIR)$(PCDIR)/
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1
+	sed 's|^-- @AGENTRUN_PATHS@$$|$(call cli_paths,$(LUA_LMOD),$(LUA_CMOD))|' cli/agentrun.lua > $(DESTDIR)$(BINDIR)/agentrun
+	chmod 755 $(DESTDIR)$(BINDIR)/agentrun
+	install -m 644 docs/agentrun.1 $(DESTDIR)$(MANDIR)/man1/agentrun.1
 
 # The Lua module: agentrun.core (C), every Lua file under lua/ and the LuaLS
 # definitions (types/, for editors; never required). The rockspec runs this
@@ -281,6 +299,7 @@ install-lua: $(LUA_MOD)
 
 uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/libagentrun.* $(DESTDIR)$(INCDIR)/agentrun.h $(DESTDIR)$(PCDIR)/agentrun.pc
+	rm -f $(DESTDIR)$(BINDIR)/agentrun $(DESTDIR)$(MANDIR)/man1/agentrun.1
 	rm -rf $(DESTDIR)$(LUA_CMOD)/agentrun $(DESTDIR)$(LUA_LMOD)/agentrun $(DESTDIR)$(LUA_LMOD)/agentrun.lua
 
 clean:

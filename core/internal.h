@@ -17,6 +17,7 @@
 typedef struct ar_err {
     int code;
     char msg[AR_ERRMSG_MAX];
+    const char *field;      /* AR_ECORRUPT of a row: the damaged field (static text), else NULL */
 } ar_err;
 
 /* Sets the slot and returns `code`, so failures read `return ar_fail(...)`. */

@@ -21,8 +21,11 @@ typedef struct rowck {
 
 static int damaged(rowck *r, const char *field, const char *why)
 {
-    if (r->rc == AR_OK)
+    if (r->rc == AR_OK) {
         r->rc = ar_fail(r->err, AR_ECORRUPT, "%s: stored %s is damaged: %s", r->owner, field, why);
+        if (r->err)
+            r->err->field = field;
+    }
     return r->rc;
 }
 
