@@ -155,15 +155,30 @@ local function print_table(cols, rows)
       if n > w[i] and not cols[i].flex then w[i] = n end
     end
   end
-  -- the flexible column gets what the others leave; without room it goes
-  local used, flex = 0, nil
-  for i, c in ipairs(cols) do
-    if c.flex then flex = i else used = used + w[i] + 2 end
-  end
+  -- the flexible column gets what the others leave: columns marked `drop`
+  -- go first (the highest mark first) to give it 16 characters, and without
+  -- 8 it goes itself
   local show = {}
   for i in ipairs(cols) do show[i] = true end
+  local flex
+  local function used()
+    local n = 0
+    for i, c in ipairs(cols) do
+      if show[i] and not c.flex then n = n + w[i] + 2 end
+    end
+    return n
+  end
+  for i, c in ipairs(cols) do if c.flex then flex = i end end
   if flex then
-    local room = width - used
+    while width - used() < 16 do
+      local worst
+      for i, c in ipairs(cols) do
+        if show[i] and c.drop and (not worst or c.drop > cols[worst].drop) then worst = i end
+      end
+      if not worst then break end
+      show[worst] = false
+    end
+    local room = width - used()
     if room < 8 then
       show[flex] = false
     else
@@ -506,9 +521,9 @@ With --json, one record per line (every field).]==],
       }
     end
     print_table({
-      { title = "ID" }, { title = "AGENT" }, { title = "STATUS" }, { title = "STEPS", right = true },
-      { title = "TOKENS", right = true }, { title = "COST", right = true }, { title = "CREATED" },
-      { title = "DURATION", right = true }, { title = "GOAL", flex = true },
+      { title = "ID" }, { title = "AGENT" }, { title = "STATUS" }, { title = "STEPS", right = true, drop = 2 },
+      { title = "TOKENS", right = true, drop = 3 }, { title = "COST", right = true }, { title = "CREATED" },
+      { title = "DURATION", right = true, drop = 4 }, { title = "GOAL", flex = true },
     }, rows)
     return 0
   end,
@@ -592,8 +607,9 @@ local function step_row(s)
 end
 
 local STEP_COLS = {
-  { title = "SEQ", right = true }, { title = "KIND" }, { title = "NAME" }, { title = "TOKENS", right = true },
-  { title = "COST", right = true }, { title = "DURATION", right = true }, { title = "CONTENT", flex = true },
+  { title = "SEQ", right = true }, { title = "KIND" }, { title = "NAME", drop = 1 },
+  { title = "TOKENS", right = true, drop = 2 }, { title = "COST", right = true, drop = 3 },
+  { title = "DURATION", right = true, drop = 4 }, { title = "CONTENT", flex = true },
 }
 
 command("show", {
