@@ -127,7 +127,8 @@ local function fmt_date(ms) return os.date("%Y-%m-%d %H:%M:%S", ms // 1000) end
 
 local function fmt_age(ms, now)
   local s = ((now or now_ms()) - ms) // 1000
-  if s < 0 then return "in the future" end
+  -- now is whole seconds: a time in this second reads as just now
+  if s < -1 then return "in the future" end
   if s < 5 then return "just now" end
   if s < 60 then return ("%d s ago"):format(s) end
   if s < 3600 then return ("%d min ago"):format(s // 60) end
@@ -522,7 +523,7 @@ With --json, one record per line (every field).]==],
     end
     print_table({
       { title = "ID" }, { title = "AGENT" }, { title = "STATUS" }, { title = "STEPS", right = true, drop = 2 },
-      { title = "TOKENS", right = true, drop = 3 }, { title = "COST", right = true }, { title = "CREATED" },
+      { title = "TOKENS", right = true, drop = 3 }, { title = "COST", right = true }, { title = "CREATED", drop = 1 },
       { title = "DURATION", right = true, drop = 4 }, { title = "GOAL", flex = true },
     }, rows)
     return 0
@@ -1078,6 +1079,7 @@ end
 
 local function parse(argv)
   local ctx = { json = false, schema = env("AGENTRUN_SCHEMA") }
+  if ctx.schema == "" then ctx.schema = nil end
   local pos, opts, cmd = {}, {}, nil
   local i = 1
   local function value_of(name, inline)
@@ -1201,7 +1203,9 @@ local function main(argv)
   if msg:match("interrupted!$") then return INTERRUPTED end
   if os.getenv("AGENTRUN_DEBUG") and e.traceback then io.stderr:write(e.traceback, "\n") end
   -- a plain error of the library: misuse, or a policy file it refused
-  msg = msg:gsub("^[^:\n]*%.lua:%d+: ", ""):gsub("\n", " ")
+  local here = debug.getinfo(1, "S").short_src
+  if msg:sub(1, #here + 1) == here .. ":" then msg = msg:gsub("^[^\n]-:%d+: ", "", 1) end
+  msg = msg:gsub("\n", " ")
   io.stderr:write(PROG, ": ", msg, " (EMISUSE)\n")
   return 1
 end
