@@ -1,7 +1,7 @@
 # agentrun -- build, test, benchmark, demo and install.
 #
 #   make demo    install missing packages, build, run the example agent loop
-#   make test    install missing packages, build, run every C and Lua test
+#   make test    install missing packages, build, run every C, Lua, build-system and command test
 #   make check   the same suites under ASan+UBSan, warnings as errors
 #   make bench   the benchmarks (files on disk, baselines measured alongside)
 #   make install PREFIX=/usr/local DESTDIR=
@@ -98,7 +98,7 @@ FAULTVFS_LUA := $(BUILD)/lua/faultvfs.so
 LUA_ENV     = LUA_PATH='$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/tests/lua/?.lua;;' \
               LUA_CPATH='$(abspath $(BUILD))/lua/?.so;;'
 
-.PHONY: all deps deps-lib deps-lua lib lua-module test-build test test-c test-lua test-sh check check-suites bench demo \
+.PHONY: all deps deps-lib deps-lua lib lua-module test-build test test-c test-lua test-sh test-cli check check-suites bench demo \
         install install-lua uninstall clean env
 
 all: lib $(LUA_MOD) $(EXAMPLES) $(CLI_BIN)
@@ -223,7 +223,7 @@ test-build: all $(CTEST_BIN) $(FAULTVFS_LUA)
 # pass only when AGENTRUN_TEST_PG is set. Every suite runs even when another
 # fails (--keep-going), so that each prints its counts.
 test: deps test-build
-	@tests/pg/with-server.sh $(MAKE) --no-print-directory --keep-going test-c test-lua test-sh
+	@tests/pg/with-server.sh $(MAKE) --no-print-directory --keep-going test-c test-lua test-sh test-cli
 
 # The C runner and the Lua runner each print a count per backend and end on
 # "N passed, N failed".
@@ -233,6 +233,11 @@ test-c: $(CTEST_BIN)
 test-lua: $(LUA_MOD) $(FAULTVFS_LUA)
 	AR_BUILD=$(BUILD) $(LUA_ENV) tests/lua/run.sh $(LUA_WRAP) lua5.4 $$(command -v busted) \
 	  --output=tests/lua/summary.lua --pattern=_spec --lpath='$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua' tests/lua
+
+# The agentrun command run on real stores, like test-lua once per backend
+# (the fixtures and the command under LUA_WRAP, as the Lua suite).
+test-cli: $(LUA_MOD) $(CLI_BIN)
+	AR_CLI_WRAP='$(LUA_WRAP)' $(LUA_ENV) tests/cli/run.sh $(BUILD)
 
 # The build system itself: parallel builds wait for their packages, installs
 # honour PREFIX, the rockspec installs a working module.
@@ -254,6 +259,9 @@ check-suites:
 	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  $(MAKE) --no-print-directory BUILD=build-asan \
 	  LUA_WRAP='env LD_PRELOAD=$(shell $(CC) -print-file-name=libasan.so):$(shell $(CC) -print-file-name=libubsan.so)' test-lua
+	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  $(MAKE) --no-print-directory BUILD=build-asan \
+	  LUA_WRAP='env LD_PRELOAD=$(shell $(CC) -print-file-name=libasan.so):$(shell $(CC) -print-file-name=libubsan.so)' test-cli
 
 # The PostgreSQL cases run against AGENTRUN_TEST_PG or a throwaway server
 # with fsync on (durable commits are what they measure); without either they

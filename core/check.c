@@ -116,11 +116,12 @@ static int check_run(check *c, size_t i)
     if (!state.s)
         return AR_OK;
     c->rep.checkpoints++;
+    /* worded as store:checkpoint words it */
     if (c->run_id[0])
-        snprintf(label, sizeof label, "run %s", c->run_id);
+        snprintf(label, sizeof label, "run %s checkpoint", c->run_id);
     else
-        snprintf(label, sizeof label, "run at key %lld", (long long)c->run_key);
-    rc = ar_row_json_check(state, label, "checkpoint", &c->row_err);
+        snprintf(label, sizeof label, "run at key %lld checkpoint", (long long)c->run_key);
+    rc = ar_row_json_check(state, label, "state", &c->row_err);
     return judged(c, rc, "checkpoint", c->run_id, c->run_key, 0);
 }
 

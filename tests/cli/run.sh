@@ -19,6 +19,7 @@ cleanup() {
   if [ -n "$ran_pg" ]; then
     psql -X -q -d "$AGENTRUN_TEST_PG" -v ON_ERROR_STOP=1 >/dev/null <<SQL ||
 SET lock_timeout = '20s';
+SET client_min_messages = warning;
 DO \$\$DECLARE s text; BEGIN
   FOR s IN SELECT nspname FROM pg_namespace WHERE starts_with(nspname, '$prefix') LOOP
     EXECUTE format('DROP SCHEMA %I CASCADE', s);
