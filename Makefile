@@ -266,8 +266,8 @@ check-suites:
 # The PostgreSQL cases run against AGENTRUN_TEST_PG or a throwaway server
 # with fsync on (durable commits are what they measure); without either they
 # say they were skipped.
-bench: deps $(BENCH_BIN) $(LUA_MOD)
-	@AGENTRUN_PG_FSYNC=on tests/pg/with-server.sh --optional env $(LUA_ENV) $(BENCH_BIN)
+bench: deps $(BENCH_BIN) $(LUA_MOD) $(CLI_BIN)
+	@AGENTRUN_PG_FSYNC=on tests/pg/with-server.sh --optional env $(LUA_ENV) AR_BENCH_CLI=$(abspath $(CLI_BIN)) $(BENCH_BIN)
 
 demo: deps all
 	@rm -f $(BUILD)/demo.db $(BUILD)/demo.db-wal $(BUILD)/demo.db-shm

@@ -40,19 +40,13 @@ local function say(s) out:write(s, "\n") end
 local env = os.getenv
 
 -- The terminal: asked once, only when human output needs it.
+local core = require "agentrun.core"
+
 local term
 local function terminal()
   if term then return term end
-  local tty = os.execute("[ -t 1 ]") == true
-  local width = tonumber(env("COLUMNS") or "")
-  if not width and tty then
-    local p = io.popen("stty size </dev/tty 2>/dev/null")
-    if p then
-      local s = p:read("a") or ""
-      p:close()
-      width = tonumber(s:match("^%s*%d+%s+(%d+)"))
-    end
-  end
+  local tty, cols = core.terminal(1)
+  local width = tonumber(env("COLUMNS") or "") or cols
   if not width or width < 20 then width = 80 end
   local nc = env("NO_COLOR")
   term = { tty = tty, width = math.floor(width), color = tty and (nc == nil or nc == "") }
@@ -118,16 +112,12 @@ local function fmt_duration(ms)
   return ("%d d %d h"):format(s // 86400, math.floor(s % 86400) // 3600)
 end
 
-local function now_ms()
-  -- os.time has whole seconds; the figures shown are ages, so that is enough
-  return os.time() * 1000
-end
+local now_ms = core.now
 
 local function fmt_date(ms) return os.date("%Y-%m-%d %H:%M:%S", ms // 1000) end
 
 local function fmt_age(ms, now)
   local s = ((now or now_ms()) - ms) // 1000
-  -- now is whole seconds: a time in this second reads as just now
   if s < -1 then return "in the future" end
   if s < 5 then return "just now" end
   if s < 60 then return ("%d s ago"):format(s) end
@@ -661,10 +651,12 @@ on the first line, then one line per step (every field, and "run").]==],
   end,
 })
 
--- Waits `seconds`; false when the wait was interrupted (Ctrl-C).
+-- Waits `seconds`. Ctrl-C during the wait ends the command when the wait
+-- is over (the interpreter's handler raises "interrupted!" at the next
+-- instruction; main exits 130).
 local function sleep(seconds)
-  local ok, how = os.execute(("sleep %.3f"):format(seconds))
-  return ok == true or how == "exit"
+  core.sleep(math.floor(seconds * 1000 + 0.5))
+  return true
 end
 
 local INTERRUPTED = 130
