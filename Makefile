@@ -1,6 +1,6 @@
 # agentrun -- build, test, benchmark, demo and install.
 #
-#   make demo    install missing packages, build, run the example agent loop
+#   make demo    install missing packages, build, run the example agent loop, show it with agentrun
 #   make test    install missing packages, build, run every C, Lua, build-system and command test
 #   make check   the same suites under ASan+UBSan, warnings as errors
 #   make bench   the benchmarks (files on disk, baselines measured alongside)
@@ -275,6 +275,9 @@ demo: deps all
 	  $(LUA_ENV) lua5.4 examples/agent_loop.lua $(BUILD)/demo.db && \
 	  $(LUA_ENV) lua5.4 examples/show_store.lua $(BUILD)/demo.db; \
 	else $(BUILD)/examples/record_run $(BUILD)/demo.db; fi
+	@echo; echo '$$ agentrun ls $(BUILD)/demo.db --limit 5'; $(CLI_BIN) ls $(BUILD)/demo.db --limit 5
+	@id=$$($(CLI_BIN) --json ls $(BUILD)/demo.db --limit 1 | sed -n 's/.*"id":"\([0-9A-Z]*\)".*/\1/p'); \
+	  echo; echo "$$ agentrun show $(BUILD)/demo.db $$id"; $(CLI_BIN) show $(BUILD)/demo.db $$id
 
 # Prints the one line that makes `require "agentrun"` work from this tree:
 #   eval $(make -s env)
