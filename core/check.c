@@ -45,8 +45,11 @@ static int judged(check *c, int rc, const char *kind, const char *run_id, int64_
 {
     if (rc == AR_OK)
         return AR_OK;
-    if (rc == AR_ECORRUPT)
-        return report(c, kind, run_id, key, seq, c->row_err.field, c->row_err.msg);
+    if (rc == AR_ECORRUPT) {
+        char field[64];
+        ar_row_damaged_field(&c->row_err, field, sizeof field);
+        return report(c, kind, run_id, key, seq, field[0] ? field : NULL, c->row_err.msg);
+    }
     c->store->err = c->row_err;
     return rc;
 }

@@ -268,7 +268,7 @@ static int report(int rc, const ar_err *err, char *errbuf, size_t errlen)
 int ar_record_completed(ar_record **out, const ar_record *fields, const char *output_json,
                         size_t output_len, char *errbuf, size_t errlen)
 {
-    ar_err err = { 0, "", NULL };
+    ar_err err = { 0, "" };
     if (!out)
         return AR_EMISUSE;
     return report(build(out, &ar_default_allocator, fields, AR_COMPLETED, output_json, output_len, NULL, NULL, &err),
@@ -278,7 +278,7 @@ int ar_record_completed(ar_record **out, const ar_record *fields, const char *ou
 int ar_record_budget_exhausted(ar_record **out, const ar_record *fields, const ar_exhaustion *why,
                                char *errbuf, size_t errlen)
 {
-    ar_err err = { 0, "", NULL };
+    ar_err err = { 0, "" };
     if (!out)
         return AR_EMISUSE;
     return report(build(out, &ar_default_allocator, fields, AR_BUDGET_EXHAUSTED, NULL, 0, NULL, why, &err), &err, errbuf, errlen);
@@ -287,7 +287,7 @@ int ar_record_budget_exhausted(ar_record **out, const ar_record *fields, const a
 int ar_record_failed(ar_record **out, const ar_record *fields, const char *error,
                      char *errbuf, size_t errlen)
 {
-    ar_err err = { 0, "", NULL };
+    ar_err err = { 0, "" };
     if (!out)
         return AR_EMISUSE;
     return report(build(out, &ar_default_allocator, fields, AR_FAILED, NULL, 0, error ? error : "failed", NULL, &err),

@@ -32,7 +32,6 @@ int ar_fail(ar_err *err, int code, const char *fmt, ...)
         vsnprintf(err->msg, sizeof err->msg, fmt, ap);
         va_end(ap);
         err->code = code;
-        err->field = NULL;
     }
     return code;
 }
@@ -41,7 +40,6 @@ void ar_err_clear(ar_err *err)
 {
     err->code = AR_OK;
     err->msg[0] = '\0';
-    err->field = NULL;
 }
 
 /* ---- memory ------------------------------------------------------------- */
