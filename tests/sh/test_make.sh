@@ -77,7 +77,10 @@ rpath_of_the_pc_libdir_finds_the_library_under_another_prefix() {
   [ "$libdir" = "$tmp/prefix/lib" ]
   cc -o "$tmp/record_run" "$AR_ROOT/examples/record_run.c" $(pkg-config --cflags --libs agentrun) \
      -Wl,-rpath,"$libdir"
-  env -u LD_LIBRARY_PATH ldd "$tmp/record_run" | grep -q "libagentrun.so.0 => $libdir/libagentrun.so.0 "
+  # (the output is taken whole first: grep -q leaving early would kill ldd
+  # with SIGPIPE, which pipefail reports as a failure)
+  local deps; deps=$(env -u LD_LIBRARY_PATH ldd "$tmp/record_run")
+  grep -q "libagentrun.so.0 => $libdir/libagentrun.so.0 " <<<"$deps"
   env -u LD_LIBRARY_PATH "$tmp/record_run" "$tmp/store.db" >/dev/null
   [ -s "$tmp/store.db" ]
 }
@@ -95,7 +98,8 @@ static_pkg_config_links_the_archive_into_a_program_that_runs() {
   flags=$(PKG_CONFIG_PATH="$lib/pkgconfig" PKG_CONFIG_SYSROOT_DIR="$tmp/root" \
           pkg-config --static --cflags --libs agentrun)
   cc -o "$tmp/record_run" "$AR_ROOT/examples/record_run.c" $flags
-  if readelf -d "$tmp/record_run" | grep -q 'NEEDED.*libagentrun'; then
+  local dynamic; dynamic=$(readelf -d "$tmp/record_run")
+  if grep -q 'NEEDED.*libagentrun' <<<"$dynamic"; then
     echo "linked against libagentrun.so, not the archive" >&2; return 1
   fi
   env -u LD_LIBRARY_PATH "$tmp/record_run" "$tmp/store.db" >/dev/null
