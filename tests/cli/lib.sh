@@ -1,7 +1,8 @@
 # lib.sh -- helpers of the command's tests (sourced by test_*.sh). run.sh
 # gives each test AR_CLI (the command), AR_CLI_STORE (its store's location),
 # AR_CLI_DIR (its own directory), AR_CLI_BACKEND and AGENTRUN_SCHEMA.
-set -euo pipefail
+# no pipefail: `cmd | grep -q` would fail whenever grep left before cmd wrote all
+set -eu
 # the trace goes where run.sh collects it, never into a command's captured stderr
 exec 9>&2
 BASH_XTRACEFD=9
