@@ -444,9 +444,12 @@ local RUN_FILTER_OPTS = {
 
 local STATUSES = { "running", "completed", "budget_exhausted", "failed", "interrupted" }
 
-local function run_query(o)
+-- The query of store:runs the run filters of ls and stats make; a --parent
+-- shorter than an id is resolved as any ID is.
+local function run_query(o, store)
   local q = {}
   for _, k in ipairs { "agent", "user", "edition", "parent", "since", "until" } do q[k] = o[k] end
+  if q.parent and #q.parent < 26 then q.parent = resolve_id(store, q.parent) end
   if o.status then
     for _, s in ipairs(o.status) do
       local known = false
@@ -480,7 +483,7 @@ tokens, cost, age, duration and goal.
   --status S[,S]    runs in these statuses (running, completed,
                     budget_exhausted, failed, interrupted); may repeat
   --edition E       runs of this edition
-  --parent ID       sub-runs of this run (a full id)
+  --parent ID       sub-runs of this run (an id or a unique prefix)
   --since TIME      begun at or after TIME (an age like 2h, 10m, 3d, or a
                     date YYYY-MM-DD[ HH:MM[:SS]] in local time, Z for UTC)
   --until TIME      begun before TIME
@@ -488,7 +491,7 @@ tokens, cost, age, duration and goal.
 With --json, one record per line (every field).]==],
   run = function(ctx, o)
     local store <close> = open_store(ctx, true)
-    local q = run_query(o)
+    local q = run_query(o, store)
     local limit = o.limit or 50
     local runs = {}
     q.limit = limit == 0 and 1000 or limit
@@ -829,7 +832,7 @@ With --json, one object per line: {"group": "total" | "status" | "agent" |
 total_tokens, cost}.]==],
   run = function(ctx, o)
     local store <close> = open_store(ctx, true)
-    local q = run_query(o)
+    local q = run_query(o, store)
     local groups = {}
     local function row(group, key, st)
       return { group = group, key = key, runs = st.runs, steps = st.iterations, input_tokens = st.input_tokens,
@@ -1053,7 +1056,7 @@ local function main_help()
     "",
     "Exit status: 0 success, 1 store error (stderr: agentrun: MESSAGE (CODE); an",
     "unknown id is ENOTFOUND, a prefix naming several runs EAMBIGUOUS),",
-    "2 usage error. See agentrun(1).",
+    "2 usage error, 130 tail interrupted (Ctrl-C). See agentrun(1).",
   } do lines[#lines + 1] = l end
   say(table.concat(lines, "\n"))
 end

@@ -37,7 +37,7 @@ local function store_methods()
     { "begin", 5 }, { "write", 5 }, { "get", 5 }, { "steps", 5 }, { "runs", 5 }, { "count", 5 },
     { "stats", 5 }, { "forget_user", 5 }, { "checkpoint", 5 }, { "resume", 5 }, { "recover", 5 },
     { "event", 5 }, { "events", 5 }, { "count_events", 5 }, { "event_summary", 5 },
-    { "delete_events", 5 }, { "retain_events", 5 }, { "retain", 5 }, { "info" }, { "close" },
+    { "delete_events", 5 }, { "retain_events", 5 }, { "retain", 5 }, { "info" }, { "check" }, { "close" },
   }
 end
 local function run_methods()
