@@ -63,6 +63,8 @@ static int file_problem(void *ud, const char *line)
 static int visit_run(void *ud, const ar_db_run_row *row)
 {
     check *c = ud;
+    if (c->n == CHECK_PAGE)
+        return ar_fail(&c->store->err, AR_EIO, "the store returned more runs than were asked for");
     c->rep.runs++;
     c->keys[c->n] = row->n;
     c->ids[c->n][0] = '\0';
