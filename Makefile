@@ -226,9 +226,11 @@ test: deps test-build
 	@tests/pg/with-server.sh $(MAKE) --no-print-directory --keep-going test-c test-lua test-sh test-cli
 
 # The C runner and the Lua runner each print a count per backend and end on
-# "N passed, N failed".
+# "N passed, N failed". A runner (the C one) or a pass (Lua) still running
+# after AGENTRUN_TEST_TIMEOUT seconds (default 1800) is stopped, naming the
+# test it was in, so that a hang fails and says where.
 test-c: $(CTEST_BIN)
-	AR_BUILD=$(BUILD) $(LUA_ENV) $(CTEST_BIN)
+	AR_BUILD=$(BUILD) $(LUA_ENV) timeout --foreground -k 10 $${AGENTRUN_TEST_TIMEOUT:-1800} $(CTEST_BIN)
 
 test-lua: $(LUA_MOD) $(FAULTVFS_LUA)
 	AR_BUILD=$(BUILD) $(LUA_ENV) tests/lua/run.sh $(LUA_WRAP) lua5.4 $$(command -v busted) \

@@ -147,6 +147,10 @@ static void test_four_processes_recording_into_one_new_store_all_succeed_and_cou
     (void)state;
     ar_open_opts opts = AR_OPEN_OPTS_INIT;
     char *path = test_location(&opts);
+    /* writers wait for each other's durable commits: on a loaded machine
+     * (sanitizers, other jobs) the default 5 s can pass, which is not what
+     * this test is about */
+    opts.busy_timeout_ms = 60000;
     int go[2];
     assert_int_equal(pipe(go), 0);
     fflush(NULL);

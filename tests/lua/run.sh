@@ -50,8 +50,18 @@ for backend in sqlite postgresql; do
     mkdir -p "$tmp/$backend"
     exclude=
     [ $backend = sqlite ] || { exclude=--exclude-tags=sqlite_only; ran_pg=1; }
+    # A pass that hangs is stopped after AGENTRUN_TEST_TIMEOUT seconds and
+    # names the test it was in.
+    limit=${AGENTRUN_TEST_TIMEOUT:-1800}
+    rc=0
     AGENTRUN_TEST_BACKEND=$backend AGENTRUN_TEST_TMP="$tmp/$backend" AGENTRUN_TEST_SCHEMA_PREFIX=$prefix \
-        AGENTRUN_TEST_COUNTS="$tmp/counts" "$@" $exclude || status=1
+        AGENTRUN_TEST_COUNTS="$tmp/counts" AGENTRUN_TEST_CURRENT="$tmp/current" \
+        timeout --foreground -k 10 "$limit" "$@" $exclude || rc=$?
+    if [ $rc = 124 ] || [ $rc = 137 ]; then
+        echo "$backend: stopped after ${limit}s in: $(cat "$tmp/current" 2>/dev/null || echo '(no test started)')"
+        echo "0 1" >> "$tmp/counts"
+    fi
+    [ $rc = 0 ] || status=1
 done
 
 passed=0 failed=0

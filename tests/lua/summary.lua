@@ -13,7 +13,29 @@ return function(options)
     if options.verbose and t.trace and t.trace.traceback then io.write(t.trace.traceback, '\n') end
   end
 
+  -- The test running now, in a file run.sh reads when busted has to be
+  -- stopped (a hang then names its test), and each file's time: the
+  -- slowest are listed at the end, so that a suite growing slow says where.
+  local current = os.getenv('AGENTRUN_TEST_CURRENT')
+  local files, started = {}, nil
+  busted.subscribe({ 'test', 'start' }, function(element)
+    if current then
+      local f = io.open(current, 'w')
+      if f then f:write(handler.getFullName(element), '\n'); f:close() end
+    end
+    return nil, true
+  end)
+  busted.subscribe({ 'file', 'start' }, function() started = os.time(); return nil, true end)
+  busted.subscribe({ 'file', 'end' }, function(file)
+    files[#files + 1] = { name = file.name, seconds = os.time() - (started or os.time()) }
+    return nil, true
+  end)
+
   handler.suiteEnd = function()
+    table.sort(files, function(a, b) return a.seconds > b.seconds end)
+    local slow = {}
+    for i = 1, math.min(3, #files) do slow[i] = ('%s %ds'):format(files[i].name:match('[^/]*$'), files[i].seconds) end
+    if #slow > 0 then io.write('slowest files: ', table.concat(slow, ', '), '\n') end
     for _, t in ipairs(handler.failures) do report('FAIL', t) end
     for _, t in ipairs(handler.errors) do report('ERROR', t) end
     local failed = #handler.failures + #handler.errors
