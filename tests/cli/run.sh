@@ -54,10 +54,12 @@ for backend in sqlite postgresql; do
         store="$AGENTRUN_TEST_PG" schema="$prefix$n"
       fi
       out="$dir/trace"
-      # traced, so that a failure shows the command that failed
+      # traced, so that a failure shows the command that failed; a test
+      # still running after 300 seconds fails (it hangs: its waits give up after 60)
       AR_CLI_BACKEND=$backend AR_CLI_DIR="$dir" AR_CLI_STORE="$store" AGENTRUN_SCHEMA="$schema" \
-        bash -x "$t" "$name" >"$out" 2>&1
+        timeout --foreground -k 10 300 bash -x "$t" "$name" >"$out" 2>&1
       rc=$?
+      if [ $rc = 124 ] || [ $rc = 137 ]; then echo "stopped after 300 s" >> "$out"; fi
       if [ $rc = 0 ]; then
         echo "ok      $backend  $name"; passed=$((passed + 1))
       elif [ $rc = 77 ]; then
