@@ -87,7 +87,7 @@ missing_store_is_an_error_and_creates_nothing() {
   [ ! -e "$D/nowhere.db" ]
   run 1 ar ls "postgresql:///nodb?host=$D/no-server"
   one_error_line EIO
-  run 2 env -u AGENTRUN_STORE "$AR_CLI" ls
+  AGENTRUN_STORE= run 2 ar ls
   usage_error
   has err "no STORE given"
 }
