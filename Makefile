@@ -1,8 +1,10 @@
 # agentrun -- build, test, benchmark, demo and install.
 #
 #   make demo    install missing packages, build, run the example agent loop, show it with agentrun
-#   make test    install missing packages, build, run every C, Lua, build-system and command test
+#   make test    install missing packages, build, run every C, Lua, build-system, command and browser test
 #   make check   the same suites under ASan+UBSan, warnings as errors
+#   make test-browser   the page agentrun.view writes, in headless chromium
+#   make docs-img       the README's screenshots of that page (docs/img/)
 #   make bench   the benchmarks (files on disk, baselines measured alongside)
 #   make install PREFIX=/usr/local DESTDIR=
 #   make lua-module / install-lua   the Lua module alone (what the rockspec runs)
@@ -44,6 +46,9 @@ LUA_NEEDS   = $(if $(LUA_INCDIR),file:$(LUA_INCDIR)/lua.h:liblua5.4-dev,pc:lua5.
 PG_INITDB   = $(firstword $(wildcard /usr/lib/postgresql/*/bin/initdb) /usr/lib/postgresql/initdb)
 TEST_NEEDS := pc:cmocka:libcmocka-dev cmd:lua5.4:lua5.4 cmd:sqlite3:sqlite3 cmd:busted:lua-busted cmd:luarocks:luarocks \
               file:$(PG_INITDB):postgresql pc:libpq:libpq-dev
+# The browser tests (alone among the targets) need Debian's chromium, and
+# node and npm for playwright-core, which tests/browser/package-lock.json pins.
+BROWSER_NEEDS := cmd:node:nodejs cmd:npm:npm file:/usr/bin/chromium:chromium
 # auto: as root, apt-get installs what is missing; no: only name it and stop.
 APT_INSTALL ?= auto
 
@@ -98,7 +103,8 @@ FAULTVFS_LUA := $(BUILD)/lua/faultvfs.so
 LUA_ENV     = LUA_PATH='$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/tests/lua/?.lua;;' \
               LUA_CPATH='$(abspath $(BUILD))/lua/?.so;;'
 
-.PHONY: all deps deps-lib deps-lua lib lua-module test-build test test-c test-lua test-sh test-cli check check-suites bench demo \
+.PHONY: all deps deps-lib deps-lua deps-browser lib lua-module test-build test test-c test-lua test-sh test-cli test-browser \
+        docs-img check check-suites bench demo \
         install install-lua uninstall clean env
 
 all: lib $(LUA_MOD) $(EXAMPLES) $(CLI_BIN)
@@ -136,6 +142,8 @@ deps-lua: deps-lib
 	$(call need,$(LUA_NEEDS))
 deps: deps-lua
 	$(call need,$(TEST_NEEDS))
+deps-browser: deps
+	$(call need,$(BROWSER_NEEDS))
 
 # Each compile waits (order-only) for the packages that provide the headers
 # it includes, so `make -j` never compiles before they are installed.
@@ -222,8 +230,11 @@ test-build: all $(CTEST_BIN) $(FAULTVFS_LUA)
 # (tests/pg/with-server.sh). test-c and test-lua alone run the PostgreSQL
 # pass only when AGENTRUN_TEST_PG is set. Every suite runs even when another
 # fails (--keep-going), so that each prints its counts.
+# The browser tests come after the others, so that chromium never competes for
+# the cores with the suites that time a server's restart.
 test: deps test-build
-	@tests/pg/with-server.sh $(MAKE) --no-print-directory --keep-going test-c test-lua test-sh test-cli
+	@tests/pg/with-server.sh sh -c '$(MAKE) --no-print-directory --keep-going test-c test-lua test-sh test-cli; s=$$?; \
+	  $(MAKE) --no-print-directory test-browser || s=1; exit $$s'
 
 # The C runner and the Lua runner each print a count per backend and end on
 # "N passed, N failed". A runner (the C one) or a pass (Lua) still running
@@ -246,6 +257,25 @@ test-cli: $(LUA_MOD) $(CLI_BIN)
 test-sh: lib $(LUA_MOD)
 	tests/sh/run.sh $(BUILD)
 
+# The page agentrun.view writes, opened in Debian's chromium (headless, driven
+# by playwright-core): the fixture pages are made in $(BUILD)/browser, the
+# screenshots kept in $(ARTIFACTS). npm installs exactly the locked
+# playwright-core and nothing else: no browser download, no install scripts.
+ARTIFACTS ?= $(BUILD)/artifacts
+BROWSER_MODULES := tests/browser/node_modules/.package-lock.json
+
+$(BROWSER_MODULES): tests/browser/package.json tests/browser/package-lock.json | deps-browser
+	cd tests/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --ignore-scripts
+	@touch $@
+
+test-browser: $(LUA_MOD) $(BROWSER_MODULES)
+	$(LUA_ENV) tests/browser/run.sh $(BUILD)/browser $(ARTIFACTS) $(LUA_WRAP)
+
+# Refreshes the README's screenshots from the browser tests' artifacts.
+docs-img: test-browser
+	@mkdir -p docs/img
+	cp $(ARTIFACTS)/view-overview.png $(ARTIFACTS)/view-run.png docs/img/
+
 # ASan+UBSan build in its own tree; the Lua interpreter is not instrumented,
 # so the runtime is preloaded for the Lua suite.
 check: deps
@@ -261,6 +291,9 @@ check-suites:
 	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  $(MAKE) --no-print-directory BUILD=build-asan \
 	  LUA_WRAP='env LD_PRELOAD=$(shell $(CC) -print-file-name=libasan.so):$(shell $(CC) -print-file-name=libubsan.so)' test-lua
+	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  $(MAKE) --no-print-directory BUILD=build-asan \
+	  LUA_WRAP='env LD_PRELOAD=$(shell $(CC) -print-file-name=libasan.so):$(shell $(CC) -print-file-name=libubsan.so)' test-browser
 	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  $(MAKE) --no-print-directory BUILD=build-asan \
 	  LUA_WRAP='env LD_PRELOAD=$(shell $(CC) -print-file-name=libasan.so):$(shell $(CC) -print-file-name=libubsan.so)' test-cli

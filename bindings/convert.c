@@ -268,6 +268,14 @@ void arl_push_record(lua_State *L, const ar_record *r, int with_steps)
         arl_set_int(L, "seq", r->checkpoint_seq);
         lua_setfield(L, -2, "checkpoint");
     }
+    if (r->forked_from) {
+        lua_createtable(L, 0, 2);
+        set_str(L, "run", r->forked_from);
+        arl_set_int(L, "seq", r->forked_seq);
+        lua_setfield(L, -2, "forked_from");
+    }
+    set_json(L, "request", r->request, r->request ? strlen(r->request) : 0);
+    set_json(L, "response", r->response, r->response ? strlen(r->response) : 0);
     if (with_steps || r->steps) {
         lua_createtable(L, (int)r->n_steps, 0);
         luaL_setmetatable(L, ARL_ARRAY_MT);

@@ -29,7 +29,8 @@ static int l_get(lua_State *L)
 }
 
 static const char *const query_fields[] = {
-    "agent", "user", "status", "edition", "parent", "since", "until", "limit", "after", "before", "order", NULL
+    "agent", "user", "status", "edition", "parent", "forked_from", "since", "until", "limit", "after", "before",
+    "order", NULL
 };
 
 /* Reads a runs query table at idx (may be nil) into *q; statuses go into st[ARL_STATUSES]. */
@@ -45,6 +46,7 @@ static void check_query(lua_State *L, int idx, ar_run_query *q, ar_status *st)
     q->user = arl_field_text(L, idx, idx, "query", "user", 0);
     q->edition = arl_field_text(L, idx, idx, "query", "edition", 0);
     q->parent = arl_field_text(L, idx, idx, "query", "parent", 0);
+    q->forked_from = arl_field_text(L, idx, idx, "query", "forked_from", 0);
     if (lua_getfield(L, idx, "status") != LUA_TNIL) {
         q->n_status = arl_check_statuses(L, idx, -1, "query.status", AR_RUN_QUERY_MAX_STATUSES, st);
         q->status = st;
@@ -126,8 +128,8 @@ static int l_stats(lua_State *L)
         return arl_store_fail(L, 2, store, rc);
     lua_createtable(L, 0, 8);
     arl_set_int(L, "runs", s.runs);
-    lua_createtable(L, 0, 5);
-    for (int i = 0; i < 5; i++) {
+    lua_createtable(L, 0, AR_WAITING + 1);
+    for (int i = 0; i <= AR_WAITING; i++) {
         lua_pushinteger(L, (lua_Integer)s.by_status[i]);
         lua_setfield(L, -2, ar_status_name((ar_status)i));
     }
@@ -167,9 +169,50 @@ static int l_checkpoint(lua_State *L)
     return 2;
 }
 
+static void release_intents(void *p) { ar_intent_list_free(p); }
+
+/* store:intents(run_id) -> list of {key, name, args, status, result,
+ * intent_seq, result_seq}, in intent_seq order (result and result_seq nil
+ * while pending). */
+static int l_intents(lua_State *L)
+{
+    ar_store *store = arl_check_store(L, 1);
+    const char *id = arl_check_text(L, 2, 2, "run_id");
+    void **slot = arl_box(L, release_intents);
+    ar_intent_list *list = NULL;
+    int rc = ar_store_intents(&list, store, id);
+    if (rc)
+        return arl_store_fail(L, 2, store, rc);
+    *slot = list;
+    lua_createtable(L, (int)list->n, 0);
+    for (size_t i = 0; i < list->n; i++) {
+        const ar_intent *x = &list->items[i];
+        lua_createtable(L, 0, 7);
+        lua_pushstring(L, x->key);
+        lua_setfield(L, -2, "key");
+        lua_pushstring(L, x->name);
+        lua_setfield(L, -2, "name");
+        arl_json_decode(L, x->args, strlen(x->args));
+        lua_setfield(L, -2, "args");
+        lua_pushstring(L, ar_intent_status_name(x->status));
+        lua_setfield(L, -2, "status");
+        if (x->result) {
+            arl_json_decode(L, x->result, strlen(x->result));
+            lua_setfield(L, -2, "result");
+            lua_pushinteger(L, (lua_Integer)x->result_seq);
+            lua_setfield(L, -2, "result_seq");
+        }
+        lua_pushinteger(L, (lua_Integer)x->intent_seq);
+        lua_setfield(L, -2, "intent_seq");
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    arl_unbox(L, -2);
+    return 1;
+}
+
 const luaL_Reg arl_records_meta[] = { { "__gc", records_box_gc }, { NULL, NULL } };
 
 const luaL_Reg arl_read_methods[] = {
     { "get", l_get }, { "runs", l_runs }, { "count", l_count }, { "stats", l_stats },
-    { "checkpoint", l_checkpoint }, { NULL, NULL }
+    { "checkpoint", l_checkpoint }, { "intents", l_intents }, { NULL, NULL }
 };

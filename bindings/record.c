@@ -10,8 +10,9 @@
 static const char *const record_fields[] = {
     "id", "agent", "goal", "user", "edition", "parent", "status", "output", "error", "limit",
     "budget", "iterations", "usage", "latency_ms", "created_at", "finished_at", "updated_at",
-    "metadata", "steps", "checkpoint", NULL
+    "metadata", "steps", "checkpoint", "forked_from", "request", "response", NULL
 };
+static const char *const forked_from_fields[] = { "run", "seq", NULL };
 static const char *const limit_fields[] = { "name", "value", "reached", NULL };
 static const char *const checkpoint_fields[] = { "state", "seq", NULL };
 
@@ -46,8 +47,8 @@ static void read_record(lua_State *L, int idx, ar_record *r)
     r->parent = arl_field_text(L, arg, idx, "record", "parent", 0);
     const char *status = arl_field_text(L, arg, idx, "record", "status", 1);
     if (ar_status_parse(&r->status, status)) /* "running" is a status: the core refuses it */
-        arl_argerror(L, arg, "record.status must be completed, budget_exhausted, failed or interrupted (got \"%s\")",
-                     status);
+        arl_argerror(L, arg, "record.status must be completed, budget_exhausted, failed, interrupted or waiting "
+                     "(got \"%s\")", status);
     /* a failure's text is never refused (SPEC §6): the core replaces invalid
      * UTF-8, and NUL bytes become U+FFFD here so that nothing is cut */
     int et = lua_getfield(L, idx, "error");
@@ -61,6 +62,22 @@ static void read_record(lua_State *L, int idx, ar_record *r)
     }
     if (lua_getfield(L, idx, "output") != LUA_TNIL)
         r->output = kept_json(L, "output", keep, ++kept);
+    lua_pop(L, 1);
+    if (lua_getfield(L, idx, "request") != LUA_TNIL)
+        r->request = kept_json(L, "request", keep, ++kept);
+    lua_pop(L, 1);
+    if (lua_getfield(L, idx, "response") != LUA_TNIL)
+        r->response = kept_json(L, "response", keep, ++kept);
+    lua_pop(L, 1);
+    int ft = lua_getfield(L, idx, "forked_from");
+    if (ft != LUA_TNIL) {
+        if (ft != LUA_TTABLE)
+            arl_argerror(L, arg, "record.forked_from must be a table {run=, seq=} (got %s)", lua_typename(L, ft));
+        int fi = lua_absindex(L, -1);
+        arl_check_fields(L, arg, fi, "record.forked_from", forked_from_fields);
+        r->forked_from = arl_field_text(L, arg, fi, "record.forked_from", "run", 1);
+        r->forked_seq = arl_field_int(L, arg, fi, "record.forked_from", "seq", 0, 0);
+    }
     lua_pop(L, 1);
     r->metadata = arl_field_json(L, arg, idx, "record", "metadata", arl_scratch(L));
     if (r->metadata) {

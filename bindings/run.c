@@ -91,6 +91,54 @@ static int l_resume(lua_State *L)
     return 1;
 }
 
+static const char *const fork_fields[] = { "at", "budget", "metadata", NULL };
+
+/* store:fork(run_id [, {at=, budget=, metadata=}]) -> run */
+static int l_fork(lua_State *L)
+{
+    ar_store *store = arl_check_store(L, 1);
+    const char *id = arl_check_text(L, 2, 2, "run_id");
+    ar_fork_opts opts = AR_FORK_OPTS_INIT;
+    ar_budget budget;
+    int arg = 2;
+    if (!lua_isnoneornil(L, 3)) {
+        arg = 3;
+        arl_checktype(L, 3, LUA_TTABLE);
+        arl_check_fields(L, 3, 3, "fork options", fork_fields);
+        opts.at = arl_field_int(L, 3, 3, "fork options", "at", AR_UNSET, 0);
+        if (lua_getfield(L, 3, "budget") != LUA_TNIL) {
+            arl_check_budget(L, 3, -1, &budget);
+            opts.budget = &budget;
+        }
+        lua_pop(L, 1);
+        opts.metadata = arl_field_json(L, 3, 3, "fork options", "metadata", arl_scratch(L));
+    }
+    arl_push_run(L, NULL, 1);
+    ar_run *run = NULL;
+    int rc = ar_run_fork(&run, store, id, &opts);
+    if (rc)
+        return arl_store_fail(L, arg, store, rc);
+    ((arl_run *)lua_touserdata(L, -1))->run = run;
+    return 1;
+}
+
+/* store:respond(run_id, response) -> record */
+static int l_respond(lua_State *L)
+{
+    ar_store *store = arl_check_store(L, 1);
+    const char *id = arl_check_text(L, 2, 2, "run_id");
+    if (lua_isnoneornil(L, 3))
+        return arl_argerror(L, 3, "response is required (agentrun.null for JSON null)");
+    arl_buf *b = arl_scratch(L);
+    arl_json_encode(L, 3, "response", b);
+    ar_record *r = NULL;
+    int rc = ar_store_respond(&r, store, id, b->data, b->len);
+    if (rc)
+        return arl_store_fail(L, 3, store, rc);
+    arl_push_owned_record(L, r, 0);
+    return 1;
+}
+
 /* ---- the run handle ------------------------------------------------------ */
 
 static int l_step(lua_State *L)
@@ -188,6 +236,19 @@ static int l_complete(lua_State *L)
     return finished(L, run, rc, r);
 }
 
+/* run:wait(request) -> record of the now waiting run */
+static int l_wait(lua_State *L)
+{
+    ar_run *run = check_run(L, 1);
+    if (lua_isnoneornil(L, 2))
+        return arl_argerror(L, 2, "request is required (agentrun.null for JSON null)");
+    arl_buf *b = arl_scratch(L);
+    arl_json_encode(L, 2, "request", b);
+    ar_record *r = NULL;
+    int rc = ar_run_wait(&r, run, b->data, b->len);
+    return finished(L, run, rc, r);
+}
+
 static int l_fail(lua_State *L)
 {
     ar_run *run = check_run(L, 1);
@@ -220,6 +281,56 @@ static int l_exhaust(lua_State *L)
 
 /* __gc: a run still running is finished as failed. Never raises: during a
  * retention scan of its store, the core finishes it once the scan ends. */
+static const char *const intent_fields[] = { "key", "name", "args", NULL };
+
+/* run:intend{key=, name=, args=} -> seq */
+static int l_intend(lua_State *L)
+{
+    ar_run *run = check_run(L, 1);
+    arl_checktype(L, 2, LUA_TTABLE);
+    arl_check_fields(L, 2, 2, "intent", intent_fields);
+    const char *key = arl_field_text(L, 2, 2, "intent", "key", 1);
+    const char *name = arl_field_text(L, 2, 2, "intent", "name", 1);
+    arl_buf *b = arl_scratch(L);
+    lua_getfield(L, 2, "args");
+    arl_json_encode(L, lua_gettop(L), "args", b);
+    lua_pop(L, 1);
+    int64_t seq = 0;
+    int rc = ar_run_intend(&seq, run, key, name, b->data, b->len);
+    if (rc)
+        return run_fail(L, 2, run, rc);
+    lua_pushinteger(L, (lua_Integer)seq);
+    return 1;
+}
+
+static const char *const settle_fields[] = { "failed", NULL };
+
+/* run:settle(key, result [, {failed=}]) -> seq */
+static int l_settle(lua_State *L)
+{
+    ar_run *run = check_run(L, 1);
+    const char *key = arl_check_text(L, 2, 2, "key");
+    int failed = 0;
+    if (!lua_isnoneornil(L, 4)) {
+        arl_checktype(L, 4, LUA_TTABLE);
+        arl_check_fields(L, 4, 4, "settle options", settle_fields);
+        int t = lua_getfield(L, 4, "failed");
+        if (t != LUA_TNIL && t != LUA_TBOOLEAN)
+            arl_argerror(L, 4, "settle options.failed must be a boolean, got %s", luaL_typename(L, -1));
+        failed = lua_toboolean(L, -1);
+        lua_pop(L, 1);
+    }
+    arl_buf *b = arl_scratch(L);
+    lua_settop(L, 4);
+    arl_json_encode(L, 3, "result", b);
+    int64_t seq = 0;
+    int rc = ar_run_settle(&seq, run, key, b->data, b->len, failed);
+    if (rc)
+        return run_fail(L, 3, run, rc);
+    lua_pushinteger(L, (lua_Integer)seq);
+    return 1;
+}
+
 static int l_gc(lua_State *L)
 {
     arl_run *r = to_run(L, 1);
@@ -289,6 +400,8 @@ int arl_run_index(lua_State *L)
         arl_push_budget(L, ar_run_budget(run));
     else if (strcmp(key, "created_at") == 0)
         lua_pushinteger(L, (lua_Integer)ar_run_created_at(run));
+    else if (strcmp(key, "response") == 0 && ar_run_response(run))
+        arl_json_decode(L, ar_run_response(run), strlen(ar_run_response(run)));
     else
         lua_pushnil(L);
     return 1;
@@ -306,10 +419,12 @@ const luaL_Reg arl_run_meta[] = {
 
 const luaL_Reg arl_run_methods[] = {
     { "step", l_step }, { "check", l_check }, { "checkpoint", l_checkpoint },
-    { "complete", l_complete }, { "fail", l_fail }, { "exhaust", l_exhaust },
-    { "close", l_close }, { NULL, NULL }
+    { "complete", l_complete }, { "fail", l_fail }, { "exhaust", l_exhaust }, { "wait", l_wait },
+    { "intend", l_intend }, { "settle", l_settle }, { "close", l_close }, { NULL, NULL }
 };
 
-const luaL_Reg arl_run_store_methods[] = { { "begin", l_begin }, { "resume", l_resume }, { NULL, NULL } };
+const luaL_Reg arl_run_store_methods[] = {
+    { "begin", l_begin }, { "resume", l_resume }, { "fork", l_fork }, { "respond", l_respond }, { NULL, NULL }
+};
 
 const luaL_Reg arl_run_functions[] = { { "loop_check", l_loop_check }, { NULL, NULL } };

@@ -74,6 +74,9 @@ typedef struct ar_db_run {
     int64_t created_at, finished_at;           /* finished_at AR_UNSET while running */
     int written;    /* 1: a record written whole (store:write, import) that keeps its id and
                        key, so it is never refused for ordering (only for a taken key) */
+    const char *forked_from; int64_t forked_seq;   /* a fork's origin; NULL and 0 otherwise */
+    const char *request; size_t request_len;       /* a run that waited: JSON text or NULL */
+    const char *response; size_t response_len;
 } ar_db_run;
 
 /* How a run ends. */
@@ -97,6 +100,8 @@ typedef struct ar_db_run_row {
     double limit_value, limit_reached;
     int64_t iterations, input_tokens, output_tokens, cost_nanos, elapsed_ms;
     int64_t created_at, finished_at, updated_at;
+    ar_db_text forked_from, request, response;
+    int64_t forked_seq;                        /* 0 where NULL */
 } ar_db_run_row;
 
 /* A step row as loaded. */
@@ -117,7 +122,7 @@ typedef struct ar_db_event_row {
  * (used when cost_nanos saturated). */
 typedef struct ar_db_stats {
     int64_t runs;
-    int64_t by_status[5];                      /* indexed by ar_status */
+    int64_t by_status[6];                      /* indexed by ar_status */
     int64_t iterations, input_tokens, output_tokens, cost_nanos;
     double cost_approx;
     double avg_latency_ms;                     /* over finished runs; 0 when none */
@@ -161,7 +166,7 @@ typedef int (*ar_db_retain_visit)(void *ud, const ar_db_retain_row *row);
 
 /* ---- the table ---------------------------------------------------------- */
 
-#define AR_BACKEND_VERSION 1
+#define AR_BACKEND_VERSION 2
 
 typedef struct ar_backend {
     unsigned int version;       /* AR_BACKEND_VERSION: the layout below */
@@ -210,10 +215,38 @@ typedef struct ar_backend {
     int (*run_touch)(ar_db *db, int64_t n, int64_t owner, int64_t now, struct ar_err *err);
     /* Ends the run with f->status (a finished status, or interrupted). */
     int (*run_finish)(ar_db *db, int64_t n, int64_t owner, const ar_db_finish *f, struct ar_err *err);
-    /* Sets a budget_exhausted/interrupted run still at epoch `owner` running
-     * again with `budget` (JSON), under epoch owner + 1; AR_ESTATE otherwise. */
+    /* Sets a budget_exhausted/interrupted run, or a waiting one that has its
+     * response, still at epoch `owner` running again with `budget` (JSON),
+     * under epoch owner + 1; AR_ESTATE otherwise. */
     int (*run_reopen)(ar_db *db, int64_t n, int64_t owner, const char *budget, int64_t now,
                       struct ar_err *err);
+
+    /* Ends the run's turn as waiting for a response, fenced like
+     * step_append, in one durable transaction: the step row (the request),
+     * the run's new progress, status `waiting` with `request` (and no
+     * response). */
+    int (*run_wait)(ar_db *db, int64_t n, int64_t owner, const ar_db_step *step, const ar_db_progress *p,
+                    const char *request, size_t request_len, struct ar_err *err);
+    /* Answers a waiting run, in one durable transaction that takes the run
+     * only while it is `waiting` without a response (so of two callers
+     * exactly one wins): stores `response`, appends the step seq
+     * iterations + 1 {kind "response", content response, at now} and counts
+     * it in iterations, updated_at = now. AR_DB_LOST, writing nothing, when
+     * the run is no longer waiting without a response (err not set). */
+    int (*run_respond)(ar_db *db, int64_t n, const char *response, size_t len, int64_t now,
+                       struct ar_err *err);
+    /* Inside the caller's transaction, the sums of run n's steps 1..at:
+     * their count, tokens, cost, and each extra counter's sum (visited by
+     * name, in name order; `counter` NULL: not summed), computed by the
+     * store without loading the steps. */
+    int (*steps_sums)(ar_db *db, int64_t n, int64_t at, int64_t *count, int64_t *input_tokens,
+                      int64_t *output_tokens, int64_t *cost_nanos, ar_db_type_visit counter,
+                      void *ud, struct ar_err *err);
+    /* Inside the caller's transaction: copies steps 1..at of run `from` into
+     * run `to` (as they are: seq, kind, name, content, usage, duration, at),
+     * and from's checkpoint when its seq <= at, all within the store (one
+     * statement each, never through memory). */
+    int (*fork_copy)(ar_db *db, int64_t from, int64_t to, int64_t at, struct ar_err *err);
 
     /* Loads the run of key n whose id is `id` into *row. AR_ENOTFOUND when
      * there is none (err set, naming the id). */
@@ -225,7 +258,7 @@ typedef struct ar_backend {
                        ar_db_step_visit visit, void *ud, struct ar_err *err);
 
     /* Visits the runs matching q's filters (agent, user, edition, parent,
-     * statuses, since, until; limit, cursors and order ignored) in key order
+     * forked_from, statuses, since, until; limit, cursors and order ignored) in key order
      * (ascending when `ascending`), only those past `*key` in that order (or
      * at it, when `inclusive`) when key is not NULL, up to `limit` rows. A
      * backend with concurrent writers visits no run that a reader could see

@@ -144,11 +144,27 @@ struct ar_run {
     char *scratch; size_t scratch_cap;   /* counters JSON */
     char *scratch2; size_t scratch2_cap;
     int close_deferred;             /* closed during a retention scan: finished after it */
+    char *response;                 /* the answer a resumed waiting run got (JSON text), or NULL */
     int unsure;                     /* the last step's write failed after it may have reached the
                                        store: whether it is there is learnt before the next write */
     int finish_unsure;              /* a finish failed the same way: a retry that finds the run ended
                                        as it asked succeeds */
+    struct ar_intent_map *intents;  /* the run's intent keys (intent.c); NULL until first used */
+    int intents_loaded;             /* the map holds every key of the run (a begun run has none) */
 };
+
+/* The keys of a run's intents (intent.c). */
+typedef struct ar_intent_map ar_intent_map;
+void ar_intent_map_free(const ar_allocator *a, ar_intent_map *m);
+/* AR_OK when the run can take a write (`what` names it; NULL for a read
+ * such as a budget check); AR_ESTATE with the reason otherwise (run.c). A
+ * step left unsure is not looked at (see ar_run_unsure_settle). */
+int ar_run_writable(ar_run *run, const char *what);
+/* Learns whether the step whose write failed unsure (run->unsure) is in
+ * the store, and takes it into the run when it is; *same tells whether it
+ * is `retry` (content of retry_len bytes, no usage), the step about to be
+ * recorded. AR_OK with nothing done when no step is unsure (run.c). */
+int ar_run_unsure_settle(ar_run *run, const ar_step *retry, size_t retry_len, int *same);
 
 /* AR_OK when the store is open; AR_EMISUSE otherwise (NULL, or it failed to open). */
 int ar_store_usable(ar_store *store);

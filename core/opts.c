@@ -54,7 +54,18 @@ int ar_open_opts_init(ar_open_opts *opts, unsigned int version)
     return AR_OK;
 }
 OPTS_INIT_FN(ar_run_spec, AR_RUN_SPEC_VERSION, AR_RUN_SPEC_INIT)
-OPTS_INIT_FN(ar_run_query, AR_RUN_QUERY_VERSION, AR_RUN_QUERY_INIT)
+OPTS_INIT_FN(ar_fork_opts, AR_FORK_OPTS_VERSION, AR_FORK_OPTS_INIT)
+
+/* Version 1 of ar_run_query ends before `forked_from`. */
+int ar_run_query_init(ar_run_query *opts, unsigned int version)
+{
+    if (!opts || (version != 1 && version != AR_RUN_QUERY_VERSION))
+        return AR_EMISUSE;
+    ar_run_query init = AR_RUN_QUERY_INIT;
+    init.version = version;
+    memcpy(opts, &init, version == 1 ? offsetof(ar_run_query, forked_from) : sizeof init);
+    return AR_OK;
+}
 OPTS_INIT_FN(ar_event_query, AR_EVENT_QUERY_VERSION, AR_EVENT_QUERY_INIT)
 OPTS_INIT_FN(ar_retention, AR_RETENTION_VERSION, AR_RETENTION_INIT)
 OPTS_INIT_FN(ar_event_retention, AR_EVENT_RETENTION_VERSION, AR_EVENT_RETENTION_INIT)

@@ -4,6 +4,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 
 #define STEP_BATCH 256
@@ -308,15 +309,22 @@ static int any_past(ar_store *store, const ar_run_query *q, const int64_t *k, in
     return rc;
 }
 
-static int query_check(ar_store *store, const ar_run_query *q)
+/* Checks the query and copies it into *q, whole: a version-1 query ends
+ * before forked_from, which then reads NULL. */
+static int query_check(ar_store *store, const ar_run_query *in, ar_run_query *q)
 {
     ar_err *err = &store->err;
     int rc;
-    if (!q)
+    if (!in)
         return ar_fail(err, AR_EMISUSE, "query is NULL");
-    if ((rc = ar_opts_version_check(err, "ar_run_query", q->version, AR_RUN_QUERY_VERSION, "AR_RUN_QUERY_INIT")))
+    if (in->version != 1 &&
+        (rc = ar_opts_version_check(err, "ar_run_query", in->version, AR_RUN_QUERY_VERSION, "AR_RUN_QUERY_INIT")))
         return rc;
+    ar_run_query init = AR_RUN_QUERY_INIT;
+    *q = init;
+    memcpy(q, in, in->version == 1 ? offsetof(ar_run_query, forked_from) : sizeof *q);
     if ((rc = ar_text_check(err, "agent", q->agent, 0, 0)) ||
+        (rc = ar_text_check(err, "forked_from", q->forked_from, 0, 0)) ||
         (rc = ar_text_check(err, "user", q->user, 0, 0)) ||
         (rc = ar_text_check(err, "edition", q->edition, 0, 0)) ||
         (rc = ar_text_check(err, "parent", q->parent, 0, 0)))
@@ -337,8 +345,9 @@ static int query_check(ar_store *store, const ar_run_query *q)
     return AR_OK;
 }
 
-int ar_runs_list(ar_record ***out, size_t *n, char **next_cursor, ar_store *store, const ar_run_query *q)
+int ar_runs_list(ar_record ***out, size_t *n, char **next_cursor, ar_store *store, const ar_run_query *query)
 {
+    ar_run_query qq, *q = &qq;
     int rc = ar_store_usable(store);
     if (out)
         *out = NULL;
@@ -350,7 +359,7 @@ int ar_runs_list(ar_record ***out, size_t *n, char **next_cursor, ar_store *stor
         return rc;
     if (!out || !n)
         return ar_fail(&store->err, AR_EMISUSE, "out and n are required");
-    if ((rc = query_check(store, q)))
+    if ((rc = query_check(store, query, q)))
         return rc;
     int64_t key;
     const int64_t *keyp = NULL;
@@ -412,25 +421,27 @@ int ar_runs_list(ar_record ***out, size_t *n, char **next_cursor, ar_store *stor
     return AR_OK;
 }
 
-int ar_runs_count(int64_t *out, ar_store *store, const ar_run_query *q)
+int ar_runs_count(int64_t *out, ar_store *store, const ar_run_query *query)
 {
+    ar_run_query qq, *q = &qq;
     int rc = ar_store_usable(store);
     if (out)
         *out = 0;
-    if (rc || (rc = query_check(store, q)))
+    if (rc || (rc = query_check(store, query, q)))
         return rc;
     if (!out)
         return ar_fail(&store->err, AR_EMISUSE, "out is required");
     return store->be->runs_count(store->db, q, out, &store->err);
 }
 
-int ar_runs_stats(ar_stats *out, ar_store *store, const ar_run_query *q)
+int ar_runs_stats(ar_stats *out, ar_store *store, const ar_run_query *query)
 {
+    ar_run_query qq, *q = &qq;
     /* out-parameters read 0 on failure, as everywhere in the API */
     if (out)
         memset(out, 0, sizeof *out);
     int rc = ar_store_usable(store);
-    if (rc || (rc = query_check(store, q)))
+    if (rc || (rc = query_check(store, query, q)))
         return rc;
     if (!out)
         return ar_fail(&store->err, AR_EMISUSE, "out is required");

@@ -69,6 +69,22 @@ static int fields_check(ar_err *err, const ar_record *f)
             return ar_fail(err, AR_EMISUSE, "checkpoint.seq (%lld) must be a step of the record (0..%zu)",
                            (long long)f->checkpoint_seq, f->n_steps);
     }
+    if (f->forked_from) {
+        if (!ar_id_valid(f->forked_from))
+            return ar_fail(err, AR_EMISUSE, "forked_from.run is not a valid agentrun id");
+        /* the fork's first forked_seq steps are the copies */
+        if (f->forked_seq < 0 || (uint64_t)f->forked_seq > f->n_steps)
+            return ar_fail(err, AR_EMISUSE, "forked_from.seq (%lld) must be a step of the record (0..%zu)",
+                           (long long)f->forked_seq, f->n_steps);
+    } else if (f->forked_seq != 0) {
+        return ar_fail(err, AR_EMISUSE, "forked_from.seq is given without forked_from.run");
+    }
+    if (f->request && (rc = ar_json_check(err, "request", f->request, strlen(f->request), 0)))
+        return rc;
+    if (f->response && (rc = ar_json_check(err, "response", f->response, strlen(f->response), 0)))
+        return rc;
+    if (f->response && !f->request)
+        return ar_fail(err, AR_EMISUSE, "a response is only for a record that has a request");
     return AR_OK;
 }
 
@@ -165,13 +181,24 @@ static int build(ar_record **out, const ar_allocator *alloc, const ar_record *f,
     int64_t created = f->created_at != AR_UNSET ? f->created_at : f->id ? ar_id_tick(f->id) >> 16 : now;
     int64_t finished = f->finished_at != AR_UNSET ? f->finished_at : (now > created ? now : created);
     int64_t updated = f->updated_at != AR_UNSET ? f->updated_at : finished;
-    if (finished < created)
-        return ar_fail(err, AR_EMISUSE, "finished_at is before created_at");
-    if (updated < finished)
-        return ar_fail(err, AR_EMISUSE, "updated_at is before finished_at");
-    if (f->latency_ms != AR_UNSET && f->latency_ms != finished - created)
-        return ar_fail(err, AR_EMISUSE, "latency_ms (%lld) disagrees with finished_at - created_at (%lld)",
-                       (long long)f->latency_ms, (long long)(finished - created));
+    if (status == AR_WAITING) {
+        /* a waiting run is not finished: it has no finished_at and no latency */
+        if (f->finished_at != AR_UNSET || (f->latency_ms != AR_UNSET))
+            return ar_fail(err, AR_EMISUSE, "a waiting record has no finished_at or latency_ms");
+        if (!f->request)
+            return ar_fail(err, AR_EMISUSE, "a waiting record needs its request");
+        finished = AR_UNSET;
+        if (updated < created)
+            return ar_fail(err, AR_EMISUSE, "updated_at is before created_at");
+    } else {
+        if (finished < created)
+            return ar_fail(err, AR_EMISUSE, "finished_at is before created_at");
+        if (updated < finished)
+            return ar_fail(err, AR_EMISUSE, "updated_at is before finished_at");
+        if (f->latency_ms != AR_UNSET && f->latency_ms != finished - created)
+            return ar_fail(err, AR_EMISUSE, "latency_ms (%lld) disagrees with finished_at - created_at (%lld)",
+                           (long long)f->latency_ms, (long long)(finished - created));
+    }
     int64_t given_cost = 0;
     if (f->usage.total_tokens >= 0)
         ar_cost_to_nanos(&given_cost, f->usage.cost); /* checked by fields_check */
@@ -203,7 +230,11 @@ static int build(ar_record **out, const ar_allocator *alloc, const ar_record *f,
     r->created_at = created;
     r->finished_at = finished;
     r->updated_at = updated;
-    r->latency_ms = finished - created;
+    r->latency_ms = finished == AR_UNSET ? AR_UNSET : finished - created;
+    r->forked_from = ar_arena_strdup(a, f->forked_from, &failed);
+    r->forked_seq = f->forked_from ? f->forked_seq : 0;
+    r->request = ar_arena_strdup(a, f->request, &failed);
+    r->response = ar_arena_strdup(a, f->response, &failed);
     if (f->checkpoint) {
         r->checkpoint = ar_arena_strdup(a, f->checkpoint, &failed);
         r->checkpoint_seq = f->checkpoint_seq != AR_UNSET ? f->checkpoint_seq : (int64_t)f->n_steps;
@@ -230,7 +261,7 @@ static int build(ar_record **out, const ar_allocator *alloc, const ar_record *f,
         steps[i].usage.total_tokens = s->usage.input_tokens + s->usage.output_tokens;
         steps[i].usage.cost = ar_nanos_to_cost(cost);
         steps[i].usage.extra = copy_counters(a, s->usage.extra, s->usage.n_extra, &failed);
-        steps[i].at = s->at != AR_UNSET ? s->at : r->finished_at;
+        steps[i].at = s->at != AR_UNSET ? s->at : finished != AR_UNSET ? finished : updated;
         if (!failed && ar_totals_add(alloc, &sums, &s->usage, cost))
             failed = 1;
     }
@@ -310,8 +341,11 @@ static int write_rows(ar_store *store, const ar_record *r, char id[AR_ID_LEN + 1
                       r->status, r->output, r->output ? strlen(r->output) : 0, r->error,
                       r->limit.limit, r->limit.limit_value, r->limit.value,
                       { r->iterations, r->usage.input_tokens, r->usage.output_tokens, cost,
-                        clen ? *buf : NULL, clen, r->latency_ms, r->updated_at },
-                      r->created_at, r->finished_at, 1 };
+                        clen ? *buf : NULL, clen,
+                        r->latency_ms != AR_UNSET ? r->latency_ms : r->updated_at - r->created_at, r->updated_at },
+                      r->created_at, r->finished_at, 1, r->forked_from, r->forked_seq,
+                      r->request, r->request ? strlen(r->request) : 0,
+                      r->response, r->response ? strlen(r->response) : 0 };
     const ar_backend *be = store->be;
     int64_t key, min_key = 0;
     int rc;
@@ -361,7 +395,8 @@ int ar_store_write(char **out, ar_store *store, const ar_record *record)
     if (!out || !record)
         return ar_fail(&store->err, AR_EMISUSE, "out and record are required");
     if (record->status == AR_RUNNING || !ar_status_name(record->status))
-        return ar_fail(&store->err, AR_EMISUSE, "only a finished record can be written (status is not final)");
+        return ar_fail(&store->err, AR_EMISUSE, "only a finished or waiting record can be written "
+                       "(status is not final)");
     /* each ending has its own field: another one would be stored and never read as meant */
     if (record->output && record->status != AR_COMPLETED)
         return ar_fail(&store->err, AR_EMISUSE, "output is only for a completed record (status is %s)",

@@ -44,9 +44,9 @@ static int policy_check(ar_err *err, const ar_retention *p, ar_status statuses[4
     for (size_t i = 0; i < p->n_status; i++) {
         if (!ar_status_name(p->status[i]))
             return ar_fail(err, AR_EMISUSE, "unknown status %d in the policy", (int)p->status[i]);
-        if (p->status[i] == AR_RUNNING)
-            return ar_fail(err, AR_EMISUSE, "running runs are never subject to retention; "
-                           "status may list only finished statuses");
+        if (p->status[i] == AR_RUNNING || p->status[i] == AR_WAITING)
+            return ar_fail(err, AR_EMISUSE, "%s runs are never subject to retention; "
+                           "status may list only finished statuses", ar_status_name(p->status[i]));
         wanted[p->status[i]] = 1;
     }
     *n = 0;

@@ -175,6 +175,10 @@ int ar_row_to_record(const ar_db_run_row *row, ar_record_box *box, ar_err *err)
     rec->updated_at = row->updated_at;
     rec->latency_ms = row->finished_at == AR_UNSET ? AR_UNSET : row->finished_at - row->created_at;
     rec->metadata = json(&r, row->metadata, "metadata", 1, &n);
+    rec->forked_from = text(&r, row->forked_from, "forked_from");
+    rec->forked_seq = rec->forked_from ? row->forked_seq : 0;
+    rec->request = json(&r, row->request, "request", 0, &n);
+    rec->response = json(&r, row->response, "response", 0, &n);
     return r.rc;
 }
 
@@ -269,7 +273,7 @@ void ar_stats_from_row(const ar_db_stats *in, ar_stats *out)
 {
     memset(out, 0, sizeof *out);
     out->runs = in->runs;
-    for (int k = 0; k < 5; k++)
+    for (int k = 0; k <= AR_WAITING; k++)
         out->by_status[k] = in->by_status[k];
     out->iterations = in->iterations;
     out->input_tokens = in->input_tokens;

@@ -47,8 +47,10 @@ static void run_free(ar_run *run)
 {
     ar_allocator a = run->alloc;
     ar_totals_free(&a, &run->totals);
+    ar_intent_map_free(&a, run->intents);
     ar_mem_free(&a, run->scratch);
     ar_mem_free(&a, run->scratch2);
+    ar_mem_free(&a, run->response);
     a.free(a.ud, run);
 }
 
@@ -172,6 +174,16 @@ static int writable_now(ar_run *run, const char *what)
     return rc ? rc : unsure_settle(run, NULL, 0, 0, NULL);
 }
 
+int ar_run_writable(ar_run *run, const char *what)
+{
+    return writable(run, what);
+}
+
+int ar_run_unsure_settle(ar_run *run, const ar_step *retry, size_t retry_len, int *same)
+{
+    return unsure_settle(run, retry, 0, retry_len, same);
+}
+
 static int64_t elapsed_ms(const ar_run *run, int64_t now)
 {
     int64_t d = now - run->opened_at;
@@ -213,7 +225,7 @@ int ar_run_begin(ar_run **out, ar_store *store, const ar_run_spec *spec)
     int64_t now = ar_now_ms(), key, min_key = 0;
     ar_db_run row = { 0, run->id, spec->agent, spec->goal, spec->user, spec->edition, spec->parent,
                       spec->metadata, budget, AR_RUNNING, NULL, 0, NULL, NULL, 0, 0,
-                      { 0, 0, 0, 0, NULL, 0, 0, now }, now, AR_UNSET, 0 };
+                      { 0, 0, 0, 0, NULL, 0, 0, now }, now, AR_UNSET, 0, NULL, 0, NULL, 0, NULL, 0 };
     /* another writer may have taken the tick, or (writers on many hosts) a
      * later one: the store names the smallest key it takes, and the run
      * gets an id at that tick or after */
@@ -227,6 +239,7 @@ int ar_run_begin(ar_run **out, ar_store *store, const ar_run_spec *spec)
         return rc;
     }
     run->key = key;
+    run->intents_loaded = 1;   /* a new run has no intents to read */
     run->budget = spec->budget;
     run->created_at = key >> 16;
     run->opened_at = now;
@@ -260,10 +273,24 @@ int ar_run_resume(ar_run **out, ar_store *store, const char *run_id, const ar_bu
         (rc = ar_store_load_run(store, run_id, box, &run->key, &elapsed, &owner)))
         goto cleanup;
     const ar_record *r = &box->rec;
-    if (r->status != AR_BUDGET_EXHAUSTED && r->status != AR_INTERRUPTED) {
-        rc = ar_fail(&store->err, AR_ESTATE, "run %s is %s; only budget_exhausted and interrupted runs can be resumed",
-                     run_id, ar_status_name(r->status));
+    if (r->status == AR_WAITING && !r->response) {
+        rc = ar_fail(&store->err, AR_ESTATE, "run %s is still waiting for a response (store:respond gives it one)",
+                     run_id);
         goto cleanup;
+    }
+    if (r->status != AR_BUDGET_EXHAUSTED && r->status != AR_INTERRUPTED && r->status != AR_WAITING) {
+        rc = ar_fail(&store->err, AR_ESTATE, "run %s is %s; only budget_exhausted, interrupted and answered "
+                     "waiting runs can be resumed", run_id, ar_status_name(r->status));
+        goto cleanup;
+    }
+    /* the answer the run waited for, kept by the handle that goes on with it */
+    if (r->status == AR_WAITING) {
+        size_t n = strlen(r->response);
+        if (!(run->response = ar_mem_alloc(&store->alloc, n + 1))) {
+            rc = ar_fail(&store->err, AR_ENOMEM, "out of memory resuming a run");
+            goto cleanup;
+        }
+        memcpy(run->response, r->response, n + 1);
     }
     run->budget = budget ? *budget : r->budget;
     run->totals.iterations = r->iterations;
@@ -303,6 +330,7 @@ int64_t ar_run_iterations(const ar_run *run) { return run ? run->totals.iteratio
 const ar_budget *ar_run_budget(const ar_run *run) { return run ? &run->budget : NULL; }
 int64_t ar_run_created_at(const ar_run *run) { return run ? run->created_at : AR_UNSET; }
 const char *ar_run_errmsg(const ar_run *run) { return run ? run->err.msg : "no run"; }
+const char *ar_run_response(const ar_run *run) { return run ? run->response : NULL; }
 
 const ar_usage *ar_run_usage(const ar_run *run)
 {
@@ -445,6 +473,25 @@ int ar_run_checkpoint(ar_run *run, const char *state_json, size_t len)
     return from_store(run, rc);
 }
 
+/* Reads the record of a run whose write took into *out (when not NULL);
+ * `done` says what took, for a failure of the read alone. */
+static int read_back(ar_record **out, ar_store *store, const char *id, ar_err *err, const char *done)
+{
+    if (!out)
+        return AR_OK;
+    ar_record_box *box = ar_record_box_new(&store->alloc);
+    if (!box)
+        return ar_fail(err, AR_ENOMEM, "%s, but reading its record ran out of memory", done);
+    int rc = ar_store_load_run(store, id, box, NULL, NULL, NULL);
+    if (rc) {
+        ar_record_free(&box->rec);
+        /* say that the write itself took: retrying it would be AR_ESTATE */
+        return ar_fail(err, rc, "%s, but reading its record failed: %s", done, store->err.msg);
+    }
+    *out = &box->rec;
+    return AR_OK;
+}
+
 /* A finish the fence refused after an earlier finish of this handle failed
  * with its outcome unknown: when that one ended the run as `status`, this
  * one succeeds; otherwise the refusal (AR_DB_LOST) stands. */
@@ -480,18 +527,7 @@ static int finish(ar_record **out, ar_run *run, ar_db_finish *f)
         return from_store(run, rc);
     }
     run->status = f->status;
-    if (!out)
-        return AR_OK;
-    ar_record_box *box = ar_record_box_new(&store->alloc);
-    if (!box)
-        return ar_fail(&run->err, AR_ENOMEM, "the run is finished, but reading its record ran out of memory");
-    if ((rc = ar_store_load_run(store, run->id, box, NULL, NULL, NULL))) {
-        ar_record_free(&box->rec);
-        /* say that the finish itself took: retrying it would be AR_ESTATE */
-        return ar_fail(&run->err, rc, "the run is finished, but reading its record failed: %s", store->err.msg);
-    }
-    *out = &box->rec;
-    return AR_OK;
+    return read_back(out, store, run->id, &run->err, "the run is finished");
 }
 
 int ar_run_complete(ar_record **out, ar_run *run, const char *output_json, size_t len)
@@ -611,4 +647,205 @@ void ar_store_close_deferred_runs(ar_store *store)
         if (run->close_deferred)
             ar_run_close(run);
     }
+}
+
+/* ---- forks, waits and responses ----------------------------------------- */
+
+/* Sums of counters as the store hands them out, added one by one into a
+ * fork's totals (names copied). */
+typedef struct counter_sums {
+    const ar_allocator *alloc;
+    ar_totals *totals;
+    ar_err *err;
+    const char *run_id;
+} counter_sums;
+
+static int add_counter(void *ud, ar_db_text name, int64_t value)
+{
+    counter_sums *c = ud;
+    char buf[AR_COUNTER_NAME_MAX + 1];
+    if (!name.s || name.len == 0 || name.len > AR_COUNTER_NAME_MAX || memchr(name.s, '\0', name.len) ||
+        value < 0 || value > AR_MAX_COUNT)
+        return ar_fail(c->err, AR_ECORRUPT, "run %s: stored counters are damaged: not an object of counts",
+                       c->run_id);
+    memcpy(buf, name.s, name.len);
+    buf[name.len] = '\0';
+    ar_counter one = { buf, value };
+    ar_usage u = { 0, 0, 0, 0.0, 1, &one };
+    if (ar_totals_add(c->alloc, c->totals, &u, 0))
+        return ar_fail(c->err, AR_ENOMEM, "out of memory forking a run");
+    return AR_OK;
+}
+
+int ar_run_fork(ar_run **out, ar_store *store, const char *run_id, const ar_fork_opts *opts)
+{
+    if (!out)
+        return AR_EMISUSE;
+    *out = NULL;
+    int rc = ar_store_writable(store, "fork a run");
+    if (rc)
+        return rc;
+    ar_fork_opts o = AR_FORK_OPTS_INIT;
+    if (opts) {
+        if ((rc = ar_opts_version_check(&store->err, "ar_fork_opts", opts->version, AR_FORK_OPTS_VERSION,
+                                        "AR_FORK_OPTS_INIT")))
+            return rc;
+        o = *opts;
+    }
+    if (!run_id)
+        return ar_fail(&store->err, AR_EMISUSE, "run_id is required");
+    if (o.at != AR_UNSET && o.at < 0)
+        return ar_fail(&store->err, AR_EMISUSE, "at (%lld) must be a step of the run (0..iterations)",
+                       (long long)o.at);
+    if ((o.budget && (rc = ar_budget_check(&store->err, o.budget))) ||
+        (o.metadata && (rc = ar_json_check(&store->err, "metadata", o.metadata, strlen(o.metadata), 1))))
+        return rc;
+    ar_record_box *box = ar_record_box_new(&store->alloc);
+    ar_run *run = run_new(store);
+    if (!box || !run) {
+        rc = ar_fail(&store->err, AR_ENOMEM, "out of memory forking a run");
+        goto cleanup;
+    }
+    /* the run is read, summed and copied in one transaction: the fork is
+     * the run as it stood at one moment, and all of it or nothing is there */
+    int64_t from_key, key, min_key = 0;
+    if ((rc = store->be->txn_begin(store->db, &store->err)) ||
+        (rc = ar_store_load_run(store, run_id, box, &from_key, NULL, NULL)))
+        goto cleanup;
+    const ar_record *r = &box->rec;
+    int64_t at = o.at == AR_UNSET ? r->iterations : o.at;
+    if (at > r->iterations) {
+        rc = ar_fail(&store->err, AR_EMISUSE, "at (%lld) must be a step of run %s (0..%lld)", (long long)at,
+                     run_id, (long long)r->iterations);
+        goto cleanup;
+    }
+    counter_sums sums = { &store->alloc, &run->totals, &store->err, run_id };
+    int64_t count = 0;
+    if ((rc = store->be->steps_sums(store->db, from_key, at, &count, &run->totals.input_tokens,
+                                    &run->totals.output_tokens, &run->totals.cost_nanos,
+                                    /* a run without counters has no step with one */
+                                    r->usage.n_extra ? add_counter : NULL, &sums, &store->err)))
+        goto cleanup;
+    if (count != at) {
+        rc = ar_fail(&store->err, AR_ECORRUPT, "run %s: stored steps are damaged: %lld of its first %lld are there",
+                     run_id, (long long)count, (long long)at);
+        goto cleanup;
+    }
+    run->totals.iterations = at;
+    size_t counters_len = 0;
+    if (ar_counters_json(&store->alloc, &run->scratch, &run->scratch_cap, &counters_len, run->totals.extra,
+                         run->totals.n_extra)) {
+        rc = ar_fail(&store->err, AR_ENOMEM, "out of memory forking a run");
+        goto cleanup;
+    }
+    run->budget = o.budget ? *o.budget : r->budget;
+    char budget[320];
+    ar_budget_json(budget, sizeof budget, &run->budget);
+    int64_t now = ar_now_ms();
+    ar_db_run row = { 0, run->id, r->agent, r->goal, r->user, r->edition, r->parent,
+                      o.metadata ? o.metadata : r->metadata, budget, AR_RUNNING, NULL, 0, NULL, NULL, 0, 0,
+                      { at, run->totals.input_tokens, run->totals.output_tokens, run->totals.cost_nanos,
+                        counters_len ? run->scratch : NULL, counters_len, 0, now },
+                      now, AR_UNSET, 0, r->id, at, NULL, 0, NULL, 0 };
+    do {
+        key = ar_id_new(store, now, 0, min_key, run->id);
+        row.n = key;
+        row.created_at = key >> 16;
+    } while ((rc = store->be->run_insert(store->db, &row, &min_key, &store->err)) == AR_DB_CONFLICT);
+    if (rc || (rc = store->be->fork_copy(store->db, from_key, key, at, &store->err)) ||
+        (rc = store->be->txn_commit(store->db, &store->err)))
+        goto cleanup;
+    run->key = key;
+    run->created_at = key >> 16;
+    run->opened_at = now;
+    link_run(store, run);
+    *out = run;
+    run = NULL;
+cleanup:
+    if (rc)
+        store->be->txn_rollback(store->db);
+    ar_record_free(box ? &box->rec : NULL);
+    if (run)
+        run_free(run);
+    return rc;
+}
+
+int ar_run_wait(ar_record **out, ar_run *run, const char *request_json, size_t len)
+{
+    if (out)
+        *out = NULL;
+    if (!run)
+        return AR_EMISUSE;
+    int rc = writable_now(run, "wait for a response");
+    if (rc)
+        return rc;
+    if (!request_json)
+        return ar_fail(&run->err, AR_EMISUSE, "request is required");
+    if (len == AR_NUL_TERMINATED)
+        len = strlen(request_json);
+    if ((rc = ar_json_check(&run->err, "request", request_json, len, 0)))
+        return rc;
+    size_t counters_len = 0;
+    if (ar_counters_json(&run->alloc, &run->scratch, &run->scratch_cap, &counters_len, run->totals.extra,
+                         run->totals.n_extra))
+        return ar_fail(&run->err, AR_ENOMEM, "out of memory setting the run waiting");
+    ar_store *store = run->store;
+    int64_t now = ar_now_ms();
+    int64_t seq = run->totals.iterations + 1;
+    ar_db_step step = { seq, "wait", NULL, request_json, len, 0, 0, 0, NULL, 0, 0, now };
+    /* elapsed stops here: the time the run waits is not its own */
+    ar_db_progress p = { seq, run->totals.input_tokens, run->totals.output_tokens, run->totals.cost_nanos,
+                         counters_len ? run->scratch : NULL, counters_len, elapsed_ms(run, now), now };
+    rc = store->be->run_wait(store->db, run->key, run->owner, &step, &p, request_json, len, &store->err);
+    /* as a finish: an earlier wait whose outcome was not known may have taken */
+    if (rc == AR_DB_LOST && run->finish_unsure)
+        rc = finished_before(run, AR_WAITING);
+    if (rc) {
+        run->finish_unsure = rc != AR_DB_LOST;
+        return from_store(run, rc);
+    }
+    run->totals.iterations = seq;
+    run->status = AR_WAITING;
+    return read_back(out, store, run->id, &run->err, "the run is waiting");
+}
+
+int ar_store_respond(ar_record **out, ar_store *store, const char *run_id, const char *response_json, size_t len)
+{
+    if (out)
+        *out = NULL;
+    int rc = ar_store_writable(store, "answer a run");
+    if (rc)
+        return rc;
+    if (!run_id || !response_json)
+        return ar_fail(&store->err, AR_EMISUSE, "run_id and response are required");
+    if (len == AR_NUL_TERMINATED)
+        len = strlen(response_json);
+    if ((rc = ar_json_check(&store->err, "response", response_json, len, 0)))
+        return rc;
+    ar_record_box *box = ar_record_box_new(&store->alloc);
+    if (!box)
+        return ar_fail(&store->err, AR_ENOMEM, "out of memory answering a run");
+    int64_t key = 0;
+    if ((rc = ar_store_load_run(store, run_id, box, &key, NULL, NULL)))
+        goto cleanup;
+    if (box->rec.status != AR_WAITING) {
+        rc = ar_fail(&store->err, AR_ESTATE, "run %s is %s; only a waiting run takes a response", run_id,
+                     ar_status_name(box->rec.status));
+        goto cleanup;
+    }
+    if (box->rec.response) {
+        rc = ar_fail(&store->err, AR_ESTATE, "run %s already has its response; a second one is refused", run_id);
+        goto cleanup;
+    }
+    /* the write takes the run only while it is waiting without an answer:
+     * of two callers that both got here, one answers and the other is told */
+    rc = store->be->run_respond(store->db, key, response_json, len, ar_now_ms(), &store->err);
+    if (rc == AR_DB_LOST)
+        rc = ar_fail(&store->err, AR_ESTATE, "run %s already has its response (or is no longer waiting); "
+                     "a second one is refused", run_id);
+    if (rc == AR_OK)
+        rc = read_back(out, store, run_id, &store->err, "the response is recorded");
+cleanup:
+    ar_record_free(&box->rec);
+    return rc;
 }

@@ -6,7 +6,7 @@
 #include <string.h>
 
 static const char *const status_names[] = {
-    "running", "completed", "budget_exhausted", "failed", "interrupted"
+    "running", "completed", "budget_exhausted", "failed", "interrupted", "waiting"
 };
 
 const char *ar_status_name(ar_status status)

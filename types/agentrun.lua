@@ -17,9 +17,10 @@
 ---| "budget_exhausted" # a budget limit was reached; resumable
 ---| "failed"           # finished with an error message
 ---| "interrupted"      # its writer went away (crash + recover, store closed); resumable
+---| "waiting"          # waiting for a person's response (run:wait); resumable once answered
 
 ---The finished statuses a record given to store:write may have.
----@alias agentrun.FinalStatus "completed"|"budget_exhausted"|"failed"|"interrupted"
+---@alias agentrun.FinalStatus "completed"|"budget_exhausted"|"failed"|"interrupted"|"waiting"
 
 ---The code of an agentrun.Error (and of `nil, message, code` from agentrun.open).
 ---@alias agentrun.ErrorCode
@@ -219,11 +220,32 @@ function Store:forget_user(user) end
 ---@return integer? seq
 function Store:checkpoint(run_id) end
 
----A run handle continuing a budget_exhausted or interrupted run (same id; seq, usage and elapsed time go on).
+---A run handle continuing a budget_exhausted or interrupted run, or a waiting run that has its
+---response (run.response), under the same id: seq, usage and elapsed time go on.
 ---@param run_id string
 ---@param opts? agentrun.ResumeOptions
 ---@return agentrun.Run run
 function Store:resume(run_id, opts) end
+
+---The intents of a run (run:intend), in seq order, each with its outcome.
+---@param run_id string
+---@return agentrun.Intent[]
+function Store:intents(run_id) end
+
+---A new running run continuing run_id as it stood after step `at` (default: its last): its steps
+---1..at copied, usage their sums, the checkpoint before them, forked_from = {run=, seq=}. The
+---original is never changed; at outside 0..iterations is misuse; an unknown run raises ENOTFOUND.
+---@param run_id string
+---@param opts? agentrun.ForkOptions
+---@return agentrun.Run run
+function Store:fork(run_id, opts) end
+
+---Answers a waiting run (a step {kind = "response"}); returns its record. Raises ESTATE unless
+---the run is waiting without a response (of several answers exactly one is taken).
+---@param run_id string
+---@param response any any JSON value
+---@return agentrun.Record
+function Store:respond(run_id, response) end
 
 ---Marks `running` runs idle for `stale_after` seconds as `interrupted`; returns how many.
 ---@param opts agentrun.RecoverOptions
@@ -282,6 +304,7 @@ function Store:retain(policy) end
 ---@field usage agentrun.Usage the run's totals
 ---@field budget agentrun.Budget the limits the run has now
 ---@field created_at integer when the run was begun (ms since the epoch)
+---@field response any after resuming a run that waited: the answer it got
 local Run = {}
 
 ---Appends a step; it is durable when this returns. Never refused for budget reasons.
@@ -311,6 +334,26 @@ function Run:fail(err) end
 ---@return agentrun.Record
 function Run:exhaust(err) end
 
+---Records durably, before a tool runs, a step {kind = "intent", name, content = {key, args}};
+---a key already used in the run raises ESTATE. Returns its seq.
+---@param intent {key: string, name: string, args?: any}
+---@return integer seq
+function Run:intend(intent) end
+
+---Records the outcome of the call intended under `key` as a step {kind = "tool", name,
+---content = {intent, key, result[, failed]}}; ESTATE for a key never intended or already settled.
+---@param key string
+---@param result any
+---@param opts? {failed?: boolean}
+---@return integer seq
+function Run:settle(key, result, opts) end
+
+---Sets the run waiting for a person with `request` (any JSON value; a step {kind = "wait"}) and
+---releases the handle: its further writes raise ESTATE. Returns the waiting run's record.
+---@param request any
+---@return agentrun.Record
+function Run:wait(request) end
+
 ---Releases the handle; a run still running is finished as failed ("run closed before it finished").
 function Run:close() end
 
@@ -324,7 +367,19 @@ function Run:close() end
 ---@field usage agentrun.Usage the run's totals before this call
 ---@field iteration integer the number of the step about to be made (1 in the first call)
 ---@field checkpoint any the latest saved state (nil if none)
+---@field pending agentrun.Intent[] after a resume: the run's intents never settled (their call was cut off)
+---@field response any after resuming a run that waited: the answer it got
 local LoopContext = {}
+
+---Calls fn(args) at most once per key in the run: returns the recorded result of a settled key
+---(fn not called); otherwise intends, calls fn(args), settles with its result (or as failed with
+---its error, raised again) and returns it. A pending key goes to spec.on_pending when given.
+---@param key string
+---@param name string
+---@param args any
+---@param fn fun(args: any): any
+---@return any result
+function LoopContext:tool(key, name, args, fn) end
 
 ---Records a step (retrying EBUSY/EIO/EFULL); it is added to ctx.steps. Returns its seq.
 ---@param step agentrun.StepSpec
@@ -334,6 +389,11 @@ function LoopContext:record(step) end
 ---Saves a resumable state after the latest step (ctx.checkpoint becomes it).
 ---@param state any
 function LoopContext:save(state) end
+
+---Sets the run waiting for a person with `request` and ends the loop, which returns the record
+---of the waiting run. Does not return.
+---@param request any
+function LoopContext:wait(request) end
 
 -- ---------------------------------------------------------------------------
 -- Tables given to the API
@@ -374,7 +434,9 @@ function LoopContext:save(state) end
 ---@field metadata? table a JSON object of the caller's
 ---@field budget? agentrun.Budget the run's limits (with resume: its new budget)
 ---@field resume? string resume this run instead of beginning one
+---@field fork? {run: string, at?: integer} run a fork of this run after step `at` (store:fork)
 ---@field retries? integer retries of a store failure that may pass (EBUSY, EIO, EFULL); default 3
+---@field on_pending? fun(ctx: agentrun.LoopContext, intent: agentrun.Intent): any asked by ctx:tool for a key cut off by a crash; its return value is settled as the result
 
 ---A step given to run:step or ctx:record.
 ---@class agentrun.StepSpec
@@ -419,6 +481,9 @@ function LoopContext:save(state) end
 ---@field metadata? table a JSON object
 ---@field steps? agentrun.RecordStep[] the transcript, in order
 ---@field checkpoint? agentrun.CheckpointInput a checkpoint to write with the run
+---@field forked_from? {run: string, seq: integer} a fork's origin
+---@field request? any what a run that waited asked (required for a waiting record)
+---@field response? any the answer it got
 
 ---A checkpoint written with a record.
 ---@class agentrun.CheckpointInput
@@ -459,12 +524,19 @@ function LoopContext:save(state) end
 ---@field status? agentrun.Status|agentrun.Status[] one status or a list of 1..16
 ---@field edition? string this edition's runs
 ---@field parent? string the runs with this parent
+---@field forked_from? string the forks of this run
 ---@field since? integer created_at >= since (ms)
 ---@field until? integer created_at < until (ms)
 ---@field limit? integer page size (default 50; 0 gives an empty page)
 ---@field after? string a next_cursor: the runs that follow it
 ---@field before? string a cursor: the `limit` runs that precede it
 ---@field order? "desc"|"asc" by created_at then id; default "desc" (newest first)
+
+---Options of store:fork.
+---@class agentrun.ForkOptions
+---@field at? integer the last step copied, 0..iterations (default: the run's last step)
+---@field budget? agentrun.Budget the fork's limits (default: the run's)
+---@field metadata? table replaces the run's metadata
 
 ---Options of store:resume.
 ---@class agentrun.ResumeOptions
@@ -535,8 +607,21 @@ function LoopContext:save(state) end
 ---@field metadata table a JSON object ({} when none was given)
 ---@field steps? agentrun.Step[] the transcript, when asked for
 ---@field checkpoint? {state: any, seq: integer} a factory record's checkpoint, when given
+---@field forked_from? {run: string, seq: integer} a fork: the run and the step it was forked after
+---@field request? any a run that waited: what it asked
+---@field response? any the answer it got (absent until given)
 
 ---Which limit a budget_exhausted run reached.
+---An intent and its outcome (store:intents, ctx.pending).
+---@class agentrun.Intent
+---@field key string
+---@field name string the tool's name
+---@field args any
+---@field status "pending"|"settled"|"failed"
+---@field result any the outcome (nil while pending)
+---@field intent_seq integer the intent step
+---@field result_seq? integer the tool step (nil while pending)
+
 ---@class agentrun.Limit
 ---@field name agentrun.LimitName the limit
 ---@field value number the limit's value
@@ -609,6 +694,7 @@ function LoopContext:save(state) end
 ---@field budget_exhausted integer
 ---@field failed integer
 ---@field interrupted integer
+---@field waiting integer
 
 ---An event as read back.
 ---@class agentrun.Event

@@ -20,7 +20,7 @@ extern "C" {
 #endif
 
 #define AR_VERSION "0.1.0"
-#define AR_SCHEMA_VERSION 2
+#define AR_SCHEMA_VERSION 3
 
 /*
  * Conventions
@@ -169,7 +169,7 @@ AR_API int ar_open_opts_init(ar_open_opts *opts, unsigned int version);
 AR_API int ar_store_open(ar_store **out, const char *path, const ar_open_opts *opts);
 
 /* Leaves the store's still-open runs `interrupted`, exactly as a crash and
- * ar_store_recover would (they can be resumed); their handles then report
+ * ar_store_recover would (they can be resumed; a waiting run stays waiting); their handles then report
  * AR_INTERRUPTED and return AR_ESTATE. Releases the file and frees the
  * store. NULL is accepted. Called from a retention rule of this store, it is
  * put off until the scan has let go of the store: ar_store_retain then fails
@@ -242,10 +242,12 @@ typedef enum ar_status {
     AR_COMPLETED,
     AR_BUDGET_EXHAUSTED,
     AR_FAILED,
-    AR_INTERRUPTED
+    AR_INTERRUPTED,
+    AR_WAITING      /* waiting for a response (ar_run_wait); not finished */
 } ar_status;
 
-/* "running", "completed", "budget_exhausted", "failed", "interrupted"; NULL if out of range. */
+/* "running", "completed", "budget_exhausted", "failed", "interrupted",
+ * "waiting"; NULL if out of range. */
 AR_API const char *ar_status_name(ar_status status);
 /* Parses a status name into *out; returns AR_OK, or AR_EMISUSE for an
  * unknown or NULL name or a NULL out (*out unchanged). */
@@ -351,6 +353,10 @@ typedef struct ar_record {
     const char *checkpoint;  /* a checkpoint state to write with the record (JSON text), or
                                 NULL; records read back (ar_store_get) leave it NULL */
     int64_t checkpoint_seq;  /* the step the checkpoint follows, 0..n_steps; AR_UNSET: the last */
+    const char *forked_from; /* a fork: the run it was forked from (ar_run_fork), else NULL */
+    int64_t forked_seq;      /* a fork: the step of that run it was forked after; 0 otherwise */
+    const char *request;     /* a run that waited: what it asked (JSON text), else NULL */
+    const char *response;    /* the answer it got (JSON text), NULL until given */
 } ar_record;
 #define AR_RECORD_INIT { .id = NULL, .agent = NULL, .goal = NULL, .user = NULL, .edition = NULL, \
     .parent = NULL, .status = AR_RUNNING, .output = NULL, .error = NULL, \
@@ -360,7 +366,8 @@ typedef struct ar_record {
                .n_extra = 0, .extra = NULL }, \
     .latency_ms = AR_UNSET, .created_at = AR_UNSET, .finished_at = AR_UNSET, \
     .updated_at = AR_UNSET, .metadata = NULL, .n_steps = 0, .steps = NULL, \
-    .checkpoint = NULL, .checkpoint_seq = AR_UNSET }
+    .checkpoint = NULL, .checkpoint_seq = AR_UNSET, .forked_from = NULL, .forked_seq = 0, \
+    .request = NULL, .response = NULL }
 
 AR_API void ar_record_free(ar_record *record);
 /* Frees an array of records returned by a listing, and the array. */
@@ -384,10 +391,12 @@ AR_API int ar_record_budget_exhausted(ar_record **out, const ar_record *fields,
 AR_API int ar_record_failed(ar_record **out, const ar_record *fields, const char *error,
                      char *errbuf, size_t errlen);
 
-/* Writes a finished (or interrupted) record, all its steps and its
- * checkpoint in one transaction, checked as the factory checks its fields;
- * output only with a completed record, error only with a failed one, limit
- * only with a budget_exhausted one. A record read back by ar_store_get and
+/* Writes a finished (or interrupted, or waiting) record, all its steps and
+ * its checkpoint in one transaction, checked as the factory checks its
+ * fields; output only with a completed record, error only with a failed one,
+ * limit only with a budget_exhausted one; a waiting record needs its request
+ * and has no finished_at or latency_ms; forked_from must be a valid id and
+ * forked_seq a step of the record (0..n_steps); a response needs a request. A record read back by ar_store_get and
  * written to another store reproduces the run: id, times, totals, steps.
  * *out receives the run id (caller frees with ar_free): the record's own
  * when it has one, else a new one. Returns AR_OK, AR_EMISUSE (not a
@@ -441,12 +450,64 @@ AR_API int ar_run_spec_init(ar_run_spec *opts, unsigned int version);
  * written. */
 AR_API int ar_run_begin(ar_run **out, ar_store *store, const ar_run_spec *spec);
 
-/* Continues a budget_exhausted or interrupted run under the same id: seq,
+/* Continues a budget_exhausted or interrupted run, or a waiting run that has
+ * its response (ar_run_response then holds it), under the same id: seq,
  * usage and elapsed time continue. `budget` (may be NULL) replaces the old
  * one. The run is read and taken in one transaction, and the new handle
  * becomes its only writer (see "One writer per run" above). Returns AR_OK,
- * AR_ENOTFOUND, AR_ESTATE (other statuses), or a store error. */
+ * AR_ENOTFOUND, AR_ESTATE (other statuses; a waiting run without its
+ * response: "still waiting for a response"), or a store error. */
 AR_API int ar_run_resume(ar_run **out, ar_store *store, const char *run_id, const ar_budget *budget);
+
+#define AR_FORK_OPTS_VERSION 1
+typedef struct ar_fork_opts {
+    unsigned int version;    /* AR_FORK_OPTS_VERSION */
+    int64_t at;              /* the last step copied, 0..iterations; AR_UNSET: the run's last step */
+    const ar_budget *budget; /* NULL: the run's budget */
+    const char *metadata;    /* JSON object text replacing the run's metadata; NULL: the run's */
+} ar_fork_opts;
+#define AR_FORK_OPTS_INIT { .version = AR_FORK_OPTS_VERSION, .at = AR_UNSET, .budget = NULL, \
+    .metadata = NULL }
+AR_API int ar_fork_opts_init(ar_fork_opts *opts, unsigned int version);
+
+/* Forks run `run_id` (time travel): begins a new run, with its own id, that
+ * continues it as it stood after step `at`. The fork has the run's agent,
+ * goal, user, edition, parent, metadata (opts->metadata replaces it) and
+ * budget (opts->budget replaces it); its steps 1..at are copies of the run's
+ * (seq, kind, name, content, usage, cost, duration and time), its usage and
+ * iterations their sums, its checkpoint the run's when that follows a step
+ * <= at; its record has forked_from = run_id and forked_seq = at. Any run can
+ * be forked, whatever its status, also a fork; the run itself is never
+ * changed. The copy is one transaction made by the store itself (the steps
+ * never pass through memory, so a run of any length forks in bounded
+ * memory): on failure nothing of the fork is there. *out is the new run's
+ * handle (ar_run_close); out and run_id are required, opts may be NULL.
+ * Returns AR_OK, AR_EMISUSE (at outside 0..iterations, a bad budget),
+ * AR_EJSON (metadata), AR_ENOTFOUND, AR_ESTATE (inside a retention rule), or
+ * a store error. */
+AR_API int ar_run_fork(ar_run **out, ar_store *store, const char *run_id, const ar_fork_opts *opts);
+
+/* Waits for a person: appends a step {kind "wait", content request} and sets
+ * the run `waiting` with `request` (JSON text, required), in one
+ * transaction, and releases the handle: every further write on it returns
+ * AR_ESTATE. The run stays waiting whatever happens to the process: neither
+ * ar_store_close, nor ar_store_recover, nor retention touch it. Once it has
+ * its response (ar_store_respond) it can be resumed (ar_run_resume). The
+ * time it waits does not count toward max_seconds. *out (may be NULL) gets
+ * the record without steps. Returns AR_OK, AR_EMISUSE, AR_EJSON, AR_ESTATE
+ * (the run is finished, or no longer this handle's), or a store error; on
+ * failure nothing is written and the handle still holds the run. */
+AR_API int ar_run_wait(ar_record **out, ar_run *run, const char *request_json, size_t len);
+
+/* Answers a waiting run: appends a step {kind "response", content response}
+ * and stores `response` (JSON text, required), in one transaction. Only one
+ * answer is taken: of callers answering at once (any process), exactly one
+ * succeeds and the others get AR_ESTATE. *out (may be NULL) gets the record
+ * without steps. Returns AR_OK, AR_EMISUSE, AR_EJSON (nothing changed),
+ * AR_ENOTFOUND, AR_ESTATE (the run is not waiting, or already has its
+ * response), or a store error. */
+AR_API int ar_store_respond(ar_record **out, ar_store *store, const char *run_id, const char *response_json,
+                            size_t len);
 
 /* Views of the run; owned by the run. usage->extra is valid until the next
  * step. ar_run_status is AR_INTERRUPTED once the handle has lost its run
@@ -458,6 +519,8 @@ AR_API const ar_usage *ar_run_usage(const ar_run *run);
 AR_API const ar_budget *ar_run_budget(const ar_run *run);
 AR_API int64_t ar_run_created_at(const ar_run *run);
 AR_API const char *ar_run_errmsg(const ar_run *run);
+/* The response (JSON text) of a run resumed after it waited, else NULL. */
+AR_API const char *ar_run_response(const ar_run *run);
 
 /* Appends a step; it is durable when this returns and *out (may be NULL) holds
  * its seq. Never refuses a step for budget reasons. A step that would take a
@@ -494,6 +557,73 @@ AR_API int ar_run_exhaust(ar_record **out, ar_run *run, const ar_exhaustion *why
 AR_API void ar_run_close(ar_run *run);
 
 /* ------------------------------------------------------------------------- */
+/* Intents: tool calls that must not run twice                               */
+
+/*
+ * A tool call with a side effect is announced before it runs and settled
+ * after: ar_run_intend records a step {kind "intent", name, content
+ * {"key": key, "args": args}}, ar_run_settle a step {kind "tool", name (the
+ * intent's), content {"intent": intent_seq, "key": key, "result": result}}
+ * (with "failed": true for a failed call). The tool step's content carries
+ * the link to its intent, so it survives every copy of the steps (export,
+ * import, store_write). A key intended and never settled is one whose call
+ * was cut off (the process died): after a resume the caller asks the outside
+ * world what happened instead of calling the tool again.
+ *
+ * Both are steps like any other: durable when the call returns, fenced (a
+ * handle whose run was resumed elsewhere gets AR_ESTATE and writes nothing),
+ * counted in the run's iterations (and so toward max_steps) and never refused
+ * for budget reasons. A handle knows the keys of its run: a run begun by it
+ * has none, a resumed run's are read once, at its first intend or settle (one
+ * pass over the steps); each call after that costs the same however long the
+ * run is.
+ */
+
+/* Announces the call of tool `name` under `key` (unique in the run); *out
+ * (may be NULL) gets the intent step's seq. key and name are required
+ * non-empty UTF-8 without NUL (AR_EMISUSE); args is JSON text (NULL: JSON
+ * null; AR_EJSON when invalid). A key already intended in the run, by this
+ * handle or before a resume, is AR_ESTATE. Returns AR_OK, AR_EMISUSE,
+ * AR_EJSON, AR_ESTATE, or a store error; on failure nothing is written. */
+AR_API int ar_run_intend(int64_t *out, ar_run *run, const char *key, const char *name,
+                         const char *args_json, size_t len);
+
+/* Records the outcome of the call intended under `key`; *out (may be NULL)
+ * gets the tool step's seq. result is JSON text (NULL: JSON null; AR_EJSON
+ * when invalid); `failed` non-zero marks the call failed (result then
+ * usually holds its error). A key never intended in the run, or already
+ * settled, is AR_ESTATE. Returns AR_OK, AR_EMISUSE, AR_EJSON, AR_ESTATE, or
+ * a store error; on failure nothing is written. */
+AR_API int ar_run_settle(int64_t *out, ar_run *run, const char *key, const char *result_json, size_t len,
+                         int failed);
+
+typedef enum ar_intent_status { AR_INTENT_PENDING = 0, AR_INTENT_SETTLED, AR_INTENT_FAILED } ar_intent_status;
+/* "pending", "settled", "failed" (static text; NULL for another value). */
+AR_API const char *ar_intent_status_name(ar_intent_status status);
+
+typedef struct ar_intent {
+    const char *key, *name;
+    const char *args;          /* JSON text */
+    ar_intent_status status;
+    const char *result;        /* JSON text; NULL while pending */
+    int64_t intent_seq;        /* the intent step */
+    int64_t result_seq;        /* the tool step; 0 while pending */
+} ar_intent;
+/* The intents of a run, returned by ar_store_intents; owns its strings. */
+typedef struct ar_intent_list {
+    size_t n;
+    ar_intent *items;
+} ar_intent_list;
+
+/* The intents of run `run_id`, in the order they were made (intent_seq),
+ * each with its outcome. Reads the run's steps once, in bounded batches.
+ * *out is freed with ar_intent_list_free; out and run_id are required.
+ * Returns AR_OK, AR_EMISUSE, AR_ENOTFOUND, or a store error (AR_ECORRUPT
+ * for a damaged step). */
+AR_API int ar_store_intents(ar_intent_list **out, ar_store *store, const char *run_id);
+AR_API void ar_intent_list_free(ar_intent_list *list);
+
+/* ------------------------------------------------------------------------- */
 /* Reading                                                                   */
 
 /* *out is the run, or NULL (with AR_ENOTFOUND) when there is none. With
@@ -528,7 +658,8 @@ enum { AR_ORDER_DESC = 0, AR_ORDER_ASC = 1 };
 /* The most statuses a run query may name (n_status), for every caller. */
 #define AR_RUN_QUERY_MAX_STATUSES 16
 
-#define AR_RUN_QUERY_VERSION 1
+/* Version 2 added `forked_from`; a version-1 struct (without it) is still accepted. */
+#define AR_RUN_QUERY_VERSION 2
 typedef struct ar_run_query {
     unsigned int version;   /* AR_RUN_QUERY_VERSION */
     const char *agent, *user, *edition, *parent;  /* NULL: any */
@@ -539,10 +670,12 @@ typedef struct ar_run_query {
     const char *after;      /* cursor: the items that follow it */
     const char *before;     /* cursor: the `limit` items that precede it */
     int order;              /* AR_ORDER_DESC (default) or AR_ORDER_ASC */
+    const char *forked_from; /* the forks of this run id; NULL: any */
 } ar_run_query;
 #define AR_RUN_QUERY_INIT { .version = AR_RUN_QUERY_VERSION, .agent = NULL, .user = NULL, \
     .edition = NULL, .parent = NULL, .status = NULL, .n_status = 0, .since = AR_UNSET, \
-    .until = AR_UNSET, .limit = 50, .after = NULL, .before = NULL, .order = AR_ORDER_DESC }
+    .until = AR_UNSET, .limit = 50, .after = NULL, .before = NULL, .order = AR_ORDER_DESC, \
+    .forked_from = NULL }
 AR_API int ar_run_query_init(ar_run_query *opts, unsigned int version);
 
 /* Lists runs (records without steps) in the query's order by (created_at, id).
@@ -567,7 +700,7 @@ AR_API int ar_runs_count(int64_t *out, ar_store *store, const ar_run_query *quer
  * nearest double to the exact sum. */
 typedef struct ar_stats {
     int64_t runs;
-    int64_t by_status[5];   /* indexed by ar_status */
+    int64_t by_status[6];   /* indexed by ar_status */
     int64_t iterations, input_tokens, output_tokens, total_tokens;
     double cost;
     double avg_latency_ms;  /* mean over finished runs; 0 when none */

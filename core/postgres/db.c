@@ -36,12 +36,16 @@ static const char schema_current[] =
     " metadata text,"
     /* the ownership epoch: resuming a run increments it, and each write of a
      * run handle requires the epoch its handle took (one writer per run) */
-    " owner bigint NOT NULL DEFAULT 0);"
+    " owner bigint NOT NULL DEFAULT 0,"
+    /* a fork: the run (id) and the step it was forked after; a run that
+     * waited: what it asked and the answer, JSON text */
+    " forked_from text, forked_seq bigint, request text, response text);"
     /* each index ends with n, so a filtered listing is read in key order */
     "CREATE INDEX runs_by_agent ON runs(agent, n);"
     "CREATE INDEX runs_by_user ON runs(\"user\", n);"
     "CREATE INDEX runs_by_edition ON runs(edition, n) WHERE edition IS NOT NULL;"
     "CREATE INDEX runs_by_parent ON runs(parent, n) WHERE parent IS NOT NULL;"
+    "CREATE INDEX runs_by_forked_from ON runs(forked_from, n) WHERE forked_from IS NOT NULL;"
     "CREATE TABLE steps("
     " run bigint NOT NULL, seq bigint NOT NULL,"
     " kind text NOT NULL, name text, content text,"
@@ -66,12 +70,18 @@ static const char schema_current[] =
      * that records written whole before the first begin never set it */
     "INSERT INTO meta(key, value) VALUES('last_run_key', '0');";
 
+/* Schema 2 -> 3: forks (forked_from, forked_seq) and runs waiting for a
+ * response (request, response); every existing run has none of them. */
+static const char schema_v2_to_v3[] =
+    "ALTER TABLE runs ADD COLUMN forked_from text, ADD COLUMN forked_seq bigint,"
+    " ADD COLUMN request text, ADD COLUMN response text;"
+    "CREATE INDEX runs_by_forked_from ON runs(forked_from, n) WHERE forked_from IS NOT NULL;";
+
 /* migrations[v - SCHEMA_FIRST] upgrades a schema from version v to v + 1,
- * all that a schema needs in the one transaction of prepare_schema().
- * None yet: the list ends with NULL. */
+ * all that a schema needs in the one transaction of prepare_schema(). */
 #define SCHEMA_FIRST 2
-static const char *const migrations[] = { NULL };
-#define SCHEMA_VERSION (SCHEMA_FIRST + (int)(sizeof migrations / sizeof migrations[0]) - 1)
+static const char *const migrations[] = { schema_v2_to_v3 };
+#define SCHEMA_VERSION (SCHEMA_FIRST + (int)(sizeof migrations / sizeof migrations[0]))
 
 /* The advisory lock class (the first key); the second is the schema's hash. */
 #define LOCK_SCHEMA 0x41520001
@@ -222,6 +232,10 @@ void pg_run_row(const PGresult *res, int row, int c, ar_db_run_row *out)
     out->updated_at = pg_time(res, row, c + 22);
     out->metadata = pg_text(res, row, c + 23);
     out->owner = pg_bigint(res, row, c + 24);
+    out->forked_from = pg_text(res, row, c + 25);
+    out->forked_seq = pg_bigint(res, row, c + 26);
+    out->request = pg_text(res, row, c + 27);
+    out->response = pg_text(res, row, c + 28);
 }
 
 /* ---- errors ------------------------------------------------------------------ */
@@ -1050,6 +1064,10 @@ const ar_backend ar_postgres_backend = {
     .run_touch = pg_run_touch,
     .run_finish = pg_run_finish,
     .run_reopen = pg_run_reopen,
+    .run_wait = pg_run_wait,
+    .run_respond = pg_run_respond,
+    .steps_sums = pg_steps_sums,
+    .fork_copy = pg_fork_copy,
     .run_load = pg_run_load,
     .run_exists = pg_run_exists,
     .steps_fetch = pg_steps_fetch,

@@ -20,6 +20,8 @@ enum {
     PG_RUN_INSERT, PG_STEP_INSERT, PG_STEP_APPEND, PG_CHECKPOINT_SAVE, PG_RUN_TOUCH, PG_RUN_FINISH,
     PG_RUN_REOPEN, PG_RUN_LOAD, PG_RUN_EXISTS, PG_STEPS_FETCH, PG_FORGET_USER, PG_CHECKPOINT_PUT,
     PG_CHECKPOINT_GET, PG_RECOVER, PG_RUN_OWNER,
+    PG_RUN_WAIT, PG_RUN_RESPOND, PG_STEPS_SUMS, PG_COUNTER_SUMS, PG_FORK_STEPS, PG_FORK_CHECKPOINT,
+    PG_WITNESS_WAIT, PG_WITNESS_RESPOND,
     /* events.c */
     PG_EVENT_INSERT, PG_EVENT_SUMMARY, PG_EVENT_TYPES, PG_EVENT_DELETE, PG_EVENT_RETAIN_AGE,
     PG_EVENT_RETAIN_KEEP,
@@ -151,7 +153,8 @@ double pg_double(const PGresult *res, int row, int col);   /* 0 for NULL */
 /* The column list of a run row, and its reading into a row struct. */
 #define PG_RUN_COLUMNS "n, id, agent, goal, \"user\", edition, parent, status, output, error, " \
     "limit_name, limit_value, limit_reached, budget, iterations, input_tokens, output_tokens, " \
-    "cost_nanos, counters, elapsed_ms, created_at, finished_at, updated_at, metadata, owner"
+    "cost_nanos, counters, elapsed_ms, created_at, finished_at, updated_at, metadata, owner, " \
+    "forked_from, forked_seq, request, response"
 void pg_run_row(const PGresult *res, int row, int col0, ar_db_run_row *out);
 
 /* SQL text grown at run time on db->alloc (listings with filters); nomem
@@ -198,6 +201,12 @@ int pg_forget_user(ar_db *db, const char *user, int64_t now, int64_t *out, ar_er
 int pg_checkpoint_put(ar_db *db, int64_t n, int64_t seq, const char *state, size_t len, int64_t at, ar_err *err);
 int pg_checkpoint_get(ar_db *db, int64_t n, ar_db_text *state, int64_t *seq, ar_err *err);
 int pg_recover(ar_db *db, int64_t stale_before, int64_t now, int64_t *out, ar_err *err);
+int pg_run_wait(ar_db *db, int64_t n, int64_t owner, const ar_db_step *step, const ar_db_progress *p,
+                const char *request, size_t request_len, ar_err *err);
+int pg_run_respond(ar_db *db, int64_t n, const char *response, size_t len, int64_t now, ar_err *err);
+int pg_steps_sums(ar_db *db, int64_t n, int64_t at, int64_t *count, int64_t *input_tokens, int64_t *output_tokens,
+                  int64_t *cost_nanos, ar_db_type_visit counter, void *ud, ar_err *err);
+int pg_fork_copy(ar_db *db, int64_t from, int64_t to, int64_t at, ar_err *err);
 
 /* query.c */
 int pg_runs_list(ar_db *db, const ar_run_query *q, const int64_t *key, int inclusive, int ascending,

@@ -104,8 +104,13 @@ static void add_filters(pg_sql *s, pg_params *p, pg_sql *statuses, const ar_run_
         pg_sql_add(s, " AND parent = ");
         pg_sql_arg(s, p);
     }
+    if (q->forked_from) {
+        pg_p_text(p, q->forked_from);
+        pg_sql_add(s, " AND forked_from = ");
+        pg_sql_arg(s, p);
+    }
     if (q->n_status) {
-        const char *names[AR_INTERRUPTED + 1];
+        const char *names[AR_WAITING + 1];
         size_t n = 0;
         /* each status once: a query may repeat one (the core checked them all) */
         for (size_t i = 0; i < q->n_status && n < sizeof names / sizeof *names; i++) {
@@ -212,7 +217,7 @@ static int64_t sum_value(const PGresult *res, int col)
     "SELECT count(*)," \
     " count(*) FILTER (WHERE status = 'running'), count(*) FILTER (WHERE status = 'completed')," \
     " count(*) FILTER (WHERE status = 'budget_exhausted'), count(*) FILTER (WHERE status = 'failed')," \
-    " count(*) FILTER (WHERE status = 'interrupted')," \
+    " count(*) FILTER (WHERE status = 'interrupted'), count(*) FILTER (WHERE status = 'waiting')," \
     " avg(finished_at::numeric - created_at)::float8," \
     " sum(iterations), sum(input_tokens), sum(output_tokens), sum(cost_nanos)," \
     " sum(cost_nanos)::float8 FROM runs"
@@ -220,7 +225,7 @@ static int64_t sum_value(const PGresult *res, int col)
 int pg_runs_stats(ar_db *db, const ar_run_query *q, ar_db_stats *out, ar_err *err)
 {
     _Static_assert(AR_RUNNING == 0 && AR_COMPLETED == 1 && AR_BUDGET_EXHAUSTED == 2 && AR_FAILED == 3 &&
-                   AR_INTERRUPTED == 4, "STATS_COLUMNS counts the statuses in ar_status order");
+                   AR_INTERRUPTED == 4 && AR_WAITING == 5, "STATS_COLUMNS counts the statuses in ar_status order");
     pg_sql s = { db->alloc, NULL, 0, 0, 0 }, statuses = { db->alloc, NULL, 0, 0, 0 };
     pg_params p = { 0 };
     PGresult *res = NULL;
@@ -230,14 +235,14 @@ int pg_runs_stats(ar_db *db, const ar_run_query *q, ar_db_stats *out, ar_err *er
     int rc = run_built(db, &s, &statuses, &p, &res, "computing statistics", err);
     if (rc == AR_OK) {
         out->runs = pg_bigint(res, 0, 0);
-        for (int k = 0; k < 5; k++)
+        for (int k = 0; k <= AR_WAITING; k++)
             out->by_status[k] = pg_bigint(res, 0, 1 + k);
-        out->avg_latency_ms = pg_double(res, 0, 6);
-        out->iterations = sum_value(res, 7);
-        out->input_tokens = sum_value(res, 8);
-        out->output_tokens = sum_value(res, 9);
-        out->cost_nanos = sum_value(res, 10);
-        out->cost_approx = pg_double(res, 0, 11);
+        out->avg_latency_ms = pg_double(res, 0, 7);
+        out->iterations = sum_value(res, 8);
+        out->input_tokens = sum_value(res, 9);
+        out->output_tokens = sum_value(res, 10);
+        out->cost_nanos = sum_value(res, 11);
+        out->cost_approx = pg_double(res, 0, 12);
     }
     pg_sql_free(&s);
     pg_sql_free(&statuses);

@@ -71,14 +71,16 @@ static void p_step(pg_params *p, const ar_db_step *s)
     pg_p_int64(p, s->at);
 }
 
-/* The run's columns after n, as parameters $2..$24 (cast, since an
+/* The run's columns after n, as parameters $2..$28 (cast, since an
  * INSERT ... SELECT does not type them from the columns). */
 #define RUN_INSERT_COLUMNS "n, id, agent, goal, \"user\", edition, parent, metadata, budget, status," \
     " output, error, limit_name, limit_value, limit_reached, iterations, input_tokens, output_tokens," \
-    " cost_nanos, counters, elapsed_ms, updated_at, created_at, finished_at"
+    " cost_nanos, counters, elapsed_ms, updated_at, created_at, finished_at, forked_from, forked_seq, request," \
+    " response"
 #define RUN_INSERT_VALUES "$1::bigint, $2::text, $3::text, $4::text, $5::text, $6::text, $7::text, $8::text," \
     " $9::text, $10::text, $11::text, $12::text, $13::text, $14::float8, $15::float8, $16::bigint, $17::bigint," \
-    " $18::bigint, $19::bigint, $20::text, $21::bigint, $22::bigint, $23::bigint, $24::bigint"
+    " $18::bigint, $19::bigint, $20::text, $21::bigint, $22::bigint, $23::bigint, $24::bigint, $25::text," \
+    " $26::bigint, $27::text, $28::text"
 
 static void p_run(pg_params *p, const ar_db_run *r)
 {
@@ -108,6 +110,13 @@ static void p_run(pg_params *p, const ar_db_run *r)
         pg_p_int64(p, r->finished_at);
     else
         pg_p_text(p, NULL);
+    pg_p_text(p, r->forked_from);
+    if (r->forked_from)
+        pg_p_int64(p, r->forked_seq);
+    else
+        pg_p_text(p, NULL);
+    pg_p_textn(p, r->request, r->request_len);
+    pg_p_textn(p, r->response, r->response_len);
 }
 
 /* Inserts a new run after every run a reader may have seen. The store's
@@ -318,7 +327,8 @@ int pg_run_reopen(ar_db *db, int64_t n, int64_t owner, const char *budget, int64
     int rc = pg_run(db, PG_RUN_REOPEN,
         "UPDATE runs SET status = 'running', owner = owner + 1, budget = $3, output = NULL, error = NULL,"
         " limit_name = NULL, limit_value = NULL, limit_reached = NULL, finished_at = NULL, updated_at = $4"
-        " WHERE n = $1 AND owner = $2 AND status IN ('budget_exhausted', 'interrupted')",
+        " WHERE n = $1 AND owner = $2 AND (status IN ('budget_exhausted', 'interrupted')"
+        " OR (status = 'waiting' AND response IS NOT NULL))",
         &p, 0, &res, "resuming the run", err);
     if (rc) {
         pg_params w = { 0 };
@@ -469,4 +479,113 @@ int pg_recover(ar_db *db, int64_t stale_before, int64_t now, int64_t *out, ar_er
     return write_counted(db, PG_RECOVER,
         "UPDATE runs SET status = 'interrupted', finished_at = updated_at, updated_at = $1"
         " WHERE status = 'running' AND updated_at <= $2", &p, out, "recovering runs", err);
+}
+
+int pg_run_wait(ar_db *db, int64_t n, int64_t owner, const ar_db_step *s, const ar_db_progress *g,
+                const char *request, size_t request_len, ar_err *err)
+{
+    pg_params p = { 0 };
+    pg_p_int64(&p, n);
+    pg_p_int64(&p, owner);
+    p_progress(&p, g);
+    p_step(&p, s);
+    pg_p_textn(&p, request, request_len);
+    PGresult *res = NULL;
+    /* as a step: one fenced statement, the wait step inserted from the
+     * updated row; a new wait clears the answer to the one before */
+    int rc = pg_run(db, PG_RUN_WAIT,
+        "WITH r AS (UPDATE runs SET iterations = $3, input_tokens = $4, output_tokens = $5, cost_nanos = $6,"
+        " counters = $7, elapsed_ms = $8, updated_at = $9, status = 'waiting', request = $20, response = NULL"
+        " WHERE n = $1 AND owner = $2 AND status = 'running' RETURNING n)"
+        " INSERT INTO steps(run, seq, kind, name, content, input_tokens, output_tokens, cost_nanos, counters,"
+        " duration_ms, at) SELECT r.n, $10::bigint, $11::text, $12::text, $13::text, $14::bigint, $15::bigint,"
+        " $16::bigint, $17::text, $18::bigint, $19::bigint FROM r",
+        &p, 0, &res, "setting the run waiting", err);
+    if (rc) {
+        pg_params w = { 0 };
+        pg_p_int64(&w, n);
+        pg_p_int64(&w, s->seq);
+        return settle(db, rc, PG_WITNESS_WAIT, "SELECT 1 FROM steps WHERE run = $1 AND seq = $2", &w,
+                      "setting the run waiting", err);
+    }
+    return pg_changed(res) == 1 ? AR_OK : lost(db, n, owner, err);
+}
+
+int pg_run_respond(ar_db *db, int64_t n, const char *response, size_t len, int64_t now, ar_err *err)
+{
+    pg_params p = { 0 };
+    pg_p_int64(&p, n);
+    pg_p_textn(&p, response, len);
+    pg_p_int64(&p, now);
+    PGresult *res = NULL;
+    /* one fenced statement: a second answer waits for the first one's row
+     * lock, then finds the run answered and changes nothing */
+    int rc = pg_run(db, PG_RUN_RESPOND,
+        "WITH r AS (UPDATE runs SET response = $2, iterations = iterations + 1, updated_at = $3"
+        " WHERE n = $1 AND status = 'waiting' AND response IS NULL RETURNING n, iterations)"
+        " INSERT INTO steps(run, seq, kind, name, content, input_tokens, output_tokens, cost_nanos, counters,"
+        " duration_ms, at) SELECT r.n, r.iterations, 'response', NULL, $2::text, 0, 0, 0, NULL, 0, $3::bigint"
+        " FROM r",
+        &p, 0, &res, "recording the response", err);
+    if (rc)
+        return settle(db, rc, PG_WITNESS_RESPOND,
+                      "SELECT 1 FROM steps WHERE run = $1 AND kind = 'response' AND content = $2 AND at = $3",
+                      &p, "recording the response", err);
+    return pg_changed(res) == 1 ? AR_OK : AR_DB_LOST;
+}
+
+int pg_steps_sums(ar_db *db, int64_t n, int64_t at, int64_t *count, int64_t *input_tokens, int64_t *output_tokens,
+                  int64_t *cost_nanos, ar_db_type_visit counter, void *ud, ar_err *err)
+{
+    pg_params p = { 0 };
+    pg_p_int64(&p, n);
+    pg_p_int64(&p, at);
+    PGresult *res = NULL;
+    int rc = pg_run(db, PG_STEPS_SUMS,
+        "SELECT count(*), coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0),"
+        " coalesce(sum(cost_nanos), 0) FROM steps WHERE run = $1 AND seq <= $2",
+        &p, 0, &res, "summing the steps", err);
+    if (rc)
+        return rc;
+    *count = pg_bigint(res, 0, 0);
+    *input_tokens = pg_bigint(res, 0, 1);
+    *output_tokens = pg_bigint(res, 0, 2);
+    *cost_nanos = pg_bigint(res, 0, 3);
+    if (!counter)
+        return AR_OK;
+    /* each counter summed by the server, grouped by name */
+    if ((rc = pg_run(db, PG_COUNTER_SUMS,
+        "SELECT j.key, sum(j.value::numeric) FROM steps, jsonb_each_text(steps.counters::jsonb) AS j"
+        " WHERE steps.run = $1 AND steps.seq <= $2 AND steps.counters IS NOT NULL"
+        " GROUP BY j.key ORDER BY j.key COLLATE \"C\"",
+        &p, 0, &res, "summing the steps' counters", err)))
+        return rc;
+    /* the result is ours from here (freed below), whatever the visitor does */
+    db->last = NULL;
+    int rows = PQntuples(res);
+    for (int i = 0; i < rows && rc == AR_OK; i++)
+        rc = counter(ud, pg_text(res, i, 0), pg_bigint(res, i, 1));
+    PQclear(res);
+    return rc;
+}
+
+/* Two statements inside the caller's transaction; the rows go from table
+ * to table within the server, never through this process's memory. */
+int pg_fork_copy(ar_db *db, int64_t from, int64_t to, int64_t at, ar_err *err)
+{
+    pg_params p = { 0 };
+    pg_p_int64(&p, to);
+    pg_p_int64(&p, from);
+    pg_p_int64(&p, at);
+    int rc = pg_run(db, PG_FORK_STEPS,
+        "INSERT INTO steps(run, seq, kind, name, content, input_tokens, output_tokens, cost_nanos, counters,"
+        " duration_ms, at) SELECT $1, seq, kind, name, content, input_tokens, output_tokens, cost_nanos,"
+        " counters, duration_ms, at FROM steps WHERE run = $2 AND seq <= $3",
+        &p, 0, NULL, "copying the steps", err);
+    if (rc)
+        return rc;
+    return pg_run(db, PG_FORK_CHECKPOINT,
+        "INSERT INTO checkpoints(run, seq, state, at) SELECT $1, seq, state, at FROM checkpoints"
+        " WHERE run = $2 AND seq <= $3",
+        &p, 0, NULL, "copying the checkpoint", err);
 }

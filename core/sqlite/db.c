@@ -33,12 +33,16 @@ static const char schema_current[] =
     " metadata TEXT,"
     /* the ownership epoch: resuming a run increments it, and each write of a
      * run handle requires the epoch its handle took (one writer per run) */
-    " owner INTEGER NOT NULL DEFAULT 0);"
+    " owner INTEGER NOT NULL DEFAULT 0,"
+    /* a fork: the run (id) and the step it was forked after; a run that
+     * waited: what it asked and the answer, JSON text */
+    " forked_from TEXT, forked_seq INTEGER, request TEXT, response TEXT);"
     /* each index ends with n, so a filtered listing is read in time order */
     "CREATE INDEX runs_by_agent ON runs(agent);"
     "CREATE INDEX runs_by_user ON runs(user);"
     "CREATE INDEX runs_by_edition ON runs(edition) WHERE edition IS NOT NULL;"
     "CREATE INDEX runs_by_parent ON runs(parent) WHERE parent IS NOT NULL;"
+    "CREATE INDEX runs_by_forked_from ON runs(forked_from) WHERE forked_from IS NOT NULL;"
     "CREATE TABLE steps("
     " n INTEGER PRIMARY KEY,"
     " run INTEGER NOT NULL, seq INTEGER NOT NULL,"
@@ -74,9 +78,18 @@ static const char schema_v1_to_v2[] =
     "UPDATE steps SET cost_nanos = " SCALED_COST ";"
     "ALTER TABLE runs ADD COLUMN owner INTEGER NOT NULL DEFAULT 0;";
 
+/* Schema 2 -> 3: forks (forked_from, forked_seq) and runs waiting for a
+ * response (request, response); every existing run has none of them. */
+static const char schema_v2_to_v3[] =
+    "ALTER TABLE runs ADD COLUMN forked_from TEXT;"
+    "ALTER TABLE runs ADD COLUMN forked_seq INTEGER;"
+    "ALTER TABLE runs ADD COLUMN request TEXT;"
+    "ALTER TABLE runs ADD COLUMN response TEXT;"
+    "CREATE INDEX runs_by_forked_from ON runs(forked_from) WHERE forked_from IS NOT NULL;";
+
 /* migrations[v - 1] upgrades a file from version v to v + 1. All that a file
  * needs run in the one transaction of migrate(). */
-static const char *const migrations[] = { schema_v1_to_v2 };
+static const char *const migrations[] = { schema_v1_to_v2, schema_v2_to_v3 };
 #define SCHEMA_VERSION (1 + (int)(sizeof migrations / sizeof migrations[0]))
 
 int sq_fail(ar_db *db, ar_err *err, int rc, const char *what)
@@ -565,6 +578,7 @@ const ar_backend ar_sqlite_backend = {
     sq_txn_begin, sq_txn_commit, sq_txn_rollback,
     sq_run_insert, sq_step_insert,
     sq_step_append, sq_checkpoint_save, sq_run_touch, sq_run_finish, sq_run_reopen,
+    sq_run_wait, sq_run_respond, sq_steps_sums, sq_fork_copy,
     sq_run_load, sq_run_exists, sq_steps_fetch,
     sq_runs_list, sq_runs_count, sq_runs_stats, sq_forget_user,
     sq_checkpoint_put, sq_checkpoint_get, sq_recover,

@@ -30,6 +30,7 @@ static void add_filters(sqlbuf *b, const ar_run_query *q)
     if (q->user) add(b, " AND user = ?");
     if (q->edition) add(b, " AND edition = ?");
     if (q->parent) add(b, " AND parent = ?");
+    if (q->forked_from) add(b, " AND forked_from = ?");
     if (q->n_status) {
         add(b, " AND status IN (");
         for (size_t i = 0; i < q->n_status; i++)
@@ -50,6 +51,7 @@ static int bind_filters(sqlite3_stmt *st, const ar_run_query *q, int *rc)
     if (q->user) sq_bind_text(st, i++, q->user, rc);
     if (q->edition) sq_bind_text(st, i++, q->edition, rc);
     if (q->parent) sq_bind_text(st, i++, q->parent, rc);
+    if (q->forked_from) sq_bind_text(st, i++, q->forked_from, rc);
     for (size_t k = 0; k < q->n_status; k++)
         sq_bind_text(st, i++, ar_status_name(q->status[k]), rc);
     if (q->since != AR_UNSET) sq_bind_int64(st, i++, ar_id_key_of_ms(q->since), rc);
@@ -157,7 +159,7 @@ int sq_runs_stats(ar_db *db, const ar_run_query *q, ar_db_stats *out, ar_err *er
     add(&b, "SELECT count(*),"
             " total(status = 'running'), total(status = 'completed'),"
             " total(status = 'budget_exhausted'), total(status = 'failed'),"
-            " total(status = 'interrupted'),"
+            " total(status = 'interrupted'), total(status = 'waiting'),"
             " avg(finished_at - created_at), "
             LIMB_SUMS("iterations") ", " LIMB_SUMS("input_tokens") ", "
             LIMB_SUMS("output_tokens") ", " LIMB_SUMS("cost_nanos") " FROM runs");
@@ -172,15 +174,15 @@ int sq_runs_stats(ar_db *db, const ar_run_query *q, ar_db_stats *out, ar_err *er
     if (src == SQLITE_ROW) {
         memset(out, 0, sizeof *out);
         out->runs = sqlite3_column_int64(st, 0);
-        for (int k = 0; k < 5; k++)
+        for (int k = 0; k <= AR_WAITING; k++)
             out->by_status[k] = (int64_t)sqlite3_column_double(st, 1 + k);
-        out->avg_latency_ms = sqlite3_column_double(st, 6);
+        out->avg_latency_ms = sqlite3_column_double(st, 7);
         int fits;
         double approx;
-        out->iterations = limb_total(st, 7, &fits, &approx);
-        out->input_tokens = limb_total(st, 10, &fits, &approx);
-        out->output_tokens = limb_total(st, 13, &fits, &approx);
-        out->cost_nanos = limb_total(st, 16, &fits, &approx);
+        out->iterations = limb_total(st, 8, &fits, &approx);
+        out->input_tokens = limb_total(st, 11, &fits, &approx);
+        out->output_tokens = limb_total(st, 14, &fits, &approx);
+        out->cost_nanos = limb_total(st, 17, &fits, &approx);
         out->cost_approx = approx;
     } else {
         rc = sq_fail(db, err, src, "computing statistics");

@@ -34,8 +34,8 @@ int sq_run_insert(ar_db *db, const ar_db_run *r, int64_t *min_key, ar_err *err)
         "INSERT INTO runs(n, id, agent, goal, user, edition, parent, metadata, budget, status,"
         " output, error, limit_name, limit_value, limit_reached,"
         " iterations, input_tokens, output_tokens, cost_nanos, counters, elapsed_ms, updated_at,"
-        " created_at, finished_at)"
-        " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", err);
+        " created_at, finished_at, forked_from, forked_seq, request, response)"
+        " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", err);
     if (!st)
         return err->code;
     int b = SQLITE_OK;
@@ -60,6 +60,11 @@ int sq_run_insert(ar_db *db, const ar_db_run *r, int64_t *min_key, ar_err *err)
     sq_bind_int64(st, 23, r->created_at, &b);
     if (r->finished_at != AR_UNSET)
         sq_bind_int64(st, 24, r->finished_at, &b);
+    sq_bind_text(st, 25, r->forked_from, &b);
+    if (r->forked_from)
+        sq_bind_int64(st, 26, r->forked_seq, &b);
+    sq_bind_textn(st, 27, r->request, r->request_len, &b);
+    sq_bind_textn(st, 28, r->response, r->response_len, &b);
     if (b != SQLITE_OK)
         return sq_bound(db, st, b, err, "recording the run");
     int rc = sqlite3_step(st);
@@ -194,7 +199,8 @@ int sq_run_reopen(ar_db *db, int64_t n, int64_t owner, const char *budget, int64
     sqlite3_stmt *st = sq_stmt(db, SQ_RUN_REOPEN,
         "UPDATE runs SET status = 'running', owner = owner + 1, budget = ?, output = NULL, error = NULL,"
         " limit_name = NULL, limit_value = NULL, limit_reached = NULL, finished_at = NULL,"
-        " updated_at = ? WHERE n = ? AND owner = ? AND status IN ('budget_exhausted', 'interrupted')", err);
+        " updated_at = ? WHERE n = ? AND owner = ? AND (status IN ('budget_exhausted', 'interrupted')"
+        " OR (status = 'waiting' AND response IS NOT NULL))", err);
     if (!st)
         return err->code;
     int b = SQLITE_OK;
@@ -236,6 +242,10 @@ int sq_run_row(sqlite3_stmt *st, int c, ar_db_run_row *r)
     r->updated_at = sqlite3_column_int64(st, c + 22);
     r->metadata = sq_col_text(st, c + 23, &nomem);
     r->owner = sqlite3_column_int64(st, c + 24);
+    r->forked_from = sq_col_text(st, c + 25, &nomem);
+    r->forked_seq = sqlite3_column_int64(st, c + 26);
+    r->request = sq_col_text(st, c + 27, &nomem);
+    r->response = sq_col_text(st, c + 28, &nomem);
     return nomem;
 }
 
@@ -254,7 +264,8 @@ int sq_run_load(ar_db *db, int64_t n, const char *id, ar_db_run_row *row, ar_err
     if (rc == SQLITE_ROW) {
         ar_db_text *texts[] = { &row->id, &row->agent, &row->goal, &row->user, &row->edition, &row->parent,
                                 &row->status, &row->output, &row->error, &row->limit_name, &row->budget,
-                                &row->counters, &row->metadata };
+                                &row->counters, &row->metadata, &row->forked_from, &row->request,
+                                &row->response };
         if (sq_run_row(st, 0, row))
             result = sq_nomem(err, "reading the run");
         else
@@ -443,4 +454,172 @@ int sq_checkpoint_save(ar_db *db, int64_t n, int64_t owner, int64_t seq, const c
     if (rc)
         sq_txn_rollback(db);
     return rc;
+}
+
+/* The fenced progress update, the wait step's row and the status in one
+ * transaction: a handle that lost the run writes nothing. A new wait
+ * clears the answer to the one before. */
+int sq_run_wait(ar_db *db, int64_t n, int64_t owner, const ar_db_step *step, const ar_db_progress *p,
+                const char *request, size_t request_len, ar_err *err)
+{
+    int rc;
+    if ((rc = sq_txn_begin(db, err)))
+        return rc;
+    if ((rc = run_progress(db, n, owner, p, err)) || (rc = sq_step_insert(db, n, step, err)))
+        goto cleanup;
+    sqlite3_stmt *st = sq_stmt(db, SQ_RUN_WAIT,
+        "UPDATE runs SET status = 'waiting', request = ?, response = NULL"
+        " WHERE n = ? AND owner = ? AND status = 'running'", err);
+    if (!st) {
+        rc = err->code;
+        goto cleanup;
+    }
+    int b = SQLITE_OK;
+    sq_bind_textn(st, 1, request, request_len, &b);
+    sq_bind_int64(st, 2, n, &b);
+    sq_bind_int64(st, 3, owner, &b);
+    if ((rc = fenced(db, st, b, n, owner, err, "setting the run waiting")) == AR_OK)
+        rc = sq_txn_commit(db, err);
+cleanup:
+    if (rc)
+        sq_txn_rollback(db);
+    return rc;
+}
+
+/* The write lock is taken before the run is looked at, so of two answers
+ * the second finds the first one's response and changes nothing. */
+int sq_run_respond(ar_db *db, int64_t n, const char *response, size_t len, int64_t now, ar_err *err)
+{
+    int rc;
+    if ((rc = sq_txn_begin(db, err)))
+        return rc;
+    sqlite3_stmt *st = sq_stmt(db, SQ_RUN_RESPOND,
+        "UPDATE runs SET response = ?, iterations = iterations + 1, updated_at = ?"
+        " WHERE n = ? AND status = 'waiting' AND response IS NULL", err);
+    if (!st) {
+        rc = err->code;
+        goto cleanup;
+    }
+    int b = SQLITE_OK;
+    sq_bind_textn(st, 1, response, len, &b);
+    sq_bind_int64(st, 2, now, &b);
+    sq_bind_int64(st, 3, n, &b);
+    if ((rc = step_done(db, st, b, err, "recording the response")))
+        goto cleanup;
+    if (sqlite3_changes(db->conn) != 1) {
+        rc = AR_DB_LOST;
+        goto cleanup;
+    }
+    /* the response step is numbered from the row just updated */
+    if (!(st = sq_stmt(db, SQ_RESPONSE_STEP,
+        "INSERT INTO steps(run, seq, kind, name, content, input_tokens, output_tokens, cost_nanos, counters,"
+        " duration_ms, at) SELECT n, iterations, 'response', NULL, response, 0, 0, 0, NULL, 0, ?"
+        " FROM runs WHERE n = ?", err))) {
+        rc = err->code;
+        goto cleanup;
+    }
+    b = SQLITE_OK;
+    sq_bind_int64(st, 1, now, &b);
+    sq_bind_int64(st, 2, n, &b);
+    if ((rc = step_done(db, st, b, err, "recording the response")) == AR_OK)
+        rc = sq_txn_commit(db, err);
+cleanup:
+    if (rc)
+        sq_txn_rollback(db);
+    return rc;
+}
+
+int sq_steps_sums(ar_db *db, int64_t n, int64_t at, int64_t *count, int64_t *input_tokens, int64_t *output_tokens,
+                  int64_t *cost_nanos, ar_db_type_visit counter, void *ud, ar_err *err)
+{
+    sqlite3_stmt *st = sq_stmt(db, SQ_STEPS_SUMS,
+        "SELECT count(*), coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0),"
+        " coalesce(sum(cost_nanos), 0) FROM steps WHERE run = ? AND seq <= ?", err);
+    if (!st)
+        return err->code;
+    int b = SQLITE_OK;
+    sq_bind_int64(st, 1, n, &b);
+    sq_bind_int64(st, 2, at, &b);
+    if (b != SQLITE_OK)
+        return sq_bound(db, st, b, err, "summing the steps");
+    int rc = sqlite3_step(st), result = AR_OK;
+    if (rc == SQLITE_ROW) {
+        *count = sqlite3_column_int64(st, 0);
+        *input_tokens = sqlite3_column_int64(st, 1);
+        *output_tokens = sqlite3_column_int64(st, 2);
+        *cost_nanos = sqlite3_column_int64(st, 3);
+    } else {
+        result = sq_fail(db, err, rc, "summing the steps");
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (result || !counter)
+        return result;
+    /* each counter summed by the store, grouped by name */
+    if (!(st = sq_stmt(db, SQ_COUNTER_SUMS,
+        "SELECT j.key, sum(j.value) FROM steps, json_each(steps.counters) AS j"
+        " WHERE steps.run = ? AND steps.seq <= ? AND steps.counters IS NOT NULL GROUP BY j.key ORDER BY j.key",
+        err)))
+        return err->code;
+    b = SQLITE_OK;
+    sq_bind_int64(st, 1, n, &b);
+    sq_bind_int64(st, 2, at, &b);
+    if (b != SQLITE_OK)
+        return sq_bound(db, st, b, err, "summing the steps' counters");
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int nomem = 0;
+        ar_db_text name = sq_col_text(st, 0, &nomem);
+        if (nomem) {
+            result = sq_nomem(err, "summing the steps' counters");
+            break;
+        }
+        if ((result = counter(ud, name, sqlite3_column_int64(st, 1))))
+            break;
+    }
+    if (result == AR_OK && rc != SQLITE_DONE)
+        result = sq_fail(db, err, rc, "summing the steps' counters");
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return result;
+}
+
+/* Steps copied by one statement of a fork. SQLite reads the rows of an
+ * INSERT ... SELECT on one table into a temporary table first: in slices
+ * of this many steps that table stays in the page cache (a whole run's
+ * would spill to a temporary file), and the copy takes about half the time
+ * of one statement over the whole run. */
+#define FORK_SLICE 128
+
+/* Statements inside the caller's transaction; the rows go from table to
+ * table within SQLite, never through this process's memory. */
+int sq_fork_copy(ar_db *db, int64_t from, int64_t to, int64_t at, ar_err *err)
+{
+    int rc = AR_OK;
+    for (int64_t lo = 0; lo < at && rc == AR_OK; lo += FORK_SLICE) {
+        sqlite3_stmt *st = sq_stmt(db, SQ_FORK_STEPS,
+            "INSERT INTO steps(run, seq, kind, name, content, input_tokens, output_tokens, cost_nanos, counters,"
+            " duration_ms, at) SELECT ?, seq, kind, name, content, input_tokens, output_tokens, cost_nanos,"
+            " counters, duration_ms, at FROM steps WHERE run = ? AND seq > ? AND seq <= ?", err);
+        if (!st)
+            return err->code;
+        int b = SQLITE_OK;
+        sq_bind_int64(st, 1, to, &b);
+        sq_bind_int64(st, 2, from, &b);
+        sq_bind_int64(st, 3, lo, &b);
+        sq_bind_int64(st, 4, at - lo > FORK_SLICE ? lo + FORK_SLICE : at, &b);
+        rc = step_done(db, st, b, err, "copying the steps");
+    }
+    if (rc)
+        return rc;
+    sqlite3_stmt *st;
+    int b;
+    if (!(st = sq_stmt(db, SQ_FORK_CHECKPOINT,
+        "INSERT INTO checkpoints(run, seq, state, at) SELECT ?, seq, state, at FROM checkpoints"
+        " WHERE run = ? AND seq <= ?", err)))
+        return err->code;
+    b = SQLITE_OK;
+    sq_bind_int64(st, 1, to, &b);
+    sq_bind_int64(st, 2, from, &b);
+    sq_bind_int64(st, 3, at, &b);
+    return step_done(db, st, b, err, "copying the checkpoint");
 }

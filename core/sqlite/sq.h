@@ -13,6 +13,8 @@ enum {
     SQ_RUN_INSERT, SQ_STEP_INSERT, SQ_RUN_PROGRESS, SQ_RUN_FINISH, SQ_RUN_REOPEN,
     SQ_RUN_LOAD, SQ_RUN_EXISTS, SQ_STEPS_FETCH, SQ_FORGET_USER,
     SQ_CHECKPOINT_PUT, SQ_CHECKPOINT_GET, SQ_RECOVER, SQ_RUN_TOUCH, SQ_RUN_OWNER,
+    SQ_RUN_WAIT, SQ_RUN_RESPOND, SQ_RESPONSE_STEP, SQ_STEPS_SUMS, SQ_COUNTER_SUMS, SQ_FORK_STEPS,
+    SQ_FORK_CHECKPOINT,
     /* events.c */
     SQ_EVENT_INSERT, SQ_EVENT_SUMMARY, SQ_EVENT_DELETE, SQ_EVENT_RETAIN_AGE, SQ_EVENT_RETAIN_KEEP,
     /* retain.c */
@@ -73,8 +75,9 @@ int sq_exec(ar_db *db, const char *sql, ar_err *err);
  * row struct; 0 or the nomem flag of sq_col_text. */
 #define SQ_RUN_COLUMNS "n, id, agent, goal, user, edition, parent, status, output, error, " \
     "limit_name, limit_value, limit_reached, budget, iterations, input_tokens, output_tokens, " \
-    "cost_nanos, counters, elapsed_ms, created_at, finished_at, updated_at, metadata, owner"
-#define SQ_RUN_NCOLUMNS 25
+    "cost_nanos, counters, elapsed_ms, created_at, finished_at, updated_at, metadata, owner, " \
+    "forked_from, forked_seq, request, response"
+#define SQ_RUN_NCOLUMNS 29
 int sq_run_row(sqlite3_stmt *st, int col0, ar_db_run_row *out);
 
 /* ---- the table's members, assembled in db.c ---- */
@@ -98,6 +101,12 @@ int sq_checkpoint_put(ar_db *db, int64_t n, int64_t seq, const char *state, size
                       ar_err *err);
 int sq_checkpoint_get(ar_db *db, int64_t n, ar_db_text *state, int64_t *seq, ar_err *err);
 int sq_recover(ar_db *db, int64_t stale_before, int64_t now, int64_t *out, ar_err *err);
+int sq_run_wait(ar_db *db, int64_t n, int64_t owner, const ar_db_step *step, const ar_db_progress *p,
+                const char *request, size_t request_len, ar_err *err);
+int sq_run_respond(ar_db *db, int64_t n, const char *response, size_t len, int64_t now, ar_err *err);
+int sq_steps_sums(ar_db *db, int64_t n, int64_t at, int64_t *count, int64_t *input_tokens, int64_t *output_tokens,
+                  int64_t *cost_nanos, ar_db_type_visit counter, void *ud, ar_err *err);
+int sq_fork_copy(ar_db *db, int64_t from, int64_t to, int64_t at, ar_err *err);
 
 /* query.c */
 int sq_runs_list(ar_db *db, const ar_run_query *q, const int64_t *key, int inclusive, int ascending,

@@ -208,7 +208,7 @@ typedef struct world {
     const char *path;
     ar_store *store;
     ar_run *run;            /* the run being recorded, if any */
-    char a_id[32], w_id[32], b_id[32];
+    char a_id[32], w_id[32], b_id[32], f_id[32];
 } world;
 
 #define A_STEPS 4
@@ -625,6 +625,55 @@ static void op_count(world *w)
     CHECK_INT(rep.steps, A_STEPS + 2 + 3);
 }
 
+/* A fork of run A after its step 2: a copy made in the store, with the
+ * counters summed there and read back into the handle. */
+static void op_fork_a(world *w)
+{
+    int rc;
+    ar_fork_opts o = AR_FORK_OPTS_INIT;
+    o.at = 2;
+    UNDER_INJECTION("fork", rc = ar_run_fork(&w->run, w->store, w->a_id, &o), ar_store_errmsg(w->store),
+                    CHECK(w->run == NULL));
+    snprintf(w->f_id, sizeof w->f_id, "%s", ar_run_id(w->run));
+    CHECK_INT(ar_run_iterations(w->run), 2);
+    CHECK_INT(ar_run_usage(w->run)->n_extra, counter_names(2));
+}
+
+static void op_wait_f(world *w)
+{
+    int rc;
+    UNDER_INJECTION("wait", rc = ar_run_wait(NULL, w->run, "{\"approve\":true}", AR_NUL_TERMINATED),
+                    ar_run_errmsg(w->run), CHECK_INT(ar_run_status(w->run), AR_RUNNING));
+    CHECK_INT(ar_run_status(w->run), AR_WAITING);
+    ar_run_close(w->run);
+    w->run = NULL;
+}
+
+static void op_respond_f(world *w)
+{
+    int rc;
+    UNDER_INJECTION("respond", rc = ar_store_respond(NULL, w->store, w->f_id, "\"yes\"", AR_NUL_TERMINATED),
+                    ar_store_errmsg(w->store), (void)0);
+}
+
+static void op_resume_f(world *w)
+{
+    int rc;
+    UNDER_INJECTION("resume F", rc = ar_run_resume(&w->run, w->store, w->f_id, NULL), ar_store_errmsg(w->store),
+                    CHECK(w->run == NULL));
+    CHECK_STR(ar_run_response(w->run), "\"yes\"");
+    CHECK_INT(ar_run_iterations(w->run), 4);
+}
+
+static void op_complete_f(world *w)
+{
+    int rc;
+    UNDER_INJECTION("complete F", rc = ar_run_complete(NULL, w->run, NULL, 0), ar_run_errmsg(w->run),
+                    CHECK_INT(ar_run_status(w->run), AR_RUNNING));
+    ar_run_close(w->run);
+    w->run = NULL;
+}
+
 typedef struct op {
     const char *name;
     void (*fn)(world *w);
@@ -651,7 +700,12 @@ static const op ops[] = {
     { "step B3", op_step_b },               /* 17 */
     { "fail B", op_fail_b },                /* 18 */
     { "list", op_list },
-    { "count, stats, info", op_count },
+    { "count, stats, info", op_count },     /* 20 */
+    { "fork A", op_fork_a },                /* 21 */
+    { "wait F", op_wait_f },
+    { "respond F", op_respond_f },
+    { "resume F", op_resume_f },
+    { "complete F", op_complete_f },        /* 25 */
 };
 #define N_OPS (sizeof ops / sizeof ops[0])
 
@@ -661,14 +715,16 @@ static void expect_state(world *w, size_t done)
 {
     int saved = inj.armed;
     inj.armed = 0;
-    int64_t runs = (done >= 1) + (done >= 11) + (done >= 12);
+    int64_t runs = (done >= 1) + (done >= 11) + (done >= 12) + (done >= 21);
+    /* the fork: A's first 2 steps, then its wait and response steps */
+    int f_steps = done < 21 ? 0 : 2 + (done >= 22) + (done >= 23);
     int a_steps = done < 2 ? 0 : done < 5 ? (int)done - 1 : A_STEPS;
     static const int b_steps_after[] = { 0, 1, 2, 2, 2, 3, 3 };   /* ops 12..18 */
     int b_steps = done < 12 ? 0 : b_steps_after[(done > 18 ? 18 : done) - 12];
     ar_store_info info;
     CHECK_INT(ar_store_info_get(&info, w->store), AR_OK);
     CHECK_INT(info.runs, runs);
-    CHECK_INT(info.steps, a_steps + (done >= 11 ? 2 : 0) + b_steps);
+    CHECK_INT(info.steps, a_steps + (done >= 11 ? 2 : 0) + b_steps + f_steps);
     ar_record *r = NULL;
     if (done >= 1) {
         CHECK_INT(ar_store_get(&r, w->store, w->a_id, 1), AR_OK);
@@ -715,8 +771,26 @@ static void expect_state(world *w, size_t done)
         if (r->status == AR_BUDGET_EXHAUSTED)
             CHECK_STR(r->limit.limit, "max_steps");
         ar_record_free(r);
-        if (w->run)
+        if (w->run && done <= 20)
             CHECK_INT(ar_run_iterations(w->run), b_steps);
+    }
+    if (done >= 21) {
+        static const ar_status f_status[] = { AR_RUNNING, AR_WAITING, AR_WAITING, AR_RUNNING, AR_COMPLETED };
+        CHECK_INT(ar_store_get(&r, w->store, w->f_id, 1), AR_OK);
+        CHECK_INT(r->status, f_status[done - 21]);
+        CHECK_STR(r->forked_from, w->a_id);
+        CHECK_INT(r->forked_seq, 2);
+        CHECK_INT(r->n_steps, f_steps);
+        CHECK_INT(r->usage.input_tokens, 300);
+        CHECK_INT(r->usage.n_extra, counter_names(2));
+        CHECK_INT(r->usage.extra[0].value, counter_sum(r->usage.extra[0].name, 2));
+        if (done >= 22)
+            CHECK_STR(r->request, "{\"approve\":true}");
+        if (done >= 23)
+            CHECK_STR(r->response, "\"yes\"");
+        else
+            CHECK(r->response == NULL);
+        ar_record_free(r);
     }
     inj.armed = saved;
 }
@@ -739,7 +813,7 @@ static void world_close(world *w)
  * Returns the number of allocation points exercised. */
 static long every_allocation_forked(void)
 {
-    world w = { ":memory:", NULL, NULL, "", "", "" };
+    world w = { ":memory:", NULL, NULL, "", "", "", "" };
     sqlite3_int64 mem_before = sqlite3_memory_used();
     long points = 0;
     for (size_t i = 0; i < N_OPS; i++) {
@@ -799,7 +873,7 @@ static void remove_store_files(const char *path)
 static long file_pass(const char *path, int kind, long fail_at)
 {
     remove_store_files(path);
-    world w = { path, NULL, NULL, "", "", "" };
+    world w = { path, NULL, NULL, "", "", "", "" };
     sqlite3_int64 mem_before = sqlite3_memory_used();
     arm(kind, fail_at);
     for (size_t i = 0; i < N_OPS; i++) {
@@ -858,10 +932,87 @@ static void test_any_refused_allocation_fails_only_its_call_cleanly_on_file(void
     tmpdir_remove(dir);
 }
 
+/* ---- intents: a refusal fails only its call ------------------------------ */
+
+/* One pass with the fail_at-th allocation (of any kind) refused during three
+ * calls on a resumed run: an intend (which first reads the run's keys), a
+ * settle of a key left pending, and the listing. Each call refused fails
+ * with AR_ENOMEM, changes nothing, and succeeds when made again. Returns
+ * whether a refusal happened. */
+static int intents_pass(long fail_at)
+{
+    int rc;
+    ar_open_opts opts = AR_OPEN_OPTS_INIT;
+    opts.allocator = &ours;
+    ar_store *store = NULL;
+    CHECK_INT(ar_store_open(&store, ":memory:", &opts), AR_OK);
+    ar_run_spec spec = AR_RUN_SPEC_INIT;
+    spec.agent = "alloc";
+    spec.goal = "intents";
+    ar_run *run = NULL, *again = NULL;
+    CHECK_INT(ar_run_begin(&run, store, &spec), AR_OK);
+    char id[32];
+    snprintf(id, sizeof id, "%s", ar_run_id(run));
+    CHECK_INT(ar_run_intend(NULL, run, "a", "t", "{\"x\":1}", AR_NUL_TERMINATED), AR_OK);
+    CHECK_INT(ar_run_settle(NULL, run, "a", "\"done\"", AR_NUL_TERMINATED, 0), AR_OK);
+    CHECK_INT(ar_run_intend(NULL, run, "b", "t", NULL, 0), AR_OK);
+    CHECK_INT(ar_store_recover(NULL, store, 0), AR_OK);
+    CHECK_INT(ar_run_resume(&again, store, id, NULL), AR_OK);
+
+    arm(K_ANY, fail_at);
+    cur_op = "intend";
+    int64_t seq = -1;
+    UNDER_INJECTION("intend", rc = ar_run_intend(&seq, again, "c", "t", "[1,2]", AR_NUL_TERMINATED),
+                    ar_run_errmsg(again), CHECK_INT(seq, 0); CHECK_INT(ar_run_iterations(again), 3));
+    CHECK_INT(seq, 4);
+    cur_op = "settle";
+    UNDER_INJECTION("settle", rc = ar_run_settle(&seq, again, "b", "\"asked\"", AR_NUL_TERMINATED, 0),
+                    ar_run_errmsg(again), CHECK_INT(seq, 0); CHECK_INT(ar_run_iterations(again), 4));
+    CHECK_INT(seq, 5);
+    cur_op = "intents";
+    ar_intent_list *list = NULL;
+    UNDER_INJECTION("intents", rc = ar_store_intents(&list, store, id), ar_store_errmsg(store), CHECK(list == NULL));
+    int refused = inj.refused > 0;
+    inj.armed = 0;
+
+    CHECK_INT(list->n, 3);
+    CHECK_INT(list->items[0].status, AR_INTENT_SETTLED);
+    CHECK_STR(list->items[0].result, "\"done\"");
+    CHECK_INT(list->items[1].status, AR_INTENT_SETTLED);
+    CHECK_STR(list->items[1].result, "\"asked\"");
+    CHECK_INT(list->items[1].result_seq, 5);
+    CHECK_INT(list->items[2].status, AR_INTENT_PENDING);
+    CHECK_STR(list->items[2].args, "[1,2]");
+    ar_intent_list_free(list);
+    /* the keys are still known: no second intent of one, no second settle */
+    CHECK_INT(ar_run_intend(NULL, again, "c", "t", NULL, 0), AR_ESTATE);
+    CHECK_INT(ar_run_settle(NULL, again, "b", NULL, 0, 0), AR_ESTATE);
+    ar_store_info info;
+    CHECK_INT(ar_store_info_get(&info, store), AR_OK);
+    CHECK_INT(info.steps, 5);
+    ar_run_close(again);
+    ar_run_close(run);
+    ar_store_close(store);
+    CHECK_INT(inj.live_ours, 0);
+    return refused;
+}
+
+static void test_a_refused_allocation_fails_only_its_intent_call_cleanly(void **state)
+{
+    (void)state;
+    long points = 0;
+    while (intents_pass(points + 1))
+        points++;
+    print_message("allocation points refused (intents): %ld\n", points);
+    assert_true(points > 20);
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(test_any_refused_allocation_fails_only_its_call_cleanly_in_memory,
                                     hooks_install, hooks_remove),
     cmocka_unit_test_setup_teardown(test_any_refused_allocation_fails_only_its_call_cleanly_on_file,
+                                    hooks_install, hooks_remove),
+    cmocka_unit_test_setup_teardown(test_a_refused_allocation_fails_only_its_intent_call_cleanly,
                                     hooks_install, hooks_remove),
 };
 

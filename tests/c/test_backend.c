@@ -28,7 +28,9 @@ static void test_sqlite_backend_fills_every_required_member_of_this_version(void
         MEMBER(open, 1), MEMBER(close, 1), MEMBER(display_path, 1), MEMBER(info, 1),
         MEMBER(txn_begin, 1), MEMBER(txn_commit, 1), MEMBER(txn_rollback, 1),
         MEMBER(run_insert, 1), MEMBER(step_insert, 1), MEMBER(step_append, 1), MEMBER(checkpoint_save, 1),
-        MEMBER(run_touch, 1), MEMBER(run_finish, 1), MEMBER(run_reopen, 1), MEMBER(run_load, 1),
+        MEMBER(run_touch, 1), MEMBER(run_finish, 1), MEMBER(run_reopen, 1),
+        MEMBER(run_wait, 1), MEMBER(run_respond, 1), MEMBER(steps_sums, 1), MEMBER(fork_copy, 1),
+        MEMBER(run_load, 1),
         MEMBER(run_exists, 1), MEMBER(steps_fetch, 1), MEMBER(runs_list, 1), MEMBER(runs_count, 1),
         MEMBER(runs_stats, 1), MEMBER(forget_user, 1), MEMBER(checkpoint_put, 1), MEMBER(checkpoint_get, 1),
         MEMBER(recover, 1), MEMBER(retain_scan, 1), MEMBER(retain_delete, 1), MEMBER(retain_count_steps, 1),
@@ -122,7 +124,7 @@ static void test_info_names_the_backend_and_the_location(void **state)
         assert_int_equal(ar_store_info_get(&info, store), AR_OK);
         assert_string_equal(info.backend, "sqlite");
         assert_string_equal(info.path, locations[i]);
-        assert_int_equal(info.schema_version, 2);
+        assert_int_equal(info.schema_version, AR_SCHEMA_VERSION);
         assert_true(info.file_bytes > 0);
         ar_store_close(store);
     }

@@ -1,4 +1,5 @@
-/* test_examples.c -- runs the built examples (embed_host, agent_loop.lua, show_store.lua) and checks what they stored. */
+/* test_examples.c -- runs the built examples (embed_host, agent_loop.lua, show_store.lua, tools.lua,
+ * fork.lua) and checks what they stored. */
 #define _GNU_SOURCE /* dladdr, RTLD_DEFAULT: finding the sanitizer runtimes to hand to lua5.4 */
 #include "suite.h"
 
@@ -362,11 +363,42 @@ static void test_show_store_example_lists_the_runs_and_the_latest_transcript(voi
 
     expect_exit(run_program(loop_argv, log, 1), 0, log);
     expect_exit(run_program(show_argv, log, 1), 0, log);
-    expect_output(log, "(schema 2): 3 runs, 29 steps, 0 events");
+    expect_output(log, "(schema 3): 3 runs, 29 steps, 0 events");
     expect_output(log, "Totals: 3 runs (budget_exhausted 1, completed 1, failed 1), 29 steps");
     expect_output(log, "(failed): What was the average refund per returned unit in the Lisbon pilot?");
     expect_output(log, "ended: tool calculator failed: division by zero");
 
+    free(log);
+    free(db);
+    tmpdir_remove(dir);
+}
+
+static void test_fork_example_retries_a_failed_run_from_the_step_before_it_went_wrong(void **state)
+{
+    (void)state;
+    char *dir = tmpdir_make();
+    char *db = tmpdir_path(dir, "fork.db");
+    char *log = tmpdir_path(dir, "out.txt");
+    const char *argv[] = { "lua5.4", "examples/fork.lua", db, NULL };
+
+    expect_exit(run_program(argv, log, 1), 0, log);
+    expect_output(log, "error: lookup: no fact about \"hieght of everest\"");
+    expect_output(log, "output: 3 facts found");
+    expect_output(log, "(copied)");
+
+    ar_store *store = open_ok(db);
+    size_t n = 0;
+    ar_record **runs = list_runs(store, &n);
+    assert_int_equal(n, 2);
+    assert_int_equal(runs[0]->status, AR_FAILED);
+    assert_int_equal(runs[0]->iterations, 5);
+    assert_int_equal(runs[1]->status, AR_COMPLETED);
+    assert_string_equal(runs[1]->forked_from, runs[0]->id);
+    assert_int_equal(runs[1]->forked_seq, 4);
+    assert_int_equal(runs[1]->iterations, 7);
+    assert_string_equal(runs[1]->metadata, "{\"prompt\":\"careful\"}");
+    ar_records_free(runs, n);
+    ar_store_close(store);
     free(log);
     free(db);
     tmpdir_remove(dir);
@@ -389,6 +421,40 @@ static void test_show_store_example_exits_with_1_on_a_missing_store(void **state
     tmpdir_remove(dir);
 }
 
+static void test_tools_example_calls_each_tool_once_across_a_crash_and_a_resume(void **state)
+{
+    (void)state;
+    char *dir = tmpdir_make();
+    char *db = tmpdir_path(dir, "tools.db");
+    char *log = tmpdir_path(dir, "out.txt");
+    const char *argv[] = { "lua5.4", "examples/tools.lua", db, NULL };
+
+    expect_exit(run_program(argv, log, 1), 0, log);
+    expect_output(log, "charge   charge_card   pending");
+    expect_output(log, "on_pending: charge was cut off; the ledger shows it went through");
+    expect_output(log, "run completed: seat 14C on LX 318, paid 420.00");
+    expect_output(log, "the card was charged 1 time(s)");
+
+    ar_store *store = open_ok(db);
+    size_t n = 0;
+    ar_record **runs = list_runs(store, &n);
+    assert_int_equal(n, 1);
+    assert_int_equal(runs[0]->status, AR_COMPLETED);
+    ar_intent_list *intents = NULL;
+    assert_int_equal(ar_store_intents(&intents, store, runs[0]->id), AR_OK);
+    assert_int_equal(intents->n, 3);
+    for (size_t i = 0; i < intents->n; i++)
+        assert_int_equal(intents->items[i].status, AR_INTENT_SETTLED);
+    assert_string_equal(intents->items[1].key, "charge");
+    assert_string_equal(intents->items[1].result, "{\"charged\":420}");
+    ar_intent_list_free(intents);
+    ar_records_free(runs, n);
+    ar_store_close(store);
+    free(log);
+    free(db);
+    tmpdir_remove(dir);
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_embed_host_records_a_completed_run_that_the_c_api_reads_back),
     cmocka_unit_test(test_embed_host_exits_with_1_and_reports_a_script_error_with_its_traceback),
@@ -397,6 +463,8 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_agent_loop_example_records_a_completed_an_exhausted_and_a_failed_run),
     cmocka_unit_test(test_show_store_example_lists_the_runs_and_the_latest_transcript),
     cmocka_unit_test(test_show_store_example_exits_with_1_on_a_missing_store),
+    cmocka_unit_test(test_tools_example_calls_each_tool_once_across_a_crash_and_a_resume),
+    cmocka_unit_test(test_fork_example_retries_a_failed_run_from_the_step_before_it_went_wrong),
 };
 
 TEST_GROUP(examples_group, "examples", tests);

@@ -238,7 +238,6 @@ static void test_schema1_file_opens_upgraded_with_every_cost_unchanged(void **st
         print_error("open: %s: %s\n", ar_code_name(rc), ar_store_errmsg(store));
         fail();
     }
-    assert_int_equal(schema_version(store), 2);
     assert_int_equal(schema_version(store), AR_SCHEMA_VERSION);
     expect_fixture_figures(store);
     ar_store_close(store);
@@ -326,6 +325,63 @@ static void test_upgraded_runs_have_one_writer_each(void **state)
     remove_copy(dir, path);
 }
 
+/* An upgraded file has the columns of forks and waits, empty for its old
+ * runs, and its runs can be forked, wait and be answered. */
+static void test_upgraded_runs_fork_wait_and_read_back(void **state)
+{
+    (void)state;
+    const char *id = "01M95K521M0003BBGNPZYFC8GS";
+    char *dir = NULL;
+    char *path = fixture_copy(&dir);
+    int rc;
+    ar_store *store = open_store(path, 0, &rc);
+    assert_int_equal(rc, AR_OK);
+    char *schema = schema_text(path);
+    assert_non_null(strstr(schema, "runs.forked_from TEXT"));
+    assert_non_null(strstr(schema, "runs.forked_seq INTEGER"));
+    assert_non_null(strstr(schema, "runs.request TEXT"));
+    assert_non_null(strstr(schema, "runs.response TEXT"));
+    free(schema);
+    ar_record *old = test_get(store, id, 1);
+    assert_null(old->forked_from);
+    assert_int_equal(old->forked_seq, 0);
+    assert_null(old->request);
+    assert_null(old->response);
+    ar_run *fork = NULL;
+    ar_fork_opts fo = AR_FORK_OPTS_INIT;
+    fo.at = 1;
+    assert_int_equal(ar_run_fork(&fork, store, id, &fo), AR_OK);
+    assert_int_equal(ar_run_iterations(fork), 1);
+    ar_record *waiting = NULL;
+    assert_int_equal(ar_run_wait(&waiting, fork, "{\"ok\":\"?\"}", AR_NUL_TERMINATED), AR_OK);
+    assert_int_equal(waiting->status, AR_WAITING);
+    char fork_id[32];
+    snprintf(fork_id, sizeof fork_id, "%s", ar_run_id(fork));
+    ar_run_close(fork);
+    ar_store_close(store);
+    store = open_store(path, 0, &rc);
+    assert_int_equal(rc, AR_OK);
+    ar_record *answered = NULL;
+    assert_int_equal(ar_store_respond(&answered, store, fork_id, "true", AR_NUL_TERMINATED), AR_OK);
+    ar_record *back = test_get(store, fork_id, 1);
+    assert_string_equal(back->forked_from, id);
+    assert_int_equal(back->forked_seq, 1);
+    assert_string_equal(back->request, "{\"ok\":\"?\"}");
+    assert_string_equal(back->response, "true");
+    assert_int_equal(back->n_steps, 3);
+    assert_exact(back->steps[0].usage.cost, old->steps[0].usage.cost);
+    ar_record *again = test_get(store, id, 1);
+    assert_int_equal(again->n_steps, old->n_steps);
+    assert_int_equal(again->updated_at, old->updated_at);
+    ar_record_free(old);
+    ar_record_free(again);
+    ar_record_free(back);
+    ar_record_free(waiting);
+    ar_record_free(answered);
+    ar_store_close(store);
+    remove_copy(dir, path);
+}
+
 static void test_readonly_open_of_schema1_file_refuses_with_eversion_and_changes_nothing(void **state)
 {
     (void)state;
@@ -396,7 +452,7 @@ static void test_failed_upgrade_leaves_schema1_intact_and_a_later_open_upgrades(
             store = open_store(path, 0, &rc);
             assert_int_equal(rc, AR_OK);
         }
-        assert_int_equal(schema_version(store), 2);
+        assert_int_equal(schema_version(store), AR_SCHEMA_VERSION);
         expect_fixture_figures(store);
         ar_store_close(store);
         remove_copy(dir, path);
@@ -417,6 +473,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_upgraded_run_continues_in_nano_units),
     cmocka_unit_test(test_upgraded_file_has_the_schema_of_a_new_file),
     cmocka_unit_test(test_upgraded_runs_have_one_writer_each),
+    cmocka_unit_test(test_upgraded_runs_fork_wait_and_read_back),
     cmocka_unit_test(test_readonly_open_of_schema1_file_refuses_with_eversion_and_changes_nothing),
     cmocka_unit_test(test_failed_upgrade_leaves_schema1_intact_and_a_later_open_upgrades),
 };

@@ -201,6 +201,50 @@ static int64_t write_dated(ar_store *store, int64_t ahead_ms, char *id_out, size
 
 /* ---- opening ------------------------------------------------------------ */
 
+/* A store of schema 2 (before forks and waits) is upgraded in place when
+ * opened, and its runs read back, fork, wait and are answered. */
+static void test_a_schema2_store_is_upgraded_and_reads_back(void **state)
+{
+    fixture *f = need_server(state);
+    ar_store *store = open_store(f, f->schema, 5000);
+    ar_run *run = test_begin(store, "old");
+    assert_int_equal(step(run, "1"), AR_OK);
+    assert_int_equal(step(run, "2"), AR_OK);
+    char id[32];
+    snprintf(id, sizeof id, "%s", ar_run_id(run));
+    assert_int_equal(ar_run_complete(NULL, run, "\"done\"", AR_NUL_TERMINATED), AR_OK);
+    ar_run_close(run);
+    ar_store_close(store);
+    char sql[512];
+    snprintf(sql, sizeof sql, "DROP INDEX \"%s\".runs_by_forked_from;"
+             "ALTER TABLE \"%s\".runs DROP COLUMN forked_from, DROP COLUMN forked_seq, DROP COLUMN request,"
+             " DROP COLUMN response; UPDATE \"%s\".meta SET value = '2' WHERE key = 'schema_version'",
+             f->schema, f->schema, f->schema);
+    probe_do(f, sql);
+    store = open_store(f, f->schema, 5000);
+    ar_store_info info;
+    assert_int_equal(ar_store_info_get(&info, store), AR_OK);
+    assert_int_equal(info.schema_version, AR_SCHEMA_VERSION);
+    ar_record *rec = test_get(store, id, 1);
+    assert_int_equal(rec->status, AR_COMPLETED);
+    assert_int_equal(rec->n_steps, 2);
+    assert_null(rec->forked_from);
+    assert_null(rec->request);
+    ar_record_free(rec);
+    ar_run *fork = NULL;
+    assert_int_equal(ar_run_fork(&fork, store, id, NULL), AR_OK);
+    assert_int_equal(ar_run_wait(NULL, fork, "\"ok?\"", AR_NUL_TERMINATED), AR_OK);
+    assert_int_equal(ar_store_respond(NULL, store, ar_run_id(fork), "true", AR_NUL_TERMINATED), AR_OK);
+    rec = test_get(store, ar_run_id(fork), 1);
+    assert_string_equal(rec->forked_from, id);
+    assert_int_equal(rec->forked_seq, 2);
+    assert_string_equal(rec->response, "true");
+    assert_int_equal(rec->n_steps, 4);
+    ar_record_free(rec);
+    ar_run_close(fork);
+    ar_store_close(store);
+}
+
 static void test_open_creates_the_schema_with_its_meta_record_and_reopens_it(void **state)
 {
     fixture *f = need_server(state);
@@ -208,7 +252,7 @@ static void test_open_creates_the_schema_with_its_meta_record_and_reopens_it(voi
     ar_store_info info;
     assert_int_equal(ar_store_info_get(&info, store), AR_OK);
     assert_string_equal(info.backend, "postgresql");
-    assert_int_equal(info.schema_version, 2);
+    assert_int_equal(info.schema_version, AR_SCHEMA_VERSION);
     assert_int_equal(info.runs, 0);
     ar_run *run = test_begin(store, "pg-agent");
     assert_int_equal(step(run, "1"), AR_OK);
@@ -220,7 +264,7 @@ static void test_open_creates_the_schema_with_its_meta_record_and_reopens_it(voi
 
     char sql[256];
     snprintf(sql, sizeof sql, "SELECT count(*) FROM \"%s\".meta WHERE (key, value) IN "
-             "(('application', 'agentrun'), ('schema_version', '2'))", f->schema);
+             "(('application', 'agentrun'), ('schema_version', '3'))", f->schema);
     assert_int_equal(probe_int(f, sql), 2);
 
     store = open_store(f, f->schema, 5000);
@@ -1066,6 +1110,7 @@ static void test_the_server_restarted_while_a_writer_records_loses_and_doubles_n
 
 static const struct CMUnitTest tests[] = {
     PG_TEST(test_open_creates_the_schema_with_its_meta_record_and_reopens_it),
+    PG_TEST(test_a_schema2_store_is_upgraded_and_reads_back),
     PG_TEST(test_two_schemas_of_one_database_are_independent_stores),
     PG_TEST(test_a_schema_name_that_is_no_identifier_is_misuse_and_creates_nothing),
     PG_TEST(test_a_schema_of_another_application_is_ecorrupt_and_left_alone),

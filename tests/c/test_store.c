@@ -785,14 +785,14 @@ static void test_every_code_has_its_name(void **state)
 static void test_status_names_round_trip(void **state)
 {
     (void)state;
-    const char *names[] = { "running", "completed", "budget_exhausted", "failed", "interrupted" };
-    for (int i = 0; i < 5; i++) {
+    const char *names[] = { "running", "completed", "budget_exhausted", "failed", "interrupted", "waiting" };
+    for (int i = 0; i < 6; i++) {
         assert_string_equal(ar_status_name((ar_status)i), names[i]);
         ar_status s = (ar_status)99;
         assert_int_equal(ar_status_parse(&s, names[i]), AR_OK);
         assert_int_equal(s, i);
     }
-    assert_null(ar_status_name((ar_status)5));
+    assert_null(ar_status_name((ar_status)6));
     assert_null(ar_status_name((ar_status)-1));
     ar_status s = AR_FAILED;
     assert_int_equal(ar_status_parse(&s, "Running"), AR_EMISUSE);

@@ -223,6 +223,79 @@ static void test_a_finish_that_failed_unwritten_is_made_by_the_retry(void **stat
     ar_record_free(rec);
 }
 
+/* The run's intents as "key:status" words, in order. */
+static void expect_intents(ar_store *store, const char *id, const char *want)
+{
+    ar_intent_list *list = NULL;
+    assert_int_equal(ar_store_intents(&list, store, id), AR_OK);
+    char got[256] = "";
+    for (size_t i = 0; i < list->n; i++)
+        snprintf(got + strlen(got), sizeof got - strlen(got), "%s%s:%s", i ? " " : "", list->items[i].key,
+                 ar_intent_status_name(list->items[i].status));
+    ar_intent_list_free(list);
+    assert_string_equal(got, want);
+}
+
+static void test_an_intent_retried_after_an_unknown_outcome_is_recorded_once(void **state)
+{
+    fixture *f = *state;
+    int64_t seq = 0;
+    step_mode = CUT_AFTER;
+    assert_int_equal(ar_run_intend(&seq, f->run, "k", "t", "1", AR_NUL_TERMINATED), AR_EIO);
+    assert_int_equal(ar_run_intend(&seq, f->run, "k", "t", "1", AR_NUL_TERMINATED), AR_OK);
+    assert_int_equal(seq, 1);
+    /* the key is known: not intended twice, settled once */
+    assert_int_equal(ar_run_intend(NULL, f->run, "k", "t", "1", AR_NUL_TERMINATED), AR_ESTATE);
+    step_mode = CUT_AFTER;
+    assert_int_equal(ar_run_settle(&seq, f->run, "k", "2", AR_NUL_TERMINATED, 0), AR_EIO);
+    assert_int_equal(ar_run_settle(&seq, f->run, "k", "2", AR_NUL_TERMINATED, 0), AR_OK);
+    assert_int_equal(seq, 2);
+    assert_int_equal(ar_run_settle(NULL, f->run, "k", "2", AR_NUL_TERMINATED, 0), AR_ESTATE);
+    assert_int_equal(ar_run_iterations(f->run), 2);
+    assert_int_equal(test_stored_steps(f->store), 2);
+    expect_intents(f->store, ar_run_id(f->run), "k:settled");
+}
+
+static void test_a_write_after_an_unknown_intent_or_outcome_knows_it(void **state)
+{
+    fixture *f = *state;
+    step_mode = CUT_AFTER;
+    assert_int_equal(ar_run_intend(NULL, f->run, "a", "t", NULL, 0), AR_EIO);
+    /* another intent follows it, and the first key is taken */
+    assert_int_equal(ar_run_intend(NULL, f->run, "b", "t", NULL, 0), AR_OK);
+    assert_int_equal(ar_run_intend(NULL, f->run, "a", "t", "\"other args\"", AR_NUL_TERMINATED), AR_ESTATE);
+    assert_int_equal(ar_run_settle(NULL, f->run, "a", "1", AR_NUL_TERMINATED, 0), AR_OK);
+    step_mode = CUT_AFTER;
+    assert_int_equal(ar_run_settle(NULL, f->run, "b", "1", AR_NUL_TERMINATED, 0), AR_EIO);
+    /* a different outcome after it: the one written stands */
+    assert_int_equal(ar_run_settle(NULL, f->run, "b", "2", AR_NUL_TERMINATED, 1), AR_ESTATE);
+    assert_non_null(strstr(ar_run_errmsg(f->run), "already settled"));
+    /* a plain step after an unknown intent knows it too */
+    step_mode = CUT_AFTER;
+    assert_int_equal(ar_run_intend(NULL, f->run, "c", "t", NULL, 0), AR_EIO);
+    assert_int_equal(record(f->run, "\"x\"", 1, NULL), AR_OK);
+    assert_int_equal(ar_run_intend(NULL, f->run, "c", "t", NULL, 0), AR_ESTATE);
+    assert_int_equal(ar_run_iterations(f->run), 6);
+    assert_int_equal(test_stored_steps(f->store), 6);
+    expect_intents(f->store, ar_run_id(f->run), "a:settled b:settled c:pending");
+}
+
+static void test_an_intent_that_failed_unwritten_is_written_by_the_retry(void **state)
+{
+    fixture *f = *state;
+    int64_t seq = 0;
+    step_mode = FAIL_BEFORE;
+    assert_int_equal(ar_run_intend(&seq, f->run, "k", "t", NULL, 0), AR_EIO);
+    assert_int_equal(ar_run_settle(NULL, f->run, "k", NULL, 0, 0), AR_ESTATE);
+    assert_int_equal(ar_run_intend(&seq, f->run, "k", "t", NULL, 0), AR_OK);
+    assert_int_equal(seq, 1);
+    step_mode = FAIL_BEFORE;
+    assert_int_equal(ar_run_settle(&seq, f->run, "k", NULL, 0, 0), AR_EIO);
+    assert_int_equal(ar_run_settle(&seq, f->run, "k", NULL, 0, 0), AR_OK);
+    assert_int_equal(seq, 2);
+    expect_intents(f->store, ar_run_id(f->run), "k:settled");
+}
+
 #define T(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
 static const struct CMUnitTest tests[] = {
     T(test_a_step_retried_after_an_unknown_outcome_is_recorded_once),
@@ -233,6 +306,9 @@ static const struct CMUnitTest tests[] = {
     T(test_a_finish_retried_after_an_unknown_outcome_succeeds),
     T(test_a_different_finish_after_an_unknown_outcome_is_refused_naming_the_first),
     T(test_a_finish_that_failed_unwritten_is_made_by_the_retry),
+    T(test_an_intent_retried_after_an_unknown_outcome_is_recorded_once),
+    T(test_a_write_after_an_unknown_intent_or_outcome_knows_it),
+    T(test_an_intent_that_failed_unwritten_is_written_by_the_retry),
 };
 
 TEST_GROUP(unsure_group, "unsure", tests);

@@ -46,7 +46,11 @@ function M.real()
   r.store = function_keys(method_table(getmetatable(store)))
   local run <close> = store:begin { agent = "a", goal = "g" }
   r.run = function_keys(method_table(getmetatable(run)))
-  agentrun.loop(store, { agent = "a", goal = "g" }, function(ctx)
+  -- a run that waited and has its answer: its loop context has ctx.response
+  local waited = store:begin { agent = "a", goal = "g" }
+  waited:wait "?"
+  store:respond(waited.id, "yes")
+  agentrun.loop(store, { resume = waited.id }, function(ctx)
     r.ctx = function_keys(method_table(getmetatable(ctx)))
     ctx:save(1) -- ctx.checkpoint is nil until a state is saved or resumed
     for k in pairs(ctx) do

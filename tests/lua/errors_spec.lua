@@ -37,12 +37,14 @@ local function store_methods()
     { "begin", 5 }, { "write", 5 }, { "get", 5 }, { "steps", 5 }, { "runs", 5 }, { "count", 5 },
     { "stats", 5 }, { "forget_user", 5 }, { "checkpoint", 5 }, { "resume", 5 }, { "recover", 5 },
     { "event", 5 }, { "events", 5 }, { "count_events", 5 }, { "event_summary", 5 },
-    { "delete_events", 5 }, { "retain_events", 5 }, { "retain", 5 }, { "info" }, { "check" }, { "close" },
+    { "delete_events", 5 }, { "retain_events", 5 }, { "retain", 5 }, { "intents", {} }, { "fork", 5 },
+    { "respond", 5 }, { "info" }, { "check" }, { "close" },
   }
 end
 local function run_methods()
   return {
     { "step", 5 }, { "checkpoint", nil, true }, { "exhaust", 5 }, { "check" }, { "complete" }, { "fail" },
+    { "intend", 5 }, { "settle", {} }, { "wait", nil, true },
     { "close" },
   }
 end

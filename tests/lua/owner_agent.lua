@@ -28,6 +28,7 @@ local writes = {
   checkpoint = function() return run:checkpoint "late" end,
   complete = function() return run:complete "late" end,
   fail = function() return run:fail "late" end,
+  wait = function() return run:wait { approve = "late" } end,
   exhaust = function() return run:exhaust { limit = "max_steps", limit_value = 1, value = 1 } end,
   close = function() run:close() end,
   scope_error = function()

@@ -220,7 +220,7 @@ describe("one writer per run across processes", function()
     return t
   end
 
-  local writes = { "step", "checkpoint", "complete", "fail", "exhaust", "close", "scope_error", "gc", "store_close" }
+  local writes = { "step", "checkpoint", "complete", "fail", "exhaust", "wait", "close", "scope_error", "gc", "store_close" }
   for _, write in ipairs(writes) do
     it(("fences the old handle's %s in another process once this one resumed the run"):format(write), function()
       local db, o = h.location()
@@ -245,7 +245,8 @@ describe("one writer per run across processes", function()
       child:write("go\n")
       assert(child:close(), "the child failed: " .. h.read_file(dir .. "/stderr"))
       local result, code, status, message = (lines(out)[2] or ""):match("^(%a+)\t(%u*)\t(%a*)\t(.*)$")
-      if write == "step" or write == "checkpoint" or write == "complete" or write == "fail" or write == "exhaust" then
+      if write == "step" or write == "checkpoint" or write == "complete" or write == "fail" or write == "exhaust"
+        or write == "wait" then
         assert.equal("error", result)
         assert.equal("ESTATE", code)
         assert.equal("interrupted", status)

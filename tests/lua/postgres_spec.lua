@@ -30,7 +30,7 @@ describe("agentrun.open on PostgreSQL", function()
     local s = assert(agentrun.open(url, { schema = schema }))
     local info = s:info()
     assert.equal("postgresql", info.backend)
-    assert.equal(2, info.schema_version)
+    assert.equal(3, info.schema_version)
     local r = s:begin { agent = "a", goal = "g" }
     r:step { kind = "llm", content = { text = "caf\u{e9}" } }
     local id = r:complete("done").id

@@ -322,7 +322,8 @@ describe("store:runs, count and stats", function()
     for _, q in ipairs(queries()) do
       local rows = expected(q)
       local want = { runs = #rows, iterations = 0, input_tokens = 0, output_tokens = 0, total_tokens = 0,
-                     by_status = { running = 0, completed = 0, budget_exhausted = 0, failed = 0, interrupted = 0 } }
+                     by_status = { running = 0, completed = 0, budget_exhausted = 0, failed = 0, interrupted = 0,
+                                   waiting = 0 } }
       local cents, latency, finished = 0, 0, 0
       for _, m in ipairs(rows) do
         local i = m.cents
@@ -366,7 +367,8 @@ describe("store:runs, count and stats", function()
   it("gives zero stats for no runs", function()
     assert.same({ runs = 0, iterations = 0, input_tokens = 0, output_tokens = 0, total_tokens = 0, cost = 0,
                   avg_latency_ms = 0,
-                  by_status = { running = 0, completed = 0, budget_exhausted = 0, failed = 0, interrupted = 0 } },
+                  by_status = { running = 0, completed = 0, budget_exhausted = 0, failed = 0, interrupted = 0,
+                                   waiting = 0 } },
       s:stats { agent = "nobody" })
   end)
 

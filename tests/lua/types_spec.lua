@@ -70,7 +70,11 @@ describe("the LuaLS definitions (types/agentrun.lua)", function()
 
   it("name run handle fields that a live run has", function()
     local store <close> = assert(agentrun.open(":memory:"))
-    local run <close> = store:begin { agent = "a", goal = "g", budget = { max_steps = 3 } }
+    -- a run resumed after it waited and got its answer has every field (run.response too)
+    local waited = store:begin { agent = "a", goal = "g", budget = { max_steps = 3 } }
+    waited:wait "?"
+    store:respond(waited.id, "yes")
+    local run <close> = store:resume(waited.id)
     for field in pairs(defs.classes["agentrun.Run"].fields) do
       assert(run[field] ~= nil, "run." .. field .. " is defined but a run has none")
     end
@@ -139,6 +143,7 @@ local input_probes = {
     probe(with_store(function(s, t) return s:stats(t) end)),
   },
   ["agentrun.ResumeOptions"] = { probe(with_store(function(s, t) return s:resume("x", t) end)) },
+  ["agentrun.ForkOptions"] = { probe(with_store(function(s, t) return s:fork("x", t) end)) },
   ["agentrun.RecoverOptions"] = { probe(with_store(function(s, t) return s:recover(t) end)) },
   ["agentrun.EventSpec"] = { probe(with_store(function(s, t) return s:event(merged({ agent = "a", type = "t" }, t)) end)) },
   ["agentrun.EventQuery"] = {
@@ -214,7 +219,11 @@ local function output_instances()
   local with_steps = store:get(exhausted.id, { steps = true })
   local made = agentrun.records.completed { agent = "a", goal = "g", output = 1, steps = { { kind = "k" } },
                                             checkpoint = { state = { plan = 1 } } }
-  out["agentrun.Record"] = { exhausted, completed, failed, store:get(running.id), with_steps, made }
+  -- a fork that waited and got its answer: forked_from, request, response
+  local fork = store:fork(completed.id)
+  fork:wait { approve = true }
+  local answered = store:respond(fork.id, "yes")
+  out["agentrun.Record"] = { exhausted, completed, failed, store:get(running.id), with_steps, made, answered }
   out["agentrun.Limit"] = { exhausted.limit }
   out["agentrun.Step"] = { with_steps.steps[1], with_steps.steps[2] }
   out["agentrun.StepUsage"] = { with_steps.steps[1].usage }
@@ -249,6 +258,11 @@ local function output_instances()
     error(setmetatable({ code = "EBUSY", message = "busy" }, agentrun.Error))
   end)
   out["agentrun.Error"] = { json_err, loop_err }
+  local tools <close> = store:begin(spec)
+  tools:intend { key = "a", name = "t", args = 1 }
+  tools:settle("a", "r")
+  tools:intend { key = "b", name = "t", args = 2 }
+  out["agentrun.Intent"] = store:intents(tools.id)
   return out
 end
 
