@@ -1,7 +1,7 @@
 # agentrun -- build, test, benchmark, demo and install.
 #
-#   make demo    install missing packages, build, run the example agent loop
-#   make test    install missing packages, build, run every C, Lua and browser test
+#   make demo    install missing packages, build, run the example agent loop, show it with agentrun
+#   make test    install missing packages, build, run every C, Lua, build-system, command and browser test
 #   make check   the same suites under ASan+UBSan, warnings as errors
 #   make test-browser   the page agentrun.view writes, in headless chromium
 #   make docs-img       the README's screenshots of that page (docs/img/)
@@ -16,6 +16,8 @@ INCDIR     ?= $(PREFIX)/include
 PCDIR      ?= $(LIBDIR)/pkgconfig
 LUA_CMOD   ?= $(PREFIX)/lib/lua/5.4
 LUA_LMOD   ?= $(PREFIX)/share/lua/5.4
+BINDIR     ?= $(PREFIX)/bin
+MANDIR     ?= $(PREFIX)/share/man
 
 # The release version is defined once, as AR_VERSION in the public header;
 # the library's file name, the .pc file and the Lua module all take it from
@@ -42,7 +44,7 @@ LUA_NEEDS   = $(if $(LUA_INCDIR),file:$(LUA_INCDIR)/lua.h:liblua5.4-dev,pc:lua5.
 # The tests start a throwaway PostgreSQL server: Debian's `postgresql` package
 # puts initdb under /usr/lib/postgresql/<major>/bin.
 PG_INITDB   = $(firstword $(wildcard /usr/lib/postgresql/*/bin/initdb) /usr/lib/postgresql/initdb)
-TEST_NEEDS := pc:cmocka:libcmocka-dev cmd:lua5.4:lua5.4 cmd:busted:lua-busted cmd:luarocks:luarocks \
+TEST_NEEDS := pc:cmocka:libcmocka-dev cmd:lua5.4:lua5.4 cmd:sqlite3:sqlite3 cmd:busted:lua-busted cmd:luarocks:luarocks \
               file:$(PG_INITDB):postgresql pc:libpq:libpq-dev
 # The browser tests (alone among the targets) need Debian's chromium, and
 # node and npm for playwright-core, which tests/browser/package-lock.json pins.
@@ -92,6 +94,7 @@ LUA_MOD    := $(BUILD)/lua/agentrun/core.so
 CTEST_BIN  := $(BUILD)/tests/c_tests
 EXAMPLES   := $(BUILD)/examples/record_run $(BUILD)/examples/embed_host
 BENCH_BIN  := $(BUILD)/bench/bench
+CLI_BIN    := $(BUILD)/bin/agentrun
 
 # A test-only Lua module: the Lua specs arm the fault VFS through it; it is
 # never part of the library or installed.
@@ -100,11 +103,12 @@ FAULTVFS_LUA := $(BUILD)/lua/faultvfs.so
 LUA_ENV     = LUA_PATH='$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/tests/lua/?.lua;;' \
               LUA_CPATH='$(abspath $(BUILD))/lua/?.so;;'
 
-.PHONY: all deps deps-lib deps-lua deps-browser lib lua-module test-build test test-c test-lua test-sh test-otlp test-browser \
+.PHONY: all deps deps-lib deps-lua deps-browser lib lua-module test-build test test-c test-lua test-sh test-otlp test-cli test-browser \
         docs-img check check-suites bench demo \
         install install-lua uninstall clean env
 
-all: lib $(LUA_MOD) $(EXAMPLES)
+all: lib $(LUA_MOD) $(EXAMPLES) $(CLI_BIN)
+	@echo "the agentrun command: $(CLI_BIN)"
 
 lib: $(STATIC_LIB) $(SHARED_LIB) $(BUILD)/agentrun.pc
 
@@ -177,6 +181,16 @@ $(BUILD)/agentrun.pc: core/agentrun.pc.in FORCE
 
 FORCE:
 
+# The command is the script with the lines that point package.path and
+# package.cpath at a module written in: the build tree's here, the install
+# prefix's by `make install`, so it never needs LUA_PATH. $(call cli_paths,LMOD,CMOD)
+cli_paths = package.path = "$(1)/?.lua;$(1)/?/init.lua;" .. package.path; package.cpath = "$(2)/?.so;" .. package.cpath
+$(CLI_BIN): cli/agentrun.lua FORCE
+	@mkdir -p $(@D)
+	@sed 's|^-- @AGENTRUN_PATHS@$$|$(call cli_paths,$(CURDIR)/lua,$(abspath $(BUILD))/lua)|' $< > $@.tmp
+	@chmod 755 $@.tmp
+	@if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv $@.tmp $@; fi
+
 $(LUA_MOD): $(BIND_OBJ) $(STATIC_LIB)
 	@mkdir -p $(@D)
 	$(CC) -shared -o $@ $(BIND_OBJ) $(STATIC_LIB) $(PKG_LIBS) $(LDFLAGS_ALL)
@@ -219,7 +233,7 @@ test-build: all $(CTEST_BIN) $(FAULTVFS_LUA)
 # The browser tests come after the others, so that chromium never competes for
 # the cores with the suites that time a server's restart.
 test: deps test-build
-	@tests/pg/with-server.sh sh -c '$(MAKE) --no-print-directory --keep-going test-c test-lua test-sh test-otlp; s=$$?; \
+	@tests/pg/with-server.sh sh -c '$(MAKE) --no-print-directory --keep-going test-c test-lua test-sh test-otlp test-cli; s=$$?; \
 	  $(MAKE) --no-print-directory test-browser || s=1; exit $$s'
 
 # The C runner and the Lua runner each print a count per backend and end on
@@ -246,6 +260,11 @@ test-otlp: $(LUA_MOD)
 	(cd $(BUILD)/otlp && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error >/dev/null) && \
 	$(LUA_ENV) $(LUA_WRAP) lua5.4 tests/otlp/make_traces.lua > $(BUILD)/otlp/traces.jsonl && \
 	node $(BUILD)/otlp/check.js $(BUILD)/otlp/traces.jsonl
+
+# The agentrun command run on real stores, like test-lua once per backend
+# (the fixtures and the command under LUA_WRAP, as the Lua suite).
+test-cli: $(LUA_MOD) $(CLI_BIN)
+	AR_CLI_WRAP='$(LUA_WRAP)' $(LUA_ENV) tests/cli/run.sh $(BUILD)
 
 # The build system itself: parallel builds wait for their packages, installs
 # honour PREFIX, the rockspec installs a working module.
@@ -289,12 +308,15 @@ check-suites:
 	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  $(MAKE) --no-print-directory BUILD=build-asan \
 	  LUA_WRAP='env LD_PRELOAD=$(shell $(CC) -print-file-name=libasan.so):$(shell $(CC) -print-file-name=libubsan.so)' test-browser
+	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  $(MAKE) --no-print-directory BUILD=build-asan \
+	  LUA_WRAP='env LD_PRELOAD=$(shell $(CC) -print-file-name=libasan.so):$(shell $(CC) -print-file-name=libubsan.so)' test-cli
 
 # The PostgreSQL cases run against AGENTRUN_TEST_PG or a throwaway server
 # with fsync on (durable commits are what they measure); without either they
 # say they were skipped.
-bench: deps $(BENCH_BIN) $(LUA_MOD)
-	@AGENTRUN_PG_FSYNC=on tests/pg/with-server.sh --optional env $(LUA_ENV) $(BENCH_BIN)
+bench: deps $(BENCH_BIN) $(LUA_MOD) $(CLI_BIN)
+	@AGENTRUN_PG_FSYNC=on tests/pg/with-server.sh --optional env $(LUA_ENV) AR_BENCH_CLI=$(abspath $(CLI_BIN)) $(BENCH_BIN)
 
 demo: deps all
 	@rm -f $(BUILD)/demo.db $(BUILD)/demo.db-wal $(BUILD)/demo.db-shm
@@ -302,6 +324,9 @@ demo: deps all
 	  $(LUA_ENV) lua5.4 examples/agent_loop.lua $(BUILD)/demo.db && \
 	  $(LUA_ENV) lua5.4 examples/show_store.lua $(BUILD)/demo.db; \
 	else $(BUILD)/examples/record_run $(BUILD)/demo.db; fi
+	@echo; echo '$$ agentrun ls $(BUILD)/demo.db --limit 5'; $(CLI_BIN) ls $(BUILD)/demo.db --limit 5
+	@id=$$($(CLI_BIN) --json ls $(BUILD)/demo.db --limit 1 | sed -n 's/.*"id":"\([0-9A-Z]*\)".*/\1/p'); \
+	  echo; echo "$$ agentrun show $(BUILD)/demo.db $$id"; $(CLI_BIN) show $(BUILD)/demo.db $$id
 
 # Prints the one line that makes `require "agentrun"` work from this tree:
 #   eval $(make -s env)
@@ -316,6 +341,10 @@ install: lib install-lua
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libagentrun.so
 	install -m 644 core/include/agentrun.h $(DESTDIR)$(INCDIR)/
 	install -m 644 $(BUILD)/agentrun.pc $(DESTDIR)$(PCDIR)/
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1
+	sed 's|^-- @AGENTRUN_PATHS@$$|$(call cli_paths,$(LUA_LMOD),$(LUA_CMOD))|' cli/agentrun.lua > $(DESTDIR)$(BINDIR)/agentrun
+	chmod 755 $(DESTDIR)$(BINDIR)/agentrun
+	install -m 644 docs/agentrun.1 $(DESTDIR)$(MANDIR)/man1/agentrun.1
 
 # The Lua module: agentrun.core (C), every Lua file under lua/ and the LuaLS
 # definitions (types/, for editors; never required). The rockspec runs this
@@ -330,6 +359,7 @@ install-lua: $(LUA_MOD)
 
 uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/libagentrun.* $(DESTDIR)$(INCDIR)/agentrun.h $(DESTDIR)$(PCDIR)/agentrun.pc
+	rm -f $(DESTDIR)$(BINDIR)/agentrun $(DESTDIR)$(MANDIR)/man1/agentrun.1
 	rm -rf $(DESTDIR)$(LUA_CMOD)/agentrun $(DESTDIR)$(LUA_LMOD)/agentrun $(DESTDIR)$(LUA_LMOD)/agentrun.lua
 
 clean:

@@ -2,7 +2,9 @@
 #include "arl.h"
 
 #include <errno.h>
+#include <sys/ioctl.h>
 #include <time.h>
+#include <unistd.h>
 
 /* core.sleep(ms): the loop's retry backoff. */
 static int l_sleep(lua_State *L)
@@ -23,6 +25,23 @@ static int l_now(lua_State *L)
     clock_gettime(CLOCK_REALTIME, &ts);
     lua_pushinteger(L, (lua_Integer)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
     return 1;
+}
+
+/* core.terminal(fd) -> is_tty, columns (nil when unknown): what the agentrun
+ * command asks of its output, without starting a process to ask it. */
+static int l_terminal(lua_State *L)
+{
+    lua_Integer fd = lua_tointeger(L, 1);
+    if (lua_type(L, 1) != LUA_TNUMBER || fd < 0 || fd > 1024)
+        arl_argerror(L, 1, "a file descriptor expected");
+    int tty = isatty((int)fd);
+    lua_pushboolean(L, tty);
+    struct winsize ws;
+    if (tty && ioctl((int)fd, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
+        lua_pushinteger(L, ws.ws_col);
+    else
+        lua_pushnil(L);
+    return 2;
 }
 
 /* core.error_text(v) -> the text a failed run keeps for the error value v
@@ -76,7 +95,8 @@ void arl_unbox(lua_State *L, int idx)
 static const luaL_Reg box_meta[] = { { "__gc", box_gc }, { NULL, NULL } };
 
 static const luaL_Reg module_functions[] = {
-    { "sleep", l_sleep }, { "now", l_now }, { "error_text", l_error_text }, { NULL, NULL }
+    { "sleep", l_sleep }, { "now", l_now }, { "error_text", l_error_text }, { "terminal", l_terminal },
+    { NULL, NULL }
 };
 
 /* The functions of require "agentrun.core", by the file that holds them. */

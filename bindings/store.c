@@ -1,6 +1,8 @@
 /* store.c -- the Lua store handle: open, close, info, and the store-wide maintenance calls. */
 #include "arl.h"
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static arl_store *to_store(lua_State *L, int idx)
@@ -175,13 +177,120 @@ static int l_recover(lua_State *L)
     return arl_push_count(L, 2, store, rc, n);
 }
 
+/* ---- check --------------------------------------------------------------- */
+
+/* The problems of a check, kept in C memory while the check runs (no Lua
+ * call may raise inside the core's scan), then handed to Lua. */
+typedef struct check_problem {
+    char kind[16];
+    char run_id[32];
+    int64_t run_key, seq;
+    char field[48];
+    char message[512];
+} check_problem;
+
+typedef struct check_list {
+    check_problem *items;
+    size_t n, cap;
+} check_list;
+
+static void copy_text(char *dst, size_t cap, const char *src)
+{
+    snprintf(dst, cap, "%s", src ? src : "");
+}
+
+static int keep_problem(void *ud, const ar_check_problem *p)
+{
+    check_list *list = ud;
+    if (list->n == list->cap) {
+        size_t cap = list->cap ? 2 * list->cap : 16;
+        check_problem *grown = realloc(list->items, cap * sizeof *grown);
+        if (!grown)
+            return AR_ENOMEM;
+        list->items = grown;
+        list->cap = cap;
+    }
+    check_problem *c = &list->items[list->n++];
+    copy_text(c->kind, sizeof c->kind, p->kind);
+    copy_text(c->run_id, sizeof c->run_id, p->run_id);
+    c->run_key = p->run_key;
+    c->seq = p->seq;
+    copy_text(c->field, sizeof c->field, p->field);
+    copy_text(c->message, sizeof c->message, p->message);
+    return 0;
+}
+
+/* Builds the report table from the kept problems (run under lua_pcall: the
+ * list is freed whatever happens). */
+static int push_check(lua_State *L)
+{
+    const check_list *list = lua_touserdata(L, 1);
+    const ar_check_report *rep = lua_touserdata(L, 2);
+    lua_createtable(L, 0, 7);
+    lua_pushboolean(L, rep->problems == 0);
+    lua_setfield(L, -2, "ok");
+    arl_set_int(L, "runs", rep->runs);
+    arl_set_int(L, "steps", rep->steps);
+    arl_set_int(L, "checkpoints", rep->checkpoints);
+    arl_set_int(L, "events", rep->events);
+    lua_createtable(L, (int)list->n, 0);
+    for (size_t i = 0; i < list->n; i++) {
+        const check_problem *c = &list->items[i];
+        int event = strcmp(c->kind, "event") == 0;
+        lua_createtable(L, 0, 6);
+        lua_pushstring(L, c->kind);
+        lua_setfield(L, -2, "kind");
+        if (event) {
+            arl_set_int(L, "id", c->seq);
+        } else if (c->run_id[0]) {
+            lua_pushstring(L, c->run_id);
+            lua_setfield(L, -2, "id");
+        }
+        if (c->run_key)
+            arl_set_int(L, "key", c->run_key);
+        if (!event && c->seq)
+            arl_set_int(L, "seq", c->seq);
+        if (c->field[0]) {
+            lua_pushstring(L, c->field);
+            lua_setfield(L, -2, "field");
+        }
+        lua_pushstring(L, c->message);
+        lua_setfield(L, -2, "message");
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    lua_setfield(L, -2, "problems");
+    return 1;
+}
+
+static int l_check(lua_State *L)
+{
+    ar_store *store = arl_check_store(L, 1);
+    check_list list = { NULL, 0, 0 };
+    ar_check_report rep;
+    int rc = ar_store_check(&rep, store, keep_problem, &list);
+    if (rc) {
+        free(list.items);
+        if (rc == AR_ENOMEM)
+            return arl_raise(L, AR_ENOMEM, "out of memory keeping the problems of a check");
+        return arl_store_fail(L, 1, store, rc);
+    }
+    lua_pushcfunction(L, push_check);
+    lua_pushlightuserdata(L, &list);
+    lua_pushlightuserdata(L, &rep);
+    int st = lua_pcall(L, 2, 1, 0);
+    free(list.items);
+    if (st != LUA_OK)
+        return lua_error(L);
+    return 1;
+}
+
 const luaL_Reg arl_store_meta[] = {
     { "__gc", l_gc }, { "__close", l_close }, { "__tostring", l_tostring }, { NULL, NULL }
 };
 
 const luaL_Reg arl_store_methods[] = {
     { "close", l_close }, { "info", l_info }, { "forget_user", l_forget_user }, { "recover", l_recover },
-    { NULL, NULL }
+    { "check", l_check }, { NULL, NULL }
 };
 
 const luaL_Reg arl_store_functions[] = { { "open", l_open }, { NULL, NULL } };

@@ -316,8 +316,8 @@ typedef struct ar_backend {
     /* Appends an event (validated; at set), one transaction; *id its new id,
      * higher than every id a reader may already have seen. */
     int (*event_insert)(ar_db *db, const ar_event *e, int64_t *id, struct ar_err *err);
-    /* Visits events matching q's filters (q->agent set; limit, cursors and
-     * order ignored) in id order, ascending when `ascending`, up to `limit`.
+    /* Visits events matching q's filters (q->agent NULL: every agent's, for
+     * ar_store_check; limit, cursors and order ignored) in id order, ascending when `ascending`, up to `limit`.
      * `key` (may be NULL) is a position between ids: walking up takes
      * ids > *key, walking down ids <= *key. Never visits an event a reader
      * could page past before a lower id commits. */
@@ -348,6 +348,13 @@ typedef struct ar_backend {
      * transaction: *inserted 1; or, when an event holds that id, nothing and
      * *inserted 0. The ids event_insert hands out afterwards are above it. */
     int (*event_put)(ar_db *db, const ar_event *e, int *inserted, struct ar_err *err);
+
+    /* ---- checking ---- */
+
+    /* Optional (NULL: the backend's own storage is not checked, only its
+     * rows): checks the storage itself (SQLite's integrity_check) and visits
+     * each problem it finds as one line of text. */
+    int (*integrity)(ar_db *db, int (*visit)(void *ud, const char *problem), void *ud, struct ar_err *err);
 } ar_backend;
 
 /* The backends built into the library. */

@@ -208,6 +208,9 @@ int ar_row_to_step(const ar_db_step_row *row, const char *run_id, ar_arena *aren
 int ar_row_to_event(const ar_db_event_row *row, ar_arena *arena, ar_event *out, ar_err *err);
 /* Checks a stored JSON text of `owner` (e.g. "run <id> checkpoint") named
  * `field`; SQL NULL passes. */
+/* The field a damaged row's AR_ECORRUPT (as the conversions above word it)
+ * names, into buf; 1 when err is such a failure, else 0 and buf "". */
+int ar_row_damaged_field(const ar_err *err, char *buf, size_t cap);
 int ar_row_json_check(ar_db_text t, const char *owner, const char *field, ar_err *err);
 /* Checks a stored plain text (UTF-8, no NUL byte) and copies it into
  * `arena` as a C string (*out NULL for SQL NULL). */

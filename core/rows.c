@@ -19,10 +19,14 @@ typedef struct rowck {
     int rc;
 } rowck;
 
+/* The one wording of a damaged row, which ar_row_damaged_field reads back. */
+#define DAMAGED_MID ": stored "
+#define DAMAGED_END " is damaged: "
+
 static int damaged(rowck *r, const char *field, const char *why)
 {
     if (r->rc == AR_OK)
-        r->rc = ar_fail(r->err, AR_ECORRUPT, "%s: stored %s is damaged: %s", r->owner, field, why);
+        r->rc = ar_fail(r->err, AR_ECORRUPT, "%s" DAMAGED_MID "%s" DAMAGED_END "%s", r->owner, field, why);
     return r->rc;
 }
 
@@ -216,6 +220,25 @@ int ar_row_to_event(const ar_db_event_row *row, ar_arena *arena, ar_event *e, ar
     e->run = text(&r, row->run, "run");
     e->at = row->at;
     return r.rc;
+}
+
+int ar_row_damaged_field(const ar_err *err, char *buf, size_t cap)
+{
+    if (cap == 0)
+        return 0;
+    buf[0] = '\0';
+    if (err->code != AR_ECORRUPT)
+        return 0;
+    const char *mid = strstr(err->msg, DAMAGED_MID);
+    if (!mid)
+        return 0;
+    const char *field = mid + strlen(DAMAGED_MID);
+    const char *end = strstr(field, DAMAGED_END);
+    if (!end || (size_t)(end - field) >= cap)
+        return 0;
+    memcpy(buf, field, (size_t)(end - field));
+    buf[end - field] = '\0';
+    return 1;
 }
 
 int ar_row_json_check(ar_db_text t, const char *owner, const char *field, ar_err *err)

@@ -252,6 +252,10 @@ function Store:respond(run_id, response) end
 ---@return integer count
 function Store:recover(opts) end
 
+---Checks the store: the file's integrity (SQLite), then every run, step, checkpoint and event read back; lists damaged rows.
+---@return agentrun.CheckReport report
+function Store:check() end
+
 ---Appends an event to an agent's conversation stream; returns its id.
 ---@param event agentrun.EventSpec
 ---@return integer id
@@ -701,6 +705,24 @@ function LoopContext:wait(request) end
 ---@field file_bytes integer the file's size (the pages of a :memory: store); 0 where the backend has no such size
 ---@field wal_bytes integer the write-ahead log's size; 0 where the backend has none
 ---@field free_bytes integer free pages inside the file; 0 where the backend has none
+
+---What store:check returns.
+---@class agentrun.CheckReport
+---@field ok boolean true when no problem was found
+---@field runs integer runs read
+---@field steps integer steps read
+---@field checkpoints integer checkpoints read
+---@field events integer events read
+---@field problems agentrun.CheckProblem[] what is damaged, in the order found
+
+---A problem store:check found.
+---@class agentrun.CheckProblem
+---@field kind "file"|"run"|"step"|"checkpoint"|"event"
+---@field id? string|integer the run's id (run, step, checkpoint; absent when the id is the damage), or the event's id
+---@field key? integer the run's key in the store (its id's tick)
+---@field seq? integer a step's seq
+---@field field? string the first damaged field of the row
+---@field message string what is wrong, naming the row and the field
 
 ---What store:stats returns.
 ---@class agentrun.Stats

@@ -203,6 +203,37 @@ typedef struct ar_store_info {
  * open) or a store error. */
 AR_API int ar_store_info_get(ar_store_info *out, ar_store *store);
 
+/* One problem ar_store_check found. The strings are valid while the
+ * visitor runs. */
+typedef struct ar_check_problem {
+    const char *kind;      /* "file" (the store's own storage), "run", "step", "checkpoint" or "event" */
+    const char *run_id;    /* the run of a run, step or checkpoint problem; NULL when its id is the damage */
+    int64_t run_key;       /* that run's key (its id's tick), 0 for a file or event problem */
+    int64_t seq;           /* a step's seq, an event's id; 0 otherwise */
+    const char *field;     /* the damaged field ("metadata", "content", ...); NULL for a file problem */
+    const char *message;   /* what is wrong, as a read of that row would report it */
+} ar_check_problem;
+
+/* What ar_store_check read. */
+typedef struct ar_check_report {
+    int64_t runs, steps, checkpoints, events;  /* rows read */
+    int64_t problems;                          /* problems found (each given to the visitor) */
+} ar_check_report;
+
+typedef int (*ar_check_visit)(void *ud, const ar_check_problem *problem);
+
+/* Checks the store: the storage itself where the backend can (SQLite's
+ * integrity_check), then reads back every run, step, checkpoint and event,
+ * checking each stored value as a read does (text, JSON, statuses, limits).
+ * Each problem goes to `visit` (required): a damaged row is reported with
+ * the first damaged field, and the check goes on with the next row. A
+ * visitor returning non-zero stops the check, which returns that value.
+ * *out (required) gets the counts. The store is only read. Returns AR_OK
+ * (also when problems were found: out->problems says how many), AR_EMISUSE
+ * (a NULL argument, store not open), or a store error that stopped the
+ * read (a file too damaged to read is AR_ECORRUPT). */
+AR_API int ar_store_check(ar_check_report *out, ar_store *store, ar_check_visit visit, void *ud);
+
 /* ------------------------------------------------------------------------- */
 /* Values shared by runs, steps and records                                  */
 

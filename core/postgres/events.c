@@ -48,9 +48,14 @@ static const char retain_keep_sql[] =
  * array literal (its text must outlive the statement). */
 static void add_filters(pg_sql *s, pg_params *p, pg_sql *types, const ar_event_query *q)
 {
-    pg_p_text(p, q->agent);
-    pg_sql_add(s, " WHERE agent = ");
-    pg_sql_arg(s, p);
+    /* without an agent: the check's scan of every event, by id */
+    if (q->agent) {
+        pg_p_text(p, q->agent);
+        pg_sql_add(s, " WHERE agent = ");
+        pg_sql_arg(s, p);
+    } else {
+        pg_sql_add(s, " WHERE TRUE");
+    }
     if (q->session != AR_UNSET) {
         pg_p_int64(p, q->session);
         pg_sql_add(s, " AND session = ");

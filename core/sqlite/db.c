@@ -545,6 +545,32 @@ int sq_sizes(ar_db *db, ar_db_sizes *out, ar_err *err)
     return AR_OK;
 }
 
+/* PRAGMA integrity_check: one row "ok", or a row per problem found. */
+int sq_integrity(ar_db *db, int (*visit)(void *ud, const char *problem), void *ud, ar_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int src = sqlite3_prepare_v2(db->conn, "PRAGMA integrity_check", -1, &st, NULL);
+    int rc = AR_OK;
+    if (src != SQLITE_OK) {
+        rc = sq_fail(db, err, src, "checking the file's integrity");
+        goto cleanup;
+    }
+    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *line = (const char *)sqlite3_column_text(st, 0);
+        if (!line) {
+            rc = sq_fail(db, err, SQLITE_NOMEM, "checking the file's integrity");
+            goto cleanup;
+        }
+        if (strcmp(line, "ok") != 0 && (rc = visit(ud, line)))
+            goto cleanup;
+    }
+    if (src != SQLITE_DONE)
+        rc = sq_fail(db, err, src, "checking the file's integrity");
+cleanup:
+    sqlite3_finalize(st);
+    return rc;
+}
+
 const ar_backend ar_sqlite_backend = {
     AR_BACKEND_VERSION,
     "sqlite",
@@ -560,4 +586,5 @@ const ar_backend ar_sqlite_backend = {
     sq_event_insert, sq_events_list, sq_events_count, sq_events_summary,
     sq_events_delete, sq_events_delete_before, sq_events_keep_last,
     sq_events_scan, sq_event_put,
+    sq_integrity,
 };

@@ -70,10 +70,11 @@ static void put(sqltext *t, const char *s)
 }
 
 /* The WHERE clause of q's filters; agent always comes first so every shape
- * is bounded by an agent-prefixed index. */
+ * is bounded by an agent-prefixed index (without one, the check's scan of
+ * every event, by id). */
 static void put_filters(sqltext *t, const ar_event_query *q)
 {
-    put(t, " WHERE agent = ?");
+    put(t, q->agent ? " WHERE agent = ?" : " WHERE 1");
     if (q->session != AR_UNSET)
         put(t, " AND session = ?");
     if (q->n_types == 1)
@@ -95,7 +96,8 @@ static void put_filters(sqltext *t, const ar_event_query *q)
 static int bind_filters(sqlite3_stmt *st, const ar_event_query *q, int *rc)
 {
     int i = 1;
-    sq_bind_text(st, i++, q->agent, rc);
+    if (q->agent)
+        sq_bind_text(st, i++, q->agent, rc);
     if (q->session != AR_UNSET)
         sq_bind_int64(st, i++, q->session, rc);
     for (size_t k = 0; k < q->n_types; k++)

@@ -39,6 +39,7 @@ sqlite3_stmt *sq_stmt(ar_db *db, int slot, const char *sql, ar_err *err);
 
 /* Maps a SQLite result to an AR_ code with a message naming `what`. */
 int sq_fail(ar_db *db, ar_err *err, int rc, const char *what);
+int sq_integrity(ar_db *db, int (*visit)(void *ud, const char *problem), void *ud, ar_err *err);
 
 /* Binding. Each bind keeps the first failure in *rc (SQLITE_OK to begin
  * with) and does nothing once there is one, so a statement's binds read as a

@@ -596,6 +596,13 @@ static void op_list(world *w)
     ar_free(next);
 }
 
+static int count_problem(void *ud, const ar_check_problem *p)
+{
+    (void)p;
+    (*(int *)ud)++;
+    return 0;
+}
+
 static void op_count(world *w)
 {
     int rc;
@@ -609,6 +616,13 @@ static void op_count(world *w)
     ar_store_info info;
     UNDER_INJECTION("info", rc = ar_store_info_get(&info, w->store), ar_store_errmsg(w->store), (void)0);
     CHECK_INT(info.steps, A_STEPS + 2 + 3);
+    ar_check_report rep;
+    int problems = 0;
+    UNDER_INJECTION("check", rc = ar_store_check(&rep, w->store, count_problem, &problems), ar_store_errmsg(w->store),
+                    (void)0);
+    CHECK_INT(problems, 0);
+    CHECK_INT(rep.runs, 3);
+    CHECK_INT(rep.steps, A_STEPS + 2 + 3);
 }
 
 /* A fork of run A after its step 2: a copy made in the store, with the

@@ -152,6 +152,52 @@ static void test_memory_store_opens_with_schema_and_no_rows(void **state)
     ar_store_close(store);
 }
 
+static int count_problem(void *ud, const ar_check_problem *p)
+{
+    (void)p;
+    (*(int *)ud)++;
+    return 0;
+}
+
+/* A sound store checks clean on every backend: every row read, none
+ * reported; bad arguments are misuse. */
+static void test_check_reads_every_row_of_a_sound_store(void **state)
+{
+    (void)state;
+    ar_store *store = test_store_new();
+    for (int k = 0; k < 3; k++) {
+        ar_run *run = test_begin(store, "checked");
+        ar_step st = AR_STEP_INIT;
+        st.kind = "llm";
+        st.content = "{\"k\":1}";
+        st.content_len = AR_NUL_TERMINATED;
+        for (int i = 0; i < 300; i++)
+            assert_int_equal(ar_run_step(NULL, run, &st), AR_OK);
+        assert_int_equal(ar_run_checkpoint(run, "[1]", AR_NUL_TERMINATED), AR_OK);
+        assert_int_equal(ar_run_complete(NULL, run, NULL, 0), AR_OK);
+        ar_run_close(run);
+    }
+    ar_event e = AR_EVENT_INIT;
+    e.agent = "checked";
+    e.type = "log";
+    assert_int_equal(ar_event_append(NULL, store, &e), AR_OK);
+    e.agent = "other";
+    assert_int_equal(ar_event_append(NULL, store, &e), AR_OK);
+    ar_check_report rep;
+    int problems = 0;
+    assert_int_equal(ar_store_check(&rep, store, count_problem, &problems), AR_OK);
+    assert_int_equal(problems, 0);
+    assert_int_equal(rep.problems, 0);
+    assert_int_equal(rep.runs, 3);
+    assert_int_equal(rep.steps, 900);
+    assert_int_equal(rep.checkpoints, 3);
+    assert_int_equal(rep.events, 2);
+    assert_int_equal(ar_store_check(NULL, store, count_problem, &problems), AR_EMISUSE);
+    assert_int_equal(ar_store_check(&rep, store, NULL, NULL), AR_EMISUSE);
+    assert_int_equal(ar_store_check(&rep, NULL, count_problem, &problems), AR_EMISUSE);
+    ar_store_close(store);
+}
+
 static void test_two_memory_stores_are_independent(void **state)
 {
     (void)state;
@@ -819,6 +865,7 @@ static const struct CMUnitTest file_tests[] = {
     cmocka_unit_test_setup_teardown(test_names_that_look_like_sqlite_uris_are_plain_file_names,
                                     enter_tmpdir, leave_tmpdir),
     cmocka_unit_test(test_info_counts_rows_and_reports_the_real_file_sizes),
+    cmocka_unit_test(test_check_reads_every_row_of_a_sound_store),
     cmocka_unit_test(test_bad_durability_is_misuse_and_creates_no_file),
     cmocka_unit_test(test_readonly_open_of_a_missing_file_fails_and_creates_nothing),
     cmocka_unit_test(test_a_directory_is_refused),

@@ -38,7 +38,8 @@ local function store_methods()
     { "stats", 5 }, { "forget_user", 5 }, { "checkpoint", 5 }, { "resume", 5 }, { "recover", 5 },
     { "event", 5 }, { "events", 5 }, { "count_events", 5 }, { "event_summary", 5 },
     { "delete_events", 5 }, { "retain_events", 5 }, { "retain", 5 }, { "intents", {} }, { "fork", 5 },
-    { "respond", 5 }, { "info" }, { "close" }, { "export", 5 }, { "import", 5 }, { "copy", 5 }, { "otlp", 5 },
+    { "respond", 5 }, { "info" }, { "check" }, { "close" }, { "export", 5 }, { "import", 5 }, { "copy", 5 },
+    { "otlp", 5 },
   }
 end
 local function run_methods()

@@ -234,6 +234,18 @@ local function output_instances()
   out["agentrun.Usage"] = { exhausted.usage, running.usage }
   out["agentrun.BudgetExhausted"] = { budget_err }
   out["agentrun.Info"] = { store:info() }
+  do
+    -- a file with a damaged step gives a problem with every field
+    local path = os.tmpname()
+    local damaged <close> = assert(agentrun.open(path))
+    damaged:begin(spec):step { kind = "llm", content = 1 }
+    require("faultvfs").exec(path, "UPDATE steps SET content = '['")
+    local rep = damaged:check()
+    out["agentrun.CheckReport"] = { store:check(), rep }
+    out["agentrun.CheckProblem"] = rep.problems
+    damaged:close()
+    for _, f in ipairs { path, path .. "-wal", path .. "-shm" } do os.remove(f) end
+  end
   local stats = store:stats()
   out["agentrun.Stats"] = { stats }
   out["agentrun.StatusCounts"] = { stats.by_status }

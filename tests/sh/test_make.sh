@@ -106,6 +106,38 @@ static_pkg_config_links_the_archive_into_a_program_that_runs() {
   [ -s "$tmp/store.db" ]
 }
 
+# The installed command finds the module installed beside it: run from
+# another directory with no LUA_PATH or LUA_CPATH, with its man page
+# installed. Under DESTDIR, the script names the final prefix, not DESTDIR.
+installed_agentrun_command_runs_from_another_prefix() {
+  (cd "$AR_ROOT" && make -s BUILD="$AR_BUILD" install PREFIX="$tmp/prefix" >/dev/null)
+  local bin="$tmp/prefix/bin/agentrun"
+  [ -x "$bin" ]
+  [ -f "$tmp/prefix/share/man/man1/agentrun.1" ]
+  grep -qF "package.path = \"$tmp/prefix/share/lua/5.4/?.lua;" "$bin"
+  grep -qF "package.cpath = \"$tmp/prefix/lib/lua/5.4/?.so;" "$bin"
+  # a store written through the installed module
+  env -u LUA_PATH -u LUA_CPATH -u LUA_PATH_5_4 -u LUA_CPATH_5_4 \
+    LUA_PATH="$tmp/prefix/share/lua/5.4/?.lua" LUA_CPATH="$tmp/prefix/lib/lua/5.4/?.so" \
+    lua5.4 - "$tmp/store.db" <<'LUA'
+local s = assert(require("agentrun").open(arg[1]))
+local r = s:begin { agent = "installed", goal = "g" }
+r:step { kind = "llm", content = "hello" }
+r:complete("done")
+LUA
+  local out
+  out=$(cd / && env -u LUA_PATH -u LUA_CPATH -u LUA_PATH_5_4 -u LUA_CPATH_5_4 "$bin" ls "$tmp/store.db")
+  grep -q "installed  *completed" <<<"$out"
+  out=$(cd / && env -u LUA_PATH -u LUA_CPATH -u LUA_PATH_5_4 -u LUA_CPATH_5_4 "$bin" --version)
+  [ "$out" = "agentrun $(sed -nE 's/^#define AR_VERSION "([^"]+)".*/\1/p' "$AR_ROOT/core/include/agentrun.h")" ]
+  (cd "$AR_ROOT" && make -s BUILD="$AR_BUILD" install PREFIX=/opt/agentrun-cli DESTDIR="$tmp/root" >/dev/null)
+  grep -qF 'package.path = "/opt/agentrun-cli/share/lua/5.4/?.lua;' "$tmp/root/opt/agentrun-cli/bin/agentrun"
+  if grep -q "$tmp/root" "$tmp/root/opt/agentrun-cli/bin/agentrun"; then
+    echo "the installed script names DESTDIR" >&2; return 1
+  fi
+  [ -f "$tmp/root/opt/agentrun-cli/share/man/man1/agentrun.1" ]
+}
+
 # The compile command make runs for the object of SRC (`make -n`), with SRC
 # replaced by PROBE and the object written to the temp dir.
 _compile_cmd() { # SRC PROBE

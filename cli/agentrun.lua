@@ -1,0 +1,1208 @@
+#!/usr/bin/env lua5.4
+-- agentrun -- the command line over the Lua module: lists, shows and follows
+-- the runs of a store (a SQLite file or a PostgreSQL URL).
+--
+--   agentrun [--json] COMMAND STORE [ARGS]        (agentrun --help)
+--
+-- The build writes where the module lives on the next line (the build tree
+-- for build/bin/agentrun, the install prefix for $PREFIX/bin/agentrun), so
+-- the command finds its own module without LUA_PATH.
+-- @AGENTRUN_PATHS@
+
+local agentrun = require "agentrun"
+
+local PROG = "agentrun"
+local USAGE = "usage: agentrun [--json] [--schema NAME] COMMAND STORE [ARGS]   (agentrun --help)"
+
+---------------------------------------------------------------------------
+-- Errors: a usage error (exit 2, with the usage line) or a failure (exit 1,
+-- with its code). Both are raised as tables and printed by main, never with
+-- a stack trace.
+
+local UsageError, Failure = {}, {}
+
+local function usage_error(cmd, fmt, ...)
+  error(setmetatable({ message = fmt:format(...), cmd = cmd }, UsageError), 0)
+end
+
+local function fail(code, fmt, ...)
+  error(setmetatable({ message = fmt:format(...), code = code }, Failure), 0)
+end
+
+---------------------------------------------------------------------------
+-- Output
+
+local out = io.stdout
+out:setvbuf("full")
+
+local function say(s) out:write(s, "\n") end
+
+local env = os.getenv
+
+-- The terminal: asked once, only when human output needs it.
+local core = require "agentrun.core"
+
+local term
+local function terminal()
+  if term then return term end
+  local tty, cols = core.terminal(1)
+  local width = tonumber(env("COLUMNS") or "") or cols
+  if not width or width < 20 then width = 80 end
+  local nc = env("NO_COLOR")
+  term = { tty = tty, width = math.floor(width), color = tty and (nc == nil or nc == "") }
+  return term
+end
+
+local STATUS_COLOR = {
+  running = "36", completed = "32", budget_exhausted = "33", failed = "31", interrupted = "35",
+}
+
+local function paint(text, code)
+  if code and terminal().color then return "\27[" .. code .. "m" .. text .. "\27[0m" end
+  return text
+end
+
+-- Display width of text (characters; bytes for text that is not UTF-8).
+local function width_of(s) return utf8.len(s) or #s end
+
+-- Text cut to `w` characters, ending in "…" when cut.
+local function cut(s, w)
+  if w <= 0 then return "" end
+  local n = width_of(s)
+  if n <= w then return s end
+  if not utf8.len(s) then return s:sub(1, w - 1) .. "…" end
+  return s:sub(1, (utf8.offset(s, w) or #s + 1) - 1) .. "…"
+end
+
+local function json(v) return agentrun.json_encode(v) end
+
+-- One line of text for any value: a string as it is, anything else as JSON;
+-- control characters and runs of white space become one space.
+local function oneline(v)
+  if v == nil then return "" end
+  local s = type(v) == "string" and v or json(v)
+  return (s:gsub("[%c%s]+", " "))
+end
+
+local function full_text(v)
+  if type(v) == "string" then return v end
+  return json(v)
+end
+
+local function commas(n)
+  local s = tostring(math.tointeger(n) or n)
+  local sign, digits = s:match("^(-?)(%d+)$")
+  if not digits then return s end
+  return sign .. digits:reverse():gsub("(%d%d%d)", "%1,"):reverse():gsub("^,", "")
+end
+
+local function fmt_cost(c)
+  if not c or c == 0 then return "$0" end
+  if c >= 0.0001 then return ("$%.4f"):format(c) end
+  return (("$%.9f"):format(c):gsub("0+$", ""))
+end
+
+local function fmt_duration(ms)
+  if not ms then return "" end
+  if ms < 1000 then return ("%d ms"):format(ms) end
+  local s = ms / 1000
+  if s < 60 then return ("%.1f s"):format(s) end
+  if s < 3600 then return ("%d min %d s"):format(s // 60, math.floor(s % 60)) end
+  if s < 86400 then return ("%d h %d min"):format(s // 3600, math.floor(s % 3600) // 60) end
+  return ("%d d %d h"):format(s // 86400, math.floor(s % 86400) // 3600)
+end
+
+local now_ms = core.now
+
+local function fmt_date(ms) return os.date("%Y-%m-%d %H:%M:%S", ms // 1000) end
+
+local function fmt_age(ms, now)
+  local s = ((now or now_ms()) - ms) // 1000
+  if s < -1 then return "in the future" end
+  if s < 5 then return "just now" end
+  if s < 60 then return ("%d s ago"):format(s) end
+  if s < 3600 then return ("%d min ago"):format(s // 60) end
+  if s < 86400 then return ("%d h ago"):format(s // 3600) end
+  if s < 86400 * 60 then return ("%d d ago"):format(s // 86400) end
+  return os.date("%Y-%m-%d", ms // 1000)
+end
+
+local function fmt_when(ms)
+  if not ms then return "" end
+  return ("%s (%s)"):format(fmt_date(ms), fmt_age(ms))
+end
+
+-- Prints rows as aligned columns fitting the terminal. cols: {title, right
+-- = aligned right, flex = takes what width is left and is cut to it}. A cell
+-- is text or {text, colour}.
+local function print_table(cols, rows)
+  local width = terminal().width
+  local w = {}
+  for i, c in ipairs(cols) do w[i] = width_of(c.title) end
+  for _, row in ipairs(rows) do
+    for i, cell in ipairs(row) do
+      local t = type(cell) == "table" and cell[1] or cell
+      local n = width_of(t)
+      if n > w[i] and not cols[i].flex then w[i] = n end
+    end
+  end
+  -- the flexible column gets what the others leave: columns marked `drop`
+  -- go first (the highest mark first) to give it 16 characters, and without
+  -- 8 it goes itself
+  local show = {}
+  for i in ipairs(cols) do show[i] = true end
+  local flex
+  local function used()
+    local n = 0
+    for i, c in ipairs(cols) do
+      if show[i] and not c.flex then n = n + w[i] + 2 end
+    end
+    return n
+  end
+  for i, c in ipairs(cols) do if c.flex then flex = i end end
+  if flex then
+    while width - used() < 16 do
+      local worst
+      for i, c in ipairs(cols) do
+        if show[i] and c.drop and (not worst or c.drop > cols[worst].drop) then worst = i end
+      end
+      if not worst then break end
+      show[worst] = false
+    end
+    local room = width - used()
+    if room < 8 then
+      show[flex] = false
+    else
+      local longest = width_of(cols[flex].title)
+      for _, row in ipairs(rows) do
+        local cell = row[flex]
+        local t = type(cell) == "table" and cell[1] or cell or ""
+        local n = width_of(t)
+        if n > longest then longest = n end
+      end
+      w[flex] = math.min(room, longest)
+    end
+  end
+  local last = 0
+  for i in ipairs(cols) do if show[i] then last = i end end
+  local function line(cells, header)
+    local parts = {}
+    for i, c in ipairs(cols) do
+      if show[i] then
+        local cell = cells[i]
+        local t, colour = cell, nil
+        if type(cell) == "table" then t, colour = cell[1], cell[2] end
+        t = cut(t or "", w[i])
+        local pad = (" "):rep(w[i] - width_of(t))
+        if header then t = paint(t, "1") else t = paint(t, colour) end
+        if c.right then
+          parts[#parts + 1] = pad .. t
+        elseif i == last then
+          parts[#parts + 1] = t
+        else
+          parts[#parts + 1] = t .. pad
+        end
+      end
+    end
+    say(table.concat(parts, "  "))
+  end
+  local titles = {}
+  for i, c in ipairs(cols) do titles[i] = c.title end
+  line(titles, true)
+  for _, row in ipairs(rows) do line(row) end
+end
+
+-- Prints "key  value" lines aligned on the keys.
+local function print_fields(fields)
+  local w = 0
+  for _, f in ipairs(fields) do if #f[1] > w then w = #f[1] end end
+  for _, f in ipairs(fields) do
+    say(paint(f[1], "1") .. (" "):rep(w - #f[1] + 2) .. f[2])
+  end
+end
+
+---------------------------------------------------------------------------
+-- Parsing times, durations and numbers given on the command line
+
+local UNIT_MS = {
+  ms = 1, s = 1000, sec = 1000, m = 60000, min = 60000, h = 3600000, d = 86400000, w = 604800000,
+}
+
+-- "10m", "2h", "3d", "1.5h" in milliseconds, or nil.
+local function age_ms(s)
+  local n, unit = s:match("^(%d+%.?%d*)(%a+)$")
+  n = tonumber(n)
+  if not n or not UNIT_MS[unit] then return nil end
+  return math.floor(n * UNIT_MS[unit] + 0.5)
+end
+
+-- Seconds east of UTC of the local time zone at `t` (seconds).
+local function utc_offset(t)
+  local u = os.date("!*t", t)
+  u.isdst = os.date("*t", t).isdst
+  return os.difftime(t, os.time(u))
+end
+
+-- A point in time: an age ("2h": two hours ago), "now", or a date
+-- "YYYY-MM-DD[ |T]HH:MM[:SS]" in local time (UTC with a final "Z").
+local function parse_time(cmd, opt, s)
+  if s == "now" then return now_ms() end
+  local age = age_ms(s)
+  if age then return now_ms() - age end
+  local y, mo, d, rest = s:match("^(%d%d%d%d)-(%d%d)-(%d%d)(.*)$")
+  local h, mi, sec, z = 0, 0, 0, ""
+  if rest and rest ~= "" and rest ~= "Z" then
+    h, mi, sec, z = rest:match("^[T ](%d%d):(%d%d):?(%d?%d?)(Z?)$")
+    if sec == "" then sec = 0 end
+  elseif rest == "Z" then
+    z = "Z"
+  end
+  y, mo, d, h, mi, sec = tonumber(y), tonumber(mo), tonumber(d), tonumber(h), tonumber(mi), tonumber(sec)
+  if not (y and mo and d and h and mi and sec) or mo < 1 or mo > 12 or d < 1 or d > 31 or h > 23 or mi > 59
+      or sec > 59 then
+    usage_error(cmd, "%s: malformed time '%s' (an age like 10m, 2h, 3d, or a date YYYY-MM-DD[ HH:MM[:SS]])", opt, s)
+  end
+  local t = os.time { year = y, month = mo, day = d, hour = h, min = mi, sec = sec, isdst = nil }
+  local back = os.date("*t", t)
+  if back.day ~= d or back.month ~= mo then
+    usage_error(cmd, "%s: no such date '%s'", opt, s)
+  end
+  if z == "Z" then t = t + utc_offset(t) end
+  return t * 1000
+end
+
+-- A duration in seconds: "10m", "90s", "2h", or a plain number of seconds.
+local function parse_duration(cmd, opt, s)
+  local n = tonumber(s)
+  if n and n >= 0 and n == n and n < math.huge then return n end
+  local ms = age_ms(s)
+  if not ms then
+    usage_error(cmd, "%s: malformed duration '%s' (like 90s, 10m, 2h, 3d, or seconds)", opt, s)
+  end
+  return ms / 1000
+end
+
+local function parse_count(cmd, opt, s)
+  local n = math.tointeger(tonumber(s))
+  if not n or n < 0 or not s:match("^%d+$") then
+    usage_error(cmd, "%s: expected a whole number >= 0, got '%s'", opt, s)
+  end
+  return n
+end
+
+---------------------------------------------------------------------------
+-- Ids: a run id is 26 Crockford base32 digits, the first 10 of them its
+-- creation millisecond, so a prefix names a span of time and only the runs
+-- begun in that span can match it.
+
+local CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+local DIGIT = {}
+for i = 1, #CROCKFORD do DIGIT[CROCKFORD:sub(i, i)] = i - 1 end
+
+-- The milliseconds [lo, hi] of the runs whose id starts with prefix p
+-- (upper case, valid digits), or nil when no id can start so.
+local function prefix_span(p)
+  local k = math.min(#p, 10)
+  local v = 0
+  for i = 1, k do v = v * 32 + DIGIT[p:sub(i, i)] end
+  local shift = 50 - 5 * k
+  local lo, hi = v << shift, ((v + 1) << shift) - 1
+  -- the id's top two bits are zero: its time is below 2^48
+  if lo >= 1 << 48 then return nil end
+  if hi >= 1 << 48 then hi = (1 << 48) - 1 end
+  return lo, hi
+end
+
+-- The ids of the runs (at most `max`) whose id starts with p.
+local function ids_with_prefix(store, p, max)
+  local lo, hi = prefix_span(p)
+  local found = {}
+  if not lo then return found end
+  local q = { since = lo, ["until"] = hi + 1, order = "asc", limit = 1000 }
+  repeat
+    local page, cursor = store:runs(q)
+    for _, r in ipairs(page) do
+      if r.id:sub(1, #p) == p then
+        found[#found + 1] = r.id
+        if #found >= max then return found end
+      end
+    end
+    q.after = cursor
+  until not cursor
+  return found
+end
+
+-- The run id that `text` (an id or any unique prefix of one, in either
+-- case) names; ENOTFOUND when none does, EAMBIGUOUS when several do.
+local function resolve_id(store, text)
+  local p = text:upper()
+  if p == "" or #p > 26 or p:find("[^0-9A-HJKMNP-TV-Z]") then
+    fail("ENOTFOUND", "no run with id '%s'", text)
+  end
+  if #p == 26 then
+    if store:get(p) then return p end
+    fail("ENOTFOUND", "no run with id '%s'", text)
+  end
+  local found = ids_with_prefix(store, p, 11)
+  if #found == 1 then return found[1] end
+  if #found == 0 then fail("ENOTFOUND", "no run with id '%s'", text) end
+  local more = #found > 10 and ", ..." or ""
+  if #found > 10 then found[11] = nil end
+  fail("EAMBIGUOUS", "id prefix '%s' names several runs: %s%s", text, table.concat(found, ", "), more)
+end
+
+local function common_prefix(a, b)
+  local n = 0
+  for i = 1, math.min(#a, #b) do
+    if a:byte(i) ~= b:byte(i) then break end
+    n = i
+  end
+  return n
+end
+
+local SHORT_MIN = 8
+
+-- For each id of `ids`, the shortest prefix (at least 8 digits) that no
+-- other run of the store shares: its neighbours in id order are the runs of
+-- its millisecond and the nearest run before and after it.
+local function short_ids(store, ids)
+  local short, by_ms = {}, {}
+  for _, id in ipairs(ids) do
+    local ms = prefix_span(id:sub(1, 10))
+    if ms then
+      by_ms[ms] = by_ms[ms] or {}
+      table.insert(by_ms[ms], id)
+    else
+      short[id] = id
+    end
+  end
+  for ms, group in pairs(by_ms) do
+    local near = {}
+    local same = store:runs { since = ms, ["until"] = ms + 1, order = "asc", limit = 1001 }
+    local crowded = #same > 1000
+    for _, r in ipairs(same) do near[#near + 1] = r.id end
+    local before = store:runs { ["until"] = ms, limit = 1 }
+    if before[1] then near[#near + 1] = before[1].id end
+    local after = store:runs { since = ms + 1, order = "asc", limit = 1 }
+    if after[1] then near[#near + 1] = after[1].id end
+    for _, id in ipairs(group) do
+      if crowded then
+        short[id] = id
+      else
+        local len = SHORT_MIN
+        for _, other in ipairs(near) do
+          if other ~= id then
+            local c = common_prefix(id, other) + 1
+            if c > len then len = c end
+          end
+        end
+        short[id] = id:sub(1, len)
+      end
+    end
+  end
+  return short
+end
+
+---------------------------------------------------------------------------
+-- Opening the store
+
+local function is_postgres(loc)
+  return loc:match("^postgres://") or loc:match("^postgresql://") or loc:match("^host=") or loc:match("^dbname=")
+      or loc:match("^service=") or loc:match("^user=")
+end
+
+local function open_store(ctx, readonly)
+  local loc = ctx.store
+  if not is_postgres(loc) then
+    -- a command names a store that exists: it never creates an empty one
+    local f, msg = io.open(loc, "rb")
+    if not f then fail("EIO", "cannot open store %s", msg) end
+    f:close()
+  end
+  local opts = { readonly = readonly or nil }
+  if ctx.schema then opts.schema = ctx.schema end
+  local store, msg, code = agentrun.open(loc, opts)
+  if not store then fail(code or "EIO", "cannot open store %s: %s", loc, msg) end
+  return store
+end
+
+---------------------------------------------------------------------------
+-- Commands
+
+local cmds, order = {}, {}
+
+local function command(name, spec)
+  spec.name = name
+  cmds[name] = spec
+  order[#order + 1] = name
+end
+
+local RUN_FILTER_OPTS = {
+  agent = "text", user = "text", status = "list", edition = "text", parent = "text",
+  since = "time", ["until"] = "time",
+}
+
+local STATUSES = { "running", "completed", "budget_exhausted", "failed", "interrupted" }
+
+-- The query of store:runs the run filters of ls and stats make; a --parent
+-- shorter than an id is resolved as any ID is.
+local function run_query(o, store)
+  local q = {}
+  for _, k in ipairs { "agent", "user", "edition", "parent", "since", "until" } do q[k] = o[k] end
+  if q.parent and #q.parent < 26 then q.parent = resolve_id(store, q.parent) end
+  if o.status then
+    for _, s in ipairs(o.status) do
+      local known = false
+      for _, n in ipairs(STATUSES) do known = known or n == s end
+      if not known then
+        usage_error(o._cmd, "--status: unknown status '%s' (one of %s)", s, table.concat(STATUSES, ", "))
+      end
+    end
+    q.status = o.status
+  end
+  return q
+end
+
+local function status_cell(s) return { s, STATUS_COLOR[s] } end
+
+local function tokens_of(u) return u and u.total_tokens or 0 end
+
+command("ls", {
+  summary = "list runs, newest first",
+  usage = "agentrun [--json] ls STORE [--agent NAME] [--user USER] [--status S[,S]] [--edition E] "
+      .. "[--parent ID] [--since TIME] [--until TIME] [--limit N]",
+  opts = {
+    agent = "text", user = "text", status = "list", edition = "text", parent = "text",
+    since = "time", ["until"] = "time", limit = "count",
+  },
+  help = [==[
+Lists runs, newest first: id (shortest unique prefix), agent, status, steps,
+tokens, cost, age, duration and goal.
+  --agent NAME      runs of this agent
+  --user USER       runs for this user
+  --status S[,S]    runs in these statuses (running, completed,
+                    budget_exhausted, failed, interrupted); may repeat
+  --edition E       runs of this edition
+  --parent ID       sub-runs of this run (an id or a unique prefix)
+  --since TIME      begun at or after TIME (an age like 2h, 10m, 3d, or a
+                    date YYYY-MM-DD[ HH:MM[:SS]] in local time, Z for UTC)
+  --until TIME      begun before TIME
+  --limit N         at most N runs (default 50; 0 for all)
+With --json, one record per line (every field).]==],
+  run = function(ctx, o)
+    local store <close> = open_store(ctx, true)
+    local q = run_query(o, store)
+    local limit = o.limit or 50
+    local runs = {}
+    q.limit = limit == 0 and 1000 or limit
+    repeat
+      local page, cursor = store:runs(q)
+      for _, r in ipairs(page) do
+        if ctx.json then say(json(r)) else runs[#runs + 1] = r end
+      end
+      q.after = cursor
+    until limit ~= 0 or not cursor
+    if ctx.json then return 0 end
+    local ids = {}
+    for i, r in ipairs(runs) do ids[i] = r.id end
+    local short = short_ids(store, ids)
+    local now = now_ms()
+    local rows = {}
+    for _, r in ipairs(runs) do
+      rows[#rows + 1] = {
+        short[r.id], r.agent, status_cell(r.status), commas(r.iterations), commas(tokens_of(r.usage)),
+        fmt_cost(r.usage.cost), fmt_age(r.created_at, now), fmt_duration(r.latency_ms), oneline(r.goal),
+      }
+    end
+    print_table({
+      { title = "ID" }, { title = "AGENT" }, { title = "STATUS" }, { title = "STEPS", right = true, drop = 2 },
+      { title = "TOKENS", right = true, drop = 3 }, { title = "COST", right = true }, { title = "CREATED", drop = 1 },
+      { title = "DURATION", right = true, drop = 4 }, { title = "GOAL", flex = true },
+    }, rows)
+    return 0
+  end,
+})
+
+local function budget_text(b)
+  if not b or next(b) == nil then return "none" end
+  local parts = {}
+  for _, k in ipairs { "max_steps", "max_input_tokens", "max_output_tokens", "max_tokens", "max_cost", "max_seconds" } do
+    local v = b[k]
+    if v then
+      if k == "max_cost" then v = fmt_cost(v) elseif k == "max_seconds" then v = v .. " s" else v = commas(v) end
+      parts[#parts + 1] = k .. " " .. v
+    end
+  end
+  return table.concat(parts, ", ")
+end
+
+local function limit_figure(name, v)
+  if name == "max_cost" then return fmt_cost(v) end
+  if name == "max_seconds" then return ("%g s"):format(v) end
+  return commas(math.tointeger(v) or v)
+end
+
+local function usage_text(u)
+  local s = ("%s in, %s out, %s total"):format(commas(u.input_tokens or 0), commas(u.output_tokens or 0),
+    commas(u.total_tokens or 0))
+  local extra = {}
+  for k, v in pairs(u) do
+    if k ~= "input_tokens" and k ~= "output_tokens" and k ~= "total_tokens" and k ~= "cost" then
+      extra[#extra + 1] = k .. " " .. commas(v)
+    end
+  end
+  table.sort(extra)
+  if #extra > 0 then s = s .. "; " .. table.concat(extra, ", ") end
+  return s
+end
+
+local function step_tokens(s)
+  local u = s.usage or {}
+  if (u.input_tokens or 0) == 0 and (u.output_tokens or 0) == 0 then return "" end
+  return ("%s/%s"):format(commas(u.input_tokens or 0), commas(u.output_tokens or 0))
+end
+
+local function show_record(r, full)
+  local fields = {
+    { "run", r.id }, { "agent", r.agent }, { "status", paint(r.status, STATUS_COLOR[r.status]) },
+    { "goal", full and r.goal or cut(oneline(r.goal), terminal().width - 12) },
+  }
+  local function add(k, v) if v ~= nil and v ~= "" then fields[#fields + 1] = { k, v } end end
+  add("user", r.user)
+  add("edition", r.edition)
+  add("parent", r.parent)
+  add("created", fmt_when(r.created_at))
+  if r.finished_at then add("finished", fmt_when(r.finished_at) .. ", took " .. fmt_duration(r.latency_ms)) end
+  add("updated", fmt_when(r.updated_at))
+  add("steps", commas(r.iterations))
+  add("tokens", usage_text(r.usage))
+  add("cost", fmt_cost(r.usage.cost))
+  add("budget", budget_text(r.budget))
+  if r.limit then
+    add("limit", ("%s %s reached (%s)"):format(r.limit.name, limit_figure(r.limit.name, r.limit.value),
+      limit_figure(r.limit.name, r.limit.reached)))
+  end
+  if r.output ~= nil then add("output", full and full_text(r.output) or cut(oneline(r.output), terminal().width - 12)) end
+  if r.error then add("error", full and r.error or cut(oneline(r.error), terminal().width - 12)) end
+  if r.metadata and next(r.metadata) ~= nil then add("metadata", cut(json(r.metadata), terminal().width - 12)) end
+  if r.checkpoint then
+    local state = r.checkpoint.state
+    add("checkpoint", ("after step %d: %s"):format(r.checkpoint.seq,
+      full and full_text(state) or cut(oneline(state), terminal().width - 30)))
+  end
+  print_fields(fields)
+end
+
+local function step_row(s)
+  return {
+    tostring(s.seq), s.kind, s.name or "", step_tokens(s), s.cost and s.cost > 0 and fmt_cost(s.cost) or "",
+    s.duration_ms and fmt_duration(s.duration_ms) or "", oneline(s.content),
+  }
+end
+
+local STEP_COLS = {
+  { title = "SEQ", right = true }, { title = "KIND" }, { title = "NAME", drop = 1 },
+  { title = "TOKENS", right = true, drop = 2 }, { title = "COST", right = true, drop = 3 },
+  { title = "DURATION", right = true, drop = 4 }, { title = "CONTENT", flex = true },
+}
+
+command("show", {
+  summary = "a run: its record, budget, transcript and checkpoint",
+  usage = "agentrun [--json] show STORE ID [--full]",
+  args = { "ID" },
+  opts = { full = "flag" },
+  help = [==[
+Shows a run: its record (agent, goal, status, times, totals), its budget and
+the limit it reached, its output or error, then its transcript step by step
+(seq, kind, name, tokens in/out, cost, duration, the content on one line)
+and its checkpoint. ID is a run id or any unique prefix of one.
+  --full            whole contents instead of one line each
+With --json: the record (every field, with its checkpoint as {state, seq})
+on the first line, then one line per step (every field, and "run").]==],
+  run = function(ctx, o, id)
+    local store <close> = open_store(ctx, true)
+    id = resolve_id(store, id)
+    local r = store:get(id)
+    if not r then fail("ENOTFOUND", "no run with id '%s'", id) end
+    local state, seq = store:checkpoint(id)
+    if seq then r.checkpoint = { state = state, seq = seq } end
+    if ctx.json then
+      say(json(r))
+      for s in store:steps(id) do
+        s.run = id
+        say(json(s))
+      end
+      return 0
+    end
+    show_record(r, o.full)
+    if r.iterations == 0 then return 0 end
+    say("")
+    if o.full then
+      for s in store:steps(id) do
+        local row = step_row(s)
+        say(paint(("#%s  %s%s"):format(row[1], row[2], row[3] ~= "" and "  " .. row[3] or ""), "1")
+          .. ("  %s  %s  %s"):format(row[4], row[5], row[6]):gsub("%s+$", ""))
+        if s.content ~= nil then say(full_text(s.content)) end
+        say("")
+      end
+      return 0
+    end
+    local rows = {}
+    for s in store:steps(id) do rows[#rows + 1] = step_row(s) end
+    print_table(STEP_COLS, rows)
+    return 0
+  end,
+})
+
+-- Waits `seconds`. Ctrl-C during the wait ends the command when the wait
+-- is over (the interpreter's handler raises "interrupted!" at the next
+-- instruction; main exits 130).
+local function sleep(seconds)
+  core.sleep(math.floor(seconds * 1000 + 0.5))
+  return true
+end
+
+local INTERRUPTED = 130
+
+local function tail_line(cells, widths)
+  local parts = {}
+  for i, c in ipairs(cells) do
+    local t, colour = c, nil
+    if type(c) == "table" then t, colour = c[1], c[2] end
+    if widths[i] then
+      t = cut(t, widths[i])
+      t = t .. (" "):rep(widths[i] - width_of(t))
+    end
+    parts[#parts + 1] = paint(t, colour)
+  end
+  local line = table.concat(parts, "  ")
+  return line
+end
+
+command("tail", {
+  summary = "follow a run's steps (or an agent's events) as they are written",
+  usage = "agentrun [--json] tail STORE ID | agentrun [--json] tail STORE --agent NAME",
+  args = { "ID" },
+  opts = { agent = "text" },
+  help = [==[
+Follows a run as it is written: prints its steps so far, then each new step
+as it is recorded, and ends when the run is no longer running (its final
+status on the last line). With --agent NAME, follows that agent's events
+instead: the latest 10, then each new one, until interrupted. New steps and
+events show within about 200 ms (the store is polled, 20 ms apart at first,
+backing off to 200 ms while nothing changes). Ctrl-C ends it (exit 130).
+With --json, one step (or event) per line; a followed run ends with its
+record.]==],
+  run = function(ctx, o, id)
+    local store <close> = open_store(ctx, true)
+    local width = ctx.json and 0 or terminal().width
+    if o.agent then
+      local after = "e1:0"
+      local last = store:events { agent = o.agent, order = "desc", limit = 10 }
+      local backlog = {}
+      for i = #last, 1, -1 do backlog[#backlog + 1] = last[i] end
+      local delay = 0.02
+      local function emit(list)
+        for _, e in ipairs(list) do
+          if ctx.json then
+            say(json(e))
+          else
+            local head = tail_line({ os.date("%H:%M:%S", e.at // 1000), tostring(e.session), e.type },
+              { 8, nil, nil })
+            say(head .. "  " .. cut(oneline(e.content or (next(e.metadata) and json(e.metadata)) or ""),
+              math.max(10, width - width_of(head) - 2)))
+          end
+          after = "e1:" .. e.id
+        end
+        out:flush()
+      end
+      emit(backlog)
+      while true do
+        local page = store:events { agent = o.agent, after = after, limit = 1000 }
+        if #page > 0 then
+          emit(page)
+          delay = 0.02
+        else
+          if not sleep(delay) then return INTERRUPTED end
+          delay = math.min(delay * 2, 0.2)
+        end
+      end
+    end
+    if not id then usage_error("tail", "tail needs a run ID or --agent NAME") end
+    id = resolve_id(store, id)
+    local from, delay = 1, 0.02
+    local function drain()
+      local n = 0
+      for s in store:steps(id, { from = from }) do
+        if ctx.json then
+          s.run = id
+          say(json(s))
+        else
+          local head = tail_line({ os.date("%H:%M:%S", s.at // 1000), "#" .. s.seq, s.kind, s.name or "",
+            step_tokens(s), s.cost and s.cost > 0 and fmt_cost(s.cost) or "" }, { 8, 6 })
+          say(head .. "  " .. cut(oneline(s.content), math.max(10, width - width_of(head) - 2)))
+        end
+        from = s.seq + 1
+        n = n + 1
+      end
+      out:flush()
+      return n
+    end
+    while true do
+      if drain() > 0 then
+        delay = 0.02
+      else
+        local r = store:get(id)
+        if not r then fail("ENOTFOUND", "run %s is gone", id) end
+        if r.status ~= "running" then
+          -- steps written between the last read and the finish
+          drain()
+          if ctx.json then
+            say(json(r))
+          else
+            say(("run %s %s: %s steps, %s tokens, %s"):format(id, paint(r.status, STATUS_COLOR[r.status]),
+              commas(r.iterations), commas(tokens_of(r.usage)), fmt_cost(r.usage.cost)))
+          end
+          return 0
+        end
+        if not sleep(delay) then return INTERRUPTED end
+        delay = math.min(delay * 2, 0.2)
+      end
+    end
+  end,
+})
+
+command("events", {
+  summary = "an agent's events",
+  usage = "agentrun [--json] events STORE AGENT [--session N] [--type T[,T]] [--since TIME] [--until TIME] "
+      .. "[--limit N] [--desc]",
+  args = { "AGENT" },
+  opts = { session = "count", type = "list", since = "time", ["until"] = "time", limit = "count", desc = "flag" },
+  help = [==[
+Lists an agent's events, oldest first: id, time, session, type, run and the
+content on one line.
+  --session N       events of this session
+  --type T[,T]      events of these types; may repeat
+  --since TIME      at or after TIME (an age like 2h or a date, as for ls)
+  --until TIME      before TIME
+  --limit N         at most N events (default 100; 0 for all)
+  --desc            newest first
+With --json, one event per line (every field).]==],
+  run = function(ctx, o, agent)
+    local store <close> = open_store(ctx, true)
+    local q = { agent = agent, session = o.session, type = o.type, since = o.since, ["until"] = o["until"],
+                order = o.desc and "desc" or "asc" }
+    local limit = o.limit or 100
+    q.limit = limit == 0 and 1000 or limit
+    local list = {}
+    repeat
+      local page, cursor = store:events(q)
+      for _, e in ipairs(page) do
+        if ctx.json then say(json(e)) else list[#list + 1] = e end
+      end
+      q.after = cursor
+    until limit ~= 0 or not cursor
+    if ctx.json then return 0 end
+    local runs = {}
+    for _, e in ipairs(list) do if e.run and #e.run == 26 then runs[#runs + 1] = e.run end end
+    local short = short_ids(store, runs)
+    local rows = {}
+    for _, e in ipairs(list) do
+      rows[#rows + 1] = { tostring(e.id), fmt_date(e.at), tostring(e.session), e.type,
+        e.run and (short[e.run] or e.run) or "",
+        oneline(e.content or (next(e.metadata) and json(e.metadata)) or "") }
+    end
+    print_table({ { title = "ID", right = true }, { title = "TIME" }, { title = "SESSION", right = true },
+      { title = "TYPE" }, { title = "RUN" }, { title = "CONTENT", flex = true } }, rows)
+    return 0
+  end,
+})
+
+local function nanos(cost) return math.floor((cost or 0) * 1e9 + 0.5) end
+
+command("stats", {
+  summary = "totals by status, agent and day",
+  usage = "agentrun [--json] stats STORE [run filters as for ls]",
+  opts = RUN_FILTER_OPTS,
+  help = [==[
+Totals of the runs (all, or those the filters of ls select): runs, steps,
+tokens and cost, by status, by agent and by day (local time).
+With --json, one object per line: {"group": "total" | "status" | "agent" |
+"day", the group's key, runs, steps, input_tokens, output_tokens,
+total_tokens, cost}.]==],
+  run = function(ctx, o)
+    local store <close> = open_store(ctx, true)
+    local q = run_query(o, store)
+    local groups = {}
+    local function row(group, key, st)
+      return { group = group, key = key, runs = st.runs, steps = st.iterations, input_tokens = st.input_tokens,
+               output_tokens = st.output_tokens, total_tokens = st.total_tokens, cost = st.cost }
+    end
+    local total = store:stats(q)
+    groups[#groups + 1] = row("total", nil, total)
+    total.avg = total.avg_latency_ms
+    for _, s in ipairs(STATUSES) do
+      if (total.by_status[s] or 0) > 0 then
+        local sq = {}
+        for k, v in pairs(q) do sq[k] = v end
+        sq.status = s
+        groups[#groups + 1] = row("status", s, store:stats(sq))
+      end
+    end
+    -- by agent and by day: one pass over the runs
+    local agents, days, akeys, dkeys = {}, {}, {}, {}
+    local function add(map, keys, k, r)
+      local g = map[k]
+      if not g then
+        g = { runs = 0, iterations = 0, input_tokens = 0, output_tokens = 0, total_tokens = 0, nanos = 0 }
+        map[k] = g
+        keys[#keys + 1] = k
+      end
+      g.runs = g.runs + 1
+      g.iterations = g.iterations + r.iterations
+      g.input_tokens = g.input_tokens + (r.usage.input_tokens or 0)
+      g.output_tokens = g.output_tokens + (r.usage.output_tokens or 0)
+      g.total_tokens = g.total_tokens + (r.usage.total_tokens or 0)
+      g.nanos = g.nanos + nanos(r.usage.cost)
+    end
+    local sq = {}
+    for k, v in pairs(q) do sq[k] = v end
+    sq.limit = 1000
+    repeat
+      local page, cursor = store:runs(sq)
+      for _, r in ipairs(page) do
+        add(agents, akeys, r.agent, r)
+        add(days, dkeys, os.date("%Y-%m-%d", r.created_at // 1000), r)
+      end
+      sq.after = cursor
+    until not cursor
+    table.sort(akeys)
+    table.sort(dkeys)
+    for _, k in ipairs(akeys) do agents[k].cost = agents[k].nanos / 1e9; groups[#groups + 1] = row("agent", k, agents[k]) end
+    for _, k in ipairs(dkeys) do days[k].cost = days[k].nanos / 1e9; groups[#groups + 1] = row("day", k, days[k]) end
+    if ctx.json then
+      for _, g in ipairs(groups) do
+        local obj = { group = g.group }
+        if g.group ~= "total" then obj[g.group] = g.key end
+        for _, k in ipairs { "runs", "steps", "input_tokens", "output_tokens", "total_tokens", "cost" } do obj[k] = g[k] end
+        if g.group == "total" then obj.avg_latency_ms = total.avg_latency_ms end
+        say(json(obj))
+      end
+      return 0
+    end
+    local first = true
+    for _, kind in ipairs { "status", "agent", "day" } do
+      local rows = {}
+      for _, g in ipairs(groups) do
+        if g.group == kind or (kind == "status" and g.group == "total") then
+          local key = g.group == "total" and "all" or g.key
+          rows[#rows + 1] = { kind == "status" and { key, STATUS_COLOR[key] } or key, commas(g.runs),
+            commas(g.steps), commas(g.total_tokens), fmt_cost(g.cost) }
+        end
+      end
+      if #rows > 0 then
+        if not first then say("") end
+        first = false
+        print_table({ { title = kind:upper() }, { title = "RUNS", right = true }, { title = "STEPS", right = true },
+          { title = "TOKENS", right = true }, { title = "COST", right = true } }, rows)
+      end
+    end
+    if total.runs > 0 and total.avg_latency_ms > 0 then
+      say("")
+      say("average duration of finished runs: " .. fmt_duration(math.floor(total.avg_latency_ms + 0.5)))
+    end
+    return 0
+  end,
+})
+
+command("recover", {
+  summary = "mark stale running runs interrupted",
+  usage = "agentrun [--json] recover STORE --stale-after DURATION",
+  opts = { ["stale-after"] = "duration" },
+  required = { "stale-after" },
+  help = [==[
+Marks as interrupted every running run with no activity (begin, resume,
+step or checkpoint) for DURATION (like 90s, 10m, 2h, or seconds), so it can
+be resumed; prints how many.
+With --json: {"recovered": N}.]==],
+  run = function(ctx, o)
+    local store <close> = open_store(ctx, false)
+    local n = store:recover { stale_after = o["stale-after"] }
+    if ctx.json then say(json { recovered = n }) else say(("%d run%s marked interrupted"):format(n, n == 1 and "" or "s")) end
+    return 0
+  end,
+})
+
+local function bytes(n)
+  if n < 1024 then return n .. " B" end
+  if n < 1024 * 1024 then return ("%.1f KiB"):format(n / 1024) end
+  if n < 1024 * 1024 * 1024 then return ("%.1f MiB"):format(n / 1048576) end
+  return ("%.2f GiB"):format(n / 1073741824)
+end
+
+command("retain", {
+  summary = "apply a retention policy file",
+  usage = "agentrun [--json] retain STORE POLICY.lua [--dry-run] [--vacuum]",
+  args = { "POLICY.lua" },
+  opts = { ["dry-run"] = "flag", vacuum = "flag" },
+  help = [==[
+Loads the retention policy POLICY.lua (a Lua file returning a policy table,
+run in agentrun.policy's sandbox) and applies it: deletes the finished runs
+it selects with their steps, checkpoints and events. Prints the report.
+  --dry-run         report what would be deleted; change nothing
+  --vacuum          then give the freed space back to the file system
+With --json, the report as one object.]==],
+  run = function(ctx, o, path)
+    local policy = agentrun.policy(path)
+    policy.dry_run = o["dry-run"] or nil
+    policy.vacuum = o.vacuum or nil
+    local store <close> = open_store(ctx, o["dry-run"] and not o.vacuum)
+    local rep = store:retain(policy)
+    if ctx.json then say(json(rep)) return 0 end
+    print_fields {
+      { rep.dry_run and "would delete" or "deleted", ("%s of %s finished runs considered (%s steps)"):format(
+        commas(rep.deleted), commas(rep.considered), commas(rep.steps_deleted)) },
+      { "by the rule", ("%s deleted, %s kept"):format(commas(rep.deleted_by_rule), commas(rep.kept_by_rule)) },
+      { "size", ("%s before, %s after"):format(bytes(rep.bytes_before), bytes(rep.bytes_after)) },
+    }
+    return 0
+  end,
+})
+
+command("info", {
+  summary = "the store: backend, schema, counts and sizes",
+  usage = "agentrun [--json] info STORE",
+  help = [==[
+Prints the store's backend, location, schema version, run, step and event
+counts and its sizes (file, write-ahead log, free space).
+With --json, one object with every field and the library's version.]==],
+  run = function(ctx)
+    local store <close> = open_store(ctx, true)
+    local i = store:info()
+    i.version = agentrun.version
+    if ctx.json then say(json(i)) return 0 end
+    print_fields {
+      { "store", i.path }, { "backend", i.backend }, { "schema", tostring(i.schema_version) },
+      { "runs", commas(i.runs) }, { "steps", commas(i.steps) }, { "events", commas(i.events) },
+      { "size", ("%s (write-ahead log %s, free %s)"):format(bytes(i.file_bytes), bytes(i.wal_bytes),
+        bytes(i.free_bytes)) },
+      { "agentrun", agentrun.version },
+    }
+    return 0
+  end,
+})
+
+command("check", {
+  summary = "check the store's integrity and that every row reads back",
+  usage = "agentrun [--json] check STORE",
+  help = [==[
+Checks the store: the file's integrity (SQLite's integrity_check; a
+PostgreSQL server keeps its own pages), then reads every run, step,
+checkpoint and event back and lists each damaged one by its id and field
+(the first damaged field of a row). Exits 1 when anything is wrong, 0
+otherwise.
+With --json, one object per problem ({"kind": "file", "run", "step",
+"checkpoint" or "event", "id", "seq", "field", "message"}), then a summary
+{"ok", "runs", "steps", "checkpoints", "events", "problems"}.]==],
+  run = function(ctx)
+    local store <close> = open_store(ctx, true)
+    local rep = store:check()
+    if ctx.json then
+      for _, p in ipairs(rep.problems) do
+        -- a key is past JSON's exact integers: it goes as text
+        if p.key then p.key = tostring(p.key) end
+        say(json(p))
+      end
+      say(json { ok = rep.ok, runs = rep.runs, steps = rep.steps, checkpoints = rep.checkpoints, events = rep.events,
+                  problems = #rep.problems })
+      return rep.ok and 0 or 1
+    end
+    for _, p in ipairs(rep.problems) do
+      -- the message names the row (run, step, event) and the field
+      say(paint("damaged", "31") .. "  " .. (p.kind == "file" and "file: " or "") .. oneline(p.message))
+    end
+    say(("%s: %s runs, %s steps, %s events read; %d problem%s"):format(rep.ok and "ok" or "DAMAGED",
+      commas(rep.runs), commas(rep.steps), commas(rep.events), #rep.problems, #rep.problems == 1 and "" or "s"))
+    return rep.ok and 0 or 1
+  end,
+})
+
+---------------------------------------------------------------------------
+-- Help
+
+local function main_help()
+  local lines = {
+    USAGE, "",
+    "Shows what agents recorded in an agentrun store. STORE is a SQLite file or a",
+    "PostgreSQL URL (postgresql://...); it may be left out when $AGENTRUN_STORE names it.",
+    "", "Commands:",
+  }
+  for _, name in ipairs(order) do
+    lines[#lines + 1] = ("  %-9s %s"):format(name, cmds[name].summary)
+  end
+  for _, l in ipairs {
+    "",
+    "Options:",
+    "  --json          one JSON object per line, every field (for scripts)",
+    "  --schema NAME   PostgreSQL: the schema holding the store (default agentrun;",
+    "                  also $AGENTRUN_SCHEMA)",
+    "  --help          this text; agentrun COMMAND --help for a command's",
+    "  --version       the version",
+    "",
+    "Ids are shown by their shortest unique prefix; any unique prefix of an id",
+    "is accepted wherever an ID is asked for. Times may be given as ages (10m,",
+    "2h, 3d) or dates (YYYY-MM-DD[ HH:MM[:SS]], local time; Z for UTC).",
+    "Colour on a terminal only; NO_COLOR turns it off. COLUMNS sets the width.",
+    "",
+    "Exit status: 0 success, 1 store error (stderr: agentrun: MESSAGE (CODE); an",
+    "unknown id is ENOTFOUND, a prefix naming several runs EAMBIGUOUS),",
+    "2 usage error, 130 tail interrupted (Ctrl-C). See agentrun(1).",
+  } do lines[#lines + 1] = l end
+  say(table.concat(lines, "\n"))
+end
+
+local function command_help(spec)
+  say("usage: " .. spec.usage)
+  say("")
+  say(spec.help)
+  say("")
+  say("STORE may be left out when $AGENTRUN_STORE names it. Global options: --json, --schema NAME.")
+end
+
+---------------------------------------------------------------------------
+-- The command line
+
+local function parse(argv)
+  local ctx = { json = false, schema = env("AGENTRUN_SCHEMA") }
+  if ctx.schema == "" then ctx.schema = nil end
+  local pos, opts, cmd = {}, {}, nil
+  local i = 1
+  local function value_of(name, inline)
+    if inline then return inline end
+    i = i + 1
+    local v = argv[i]
+    if v == nil then usage_error(cmd and cmd.name, "--%s needs a value", name) end
+    return v
+  end
+  local help = false
+  local rest_positional = false
+  while i <= #argv do
+    local a = argv[i]
+    if rest_positional or a == "-" or not a:match("^%-") then
+      if not cmd and not rest_positional then
+        cmd = cmds[a]
+        if not cmd then usage_error(nil, "unknown command '%s'", a) end
+        opts._cmd = a
+      else
+        pos[#pos + 1] = a
+      end
+    elseif a == "--" then
+      rest_positional = true
+    else
+      local name, inline = a:match("^%-%-([^=]+)=(.*)$")
+      name = name or a:match("^%-%-(.+)$")
+      if not name then usage_error(cmd and cmd.name, "unknown option '%s'", a) end
+      if name == "json" and not inline then
+        ctx.json = true
+      elseif name == "help" and not inline then
+        help = true
+      elseif name == "version" and not inline and not cmd then
+        ctx.version = true
+      elseif name == "schema" then
+        ctx.schema = value_of(name, inline)
+      else
+        local kind = cmd and cmd.opts and cmd.opts[name]
+        if not kind then
+          if not cmd then usage_error(nil, "unknown option '%s' (options of a command go after it)", a) end
+          usage_error(cmd.name, "unknown option '%s' for %s", a, cmd.name)
+        end
+        if kind == "flag" then
+          if inline then usage_error(cmd.name, "--%s takes no value", name) end
+          opts[name] = true
+        else
+          local v = value_of(name, inline)
+          if kind == "text" then
+            opts[name] = v
+          elseif kind == "list" then
+            opts[name] = opts[name] or {}
+            for item in v:gmatch("[^,]+") do table.insert(opts[name], item) end
+          elseif kind == "time" then
+            opts[name] = parse_time(cmd.name, "--" .. name, v)
+          elseif kind == "duration" then
+            opts[name] = parse_duration(cmd.name, "--" .. name, v)
+          elseif kind == "count" then
+            opts[name] = parse_count(cmd.name, "--" .. name, v)
+          end
+        end
+      end
+    end
+    i = i + 1
+  end
+  return ctx, cmd, pos, opts, help
+end
+
+local function run(argv)
+  local ctx, cmd, pos, opts, help = parse(argv)
+  if ctx.version then say("agentrun " .. agentrun.version) return 0 end
+  if not cmd then
+    if help then main_help() return 0 end
+    usage_error(nil, "no command given")
+  end
+  if help then command_help(cmd) return 0 end
+  -- STORE, then the command's arguments; STORE may come from the environment
+  local nargs = #(cmd.args or {})
+  if cmd.name == "tail" and opts.agent then nargs = 0 end
+  local from_env = env("AGENTRUN_STORE")
+  if from_env == "" then from_env = nil end
+  if #pos == nargs + 1 then
+    ctx.store = table.remove(pos, 1)
+  elseif #pos == nargs and from_env then
+    ctx.store = from_env
+  elseif #pos < nargs + 1 then
+    if #pos == 0 and not from_env then usage_error(cmd.name, "no STORE given (nor $AGENTRUN_STORE)") end
+    usage_error(cmd.name, "%s needs %s", cmd.name, table.concat(cmd.args, " "))
+  else
+    usage_error(cmd.name, "too many arguments: '%s'", pos[nargs + 2] or pos[#pos])
+  end
+  for _, r in ipairs(cmd.required or {}) do
+    if opts[r] == nil then usage_error(cmd.name, "%s needs --%s", cmd.name, r) end
+  end
+  return cmd.run(ctx, opts, table.unpack(pos, 1, nargs))
+end
+
+local function main(argv)
+  local ok, res = xpcall(run, function(e)
+    if type(e) == "table" then return e end
+    -- an error of the command itself, never shown as a trace
+    return { message = tostring(e), traceback = debug.traceback() }
+  end, argv)
+  out:flush()
+  if ok then return res or 0 end
+  local e = res
+  local mt = getmetatable(e)
+  if mt == UsageError then
+    io.stderr:write(PROG, ": ", e.message, "\n")
+    local spec = e.cmd and cmds[e.cmd]
+    io.stderr:write(spec and ("usage: " .. spec.usage .. "   (agentrun " .. e.cmd .. " --help)") or USAGE, "\n")
+    return 2
+  end
+  if mt == Failure then
+    io.stderr:write(PROG, ": ", e.message, " (", e.code, ")\n")
+    return 1
+  end
+  if agentrun.is_error(e) or agentrun.is_budget_exhausted(e) then
+    io.stderr:write(PROG, ": ", (tostring(e.message):gsub("\n", " ")), " (", tostring(e.code), ")\n")
+    return 1
+  end
+  local msg = tostring(e.message)
+  if msg:match("interrupted!$") then return INTERRUPTED end
+  if os.getenv("AGENTRUN_DEBUG") and e.traceback then io.stderr:write(e.traceback, "\n") end
+  -- a plain error of the library: misuse, or a policy file it refused
+  local here = debug.getinfo(1, "S").short_src
+  if msg:sub(1, #here + 1) == here .. ":" then msg = msg:gsub("^[^\n]-:%d+: ", "", 1) end
+  msg = msg:gsub("\n", " ")
+  io.stderr:write(PROG, ": ", msg, " (EMISUSE)\n")
+  return 1
+end
+
+os.exit(main(arg), true)

@@ -1,0 +1,130 @@
+/* bench_cli.c -- the agentrun command, timed as a user meets it: the whole
+ * process (interpreter start, module load, open, query, output) of `agentrun
+ * ls` on the store of 100,000 runs and of `agentrun show` of a 10,000-step run. */
+#include "bench.h"
+
+#include <inttypes.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char **environ;
+
+/* The command: $AR_BENCH_CLI, or bin/agentrun of the build this bench is in. */
+static char *cli_path(void)
+{
+    const char *given = getenv("AR_BENCH_CLI");
+    if (given && *given) {
+        char *p = bench_alloc(strlen(given) + 1);
+        strcpy(p, given);
+        return p;
+    }
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0)
+        bench_die("cannot find the agentrun command: set AR_BENCH_CLI");
+    exe[n] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (slash)
+        *slash = '\0';
+    char *p = bench_alloc(strlen(exe) + 32);
+    sprintf(p, "%s/../bin/agentrun", exe);
+    if (access(p, X_OK) != 0)
+        bench_die("no agentrun command at %s (make builds it; or set AR_BENCH_CLI)", p);
+    return p;
+}
+
+/* Runs argv[0] with its output to /dev/null and returns the wall time in
+ * milliseconds; dies unless it exits 0. */
+static double run_once(char *const argv[])
+{
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+    int64_t t0 = bench_now_ns();
+    pid_t pid;
+    int rc = posix_spawn(&pid, argv[0], &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    if (rc != 0)
+        bench_die("cannot start %s: %s", argv[0], strerror(rc));
+    int status = 0;
+    if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        bench_die("%s %s failed (status %d)", argv[0], argv[1], status);
+    return bench_us(t0, bench_now_ns()) / 1000.0;
+}
+
+/* The median of n timed runs, after two untimed ones (the page cache warm). */
+static double median_ms(char *const argv[], int64_t n, double *p95)
+{
+    double *t = bench_alloc((size_t)n * sizeof *t);
+    run_once(argv);
+    run_once(argv);
+    for (int64_t i = 0; i < n; i++)
+        t[i] = run_once(argv);
+    *p95 = bench_percentile(t, (size_t)n, 95);
+    double med = bench_median(t, (size_t)n);
+    free(t);
+    return med;
+}
+
+void bench_cli(const bench_env *env)
+{
+    char *cli = cli_path();
+    char n1[32], n2[32];
+    int64_t runs;
+    const char *runs_path = bench_fixture_runs(env, &runs, NULL, NULL);
+    int64_t reps = bench_scaled(env, 20, 5);
+    double p95;
+
+    /* argv holds writable strings */
+    char ls_word[] = "ls", show_word[] = "show";
+    char *runs_arg = bench_alloc(strlen(runs_path) + 1);
+    strcpy(runs_arg, runs_path);
+    char *ls_argv[] = { cli, ls_word, runs_arg, NULL };
+    double ls = median_ms(ls_argv, reps, &p95);
+    bench_goal("cli.ls", ls <= 100, "median <= 100 ms",
+               "agentrun ls (50 newest of %s runs), whole process  median %.1f ms  p95 %.1f ms",
+               bench_num(n1, sizeof n1, (double)runs), ls, p95);
+
+    /* one run of 10,000 steps (times the scale) of the usual ~1 KB payloads */
+    int64_t steps = bench_scaled(env, 10000, 100);
+    char *path = bench_path(env, "cli-show.db");
+    ar_open_opts opts = AR_OPEN_OPTS_INIT;
+    opts.durability = AR_DURABILITY_NORMAL;
+    ar_store *store = NULL;
+    bench_check(ar_store_open(&store, path, &opts), store, "opening the show store");
+    ar_run_spec spec = AR_RUN_SPEC_INIT;
+    spec.agent = "bench-agent";
+    spec.goal = "a long run to show";
+    ar_run *run = NULL;
+    bench_check(ar_run_begin(&run, store, &spec), store, "beginning the run");
+    char buf[BENCH_PAYLOAD_MAX];
+    for (int64_t i = 0; i < steps; i++) {
+        bench_step s;
+        ar_step st;
+        bench_step_make(&s, i, buf, sizeof buf);
+        bench_step_to_ar(&st, &s);
+        bench_check_run(ar_run_step(NULL, run, &st), run, "recording a step");
+    }
+    char id[64];
+    snprintf(id, sizeof id, "%s", ar_run_id(run));
+    bench_check_run(ar_run_complete(NULL, run, "\"done\"", AR_NUL_TERMINATED), run, "completing the run");
+    ar_run_close(run);
+    ar_store_close(store);
+
+    char *show_argv[] = { cli, show_word, path, id, NULL };
+    double show = median_ms(show_argv, reps, &p95);
+    bench_goal("cli.show", show <= 300, "median <= 300 ms",
+               "agentrun show of a %s-step run, whole process  median %.1f ms  p95 %.1f ms",
+               bench_num(n2, sizeof n2, (double)steps), show, p95);
+
+    bench_remove_store(path);
+    free(path);
+    free(runs_arg);
+    free(cli);
+}
