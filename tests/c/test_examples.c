@@ -404,6 +404,49 @@ static void test_fork_example_retries_a_failed_run_from_the_step_before_it_went_
     tmpdir_remove(dir);
 }
 
+/* approval.lua: planned and waiting in one process, answered in a second,
+ * resumed in a third that refunds once through ctx:tool. */
+static void test_approval_example_waits_for_a_person_and_refunds_once_after_the_answer(void **state)
+{
+    (void)state;
+    char *dir = tmpdir_make();
+    char *db = tmpdir_path(dir, "approval.db");
+    char *log = tmpdir_path(dir, "out.txt");
+    char *refunds = tmpdir_path(dir, "approval.db.refunds");
+    const char *argv[] = { "lua5.4", "examples/approval.lua", db, NULL };
+
+    expect_exit(run_program(argv, log, 1), 0, log);
+    expect_output(log, "is waiting, asking \"Refund this order?\"");
+    expect_output(log, "is completed: refunded 59.90, approved by ops@example.com");
+    expect_output(log, "refunds made: 1");
+
+    size_t len = 0;
+    char *text = test_slurp(refunds, &len);
+    assert_non_null(text);
+    assert_string_equal(text, "refunded 59.90 to ana@example.com for A-1042\n");
+    free(text);
+    ar_store *store = open_ok(db);
+    size_t n = 0;
+    ar_record **runs = list_runs(store, &n);
+    assert_int_equal(n, 1);
+    assert_int_equal(runs[0]->status, AR_COMPLETED);
+    assert_string_equal(runs[0]->response, "{\"approved\":true,\"by\":\"ops@example.com\"}");
+    /* the plan, the wait, the answer, then the refund announced and settled */
+    ar_record *rec = NULL;
+    assert_int_equal(ar_store_get(&rec, store, runs[0]->id, 1), AR_OK);
+    const char *kinds[] = { "llm", "wait", "response", "intent", "tool" };
+    assert_int_equal(rec->n_steps, 5);
+    for (size_t i = 0; i < 5; i++)
+        assert_string_equal(rec->steps[i].kind, kinds[i]);
+    ar_record_free(rec);
+    ar_records_free(runs, n);
+    ar_store_close(store);
+    free(refunds);
+    free(log);
+    free(db);
+    tmpdir_remove(dir);
+}
+
 static void test_show_store_example_exits_with_1_on_a_missing_store(void **state)
 {
     (void)state;
@@ -465,6 +508,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_show_store_example_exits_with_1_on_a_missing_store),
     cmocka_unit_test(test_tools_example_calls_each_tool_once_across_a_crash_and_a_resume),
     cmocka_unit_test(test_fork_example_retries_a_failed_run_from_the_step_before_it_went_wrong),
+    cmocka_unit_test(test_approval_example_waits_for_a_person_and_refunds_once_after_the_answer),
 };
 
 TEST_GROUP(examples_group, "examples", tests);
