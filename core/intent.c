@@ -263,6 +263,19 @@ static int split_object(const char *s, size_t len, parts *out)
     return 1;
 }
 
+int ar_intent_key_of(const char *content, size_t len, char *out, size_t cap)
+{
+    parts pt;
+    if (!content || !split_object(content, len, &pt) || !pt.key.s || pt.key.s[0] != '"' || !pt.intent.s ||
+        !pt.result.s || pt.key.len > cap)
+        return 0;
+    size_t n = decode_string(pt.key.s, pt.key.s + pt.key.len, out);
+    if (n == (size_t)-1 || n == 0)
+        return 0;
+    out[n] = '\0';
+    return 1;
+}
+
 /* An intent step or an outcome found in a run's steps. */
 typedef struct scan_item {
     int is_outcome;

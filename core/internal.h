@@ -226,6 +226,11 @@ int ar_store_load_run(ar_store *store, const char *id, ar_record_box *box, int64
 /* The key of run `id`: AR_OK, or AR_ENOTFOUND (err set) when there is none. */
 int ar_store_run_key(ar_store *store, const char *id, int64_t *key);
 
+/* The key of the intent a tool step settles (its content as ar_run_settle
+ * writes it: {"intent":seq,"key":...,"result":...}), decoded into out (cap
+ * bytes, at least the content's length + 1 to always fit): 1, or 0 when the
+ * content is no such outcome (implemented in intent.c). */
+int ar_intent_key_of(const char *content, size_t len, char *out, size_t cap);
 int64_t ar_now_ms(void);
 #define AR_ID_MAX_MS 0x7fffffffffffULL /* 47 bits of milliseconds: ticks stay positive */
 

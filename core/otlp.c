@@ -246,6 +246,10 @@ static void put_step_span(ar_jsonw *w, const ar_step *s, const char *trace, uint
         attr_cstr(w, &first, "gen_ai.request.model", s->name);
     if (tool && s->name)
         attr_cstr(w, &first, "gen_ai.tool.name", s->name);
+    /* a call made through an intent: its key names the call */
+    char key[256];
+    if (tool && s->content && s->content_len < sizeof key && ar_intent_key_of(s->content, s->content_len, key, sizeof key))
+        attr_cstr(w, &first, "gen_ai.tool.call.id", key);
     if (llm || s->usage.input_tokens || s->usage.output_tokens || s->usage.n_extra)
         attr_usage(w, &first, &s->usage);
     attr_int(w, &first, "agentrun.step.seq", s->seq);

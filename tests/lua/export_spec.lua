@@ -215,6 +215,24 @@ end
 local function nanos(ms) return tostring(ms) .. "000000" end
 
 describe("store:otlp", function()
+  it("names a tool call made through an intent by the intent's key", function()
+    local a = h.store()
+    local r = a:begin{ agent = "payer", goal = "pay" }
+    r:intend{ key = "charge-7 \"x\"", name = "charge", args = { amount = 5 } }
+    r:settle("charge-7 \"x\"", { ok = true })
+    r:complete("paid")
+    local lines = {}
+    a:otlp(nil, function(l) lines[#lines + 1] = l end)
+    local spans = agentrun.json_decode(lines[1]).resourceSpans[1].scopeSpans[1].spans
+    assert.are.same({ "invoke_agent payer", "intent", "execute_tool charge" },
+                    { spans[1].name, spans[2].name, spans[3].name })
+    local tool = attributes(spans[3])
+    assert.are.equal("charge", tool["gen_ai.tool.name"])
+    assert.are.equal("charge-7 \"x\"", tool["gen_ai.tool.call.id"])
+    assert.is_nil(attributes(spans[2])["gen_ai.tool.call.id"])
+    a:close()
+  end)
+
   it("writes one OTLP/JSON request a run: a root span per run, a child span per step", function()
     local a = h.store()
     local ids, running = fill(a)
@@ -270,6 +288,7 @@ describe("store:otlp", function()
     assert.are.equal(3, spans[2].kind)
     assert.are.equal("execute_tool", tool["gen_ai.operation.name"])
     assert.are.equal("search", tool["gen_ai.tool.name"])
+    assert.is_nil(tool["gen_ai.tool.call.id"])   -- recorded by hand: no intent names the call
     assert.are.equal("observation", obs["agentrun.step.kind"])
     assert.is_nil(obs["gen_ai.operation.name"])
 
