@@ -533,7 +533,10 @@ LUA
   field status completed
   field steps 3
   run 0 ar --json fork "$S" "$done"
-  has out '"forked_from":{"run":"'"$done"'","seq":3}'
+  FROM=$done lua -e '
+    local r = require("agentrun").json_decode(io.read("a"))
+    assert(r.forked_from.run == os.getenv("FROM") and r.forked_from.seq == 3 and r.status == "interrupted")' \
+    < "$D/out"
   run 2 ar fork "$S" "$done" --at 7
   usage_error
   run 1 ar fork "$S" ZZZZZZZZ
