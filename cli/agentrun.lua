@@ -1336,8 +1336,10 @@ With --json, {"file", "runs", "steps", "bytes", "trimmed", "steps_left_out"}.]==
 local function main_help()
   local lines = {
     USAGE, "",
-    "Shows what agents recorded in an agentrun store. STORE is a SQLite file or a",
-    "PostgreSQL URL (postgresql://...); it may be left out when $AGENTRUN_STORE names it.",
+    "Shows, follows, forks, answers, exports and moves what agents recorded in an",
+    "agentrun store. STORE is a SQLite file or a PostgreSQL URL (postgresql://...);",
+    "it may be left out when $AGENTRUN_STORE names it. Only import and copy (its",
+    "DEST) create a store that is missing.",
     "", "Commands:",
   }
   for _, name in ipairs(order) do
@@ -1357,8 +1359,11 @@ local function main_help()
     "2h, 3d) or dates (YYYY-MM-DD[ HH:MM[:SS]], local time; Z for UTC).",
     "Colour on a terminal only; NO_COLOR turns it off. COLUMNS sets the width.",
     "",
+    "export, otlp and view write -o FILE whole (FILE.part, renamed at the end).",
+    "",
     "Exit status: 0 success, 1 store error (stderr: agentrun: MESSAGE (CODE); an",
-    "unknown id is ENOTFOUND, a prefix naming several runs EAMBIGUOUS),",
+    "unknown id is ENOTFOUND, a prefix naming several runs EAMBIGUOUS, a bad",
+    "import line or respond text EJSON),",
     "2 usage error, 130 tail interrupted (Ctrl-C). See agentrun(1).",
   } do lines[#lines + 1] = l end
   say(table.concat(lines, "\n"))
