@@ -619,7 +619,7 @@ local STEP_COLS = {
 }
 
 command("show", {
-  summary = "a run: its record, budget, transcript and checkpoint",
+  summary = "a run: its record, budget, transcript, checkpoint and intents",
   usage = "agentrun [--json] show STORE ID [--full]",
   args = { "ID" },
   opts = { full = "flag" },
