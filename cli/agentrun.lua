@@ -54,7 +54,7 @@ local function terminal()
 end
 
 local STATUS_COLOR = {
-  running = "36", completed = "32", budget_exhausted = "33", failed = "31", interrupted = "35",
+  running = "36", completed = "32", budget_exhausted = "33", failed = "31", interrupted = "35", waiting = "34",
 }
 
 local function paint(text, code)
@@ -411,16 +411,19 @@ local function is_postgres(loc)
       or loc:match("^service=") or loc:match("^user=")
 end
 
-local function open_store(ctx, readonly)
-  local loc = ctx.store
-  if not is_postgres(loc) then
+-- Opens the store at ctx.store (or `loc`, in `schema`); only a command that
+-- fills a store (import, copy's DEST) passes `create`.
+local function open_store(ctx, readonly, create, loc, schema)
+  loc = loc or ctx.store
+  schema = schema or ctx.schema
+  if not create and not is_postgres(loc) then
     -- a command names a store that exists: it never creates an empty one
     local f, msg = io.open(loc, "rb")
     if not f then fail("EIO", "cannot open store %s", msg) end
     f:close()
   end
   local opts = { readonly = readonly or nil }
-  if ctx.schema then opts.schema = ctx.schema end
+  if schema then opts.schema = schema end
   local store, msg, code = agentrun.open(loc, opts)
   if not store then fail(code or "EIO", "cannot open store %s: %s", loc, msg) end
   return store
@@ -442,7 +445,7 @@ local RUN_FILTER_OPTS = {
   since = "time", ["until"] = "time",
 }
 
-local STATUSES = { "running", "completed", "budget_exhausted", "failed", "interrupted" }
+local STATUSES = { "running", "waiting", "completed", "budget_exhausted", "failed", "interrupted" }
 
 -- The query of store:runs the run filters of ls and stats make; a --parent
 -- shorter than an id is resolved as any ID is.
@@ -470,20 +473,21 @@ local function tokens_of(u) return u and u.total_tokens or 0 end
 command("ls", {
   summary = "list runs, newest first",
   usage = "agentrun [--json] ls STORE [--agent NAME] [--user USER] [--status S[,S]] [--edition E] "
-      .. "[--parent ID] [--since TIME] [--until TIME] [--limit N]",
+      .. "[--parent ID] [--forks-of ID] [--since TIME] [--until TIME] [--limit N]",
   opts = {
     agent = "text", user = "text", status = "list", edition = "text", parent = "text",
-    since = "time", ["until"] = "time", limit = "count",
+    since = "time", ["until"] = "time", limit = "count", ["forks-of"] = "text",
   },
   help = [==[
 Lists runs, newest first: id (shortest unique prefix), agent, status, steps,
 tokens, cost, age, duration and goal.
   --agent NAME      runs of this agent
   --user USER       runs for this user
-  --status S[,S]    runs in these statuses (running, completed,
+  --status S[,S]    runs in these statuses (running, waiting, completed,
                     budget_exhausted, failed, interrupted); may repeat
   --edition E       runs of this edition
   --parent ID       sub-runs of this run (an id or a unique prefix)
+  --forks-of ID     the forks of this run (an id or a unique prefix)
   --since TIME      begun at or after TIME (an age like 2h, 10m, 3d, or a
                     date YYYY-MM-DD[ HH:MM[:SS]] in local time, Z for UTC)
   --until TIME      begun before TIME
@@ -492,6 +496,7 @@ With --json, one record per line (every field).]==],
   run = function(ctx, o)
     local store <close> = open_store(ctx, true)
     local q = run_query(o, store)
+    if o["forks-of"] then q.forked_from = resolve_id(store, o["forks-of"]) end
     local limit = o.limit or 50
     local runs = {}
     q.limit = limit == 0 and 1000 or limit
@@ -571,6 +576,7 @@ local function show_record(r, full)
   add("user", r.user)
   add("edition", r.edition)
   add("parent", r.parent)
+  if r.forked_from then add("forked from", ("%s after step %d"):format(r.forked_from.run, r.forked_from.seq)) end
   add("created", fmt_when(r.created_at))
   if r.finished_at then add("finished", fmt_when(r.finished_at) .. ", took " .. fmt_duration(r.latency_ms)) end
   add("updated", fmt_when(r.updated_at))
@@ -590,6 +596,12 @@ local function show_record(r, full)
     add("checkpoint", ("after step %d: %s"):format(r.checkpoint.seq,
       full and full_text(state) or cut(oneline(state), terminal().width - 30)))
   end
+  if r.request ~= nil then add("request", full and full_text(r.request) or cut(oneline(r.request), terminal().width - 12)) end
+  if r.response ~= nil then
+    add("response", full and full_text(r.response) or cut(oneline(r.response), terminal().width - 12))
+  elseif r.status == "waiting" then
+    add("response", "none yet (agentrun respond)")
+  end
   print_fields(fields)
 end
 
@@ -607,18 +619,22 @@ local STEP_COLS = {
 }
 
 command("show", {
-  summary = "a run: its record, budget, transcript and checkpoint",
+  summary = "a run: its record, budget, transcript, checkpoint and intents",
   usage = "agentrun [--json] show STORE ID [--full]",
   args = { "ID" },
   opts = { full = "flag" },
   help = [==[
 Shows a run: its record (agent, goal, status, times, totals), its budget and
-the limit it reached, its output or error, then its transcript step by step
-(seq, kind, name, tokens in/out, cost, duration, the content on one line)
-and its checkpoint. ID is a run id or any unique prefix of one.
+the limit it reached, its output or error, the run it was forked from, what
+it asked while waiting and the response, its checkpoint, then its
+transcript step by step (seq, kind, name, tokens in/out, cost, duration, the
+content on one line) and its intents (key, name, status). ID is a run id or
+any unique prefix of one.
   --full            whole contents instead of one line each
 With --json: the record (every field, with its checkpoint as {state, seq})
-on the first line, then one line per step (every field, and "run").]==],
+on the first line, then one line per step (every field, and "run"), then
+one line per intent ({"intent": key, "name", "args", "status", "result",
+"intent_seq", "result_seq", "run"}).]==],
   run = function(ctx, o, id)
     local store <close> = open_store(ctx, true)
     id = resolve_id(store, id)
@@ -626,30 +642,47 @@ on the first line, then one line per step (every field, and "run").]==],
     if not r then fail("ENOTFOUND", "no run with id '%s'", id) end
     local state, seq = store:checkpoint(id)
     if seq then r.checkpoint = { state = state, seq = seq } end
+    local intents = store:intents(id)
     if ctx.json then
       say(json(r))
       for s in store:steps(id) do
         s.run = id
         say(json(s))
       end
-      return 0
-    end
-    show_record(r, o.full)
-    if r.iterations == 0 then return 0 end
-    say("")
-    if o.full then
-      for s in store:steps(id) do
-        local row = step_row(s)
-        say(paint(("#%s  %s%s"):format(row[1], row[2], row[3] ~= "" and "  " .. row[3] or ""), "1")
-          .. ("  %s  %s  %s"):format(row[4], row[5], row[6]):gsub("%s+$", ""))
-        if s.content ~= nil then say(full_text(s.content)) end
-        say("")
+      for _, it in ipairs(intents) do
+        say(json { intent = it.key, name = it.name, args = it.args, status = it.status, result = it.result,
+                   intent_seq = it.intent_seq, result_seq = it.result_seq, run = id })
       end
       return 0
     end
-    local rows = {}
-    for s in store:steps(id) do rows[#rows + 1] = step_row(s) end
-    print_table(STEP_COLS, rows)
+    show_record(r, o.full)
+    if r.iterations > 0 then
+      say("")
+      if o.full then
+        for s in store:steps(id) do
+          local row = step_row(s)
+          say(paint(("#%s  %s%s"):format(row[1], row[2], row[3] ~= "" and "  " .. row[3] or ""), "1")
+            .. ("  %s  %s  %s"):format(row[4], row[5], row[6]):gsub("%s+$", ""))
+          if s.content ~= nil then say(full_text(s.content)) end
+          say("")
+        end
+      else
+        local rows = {}
+        for s in store:steps(id) do rows[#rows + 1] = step_row(s) end
+        print_table(STEP_COLS, rows)
+      end
+    end
+    if #intents > 0 then
+      say("")
+      local rows = {}
+      local colour = { pending = "33", settled = "32", failed = "31" }
+      for _, it in ipairs(intents) do
+        rows[#rows + 1] = { oneline(it.key), it.name or "", { it.status, colour[it.status] },
+          tostring(it.intent_seq), it.result_seq and tostring(it.result_seq) or "" }
+      end
+      print_table({ { title = "INTENT" }, { title = "NAME" }, { title = "STATUS" }, { title = "STEP", right = true },
+        { title = "SETTLED AT", right = true } }, rows)
+    end
     return 0
   end,
 })
@@ -1027,14 +1060,286 @@ With --json, one object per problem ({"kind": "file", "run", "step",
   end,
 })
 
+command("fork", {
+  summary = "fork a run after one of its steps; prints the new run's id",
+  usage = "agentrun [--json] fork STORE ID [--at SEQ]",
+  args = { "ID" },
+  opts = { at = "count" },
+  help = [==[
+Forks the run ID (any status; an id or a unique prefix): a new run, with its
+own id, that continues it as it stood after step SEQ (default its last
+step), with copies of steps 1..SEQ, the run's agent, goal, budget and
+metadata. Prints the new run's id. The fork is left interrupted, as a crash
+followed by recover would leave it: an agent resumes it
+(store:resume(id), or a loop with resume = id) and goes on from step SEQ.
+  --at SEQ          fork after this step (0..the run's steps)
+With --json, the fork's record.]==],
+  run = function(ctx, o, id)
+    local store = open_store(ctx, false)
+    local ok, res = pcall(function()
+      id = resolve_id(store, id)
+      local r = store:get(id)
+      if o.at and r and o.at > r.iterations then
+        usage_error("fork", "--at %d: the run has %d steps", o.at, r.iterations)
+      end
+      local fork = store:fork(id, { at = o.at })
+      -- closing the store, not the handle, leaves the fork interrupted
+      -- (resumable); closing a running handle would finish it as failed
+      local new = fork.id
+      store:close()
+      return new
+    end)
+    store:close()
+    if not ok then error(res, 0) end
+    if ctx.json then
+      local again <close> = open_store(ctx, true)
+      say(json(again:get(res)))
+    else
+      say(res)
+    end
+    return 0
+  end,
+})
+
+command("respond", {
+  summary = "answer a run waiting for a person",
+  usage = "agentrun [--json] respond STORE ID JSON",
+  args = { "ID", "JSON" },
+  help = [==[
+Answers the waiting run ID (an id or a unique prefix) with JSON, a JSON text
+("yes" is '"yes"'; null, numbers, arrays and objects as they are): stores it
+as the run's response, after a response step, and prints the run's record.
+The run then stays waiting until its agent resumes it. Text that is not
+JSON is refused with EJSON and changes nothing; a run that is not waiting,
+or already has its response, is refused with ESTATE.
+With --json, the record.]==],
+  run = function(ctx, _, id, text)
+    local store <close> = open_store(ctx, false)
+    id = resolve_id(store, id)
+    local value = agentrun.json_decode(text)
+    if value == nil then value = agentrun.null end
+    local r = store:respond(id, value)
+    if ctx.json then say(json(r)) return 0 end
+    print_fields {
+      { "run", r.id }, { "status", paint(r.status, STATUS_COLOR[r.status]) },
+      { "request", cut(oneline(r.request), terminal().width - 12) },
+      { "response", cut(oneline(r.response), terminal().width - 12) },
+      { "steps", commas(r.iterations) },
+    }
+    return 0
+  end,
+})
+
+-- Where a command writes its lines: stdout, or FILE written whole (FILE.part,
+-- renamed over FILE at the end; a failure removes the part and leaves FILE
+-- as it was). fill(write) writes the lines; returns what fill returns.
+local function write_lines(path, fill)
+  if not path or path == "-" then
+    return fill(function(line) out:write(line, "\n") end)
+  end
+  local part = path .. ".part"
+  local f, msg = io.open(part, "wb")
+  if not f then fail("EIO", "cannot write %s", msg) end
+  local ok, res = pcall(fill, function(line)
+    local done, why = f:write(line, "\n")
+    if not done then fail("EIO", "cannot write %s: %s", part, why) end
+  end)
+  local closed, why = f:close()
+  if ok and not closed then ok, res = false, setmetatable({ message = ("cannot write %s: %s"):format(part, why),
+    code = "EIO" }, Failure) end
+  if ok then
+    local renamed, rwhy = os.rename(part, path)
+    if not renamed then ok, res = false, setmetatable({ message = ("cannot rename %s: %s"):format(part, rwhy),
+      code = "EIO" }, Failure) end
+  end
+  if not ok then
+    os.remove(part)
+    error(res, 0)
+  end
+  return res
+end
+
+local function filter_opts(extra)
+  local t = {}
+  for k, v in pairs(RUN_FILTER_OPTS) do t[k] = v end
+  for k, v in pairs(extra) do t[k] = v end
+  return t
+end
+
+local FILTER_HELP = [==[
+  --agent NAME, --user USER, --status S[,S], --edition E, --parent ID,
+  --since TIME, --until TIME   the runs, as ls selects them (default all)]==]
+
+command("export", {
+  summary = "runs and their agents' events as JSON Lines",
+  usage = "agentrun [--json] export STORE [run filters as for ls] [-o FILE]",
+  opts = filter_opts { output = "text" },
+  short = { o = "output" },
+  help = [==[
+Writes the runs the filters select (all by default), in id order, with their
+steps and checkpoints, then the events of their agents (every event when no
+filter is given), as JSON Lines: a header {"type":"agentrun","format":1,
+"exported_at":MS}, one {"type":"run",...} line a run, one
+{"type":"event",...} line an event. import reads it back.
+]==] .. FILTER_HELP .. [==[
+
+  -o, --output FILE  write FILE (whole: FILE.part, renamed at the end)
+                    instead of standard output; then print what was written
+With --json and -o, the report {"runs", "events", "bytes"}.]==],
+  run = function(ctx, o)
+    local store <close> = open_store(ctx, true)
+    local q = run_query(o, store)
+    if next(q) == nil then q = nil end
+    local rep = write_lines(o.output, function(write) return store:export(q, write) end)
+    if o.output and o.output ~= "-" then
+      if ctx.json then say(json(rep)) else
+        say(("%s: %s runs, %s events, %s"):format(o.output, commas(rep.runs), commas(rep.events), bytes(rep.bytes)))
+      end
+    end
+    return 0
+  end,
+})
+
+local function import_report(ctx, rep)
+  if ctx.json then say(json(rep)) return end
+  print_fields {
+    { "imported", ("%s runs, %s events"):format(commas(rep.runs), commas(rep.events)) },
+    { "skipped", ("%s (already there)"):format(commas(rep.skipped)) },
+    { "lines", commas(rep.lines) },
+  }
+end
+
+command("import", {
+  summary = "import an export (JSON Lines) into the store",
+  usage = "agentrun [--json] import STORE FILE",
+  args = { "FILE" },
+  help = [==[
+Imports FILE, an export (agentrun export; "-" reads standard input), into
+STORE, creating the store when it does not exist. Runs keep their ids,
+times, steps and checkpoints; a run already in the store is skipped, so
+importing a file twice imports nothing the second time. Each line is stored
+in its own transaction: a bad line stops the import with EJSON naming its
+number (line N: ...), and the lines before it stay imported. Prints the
+report.
+With --json, the report {"runs", "events", "skipped", "lines"}.]==],
+  run = function(ctx, _, path)
+    local read
+    local f
+    if path == "-" then
+      read = io.stdin:lines()
+    else
+      local msg
+      f, msg = io.open(path, "rb")
+      if not f then fail("EIO", "cannot read %s", msg) end
+      read = f:lines()
+    end
+    local store <close> = open_store(ctx, false, true)
+    local ok, rep = pcall(store.import, store, read)
+    if f then f:close() end
+    if not ok then error(rep, 0) end
+    import_report(ctx, rep)
+    return 0
+  end,
+})
+
+command("copy", {
+  summary = "copy every run and event into another store",
+  usage = "agentrun [--json] copy STORE DEST [--dest-schema NAME]",
+  args = { "DEST" },
+  opts = { ["dest-schema"] = "text" },
+  help = [==[
+Copies every run (with its steps and checkpoint) and every event of STORE
+into DEST, a SQLite file or a PostgreSQL URL, created when missing: e.g. a
+file into a PostgreSQL database. Runs already in DEST are skipped. Prints
+the report; the two stores then export the same lines.
+  --dest-schema NAME  PostgreSQL: DEST's schema (default that of --schema)
+With --json, the report {"runs", "events", "skipped", "lines"}.]==],
+  run = function(ctx, o, dest)
+    local store <close> = open_store(ctx, true)
+    local target <close> = open_store(ctx, false, true, dest, o["dest-schema"])
+    import_report(ctx, store:copy(target))
+    return 0
+  end,
+})
+
+command("otlp", {
+  summary = "runs as OpenTelemetry traces (OTLP/JSON)",
+  usage = "agentrun [--json] otlp STORE [run filters as for ls] [--content] [-o FILE]",
+  opts = filter_opts { output = "text", content = "flag" },
+  short = { o = "output" },
+  help = [==[
+Writes the runs the filters select (all by default) as OpenTelemetry traces:
+one OTLP/JSON export request a line (a run: its root span and a span a
+step), each the body of a POST /v1/traces.
+]==] .. FILTER_HELP .. [==[
+
+  --content         with span events carrying the goal, output or error and
+                    each step's content
+  -o, --output FILE  write FILE (whole: FILE.part, renamed at the end)
+                    instead of standard output; then print what was written
+With --json and -o, the report {"runs", "bytes"}.]==],
+  run = function(ctx, o)
+    local store <close> = open_store(ctx, true)
+    local q = run_query(o, store)
+    if next(q) == nil then q = nil end
+    local rep = write_lines(o.output, function(write)
+      return store:otlp(q, write, o.content and { content = true } or nil)
+    end)
+    if o.output and o.output ~= "-" then
+      if ctx.json then say(json(rep)) else
+        say(("%s: %s runs, %s"):format(o.output, commas(rep.runs), bytes(rep.bytes)))
+      end
+    end
+    return 0
+  end,
+})
+
+command("view", {
+  summary = "one HTML page of runs to open in a browser",
+  usage = "agentrun [--json] view STORE [run filters as for ls] [--limit N] [--title TEXT] -o FILE.html",
+  opts = filter_opts { output = "text", limit = "count", title = "text" },
+  short = { o = "output" },
+  required = { "output" },
+  help = [==[
+Writes the runs the filters select (all by default, newest first), with
+their steps, checkpoints, intents, forks and waits, as one self-contained
+HTML page (no network, no other file) that any browser opens: a table of
+runs, charts of cost and runs over time and by status, each run's timeline.
+The page is written whole (FILE.part, renamed at the end). Prints where it
+wrote and how many runs.
+]==] .. FILTER_HELP .. [==[
+
+  --limit N         the newest N runs (default all; 0 for all)
+  --title TEXT      the page's heading (default "agentrun")
+  -o, --output FILE.html  the page to write (required)
+With --json, {"file", "runs", "steps", "bytes", "trimmed", "steps_left_out"}.]==],
+  run = function(ctx, o)
+    local view = require "agentrun.view"
+    local store <close> = open_store(ctx, true)
+    local q = run_query(o, store)
+    if o.limit and o.limit > 0 then q.limit = o.limit end
+    local sum = view.write(store, q, o.output, o.title and { title = o.title } or nil)
+    if ctx.json then
+      sum.file = o.output
+      say(json(sum))
+      return 0
+    end
+    say(("%s: %s run%s, %s steps, %s"):format(o.output, commas(sum.runs), sum.runs == 1 and "" or "s",
+      commas(sum.steps), bytes(sum.bytes)))
+    return 0
+  end,
+})
+
 ---------------------------------------------------------------------------
 -- Help
 
 local function main_help()
   local lines = {
     USAGE, "",
-    "Shows what agents recorded in an agentrun store. STORE is a SQLite file or a",
-    "PostgreSQL URL (postgresql://...); it may be left out when $AGENTRUN_STORE names it.",
+    "Shows, follows, forks, answers, exports and moves what agents recorded in an",
+    "agentrun store. STORE is a SQLite file or a PostgreSQL URL (postgresql://...);",
+    "it may be left out when $AGENTRUN_STORE names it. Only import and copy (its",
+    "DEST) create a store that is missing.",
     "", "Commands:",
   }
   for _, name in ipairs(order) do
@@ -1054,8 +1359,11 @@ local function main_help()
     "2h, 3d) or dates (YYYY-MM-DD[ HH:MM[:SS]], local time; Z for UTC).",
     "Colour on a terminal only; NO_COLOR turns it off. COLUMNS sets the width.",
     "",
+    "export, otlp and view write -o FILE whole (FILE.part, renamed at the end).",
+    "",
     "Exit status: 0 success, 1 store error (stderr: agentrun: MESSAGE (CODE); an",
-    "unknown id is ENOTFOUND, a prefix naming several runs EAMBIGUOUS),",
+    "unknown id is ENOTFOUND, a prefix naming several runs EAMBIGUOUS, a bad",
+    "import line or respond text EJSON),",
     "2 usage error, 130 tail interrupted (Ctrl-C). See agentrun(1).",
   } do lines[#lines + 1] = l end
   say(table.concat(lines, "\n"))
@@ -1101,6 +1409,9 @@ local function parse(argv)
     else
       local name, inline = a:match("^%-%-([^=]+)=(.*)$")
       name = name or a:match("^%-%-(.+)$")
+      -- a command's one-letter options (-o FILE)
+      local letter = not name and a:match("^%-(%a)$")
+      if letter and cmd and cmd.short and cmd.short[letter] then name = cmd.short[letter] end
       if not name then usage_error(cmd and cmd.name, "unknown option '%s'", a) end
       if name == "json" and not inline then
         ctx.json = true
