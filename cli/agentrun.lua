@@ -77,10 +77,13 @@ end
 local function json(v) return agentrun.json_encode(v) end
 
 -- One line of text for any value: a string as it is, anything else as JSON;
--- control characters and runs of white space become one space.
-local function oneline(v)
+-- control characters and runs of white space become one space. With `max`,
+-- only its first `max` bytes (cut at a character boundary) are looked at:
+-- a table cell shows no more, and a long transcript stays quick to print.
+local function oneline(v, max)
   if v == nil then return "" end
   local s = type(v) == "string" and v or json(v)
+  if max and #s > max then s = s:sub(1, max):gsub("[\xC0-\xF7][\x80-\xBF]*$", "") end
   return (s:gsub("[%c%s]+", " "))
 end
 
@@ -608,7 +611,7 @@ end
 local function step_row(s)
   return {
     tostring(s.seq), s.kind, s.name or "", step_tokens(s), s.cost and s.cost > 0 and fmt_cost(s.cost) or "",
-    s.duration_ms and fmt_duration(s.duration_ms) or "", oneline(s.content),
+    s.duration_ms and fmt_duration(s.duration_ms) or "", oneline(s.content, 2 * terminal().width),
   }
 end
 
