@@ -430,7 +430,10 @@ static void test_approval_example_waits_for_a_person_and_refunds_once_after_the_
     ar_record **runs = list_runs(store, &n);
     assert_int_equal(n, 1);
     assert_int_equal(runs[0]->status, AR_COMPLETED);
-    assert_string_equal(runs[0]->response, "{\"approved\":true,\"by\":\"ops@example.com\"}");
+    /* (the answer's members in whatever order the Lua table gave them) */
+    assert_non_null(runs[0]->response);
+    assert_non_null(strstr(runs[0]->response, "\"approved\":true"));
+    assert_non_null(strstr(runs[0]->response, "\"by\":\"ops@example.com\""));
     /* the plan, the wait, the answer, then the refund announced and settled */
     ar_record *rec = NULL;
     assert_int_equal(ar_store_get(&rec, store, runs[0]->id, 1), AR_OK);
