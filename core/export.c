@@ -73,39 +73,10 @@ void ar_export_page_free(ar_store *store, void *page)
     ar_mem_free(&store->alloc, page);
 }
 
-typedef struct step_fill {
-    ar_arena *arena;
-    const char *run_id;
-    ar_err *err;
-    ar_step *steps;
-    size_t n, max;
-} step_fill;
-
-static int fill_step(void *ud, const ar_db_step_row *row)
-{
-    step_fill *f = ud;
-    if (f->n == f->max)
-        return ar_fail(f->err, AR_EIO, "the store returned more steps than were asked for");
-    int rc = ar_row_to_step(row, f->run_id, f->arena, &f->steps[f->n], f->err);
-    if (rc == AR_OK)
-        f->n++;
-    return rc;
-}
-
 int ar_export_steps_batch(ar_store *store, int64_t key, const char *run_id, int64_t from, ar_arena *arena,
                           ar_step **out, size_t *n)
 {
-    step_fill f = { arena, run_id, &store->err, NULL, 0, STEP_BATCH };
-    *out = NULL;
-    *n = 0;
-    if (!(f.steps = ar_arena_alloc(arena, STEP_BATCH * sizeof *f.steps)))
-        return ar_fail(&store->err, AR_ENOMEM, "out of memory reading steps");
-    int rc = store->be->steps_fetch(store->db, key, from, STEP_BATCH, fill_step, &f, &store->err);
-    if (rc)
-        return rc;
-    *out = f.steps;
-    *n = f.n;
-    return AR_OK;
+    return ar_store_steps_fetch(store, key, run_id, from, STEP_BATCH, arena, out, n, &store->err);
 }
 
 int ar_export_query_check(ar_store *store, const ar_run_query *q, ar_run_query *out, int *filters)

@@ -225,6 +225,10 @@ int ar_store_load_run(ar_store *store, const char *id, ar_record_box *box, int64
                       int64_t *owner);
 /* The key of run `id`: AR_OK, or AR_ENOTFOUND (err set) when there is none. */
 int ar_store_run_key(ar_store *store, const char *id, int64_t *key);
+/* Fetches up to `max` steps of run `key` (id `run_id`, for messages) from
+ * seq `from` into `arena`: *out and *n (implemented in read.c). */
+int ar_store_steps_fetch(ar_store *store, int64_t key, const char *run_id, int64_t from, size_t max,
+                         ar_arena *arena, ar_step **out, size_t *n, ar_err *err);
 
 /* The key of the intent a tool step settles (its content as ar_run_settle
  * writes it: {"intent":seq,"key":...,"result":...}), decoded into out (cap

@@ -30,8 +30,7 @@ static int fill_step(void *ud, const ar_db_step_row *row)
     return rc;
 }
 
-/* Fetches up to `max` steps of run `key` from seq `from` into `arena`. */
-static int steps_fetch(ar_store *store, int64_t key, const char *run_id, int64_t from, size_t max,
+int ar_store_steps_fetch(ar_store *store, int64_t key, const char *run_id, int64_t from, size_t max,
                        ar_arena *arena, ar_step **out, size_t *n, ar_err *err)
 {
     *out = NULL;
@@ -71,7 +70,7 @@ int ar_store_get(ar_record **out, ar_store *store, const char *id, int with_step
         size_t max = box->rec.iterations >= 0 && box->rec.iterations < GET_FETCH_MAX
                          ? (size_t)box->rec.iterations + 1 : GET_FETCH_MAX;
         for (;;) {
-            if ((rc = steps_fetch(store, key, box->rec.id, 1, max, &box->arena, &steps, &n, &store->err)))
+            if ((rc = ar_store_steps_fetch(store, key, box->rec.id, 1, max, &box->arena, &steps, &n, &store->err)))
                 goto cleanup;
             if (n < max)
                 break;
@@ -169,7 +168,7 @@ int ar_steps_next(const ar_step **out, ar_step_iter *it)
         size_t want = STEP_BATCH;
         if (it->remaining > 0 && (uint64_t)it->remaining < want)
             want = (size_t)it->remaining;
-        int rc = steps_fetch(it->store, it->key, it->run_id, it->next_seq, want, &it->arena,
+        int rc = ar_store_steps_fetch(it->store, it->key, it->run_id, it->next_seq, want, &it->arena,
                              &it->batch, &it->n, &it->store->err);
         if (rc) {
             it->err = it->store->err;
