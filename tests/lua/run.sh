@@ -14,7 +14,7 @@ cleanup() {
     trap - EXIT
     if [ -n "$ran_pg" ]; then
         psql -X -q -d "$AGENTRUN_TEST_PG" -v ON_ERROR_STOP=1 >/dev/null <<SQL ||
-SET lock_timeout = '20s';
+SET lock_timeout = '20s'; SET client_min_messages = warning;
 DO \$\$DECLARE s text; BEGIN
   FOR s IN SELECT nspname FROM pg_namespace WHERE starts_with(nspname, '$prefix') LOOP
     EXECUTE format('DROP SCHEMA %I CASCADE', s);
@@ -53,12 +53,16 @@ for backend in sqlite postgresql; do
     # A pass that hangs is stopped after AGENTRUN_TEST_TIMEOUT seconds and
     # names the test it was in.
     limit=${AGENTRUN_TEST_TIMEOUT:-1800}
-    rc=0
+    rc=0 before=$(wc -l < "$tmp/counts" 2>/dev/null || echo 0)
     AGENTRUN_TEST_BACKEND=$backend AGENTRUN_TEST_TMP="$tmp/$backend" AGENTRUN_TEST_SCHEMA_PREFIX=$prefix \
         AGENTRUN_TEST_COUNTS="$tmp/counts" AGENTRUN_TEST_CURRENT="$tmp/current" \
         timeout --foreground -k 10 "$limit" "$@" $exclude || rc=$?
     if [ $rc = 124 ] || [ $rc = 137 ]; then
         echo "$backend: stopped after ${limit}s in: $(cat "$tmp/current" 2>/dev/null || echo '(no test started)')"
+        echo "0 1" >> "$tmp/counts"
+    elif [ "$(wc -l < "$tmp/counts" 2>/dev/null || echo 0)" = "$before" ]; then
+        # busted died (a sanitizer's abort, a signal) before its summary
+        echo "$backend: busted ended (status $rc) without a count, in: $(cat "$tmp/current" 2>/dev/null || echo '(no test started)')"
         echo "0 1" >> "$tmp/counts"
     fi
     [ $rc = 0 ] || status=1
