@@ -49,6 +49,8 @@ TEST_NEEDS := pc:cmocka:libcmocka-dev cmd:lua5.4:lua5.4 cmd:sqlite3:sqlite3 cmd:
 # The browser tests (alone among the targets) need Debian's chromium, and
 # node and npm for playwright-core, which tests/browser/package-lock.json pins.
 BROWSER_NEEDS := cmd:node:nodejs cmd:npm:npm file:/usr/bin/chromium:chromium
+# The benchmark measures peak memory with GNU time's -v.
+BENCH_NEEDS := file:/usr/bin/time:time
 # auto: as root, apt-get installs what is missing; no: only name it and stop.
 APT_INSTALL ?= auto
 
@@ -103,7 +105,7 @@ FAULTVFS_LUA := $(BUILD)/lua/faultvfs.so
 LUA_ENV     = LUA_PATH='$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/tests/lua/?.lua;;' \
               LUA_CPATH='$(abspath $(BUILD))/lua/?.so;;'
 
-.PHONY: all deps deps-lib deps-lua deps-browser lib lua-module test-build test test-c test-lua test-sh test-otlp test-cli test-browser \
+.PHONY: all deps deps-lib deps-lua deps-browser deps-bench lib lua-module test-build test test-c test-lua test-sh test-otlp test-cli test-browser \
         docs-img check check-suites bench demo \
         install install-lua uninstall clean env
 
@@ -144,6 +146,8 @@ deps: deps-lua
 	$(call need,$(TEST_NEEDS))
 deps-browser: deps
 	$(call need,$(BROWSER_NEEDS))
+deps-bench: deps
+	$(call need,$(BENCH_NEEDS))
 
 # Each compile waits (order-only) for the packages that provide the headers
 # it includes, so `make -j` never compiles before they are installed.
@@ -317,7 +321,7 @@ check-suites:
 # The PostgreSQL cases run against AGENTRUN_TEST_PG or a throwaway server
 # with fsync on (durable commits are what they measure); without either they
 # say they were skipped.
-bench: deps $(BENCH_BIN) $(LUA_MOD) $(CLI_BIN)
+bench: deps-bench $(BENCH_BIN) $(LUA_MOD) $(CLI_BIN)
 	@AGENTRUN_PG_FSYNC=on tests/pg/with-server.sh --optional env $(LUA_ENV) AR_BENCH_CLI=$(abspath $(CLI_BIN)) $(BENCH_BIN)
 
 demo: deps all

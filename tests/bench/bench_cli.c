@@ -128,3 +128,92 @@ void bench_cli(const bench_env *env)
     free(runs_arg);
     free(cli);
 }
+
+/* The peak resident set size in MB of `agentrun ARGS...` (output to
+ * /dev/null), as /usr/bin/time -v reports it ("Maximum resident set size"). */
+static double peak_rss_mb(const bench_env *env, char *cli, char *const args[])
+{
+    char *report = bench_path(env, "time-v.txt");
+    char time_word[] = "/usr/bin/time", v_word[] = "-v", o_word[] = "-o";
+    char *argv[16] = { time_word, v_word, o_word, report, cli };
+    int n = 5;
+    for (int i = 0; args[i] && n < 15; i++)
+        argv[n++] = args[i];
+    argv[n] = NULL;
+    if (access(time_word, X_OK) != 0)
+        bench_die("no /usr/bin/time (Debian package time; make deps installs it)");
+    run_once(argv);
+    FILE *f = fopen(report, "r");
+    if (!f)
+        bench_die("cannot read %s", report);
+    char line[256];
+    long kb = -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, " Maximum resident set size (kbytes): %ld", &kb) == 1)
+            break;
+    fclose(f);
+    remove(report);
+    free(report);
+    if (kb < 0)
+        bench_die("/usr/bin/time -v printed no maximum resident set size");
+    return (double)kb / 1024.0;
+}
+
+/* `agentrun export` of 100,000 runs of 10 steps (times the scale) streams:
+ * its peak RSS stays under 64 MB. Beside it, the same command's `ls` of the
+ * same store: the process's floor (interpreter, module, SQLite cache). */
+void bench_cli_export(const bench_env *env)
+{
+    char *cli = cli_path();
+    int64_t n = bench_scaled(env, 100000, 200);
+    enum { STEPS = 10 };
+    char *path = bench_path(env, "cli-export.db");
+    ar_open_opts opts = AR_OPEN_OPTS_INIT;
+    opts.durability = AR_DURABILITY_NORMAL;
+    ar_store *store = NULL;
+    bench_check(ar_store_open(&store, path, &opts), store, "opening the export store");
+    int64_t t0 = bench_now_ns();
+    char text[STEPS][160];
+    ar_step steps[STEPS];
+    for (int64_t r = 0; r < n; r++) {
+        for (int k = 0; k < STEPS; k++) {
+            int len = snprintf(text[k], sizeof text[k],
+                               "{\"role\":\"assistant\",\"text\":\"step %d of run %" PRId64
+                               ": looked the order up and wrote back\"}", k + 1, r);
+            steps[k] = (ar_step)AR_STEP_INIT;
+            steps[k].kind = k % 3 == 2 ? "tool" : "llm";
+            steps[k].content = text[k];
+            steps[k].content_len = (size_t)len;
+            steps[k].usage.input_tokens = 100 + k;
+            steps[k].usage.output_tokens = 20 + k;
+        }
+        ar_record rec = AR_RECORD_INIT;
+        rec.agent = "bench-agent";
+        rec.goal = "Answer a support ticket";
+        rec.status = AR_COMPLETED;
+        rec.output = "\"done\"";
+        rec.steps = steps;
+        rec.n_steps = STEPS;
+        char *id = NULL;
+        bench_check(ar_store_write(&id, store, &rec), store, "writing a run");
+        ar_free(id);
+    }
+    ar_store_close(store);
+    double build_s = bench_us(t0, bench_now_ns()) / 1e6;
+
+    char export_word[] = "export", ls_word[] = "ls";
+    char *export_args[] = { export_word, path, NULL };
+    char *ls_args[] = { ls_word, path, NULL };
+    double ls_mb = peak_rss_mb(env, cli, ls_args);
+    t0 = bench_now_ns();
+    double export_mb = peak_rss_mb(env, cli, export_args);
+    double export_s = bench_us(t0, bench_now_ns()) / 1e6;
+    char n1[32];
+    bench_goal("cli.export.rss", export_mb < 64, "peak RSS < 64 MB",
+               "agentrun export of %s runs of %d steps  peak RSS %.1f MB in %.1f s  (agentrun ls of the "
+               "same store %.1f MB; store built in %.0f s)",
+               bench_num(n1, sizeof n1, (double)n), STEPS, export_mb, export_s, ls_mb, build_s);
+    bench_remove_store(path);
+    free(path);
+    free(cli);
+}
