@@ -265,7 +265,9 @@ void arl_set_int(lua_State *L, const char *k, int64_t v);
 void arl_set_num(lua_State *L, const char *k, double v);
 void arl_push_usage(lua_State *L, const ar_usage *u);
 void arl_push_budget(lua_State *L, const ar_budget *b);
-void arl_push_step(lua_State *L, const ar_step *s);
+/* Pushes a step table; with raw, its content as the stored JSON text in
+ * `content_json` instead of decoded in `content`. */
+void arl_push_step(lua_State *L, const ar_step *s, int raw);
 /* Pushes a record table (with `steps` when the record has them or with_steps). */
 void arl_push_record(lua_State *L, const ar_record *r, int with_steps);
 /* Pushes the record table of r and frees r, also when pushing raises

@@ -211,13 +211,18 @@ void arl_push_budget(lua_State *L, const ar_budget *b)
     if (b->max_seconds >= 0) arl_set_num(L, "max_seconds", b->max_seconds);
 }
 
-void arl_push_step(lua_State *L, const ar_step *s)
+void arl_push_step(lua_State *L, const ar_step *s, int raw)
 {
     lua_createtable(L, 0, 8);
     arl_set_int(L, "seq", s->seq);
     set_str(L, "kind", s->kind);
     set_str(L, "name", s->name);
-    set_json(L, "content", s->content, s->content_len);
+    if (!raw) {
+        set_json(L, "content", s->content, s->content_len);
+    } else if (s->content) {
+        lua_pushlstring(L, s->content, s->content_len);
+        lua_setfield(L, -2, "content_json");
+    }
     ar_usage u = s->usage;
     arl_push_usage(L, &u);
     lua_pushnil(L);
@@ -280,7 +285,7 @@ void arl_push_record(lua_State *L, const ar_record *r, int with_steps)
         lua_createtable(L, (int)r->n_steps, 0);
         luaL_setmetatable(L, ARL_ARRAY_MT);
         for (size_t i = 0; i < r->n_steps; i++) {
-            arl_push_step(L, &r->steps[i]);
+            arl_push_step(L, &r->steps[i], 0);
             lua_rawseti(L, -2, (lua_Integer)i + 1);
         }
         lua_setfield(L, -2, "steps");

@@ -6,6 +6,7 @@
 /* A steps iterator: closes its core iterator on exhaustion, error, GC or <close>. */
 typedef struct arl_iter {
     ar_step_iter *it;
+    int raw; /* contents as JSON text (store:steps's `raw` option) */
 } arl_iter;
 
 static int iter_close(lua_State *L)
@@ -22,6 +23,7 @@ static arl_iter *push_iter(lua_State *L, ar_store *store, int store_idx, const c
     store_idx = lua_absindex(L, store_idx);
     arl_iter *b = lua_newuserdatauv(L, sizeof *b, 1);
     b->it = NULL;
+    b->raw = 0;
     luaL_setmetatable(L, ARL_ITER_MT);
     lua_pushvalue(L, store_idx);
     lua_setiuservalue(L, -2, 1);
@@ -57,7 +59,7 @@ static int iter_push_next(lua_State *L, int idx)
         lua_pushnil(L);
         return 0;
     }
-    arl_push_step(L, step);
+    arl_push_step(L, step, b->raw);
     return 1;
 }
 
@@ -67,21 +69,23 @@ static int iter_next(lua_State *L)
     return 1;
 }
 
-static const char *const steps_fields[] = { "from", "limit", NULL };
+static const char *const steps_fields[] = { "from", "limit", "raw", NULL };
 
-/* store:steps(id [, {from=, limit=}]) -> iterator (for step in store:steps(id) do ... end) */
+/* store:steps(id [, {from=, limit=, raw=}]) -> iterator (for step in store:steps(id) do ... end) */
 static int l_steps(lua_State *L)
 {
     ar_store *store = arl_check_store(L, 1);
     const char *id = arl_check_text(L, 2, 2, "id");
     int64_t from = 1, limit = -1;
+    int raw = 0;
     if (!lua_isnoneornil(L, 3)) {
         arl_checktype(L, 3, LUA_TTABLE);
         arl_check_fields(L, 3, 3, "steps options", steps_fields);
         from = arl_field_int(L, 3, 3, "steps options", "from", 1, 1);
         limit = arl_field_int(L, 3, 3, "steps options", "limit", -1, 0);
+        raw = arl_field_bool(L, 3, 3, "steps options", "raw", 0);
     }
-    push_iter(L, store, 1, id, from, limit);
+    push_iter(L, store, 1, id, from, limit)->raw = raw;
     lua_pushvalue(L, -1);
     lua_pushcclosure(L, iter_next, 1);
     lua_pushnil(L);
@@ -129,6 +133,7 @@ int arl_raise_budget(lua_State *L, ar_store *store, const char *run_id, int64_t 
     int steps = lua_gettop(L);
     arl_iter *b = lua_newuserdatauv(L, sizeof *b, 1);
     b->it = NULL;
+    b->raw = 0;
     luaL_setmetatable(L, ARL_ITER_MT);
     int rc = ar_steps_open(&b->it, store, run_id, 1, -1);
     if (rc)
@@ -140,7 +145,7 @@ int arl_raise_budget(lua_State *L, ar_store *store, const char *run_id, int64_t 
             return arl_store_fail(L, 1, store, rc);
         if (!step)
             break;
-        arl_push_step(L, step);
+        arl_push_step(L, step, 0);
         lua_rawseti(L, steps, ++i);
     }
     ar_steps_close(b->it);

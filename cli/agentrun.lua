@@ -83,8 +83,33 @@ local function json(v) return agentrun.json_encode(v) end
 local function oneline(v, max)
   if v == nil then return "" end
   local s = type(v) == "string" and v or json(v)
-  if max and #s > max then s = s:sub(1, max):gsub("[\xC0-\xF7][\x80-\xBF]*$", "") end
-  return (s:gsub("[%c%s]+", " "))
+  if max and #s > max then
+    -- back to a character boundary: a sequence the cut splits goes whole
+    local keep = max
+    for k = max, math.max(1, max - 3), -1 do
+      local b = s:byte(k)
+      if b < 0x80 then break end
+      if b >= 0xC0 then
+        if k + (b >= 0xF0 and 3 or b >= 0xE0 and 2 or 1) > max then keep = k - 1 end
+        break
+      end
+    end
+    s = s:sub(1, keep)
+  end
+  -- (a lone space stays as it is: most text needs no rewriting at all)
+  if s:find("%c") or s:find("%s%s") then s = s:gsub("[%c%s]+", " ") end
+  return s
+end
+
+-- A step's content on one line, from its decoded `content` or from the
+-- stored JSON text that store:steps(id, {raw = true}) gives (`content_json`,
+-- not decoded: a long transcript prints several times quicker). A JSON
+-- string shows as its text either way.
+local function content_line(s, max)
+  local text = s.content_json
+  if text == nil then return oneline(s.content, max) end
+  if text:byte(1) == 34 then return oneline(agentrun.json_decode(text), max) end
+  return oneline(text, max)
 end
 
 local function full_text(v)
@@ -93,7 +118,9 @@ local function full_text(v)
 end
 
 local function commas(n)
-  local s = tostring(math.tointeger(n) or n)
+  local i = math.tointeger(n)
+  if i and i > -1000 and i < 1000 then return tostring(i) end
+  local s = tostring(i or n)
   local sign, digits = s:match("^(-?)(%d+)$")
   if not digits then return s end
   return sign .. digits:reverse():gsub("(%d%d%d)", "%1,"):reverse():gsub("^,", "")
@@ -140,14 +167,19 @@ end
 -- is text or {text, colour}.
 local function print_table(cols, rows)
   local width = terminal().width
-  local w = {}
+  -- w: each column's width; cw[r][i]: each cell's, measured once (a long
+  -- transcript has tens of thousands of cells)
+  local w, cw = {}, {}
   for i, c in ipairs(cols) do w[i] = width_of(c.title) end
-  for _, row in ipairs(rows) do
-    for i, cell in ipairs(row) do
-      local t = type(cell) == "table" and cell[1] or cell
-      local n = width_of(t)
+  for r, row in ipairs(rows) do
+    local m = {}
+    for i = 1, #cols do
+      local cell = row[i]
+      local n = width_of(type(cell) == "table" and cell[1] or cell or "")
+      m[i] = n
       if n > w[i] and not cols[i].flex then w[i] = n end
     end
+    cw[r] = m
   end
   -- the flexible column gets what the others leave: columns marked `drop`
   -- go first (the highest mark first) to give it 16 characters, and without
@@ -177,26 +209,28 @@ local function print_table(cols, rows)
       show[flex] = false
     else
       local longest = width_of(cols[flex].title)
-      for _, row in ipairs(rows) do
-        local cell = row[flex]
-        local t = type(cell) == "table" and cell[1] or cell or ""
-        local n = width_of(t)
-        if n > longest then longest = n end
+      for r = 1, #rows do
+        if cw[r][flex] > longest then longest = cw[r][flex] end
       end
       w[flex] = math.min(room, longest)
     end
   end
   local last = 0
   for i in ipairs(cols) do if show[i] then last = i end end
-  local function line(cells, header)
+  local function line(cells, m, header)
     local parts = {}
     for i, c in ipairs(cols) do
       if show[i] then
         local cell = cells[i]
         local t, colour = cell, nil
         if type(cell) == "table" then t, colour = cell[1], cell[2] end
-        t = cut(t or "", w[i])
-        local pad = (" "):rep(w[i] - width_of(t))
+        t = t or ""
+        local n = m and m[i] or width_of(t)
+        if n > w[i] then
+          t = cut(t, w[i])
+          n = width_of(t)
+        end
+        local pad = (" "):rep(w[i] - n)
         if header then t = paint(t, "1") else t = paint(t, colour) end
         if c.right then
           parts[#parts + 1] = pad .. t
@@ -211,8 +245,8 @@ local function print_table(cols, rows)
   end
   local titles = {}
   for i, c in ipairs(cols) do titles[i] = c.title end
-  line(titles, true)
-  for _, row in ipairs(rows) do line(row) end
+  line(titles, nil, true)
+  for r, row in ipairs(rows) do line(row, cw[r]) end
 end
 
 -- Prints "key  value" lines aligned on the keys.
@@ -611,7 +645,7 @@ end
 local function step_row(s)
   return {
     tostring(s.seq), s.kind, s.name or "", step_tokens(s), s.cost and s.cost > 0 and fmt_cost(s.cost) or "",
-    s.duration_ms and fmt_duration(s.duration_ms) or "", oneline(s.content, 2 * terminal().width),
+    s.duration_ms and fmt_duration(s.duration_ms) or "", content_line(s, 2 * terminal().width),
   }
 end
 
@@ -671,7 +705,7 @@ one line per intent ({"intent": key, "name", "args", "status", "result",
         end
       else
         local rows = {}
-        for s in store:steps(id) do rows[#rows + 1] = step_row(s) end
+        for s in store:steps(id, { raw = true }) do rows[#rows + 1] = step_row(s) end
         print_table(STEP_COLS, rows)
       end
     end
@@ -769,14 +803,14 @@ record.]==],
     local from, delay = 1, 0.02
     local function drain()
       local n = 0
-      for s in store:steps(id, { from = from }) do
+      for s in store:steps(id, { from = from, raw = not ctx.json }) do
         if ctx.json then
           s.run = id
           say(json(s))
         else
           local head = tail_line({ os.date("%H:%M:%S", s.at // 1000), "#" .. s.seq, s.kind, s.name or "",
             step_tokens(s), s.cost and s.cost > 0 and fmt_cost(s.cost) or "" }, { 8, 6 })
-          say(head .. "  " .. cut(oneline(s.content), math.max(10, width - width_of(head) - 2)))
+          say(head .. "  " .. cut(content_line(s, 2 * width), math.max(10, width - width_of(head) - 2)))
         end
         from = s.seq + 1
         n = n + 1

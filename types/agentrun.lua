@@ -541,6 +541,7 @@ function LoopContext:wait(request) end
 ---@class agentrun.StepsOptions
 ---@field from? integer the first seq (inclusive, >= 1; default 1)
 ---@field limit? integer at most this many steps (default all)
+---@field raw? boolean each content as its stored JSON text, in `content_json`, not decoded
 
 ---A runs query (store:runs, count, stats); every filter is optional.
 ---@class agentrun.RunQuery
@@ -681,6 +682,7 @@ function LoopContext:wait(request) end
 ---@field kind string
 ---@field name? string
 ---@field content? any read back as given
+---@field content_json? string the content's JSON text, from store:steps(id, {raw = true}) only
 ---@field usage agentrun.StepUsage input_tokens, output_tokens, total_tokens and its counters
 ---@field cost number
 ---@field duration_ms integer

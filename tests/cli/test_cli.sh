@@ -224,6 +224,30 @@ show_full_prints_whole_contents() {
   has out "line two of the WHOLE-CONTENT-MARKER"
 }
 
+show_cuts_each_content_at_a_character_boundary_and_shows_it_as_stored() {
+  local id
+  id=$(lua - "$S" <<'LUA'
+local agentrun = require "agentrun"
+local schema = os.getenv("AGENTRUN_SCHEMA")
+local s = assert(agentrun.open(arg[1], { schema = schema ~= "" and schema or nil }))
+local r = s:begin { agent = "wide", goal = "multi-byte contents" }
+-- 1 to 4 ASCII bytes before 2-, 3- and 4-byte characters: every cut position
+for n = 1, 4 do r:step { kind = "llm", content = ("x"):rep(n) .. ("\u{e9}\u{20ac}\u{1f600}"):rep(60) } end
+r:step { kind = "tool", content = { note = "tab\there" } }
+print(r:complete().id)
+LUA
+)
+  local cols
+  for cols in 20 21 22 23 40 81; do
+    COLUMNS=$cols run 0 ar show "$S" "$id"
+    iconv -f UTF-8 -t UTF-8 "$D/out" >/dev/null
+    grep -q '…' "$D/out"
+  done
+  # a string shows as its text, anything else as its JSON, escapes and all
+  grep -qE '^ +1 +llm +.* xé€😀é€' "$D/out"
+  has out '{"note":"tab\there"}'
+}
+
 show_json_prints_the_record_then_each_step_with_every_field() {
   fixture
   run 0 ar --json show "$S" "$done"

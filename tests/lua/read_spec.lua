@@ -180,6 +180,27 @@ describe("store:steps", function()
     assert.is_true(pcall(s.close, s))
   end)
 
+  it("gives each content as its stored JSON text with raw = true, and checks the option", function()
+    local r = s:begin { agent = "a", goal = "g" }
+    r:step { kind = "llm", content = { text = "caf\u{e9}", n = 2 } }
+    r:step { kind = "tool", content = "plain text" }
+    r:step { kind = "none" }
+    r:complete()
+    local got = {}
+    for st in s:steps(r.id, { raw = true, from = 1 }) do got[#got + 1] = st end
+    assert.equal(3, #got)
+    for _, st in ipairs(got) do assert.is_nil(st.content) end
+    assert.same({ text = "caf\u{e9}", n = 2 }, agentrun.json_decode(got[1].content_json))
+    assert.equal('"plain text"', got[2].content_json)
+    assert.is_nil(got[3].content_json)
+    assert.equal("llm", got[1].kind)
+    assert.equal(2, got[2].seq)
+    -- without it (or with false), contents come decoded and there is no text
+    for st in s:steps(r.id, { raw = false }) do assert.is_nil(st.content_json) end
+    assert.equal("plain text", h.steps(s, r.id)[2].content)
+    h.plain_error(s.steps, s, r.id, { raw = 1 })
+  end)
+
   it("keeps working while the run takes more steps, and the new step can be read afterwards", function()
     local r = s:begin { agent = "a", goal = "g" }
     for i = 1, 3 do r:step { kind = "k", content = i } end

@@ -229,7 +229,9 @@ local function output_instances()
   local answered = store:respond(fork.id, "yes")
   out["agentrun.Record"] = { exhausted, completed, failed, store:get(running.id), with_steps, made, answered }
   out["agentrun.Limit"] = { exhausted.limit }
-  out["agentrun.Step"] = { with_steps.steps[1], with_steps.steps[2] }
+  local raw = {}
+  for st in store:steps(with_steps.id, { raw = true }) do raw[#raw + 1] = st end
+  out["agentrun.Step"] = { with_steps.steps[1], with_steps.steps[2], raw[1] }
   out["agentrun.StepUsage"] = { with_steps.steps[1].usage }
   out["agentrun.Usage"] = { exhausted.usage, running.usage }
   out["agentrun.BudgetExhausted"] = { budget_err }
