@@ -294,6 +294,20 @@ void bench_step_make(bench_step *out, int64_t n, char *buf, size_t cap)
     out->duration_ms = 700 + (n * 13) % 900;
 }
 
+void bench_write_run(ar_store *store, const char *goal, const ar_step *steps, size_t n)
+{
+    ar_record rec = AR_RECORD_INIT;
+    rec.agent = "bench-agent";
+    rec.goal = goal;
+    rec.status = AR_COMPLETED;
+    rec.output = "\"done\"";
+    rec.steps = steps;
+    rec.n_steps = n;
+    char *id = NULL;
+    bench_check(ar_store_write(&id, store, &rec), store, "writing a run");
+    ar_free(id);
+}
+
 void bench_step_to_ar(ar_step *out, const bench_step *s)
 {
     ar_step init = AR_STEP_INIT;

@@ -109,6 +109,9 @@ typedef struct bench_step {
 size_t bench_payload(char *buf, size_t cap, int64_t n);
 /* Fills *out for step n: an "llm" step whose content is bench_payload(n) in buf. */
 void bench_step_make(bench_step *out, int64_t n, char *buf, size_t cap);
+/* Writes a completed run of agent "bench-agent" with these steps
+ * (ar_store_write); dies on an error. */
+void bench_write_run(ar_store *store, const char *goal, const ar_step *steps, size_t n);
 /* The same step as agentrun takes it (pointers borrowed from s). */
 void bench_step_to_ar(ar_step *out, const bench_step *s);
 

@@ -187,16 +187,7 @@ void bench_cli_export(const bench_env *env)
             steps[k].usage.input_tokens = 100 + k;
             steps[k].usage.output_tokens = 20 + k;
         }
-        ar_record rec = AR_RECORD_INIT;
-        rec.agent = "bench-agent";
-        rec.goal = "Answer a support ticket";
-        rec.status = AR_COMPLETED;
-        rec.output = "\"done\"";
-        rec.steps = steps;
-        rec.n_steps = STEPS;
-        char *id = NULL;
-        bench_check(ar_store_write(&id, store, &rec), store, "writing a run");
-        ar_free(id);
+        bench_write_run(store, "Answer a support ticket", steps, STEPS);
     }
     ar_store_close(store);
     double build_s = bench_us(t0, bench_now_ns()) / 1e6;

@@ -78,18 +78,9 @@ void bench_export(const bench_env *env)
             bench_step_make(&bs[k], r * EXPORT_STEPS + k + 1, bufs[k], sizeof bufs[k]);
             bench_step_to_ar(&steps[k], &bs[k]);
         }
-        ar_record rec = AR_RECORD_INIT;
         char goal[64];
         snprintf(goal, sizeof goal, "Answer support ticket %" PRId64, r);
-        rec.agent = "bench-agent";
-        rec.goal = goal;
-        rec.status = AR_COMPLETED;
-        rec.output = "\"done\"";
-        rec.steps = steps;
-        rec.n_steps = EXPORT_STEPS;
-        char *id = NULL;
-        bench_check(ar_store_write(&id, store, &rec), store, "writing a run");
-        ar_free(id);
+        bench_write_run(store, goal, steps, EXPORT_STEPS);
     }
     ar_store_close(store);
     store = NULL;

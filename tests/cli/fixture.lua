@@ -3,9 +3,7 @@
 -- PostgreSQL schema. It exits without closing, so the run left running stays
 -- running.
 local agentrun = require "agentrun"
-local loc = assert(arg[1], "usage: fixture.lua LOCATION")
-local schema = os.getenv("AGENTRUN_SCHEMA")
-local s = assert(agentrun.open(loc, { schema = schema ~= "" and schema or nil }))
+local s = require("open_store")(assert(arg[1], "usage: fixture.lua LOCATION"))
 
 -- a run of 2020, written whole
 local old = s:write(agentrun.records.completed {

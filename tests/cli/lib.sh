@@ -15,8 +15,9 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # The command, as a user runs it (under the wrapper of an ASan build).
 ar() { ${wrap[@]+"${wrap[@]}"} "$AR_CLI" "$@"; }
 
-# lua5.4 with the build's module (for fixtures and checks).
-lua() { ${wrap[@]+"${wrap[@]}"} lua5.4 "$@"; }
+# lua5.4 with the build's module and this folder's open_store.lua (for
+# fixtures and checks).
+lua() { LUA_PATH="$here/?.lua;${LUA_PATH:-;}" ${wrap[@]+"${wrap[@]}"} lua5.4 "$@"; }
 
 # Writes the fixture store and sets one variable per run: old, done, failed,
 # exhausted, running (their ids).

@@ -227,9 +227,7 @@ show_full_prints_whole_contents() {
 show_cuts_each_content_at_a_character_boundary_and_shows_it_as_stored() {
   local id
   id=$(lua - "$S" <<'LUA'
-local agentrun = require "agentrun"
-local schema = os.getenv("AGENTRUN_SCHEMA")
-local s = assert(agentrun.open(arg[1], { schema = schema ~= "" and schema or nil }))
+local s = require("open_store")(arg[1])
 local r = s:begin { agent = "wide", goal = "multi-byte contents" }
 -- 1 to 4 ASCII bytes before 2-, 3- and 4-byte characters: every cut position
 for n = 1, 4 do r:step { kind = "llm", content = ("x"):rep(n) .. ("\u{e9}\u{20ac}\u{1f600}"):rep(60) } end
@@ -546,9 +544,7 @@ fork_prints_a_resumable_run_that_show_lists_with_its_origin() {
   [ "$(wc -l < "$D/out")" = 1 ]
   # an agent goes on with it
   lua - "$S" "$fork" <<'LUA'
-local agentrun = require "agentrun"
-local schema = os.getenv("AGENTRUN_SCHEMA")
-local s = assert(agentrun.open(arg[1], { schema = schema ~= "" and schema or nil }))
+local s = require("open_store")(arg[1])
 local r = s:resume(arg[2])
 r:step { kind = "llm", content = "after the fork" }
 r:complete("forked answer")
@@ -571,9 +567,7 @@ respond_answers_a_waiting_run_once() {
   fixture
   local waiting
   waiting=$(lua - "$S" <<'LUA'
-local agentrun = require "agentrun"
-local schema = os.getenv("AGENTRUN_SCHEMA")
-local s = assert(agentrun.open(arg[1], { schema = schema ~= "" and schema or nil }))
+local s = require("open_store")(arg[1])
 local r = s:begin { agent = "asker", goal = "needs approval" }
 r:step { kind = "llm", content = "may I?" }
 r:intend { key = "mail-1", name = "send_mail", args = { to = "ops" } }
@@ -645,10 +639,8 @@ colour_only_on_a_terminal_and_never_with_NO_COLOR() {
 
 tail_follows_a_concurrent_writer_until_the_run_finishes() {
   cat > "$D/writer.lua" <<'LUA'
-local agentrun = require "agentrun"
 local dir, loc = arg[1], arg[2]
-local schema = os.getenv("AGENTRUN_SCHEMA")
-local s = assert(agentrun.open(loc, { schema = schema ~= "" and schema or nil }))
+local s = require("open_store")(loc)
 local r = s:begin { agent = "writer", goal = "live" }
 r:step { kind = "llm", name = "model-w", content = "step number 1" }
 io.stdout:write(r.id, "\n")
@@ -697,9 +689,7 @@ tail_agent_follows_new_events_until_interrupted() {
   local tailer=$!
   wait_for "$D/tail" "search(quarterly)"
   lua - "$S" <<'LUA'
-local agentrun = require "agentrun"
-local schema = os.getenv("AGENTRUN_SCHEMA")
-local s = assert(agentrun.open(arg[1], { schema = schema ~= "" and schema or nil }))
+local s = require("open_store")(arg[1])
 s:event { agent = "alpha", type = "output", content = "a brand new event" }
 s:event { agent = "beta", type = "output", content = "not alpha's" }
 LUA
