@@ -1106,6 +1106,89 @@ static void test_the_server_restarted_while_a_writer_records_loses_and_doubles_n
     tmpdir_remove(dir);
 }
 
+/* The stored rows of the schema's runs, steps and checkpoints, as one text
+ * (malloc'ed): what must not change when a fork fails. */
+static char *rows_text(fixture *f)
+{
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "SELECT coalesce((SELECT string_agg(r::text, E'\\n' ORDER BY n) FROM \"%s\".runs r), '') || '|' ||"
+             " coalesce((SELECT string_agg(s::text, E'\\n' ORDER BY run, seq) FROM \"%s\".steps s), '') || '|' ||"
+             " coalesce((SELECT string_agg(c::text, E'\\n' ORDER BY run) FROM \"%s\".checkpoints c), '')",
+             f->schema, f->schema, f->schema);
+    PGresult *res = probe_exec(f, sql);
+    char *t = strdup(PQgetvalue(res, 0, 0));
+    PQclear(res);
+    assert_non_null(t);
+    return t;
+}
+
+/* A fork the server refuses half-way (a trigger raising "out of disk" at the
+ * 200th step copied, then at the checkpoint's copy) is one transaction:
+ * it fails with the server's reason and leaves every row as it was; once the
+ * server accepts, the same fork succeeds. */
+static void test_a_fork_the_server_refuses_half_way_leaves_every_row_as_it_was(void **state)
+{
+    fixture *f = *state;
+    if (!f)
+        skip();
+    ar_store *store = open_store(f, f->schema, 0);
+    ar_run *run = NULL;
+    ar_run_spec spec = AR_RUN_SPEC_INIT;
+    spec.agent = "cut";
+    spec.goal = "g";
+    assert_int_equal(ar_run_begin(&run, store, &spec), AR_OK);
+    for (int i = 1; i <= 400; i++) {
+        char content[32];
+        snprintf(content, sizeof content, "\"step %d\"", i);
+        assert_int_equal(step(run, content), AR_OK);
+        if (i == 100)
+            assert_int_equal(ar_run_checkpoint(run, "{\"page\":1}", AR_NUL_TERMINATED), AR_OK);
+    }
+    char id[32];
+    snprintf(id, sizeof id, "%s", ar_run_id(run));
+    assert_int_equal(ar_run_fail(NULL, run, "wrong turn"), AR_OK);
+    ar_run_close(run);
+    char sql[1024];
+    snprintf(sql, sizeof sql,
+             "CREATE FUNCTION \"%s\".refuse() RETURNS trigger LANGUAGE plpgsql AS"
+             " $$BEGIN RAISE EXCEPTION 'no room left' USING ERRCODE = 'disk_full'; END$$",
+             f->schema);
+    probe_do(f, sql);
+    char *before = rows_text(f);
+    const char *tables[] = { "steps", "checkpoints" };
+    for (int t = 0; t < 2; t++) {
+        snprintf(sql, sizeof sql,
+                 "CREATE TRIGGER refuse BEFORE INSERT ON \"%s\".%s FOR EACH ROW WHEN (NEW.seq %s)"
+                 " EXECUTE FUNCTION \"%s\".refuse()",
+                 f->schema, tables[t], t == 0 ? "= 200" : ">= 1", f->schema);
+        probe_do(f, sql);
+        ar_run *fork = NULL;
+        ar_fork_opts o = AR_FORK_OPTS_INIT;
+        o.at = 350;
+        int rc = ar_run_fork(&fork, store, id, &o);
+        assert_int_equal(rc, AR_EFULL);
+        assert_null(fork);
+        assert_non_null(strstr(ar_store_errmsg(store), "out of disk"));
+        char *now = rows_text(f);
+        assert_string_equal(before, now);
+        free(now);
+        snprintf(sql, sizeof sql, "DROP TRIGGER refuse ON \"%s\".%s", f->schema, tables[t]);
+        probe_do(f, sql);
+    }
+    ar_run *fork = NULL;
+    ar_fork_opts o = AR_FORK_OPTS_INIT;
+    o.at = 350;
+    assert_int_equal(ar_run_fork(&fork, store, id, &o), AR_OK);
+    ar_run_close(fork);
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM \"%s\".steps", f->schema);
+    assert_int_equal(probe_int(f, sql), 750);
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM \"%s\".checkpoints", f->schema);
+    assert_int_equal(probe_int(f, sql), 2);
+    free(before);
+    ar_store_close(store);
+}
+
 #define PG_TEST(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 static const struct CMUnitTest tests[] = {
@@ -1129,6 +1212,7 @@ static const struct CMUnitTest tests[] = {
     PG_TEST(test_sessions_ended_at_random_moments_lose_and_double_nothing),
     PG_TEST(test_a_failed_read_in_a_retention_rule_leaves_the_scan_usable),
     PG_TEST(test_the_server_restarted_while_a_writer_records_loses_and_doubles_nothing),
+    PG_TEST(test_a_fork_the_server_refuses_half_way_leaves_every_row_as_it_was),
 };
 
 TEST_GROUP(postgres_group, "postgres", tests);
