@@ -355,6 +355,17 @@ typedef struct ar_backend {
      * rows): checks the storage itself (SQLite's integrity_check) and visits
      * each problem it finds as one line of text. */
     int (*integrity)(ar_db *db, int (*visit)(void *ud, const char *problem), void *ud, struct ar_err *err);
+
+    /* ---- long reads ---- */
+
+    /* Optional, both or neither (NULL: every read is a transaction of its
+     * own): a read snapshot that several reads share, so that a long read
+     * (an export) pays for one transaction rather than one per statement.
+     * read_begin gives *begun 1 when it started one, 0 when the connection
+     * is already inside a transaction (whose reads then serve); read_end
+     * ends one begun, and never fails. Nothing is written between them. */
+    int (*read_begin)(ar_db *db, int *begun, struct ar_err *err);
+    void (*read_end)(ar_db *db);
 } ar_backend;
 
 /* The backends built into the library. */

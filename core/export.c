@@ -42,9 +42,42 @@ static void page_release(run_page *pg)
     pg->n = 0;
 }
 
-int ar_export_runs_page(ar_store *store, const ar_run_query *q, const int64_t *after, ar_record ***out,
+static int io_write(void *ud, const char *data, size_t len)
+{
+    ar_export_io *io = ud;
+    ar_export_io_end(io);
+    return io->write(io->ud, data, len);
+}
+
+void ar_export_io_init(ar_export_io *io, ar_jsonw *w, ar_store *store, ar_write_fn write, void *ud)
+{
+    io->store = store;
+    io->write = write;
+    io->ud = ud;
+    io->reading = 0;
+    ar_jsonw_init(w, &store->alloc, io_write, io, &store->err);
+}
+
+int ar_export_io_read(ar_export_io *io)
+{
+    ar_store *store = io->store;
+    if (io->reading || !store->be->read_begin)
+        return AR_OK;
+    return store->be->read_begin(store->db, &io->reading, &store->err);
+}
+
+void ar_export_io_end(ar_export_io *io)
+{
+    if (io->reading) {
+        io->store->be->read_end(io->store->db);
+        io->reading = 0;
+    }
+}
+
+int ar_export_runs_page(ar_export_io *io, const ar_run_query *q, const int64_t *after, ar_record ***out,
                         size_t *n, void **page)
 {
+    ar_store *store = io->store;
     run_page *pg = ar_mem_alloc(&store->alloc, sizeof *pg);
     *out = NULL;
     *n = 0;
@@ -54,7 +87,9 @@ int ar_export_runs_page(ar_store *store, const ar_run_query *q, const int64_t *a
     pg->alloc = &store->alloc;
     pg->err = &store->err;
     pg->n = 0;
-    int rc = store->be->runs_list(store->db, q, after, 0, 1, RUN_PAGE, page_run, pg, &store->err);
+    int rc = ar_export_io_read(io);
+    if (rc == AR_OK)
+        rc = store->be->runs_list(store->db, q, after, 0, 1, RUN_PAGE, page_run, pg, &store->err);
     if (rc) {
         ar_export_page_free(store, pg);
         return rc;
@@ -73,10 +108,15 @@ void ar_export_page_free(ar_store *store, void *page)
     ar_mem_free(&store->alloc, page);
 }
 
-int ar_export_steps_batch(ar_store *store, int64_t key, const char *run_id, int64_t from, ar_arena *arena,
+int ar_export_steps_batch(ar_export_io *io, int64_t key, const char *run_id, int64_t from, ar_arena *arena,
                           ar_step **out, size_t *n)
 {
-    return ar_store_steps_fetch(store, key, run_id, from, STEP_BATCH, arena, out, n, &store->err);
+    *out = NULL;
+    *n = 0;
+    int rc = ar_export_io_read(io);
+    if (rc)
+        return rc;
+    return ar_store_steps_fetch(io->store, key, run_id, from, STEP_BATCH, arena, out, n, &io->store->err);
 }
 
 int ar_export_query_check(ar_store *store, const ar_run_query *q, ar_run_query *out, int *filters)
@@ -270,15 +310,16 @@ static void put_step(ar_jsonw *w, const ar_step *s, int comma)
 }
 
 /* One run's line: its fields, its checkpoint, its steps read in batches. */
-static int export_run(ar_store *store, ar_jsonw *w, ar_record *r)
+static int export_run(ar_export_io *io, ar_jsonw *w, ar_record *r)
 {
+    ar_store *store = io->store;
     ar_record_box *box = (ar_record_box *)((char *)r - offsetof(ar_record_box, rec));
     int64_t key = ar_id_tick(r->id);
     put_run_fields(w, r, box->cost_nanos);
     ar_db_text state;
     int64_t seq = 0;
-    int rc = store->be->checkpoint_get(store->db, key, &state, &seq, &store->err);
-    if (rc)
+    int rc = ar_export_io_read(io);
+    if (rc || (rc = store->be->checkpoint_get(store->db, key, &state, &seq, &store->err)))
         return rc;
     if (state.s) {
         char owner[64];
@@ -306,7 +347,7 @@ static int export_run(ar_store *store, ar_jsonw *w, ar_record *r)
     for (;;) {
         ar_step *steps;
         size_t n;
-        if ((rc = ar_export_steps_batch(store, key, r->id, from, &arena, &steps, &n)))
+        if ((rc = ar_export_steps_batch(io, key, r->id, from, &arena, &steps, &n)))
             break;
         for (size_t i = 0; i < n; i++) {
             put_step(w, &steps[i], comma);
@@ -433,8 +474,9 @@ static int fill_event(void *ud, const ar_db_event_row *row)
     return rc;
 }
 
-static int export_events(ar_store *store, ar_jsonw *w, const agent_set *agents, int all, int64_t *count)
+static int export_events(ar_export_io *io, ar_jsonw *w, const agent_set *agents, int all, int64_t *count)
 {
+    ar_store *store = io->store;
     ar_arena arena = { &store->alloc, NULL };
     int64_t after = 0;
     int rc = AR_OK;
@@ -446,7 +488,8 @@ static int export_events(ar_store *store, ar_jsonw *w, const agent_set *agents, 
             rc = ar_fail(&store->err, AR_ENOMEM, "out of memory reading events");
             break;
         }
-        if ((rc = store->be->events_scan(store->db, after ? &after : NULL, EVENT_PAGE, fill_event, &f, &store->err)))
+        if ((rc = ar_export_io_read(io)) ||
+            (rc = store->be->events_scan(store->db, after ? &after : NULL, EVENT_PAGE, fill_event, &f, &store->err)))
             break;
         size_t at;
         for (size_t i = 0; i < f.n; i++) {
@@ -481,7 +524,8 @@ int ar_store_export(ar_export_report *out, ar_store *store, const ar_run_query *
     if ((rc = ar_export_query_check(store, query, &q, &filters)))
         return rc;
     ar_jsonw w;
-    ar_jsonw_init(&w, &store->alloc, write, ud, &store->err);
+    ar_export_io io;
+    ar_export_io_init(&io, &w, store, write, ud);
     agent_set agents = { &store->alloc, NULL, 0, 0 };
     ar_jsonw_lit(&w, "{\"type\":\"agentrun\",\"format\":1,\"exported_at\":");
     ar_jsonw_int(&w, ar_now_ms());
@@ -492,13 +536,13 @@ int ar_store_export(ar_export_report *out, ar_store *store, const ar_run_query *
         ar_record **recs;
         size_t n;
         void *page;
-        if ((rc = ar_export_runs_page(store, &q, started ? &key : NULL, &recs, &n, &page)))
+        if ((rc = ar_export_runs_page(&io, &q, started ? &key : NULL, &recs, &n, &page)))
             break;
         started = 1;
         for (size_t i = 0; rc == AR_OK && i < n; i++) {
             if (filters && agent_add(&agents, recs[i]->agent))
                 rc = ar_fail(&store->err, AR_ENOMEM, "out of memory exporting runs");
-            else if ((rc = export_run(store, &w, recs[i])) == AR_OK)
+            else if ((rc = export_run(&io, &w, recs[i])) == AR_OK)
                 rep.runs++;
         }
         if (n)
@@ -508,9 +552,10 @@ int ar_store_export(ar_export_report *out, ar_store *store, const ar_run_query *
             break;
     }
     if (rc == AR_OK)
-        rc = export_events(store, &w, &agents, !filters, &rep.events);
+        rc = export_events(&io, &w, &agents, !filters, &rep.events);
     if (rc == AR_OK)
         rc = ar_jsonw_flush(&w);
+    ar_export_io_end(&io);
     rep.bytes = (int64_t)w.bytes;
     ar_jsonw_release(&w);
     agent_set_free(&agents);

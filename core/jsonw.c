@@ -1,7 +1,7 @@
 /* jsonw.c -- the streaming JSON writer of the exports. */
 #include "jsonw.h"
 
-#include <inttypes.h>
+#include <stdint.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -105,11 +105,26 @@ void ar_jsonw_cstr(ar_jsonw *w, const char *s)
     ar_jsonw_str(w, s, strlen(s));
 }
 
+/* The decimal digits of v, written backwards ending just before `end`;
+ * returns where they start. (snprintf costs several times more, and an
+ * export writes a dozen numbers a step.) */
+static char *digits_before(char *end, uint64_t v)
+{
+    do {
+        *--end = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    return end;
+}
+
 void ar_jsonw_int(ar_jsonw *w, int64_t v)
 {
     char buf[24];
-    int n = snprintf(buf, sizeof buf, "%" PRId64, v);
-    ar_jsonw_raw(w, buf, (size_t)n);
+    char *end = buf + sizeof buf;
+    char *p = digits_before(end, v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v);
+    if (v < 0)
+        *--p = '-';
+    ar_jsonw_raw(w, p, (size_t)(end - p));
 }
 
 size_t ar_double_text(char *buf, double v)
@@ -144,37 +159,45 @@ void ar_jsonw_nanos(ar_jsonw *w, int64_t nanos)
 {
     char buf[48];
     uint64_t m = nanos < 0 ? (uint64_t)0 - (uint64_t)nanos : (uint64_t)nanos;
-    int n = snprintf(buf, sizeof buf, "%s%" PRIu64, nanos < 0 ? "-" : "", m / 1000000000u);
+    char *end = buf + 24;
+    char *p = digits_before(end, m / 1000000000u);
+    if (nanos < 0)
+        *--p = '-';
     uint64_t frac = m % 1000000000u;
+    *end++ = '.';
     if (!frac) {
         /* a cost reads back as a float, also when it is a whole number */
-        memcpy(buf + n, ".0", 3);
-        n += 2;
+        *end++ = '0';
     } else {
-        char digits[12];
-        snprintf(digits, sizeof digits, "%09" PRIu64, frac);
-        size_t k = 9;
-        while (digits[k - 1] == '0')
-            k--;
-        buf[n++] = '.';
-        memcpy(buf + n, digits, k);
-        n += (int)k;
+        /* nine digits with the leading zeros, less the trailing ones */
+        char *stop = end + 9;
+        for (char *q = stop; q > end; frac /= 10)
+            *--q = (char)('0' + frac % 10);
+        while (stop[-1] == '0')
+            stop--;
+        end = stop;
     }
-    ar_jsonw_raw(w, buf, (size_t)n);
+    ar_jsonw_raw(w, p, (size_t)(end - p));
 }
 
 void ar_jsonw_json(ar_jsonw *w, const char *s, size_t n)
 {
-    /* valid JSON holds raw line breaks only as whitespace between tokens */
-    size_t from = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] != '\n' && s[i] != '\r')
-            continue;
-        ar_jsonw_raw(w, s + from, i - from);
+    /* valid JSON holds raw line breaks only as whitespace between tokens;
+     * memchr finds them (most texts have none) far quicker than a byte loop */
+    if (n == 0)
+        return;
+    const char *p = s, *end = s + n;
+    for (;;) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *cr = memchr(p, '\r', (size_t)((nl ? nl : end) - p));
+        const char *at = cr ? cr : nl;
+        if (!at)
+            break;
+        ar_jsonw_raw(w, p, (size_t)(at - p));
         ar_jsonw_raw(w, " ", 1);
-        from = i + 1;
+        p = at + 1;
     }
-    ar_jsonw_raw(w, s + from, n - from);
+    ar_jsonw_raw(w, p, (size_t)(end - p));
 }
 
 void ar_jsonw_key(ar_jsonw *w, int comma, const char *key)

@@ -271,8 +271,9 @@ static void put_step_span(ar_jsonw *w, const ar_step *s, const char *trace, uint
     ar_jsonw_lit(w, "}");
 }
 
-static int otlp_run(ar_store *store, ar_jsonw *w, const ar_record *r, int content)
+static int otlp_run(ar_export_io *io, ar_jsonw *w, const ar_record *r, int content)
 {
+    ar_store *store = io->store;
     uint64_t h = id_hash(r->id);
     char trace[33], root[17];
     trace_id(trace, h);
@@ -288,7 +289,7 @@ static int otlp_run(ar_store *store, ar_jsonw *w, const ar_record *r, int conten
     for (;;) {
         ar_step *steps;
         size_t n;
-        if ((rc = ar_export_steps_batch(store, key, r->id, from, &arena, &steps, &n)))
+        if ((rc = ar_export_steps_batch(io, key, r->id, from, &arena, &steps, &n)))
             break;
         for (size_t i = 0; i < n; i++)
             put_step_span(w, &steps[i], trace, h, root, content);
@@ -323,18 +324,19 @@ int ar_store_otlp(ar_export_report *out, ar_store *store, const ar_run_query *qu
     if ((rc = ar_export_query_check(store, query, &q, &filters)))
         return rc;
     ar_jsonw w;
-    ar_jsonw_init(&w, &store->alloc, write, ud, &store->err);
+    ar_export_io io;
+    ar_export_io_init(&io, &w, store, write, ud);
     int64_t key = 0;
     int started = 0;
     for (;;) {
         ar_record **recs;
         size_t n;
         void *page;
-        if ((rc = ar_export_runs_page(store, &q, started ? &key : NULL, &recs, &n, &page)))
+        if ((rc = ar_export_runs_page(&io, &q, started ? &key : NULL, &recs, &n, &page)))
             break;
         started = 1;
         for (size_t i = 0; rc == AR_OK && i < n; i++)
-            if ((rc = otlp_run(store, &w, recs[i], flags & AR_OTLP_CONTENT)) == AR_OK)
+            if ((rc = otlp_run(&io, &w, recs[i], flags & AR_OTLP_CONTENT)) == AR_OK)
                 rep.runs++;
         if (n)
             key = ar_id_tick(recs[n - 1]->id);
@@ -344,6 +346,7 @@ int ar_store_otlp(ar_export_report *out, ar_store *store, const ar_run_query *qu
     }
     if (rc == AR_OK)
         rc = ar_jsonw_flush(&w);
+    ar_export_io_end(&io);
     rep.bytes = (int64_t)w.bytes;
     ar_jsonw_release(&w);
     if (out)

@@ -16,8 +16,20 @@ typedef struct rowck {
     const ar_allocator *alloc;
     ar_err *err;
     char owner[96];
+    /* a step names itself only when a message needs it (a transcript reads
+     * thousands of rows, and formatting each name would cost more than
+     * checking the row) */
+    const char *step_run;
+    long long step_seq;
     int rc;
 } rowck;
+
+static const char *owner_of(rowck *r)
+{
+    if (!r->owner[0] && r->step_run)
+        snprintf(r->owner, sizeof r->owner, "run %s step %lld", r->step_run, r->step_seq);
+    return r->owner;
+}
 
 /* The one wording of a damaged row, which ar_row_damaged_field reads back. */
 #define DAMAGED_MID ": stored "
@@ -26,14 +38,14 @@ typedef struct rowck {
 static int damaged(rowck *r, const char *field, const char *why)
 {
     if (r->rc == AR_OK)
-        r->rc = ar_fail(r->err, AR_ECORRUPT, "%s" DAMAGED_MID "%s" DAMAGED_END "%s", r->owner, field, why);
+        r->rc = ar_fail(r->err, AR_ECORRUPT, "%s" DAMAGED_MID "%s" DAMAGED_END "%s", owner_of(r), field, why);
     return r->rc;
 }
 
 static void nomem(rowck *r)
 {
     if (r->rc == AR_OK)
-        r->rc = ar_fail(r->err, AR_ENOMEM, "out of memory reading %s", r->owner);
+        r->rc = ar_fail(r->err, AR_ENOMEM, "out of memory reading %s", owner_of(r));
 }
 
 /* t copied into the arena with a NUL after it; NULL stays NULL. */
@@ -132,7 +144,7 @@ static void counters(rowck *r, ar_db_text t, ar_usage *u)
 int ar_row_to_record(const ar_db_run_row *row, ar_record_box *box, ar_err *err)
 {
     ar_record *rec = &box->rec;
-    rowck r = { &box->arena, &box->alloc, err, "", AR_OK };
+    rowck r = { .arena = &box->arena, .alloc = &box->alloc, .err = err, .rc = AR_OK };
     snprintf(r.owner, sizeof r.owner, "run at key %lld", (long long)row->n);
     rec->id = text(&r, row->id, "id");
     if (rec->id)
@@ -184,8 +196,9 @@ int ar_row_to_record(const ar_db_run_row *row, ar_record_box *box, ar_err *err)
 
 int ar_row_to_step(const ar_db_step_row *row, const char *run_id, ar_arena *arena, ar_step *s, ar_err *err)
 {
-    rowck r = { arena, arena->alloc, err, "", AR_OK };
-    snprintf(r.owner, sizeof r.owner, "run %s step %lld", run_id ? run_id : "?", (long long)row->seq);
+    rowck r = { .arena = arena, .alloc = arena->alloc, .err = err, .rc = AR_OK };
+    r.step_run = run_id ? run_id : "?";
+    r.step_seq = (long long)row->seq;
     memset(s, 0, sizeof *s);
     s->seq = row->seq;
     s->kind = text(&r, row->kind, "kind");
@@ -205,7 +218,7 @@ int ar_row_to_step(const ar_db_step_row *row, const char *run_id, ar_arena *aren
 
 int ar_row_to_event(const ar_db_event_row *row, ar_arena *arena, ar_event *e, ar_err *err)
 {
-    rowck r = { arena, arena->alloc, err, "", AR_OK };
+    rowck r = { .arena = arena, .alloc = arena->alloc, .err = err, .rc = AR_OK };
     snprintf(r.owner, sizeof r.owner, "event %lld", (long long)row->id);
     size_t metadata_len;
     memset(e, 0, sizeof *e);
@@ -243,7 +256,7 @@ int ar_row_damaged_field(const ar_err *err, char *buf, size_t cap)
 
 int ar_row_json_check(ar_db_text t, const char *owner, const char *field, ar_err *err)
 {
-    rowck r = { NULL, NULL, err, "", AR_OK };
+    rowck r = { .arena = NULL, .alloc = NULL, .err = err, .rc = AR_OK };
     snprintf(r.owner, sizeof r.owner, "%s", owner);
     char why[160];
     if (t.s && ar_json_validate(t.s, t.len, why, sizeof why))
@@ -254,7 +267,7 @@ int ar_row_json_check(ar_db_text t, const char *owner, const char *field, ar_err
 int ar_row_text_copy(ar_db_text t, const char *owner, const char *field, ar_arena *arena, const char **out,
                      ar_err *err)
 {
-    rowck r = { arena, arena->alloc, err, "", AR_OK };
+    rowck r = { .arena = arena, .alloc = arena->alloc, .err = err, .rc = AR_OK };
     snprintf(r.owner, sizeof r.owner, "%s", owner);
     *out = text(&r, t, field);
     return r.rc;

@@ -248,6 +248,26 @@ int sq_txn_commit(ar_db *db, ar_err *err)
     return rc;
 }
 
+/* A deferred transaction that only reads: its first SELECT takes the WAL
+ * read snapshot, which the later ones share; other connections write on. */
+static int sq_read_begin(ar_db *db, int *begun, ar_err *err)
+{
+    *begun = 0;
+    if (!sqlite3_get_autocommit(db->conn))
+        return AR_OK;
+    int rc = exec_cached(db, SQ_READ_BEGIN, "BEGIN DEFERRED", err, "starting a read");
+    *begun = rc == AR_OK;
+    return rc;
+}
+
+static void sq_read_end(ar_db *db)
+{
+    /* it wrote nothing: a COMMIT that fails leaves nothing to lose */
+    ar_err ignored;
+    if (!sqlite3_get_autocommit(db->conn) && exec_cached(db, SQ_COMMIT, "COMMIT", &ignored, "ending a read"))
+        sq_txn_rollback(db);
+}
+
 void sq_txn_rollback(ar_db *db)
 {
     if (!sqlite3_get_autocommit(db->conn)) {
@@ -587,4 +607,5 @@ const ar_backend ar_sqlite_backend = {
     sq_events_delete, sq_events_delete_before, sq_events_keep_last,
     sq_events_scan, sq_event_put,
     sq_integrity,
+    sq_read_begin, sq_read_end,
 };

@@ -8,7 +8,7 @@
 
 /* Cached statements, one slot each; SQL text lives beside its user, one file per table. */
 enum {
-    SQ_BEGIN, SQ_COMMIT, SQ_ROLLBACK,
+    SQ_BEGIN, SQ_COMMIT, SQ_ROLLBACK, SQ_READ_BEGIN,
     /* runs.c */
     SQ_RUN_INSERT, SQ_STEP_INSERT, SQ_RUN_PROGRESS, SQ_RUN_FINISH, SQ_RUN_REOPEN,
     SQ_RUN_LOAD, SQ_RUN_EXISTS, SQ_STEPS_FETCH, SQ_FORGET_USER,

@@ -629,6 +629,86 @@ static void test_export_memory_does_not_grow_with_the_store(void **state)
     ar_store_close(store);
 }
 
+/* ---- the write function using the store -------------------------------- */
+
+/* A write function that, at every fourth call, records a whole run through
+ * the store being exported and checks that a second handle sees it at once:
+ * the export's read snapshot must be released while the caller writes. */
+typedef struct reentrant {
+    ar_store *store;
+    const char *location;
+    const ar_open_opts *opts;
+    int calls, runs;
+    char failure[256];
+} reentrant;
+
+static int write_then_record(void *ud, const char *data, size_t len)
+{
+    reentrant *r = ud;
+    (void)data;
+    (void)len;
+    if (r->calls++ % 4 != 0)
+        return 0;
+    ar_run *run = NULL;
+    ar_run_spec spec = AR_RUN_SPEC_INIT;
+    spec.agent = "during";
+    spec.goal = "recorded while exporting";
+    ar_step s = AR_STEP_INIT;
+    s.kind = "llm";
+    s.content = "\"written mid-export\"";
+    int rc = ar_run_begin(&run, r->store, &spec);
+    if (rc == AR_OK && (rc = ar_run_step(NULL, run, &s)) == AR_OK)
+        rc = ar_run_complete(NULL, run, "\"ok\"", AR_NUL_TERMINATED);
+    char id[40] = "";
+    if (run)
+        snprintf(id, sizeof id, "%s", ar_run_id(run));
+    if (rc) {
+        snprintf(r->failure, sizeof r->failure, "recording inside the write function: %s: %s", ar_code_name(rc),
+                 run ? ar_run_errmsg(run) : ar_store_errmsg(r->store));
+        ar_run_close(run);
+        return 1;
+    }
+    ar_run_close(run);
+    ar_store *other = NULL;
+    ar_record *rec = NULL;
+    if ((rc = ar_store_open(&other, r->location, r->opts)) == AR_OK)
+        rc = ar_store_get(&rec, other, id, 1);
+    if (rc || !rec || rec->status != AR_COMPLETED || rec->n_steps != 1) {
+        snprintf(r->failure, sizeof r->failure, "a second handle does not see run %s: %s", id, ar_code_name(rc));
+        rc = 1;
+    }
+    ar_record_free(rec);
+    ar_store_close(other);
+    r->runs++;
+    return rc ? 1 : 0;
+}
+
+static void test_the_write_function_may_record_through_the_store_it_exports(void **state)
+{
+    (void)state;
+    ar_open_opts opts = AR_OPEN_OPTS_INIT;
+    opts.durability = AR_DURABILITY_NORMAL;
+    char *location = test_location(&opts);
+    ar_store *store = NULL;
+    assert_int_equal(ar_store_open(&store, location, &opts), AR_OK);
+    /* enough runs for the output to go out in many chunks */
+    add_runs(store, 400);
+    for (int otlp = 0; otlp < 2; otlp++) {
+        reentrant r = { store, location, &opts, 0, 0, "" };
+        ar_export_report rep;
+        int rc = otlp ? ar_store_otlp(&rep, store, NULL, AR_OTLP_CONTENT, write_then_record, &r)
+                      : ar_store_export(&rep, store, NULL, write_then_record, &r);
+        if (rc || r.failure[0]) {
+            print_error("%s: %s (%s)\n", otlp ? "otlp" : "export", r.failure, ar_store_errmsg(store));
+            fail();
+        }
+        assert_true(r.runs >= 2);
+        assert_true(rep.runs >= 400);
+    }
+    ar_store_close(store);
+    free(location);
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_export_import_export_gives_the_same_bytes),
     cmocka_unit_test(test_importing_twice_skips_what_is_there),
@@ -637,6 +717,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_export_selects_runs_and_their_agents_events),
     cmocka_unit_test(test_otlp_is_the_same_at_every_export),
     cmocka_unit_test(test_export_memory_does_not_grow_with_the_store),
+    cmocka_unit_test(test_the_write_function_may_record_through_the_store_it_exports),
 };
 
 TEST_GROUP(export_group, "export", tests);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "json.h"
+#include "jsonw.h"
 
 /* Checks that text[0..len) is accepted (ok) or refused, naming the input and
  * the validator's message when it is not. */
@@ -990,7 +991,57 @@ static void test_utf8_sanitize_output_is_always_valid(void **state)
     }
 }
 
+/* ---- the export's number writer ---------------------------------------- */
+
+static int into_text(void *ud, const char *data, size_t len)
+{
+    char *out = ud;
+    size_t n = strlen(out);
+    assert_true(n + len < 128);
+    memcpy(out + n, data, len);
+    out[n + len] = '\0';
+    return 0;
+}
+
+/* What ar_jsonw_int or (nanos) ar_jsonw_nanos writes for v. */
+static void jsonw_number(char *out, int nanos, int64_t v)
+{
+    ar_jsonw w;
+    ar_err err;
+    out[0] = '\0';
+    ar_jsonw_init(&w, &ar_default_allocator, into_text, out, &err);
+    if (nanos)
+        ar_jsonw_nanos(&w, v);
+    else
+        ar_jsonw_int(&w, v);
+    assert_int_equal(ar_jsonw_flush(&w), AR_OK);
+    ar_jsonw_release(&w);
+}
+
+static void test_the_export_writes_integers_and_nano_units_exactly(void **state)
+{
+    (void)state;
+    static const struct { int nanos; int64_t v; const char *text; } cases[] = {
+        { 0, 0, "0" }, { 0, 7, "7" }, { 0, -1, "-1" }, { 0, 1234567890123, "1234567890123" },
+        { 0, INT64_MAX, "9223372036854775807" }, { 0, INT64_MIN, "-9223372036854775808" },
+        { 1, 0, "0.0" }, { 1, 1, "0.000000001" }, { 1, 100, "0.0000001" }, { 1, 1500000000, "1.5" },
+        { 1, 3000000000, "3.0" }, { 1, -2500000000, "-2.5" }, { 1, -1, "-0.000000001" },
+        { 1, 123456789012, "123.456789012" }, { 1, 1000000001, "1.000000001" },
+        { 1, INT64_MAX, "9223372036.854775807" }, { 1, INT64_MIN, "-9223372036.854775808" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char out[128];
+        jsonw_number(out, cases[i].nanos, cases[i].v);
+        if (strcmp(out, cases[i].text) != 0) {
+            print_error("%s(%lld): got %s, want %s\n", cases[i].nanos ? "nanos" : "int", (long long)cases[i].v,
+                        out, cases[i].text);
+            fail();
+        }
+    }
+}
+
 static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_the_export_writes_integers_and_nano_units_exactly),
     cmocka_unit_test(test_scalars_at_top_level_are_accepted),
     cmocka_unit_test(test_containers_and_nesting_are_accepted),
     cmocka_unit_test(test_surrounding_whitespace_is_accepted),
