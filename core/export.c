@@ -74,8 +74,13 @@ void ar_export_io_end(ar_export_io *io)
     }
 }
 
-int ar_export_runs_page(ar_export_io *io, const ar_run_query *q, const int64_t *after, ar_record ***out,
-                        size_t *n, void **page)
+static void page_free(ar_store *store, void *page);
+
+/* The next page of runs of q (checked) after key *after (from the start when
+ * NULL), ascending: *out[0..*n) owned by *page (page_free). A page shorter
+ * than its size is the last. */
+static int runs_page(ar_export_io *io, const ar_run_query *q, const int64_t *after, ar_record ***out, size_t *n,
+                     void **page)
 {
     ar_store *store = io->store;
     run_page *pg = ar_mem_alloc(&store->alloc, sizeof *pg);
@@ -91,7 +96,7 @@ int ar_export_runs_page(ar_export_io *io, const ar_run_query *q, const int64_t *
     if (rc == AR_OK)
         rc = store->be->runs_list(store->db, q, after, 0, 1, RUN_PAGE, page_run, pg, &store->err);
     if (rc) {
-        ar_export_page_free(store, pg);
+        page_free(store, pg);
         return rc;
     }
     *out = pg->recs;
@@ -100,7 +105,7 @@ int ar_export_runs_page(ar_export_io *io, const ar_run_query *q, const int64_t *
     return AR_OK;
 }
 
-void ar_export_page_free(ar_store *store, void *page)
+static void page_free(ar_store *store, void *page)
 {
     if (!page)
         return;
@@ -108,8 +113,10 @@ void ar_export_page_free(ar_store *store, void *page)
     ar_mem_free(&store->alloc, page);
 }
 
-int ar_export_steps_batch(ar_export_io *io, int64_t key, const char *run_id, int64_t from, ar_arena *arena,
-                          ar_step **out, size_t *n)
+/* The next batch of steps of run `key` from seq `from` into `arena`; a batch
+ * shorter than its size is the last. */
+static int steps_batch(ar_export_io *io, int64_t key, const char *run_id, int64_t from, ar_arena *arena,
+                       ar_step **out, size_t *n)
 {
     *out = NULL;
     *n = 0;
@@ -117,6 +124,57 @@ int ar_export_steps_batch(ar_export_io *io, int64_t key, const char *run_id, int
     if (rc)
         return rc;
     return ar_store_steps_fetch(io->store, key, run_id, from, STEP_BATCH, arena, out, n, &io->store->err);
+}
+
+/* One run through the walker: its head, its steps a batch at a time, its end. */
+static int walk_run(ar_export_io *io, ar_jsonw *w, ar_record *r, const ar_export_walker *wk)
+{
+    int rc = wk->run(io, w, r, wk->ud);
+    if (rc)
+        return rc;
+    ar_arena arena = { &io->store->alloc, NULL };
+    int64_t key = ar_id_tick(r->id), from = 1;
+    for (;;) {
+        ar_step *steps;
+        size_t n;
+        if ((rc = steps_batch(io, key, r->id, from, &arena, &steps, &n)))
+            break;
+        for (size_t i = 0; i < n; i++)
+            wk->step(w, &steps[i], from == 1 && i == 0, wk->ud);
+        if (n)
+            from = steps[n - 1].seq + 1;
+        ar_arena_release(&arena);
+        if ((rc = w->rc) || n < STEP_BATCH)
+            break;
+    }
+    ar_arena_release(&arena);
+    if (rc)
+        return rc;
+    wk->run_end(w, wk->ud);
+    return w->rc;
+}
+
+int ar_export_walk(ar_export_io *io, ar_jsonw *w, const ar_run_query *q, const ar_export_walker *wk, int64_t *runs)
+{
+    int64_t key = 0;
+    int started = 0, rc;
+    while ((rc = w->rc) == AR_OK) {
+        ar_record **recs;
+        size_t n;
+        void *page;
+        if ((rc = runs_page(io, q, started ? &key : NULL, &recs, &n, &page)))
+            break;
+        started = 1;
+        for (size_t i = 0; rc == AR_OK && i < n; i++)
+            if ((rc = walk_run(io, w, recs[i], wk)) == AR_OK)
+                (*runs)++;
+        if (n)
+            key = ar_id_tick(recs[n - 1]->id);
+        page_free(io->store, page);
+        if (rc || n < RUN_PAGE)
+            break;
+    }
+    return rc;
 }
 
 int ar_export_query_check(ar_store *store, const ar_run_query *q, ar_run_query *out, int *filters)
@@ -309,63 +367,6 @@ static void put_step(ar_jsonw *w, const ar_step *s, int comma)
     ar_jsonw_lit(w, "}");
 }
 
-/* One run's line: its fields, its checkpoint, its steps read in batches. */
-static int export_run(ar_export_io *io, ar_jsonw *w, ar_record *r)
-{
-    ar_store *store = io->store;
-    ar_record_box *box = (ar_record_box *)((char *)r - offsetof(ar_record_box, rec));
-    int64_t key = ar_id_tick(r->id);
-    put_run_fields(w, r, box->cost_nanos);
-    ar_db_text state;
-    int64_t seq = 0;
-    int rc = ar_export_io_read(io);
-    if (rc || (rc = store->be->checkpoint_get(store->db, key, &state, &seq, &store->err)))
-        return rc;
-    if (state.s) {
-        char owner[64];
-        snprintf(owner, sizeof owner, "run %s checkpoint", r->id);
-        if ((rc = ar_row_json_check(state, owner, "state", &store->err)))
-            return rc;
-        /* copied: the text is the backend's until the next call on the
-         * store, which the write function may make */
-        int failed = 0;
-        ar_arena copy = { &store->alloc, NULL };
-        const char *text = ar_arena_strndup(&copy, state.s, state.len, &failed);
-        if (failed)
-            return ar_fail(&store->err, AR_ENOMEM, "out of memory reading run %s checkpoint", r->id);
-        ar_jsonw_lit(w, ",\"checkpoint\":{\"state\":");
-        ar_jsonw_json(w, text, state.len);
-        ar_arena_release(&copy);
-        ar_jsonw_lit(w, ",\"seq\":");
-        ar_jsonw_int(w, seq);
-        ar_jsonw_lit(w, "}");
-    }
-    ar_jsonw_lit(w, ",\"steps\":[");
-    ar_arena arena = { &store->alloc, NULL };
-    int64_t from = 1;
-    int comma = 0;
-    for (;;) {
-        ar_step *steps;
-        size_t n;
-        if ((rc = ar_export_steps_batch(io, key, r->id, from, &arena, &steps, &n)))
-            break;
-        for (size_t i = 0; i < n; i++) {
-            put_step(w, &steps[i], comma);
-            comma = 1;
-        }
-        if (n)
-            from = steps[n - 1].seq + 1;
-        ar_arena_release(&arena);
-        if ((rc = w->rc) || n < STEP_BATCH)
-            break;
-    }
-    ar_arena_release(&arena);
-    if (rc)
-        return rc;
-    ar_jsonw_lit(w, "]}\n");
-    return w->rc;
-}
-
 static void put_event(ar_jsonw *w, const ar_event *e)
 {
     ar_jsonw_lit(w, "{\"type\":\"event\",\"id\":");
@@ -507,6 +508,61 @@ static int export_events(ar_export_io *io, ar_jsonw *w, const agent_set *agents,
     return rc;
 }
 
+/* The JSON Lines walk: the agents of the selected runs (for their events,
+ * when the query filters), and each run's line. */
+typedef struct line_walk {
+    agent_set *agents;  /* NULL: every agent's events go out */
+} line_walk;
+
+/* A run's line up to its steps: its fields and its checkpoint. */
+static int line_run(ar_export_io *io, ar_jsonw *w, ar_record *r, void *ud)
+{
+    line_walk *lw = ud;
+    ar_store *store = io->store;
+    if (lw->agents && agent_add(lw->agents, r->agent))
+        return ar_fail(&store->err, AR_ENOMEM, "out of memory exporting runs");
+    ar_record_box *box = (ar_record_box *)((char *)r - offsetof(ar_record_box, rec));
+    put_run_fields(w, r, box->cost_nanos);
+    ar_db_text state;
+    int64_t seq = 0;
+    int rc = ar_export_io_read(io);
+    if (rc || (rc = store->be->checkpoint_get(store->db, ar_id_tick(r->id), &state, &seq, &store->err)))
+        return rc;
+    if (state.s) {
+        char owner[64];
+        snprintf(owner, sizeof owner, "run %s checkpoint", r->id);
+        if ((rc = ar_row_json_check(state, owner, "state", &store->err)))
+            return rc;
+        /* copied: the text is the backend's until the next call on the
+         * store, which the write function may make */
+        int failed = 0;
+        ar_arena copy = { &store->alloc, NULL };
+        const char *text = ar_arena_strndup(&copy, state.s, state.len, &failed);
+        if (failed)
+            return ar_fail(&store->err, AR_ENOMEM, "out of memory reading run %s checkpoint", r->id);
+        ar_jsonw_lit(w, ",\"checkpoint\":{\"state\":");
+        ar_jsonw_json(w, text, state.len);
+        ar_arena_release(&copy);
+        ar_jsonw_lit(w, ",\"seq\":");
+        ar_jsonw_int(w, seq);
+        ar_jsonw_lit(w, "}");
+    }
+    ar_jsonw_lit(w, ",\"steps\":[");
+    return w->rc;
+}
+
+static void line_step(ar_jsonw *w, const ar_step *s, int first, void *ud)
+{
+    (void)ud;
+    put_step(w, s, !first);
+}
+
+static void line_end(ar_jsonw *w, void *ud)
+{
+    (void)ud;
+    ar_jsonw_lit(w, "]}\n");
+}
+
 /* ---- the call ------------------------------------------------------------- */
 
 int ar_store_export(ar_export_report *out, ar_store *store, const ar_run_query *query, ar_write_fn write, void *ud)
@@ -530,27 +586,9 @@ int ar_store_export(ar_export_report *out, ar_store *store, const ar_run_query *
     ar_jsonw_lit(&w, "{\"type\":\"agentrun\",\"format\":1,\"exported_at\":");
     ar_jsonw_int(&w, ar_now_ms());
     ar_jsonw_lit(&w, "}\n");
-    int64_t key = 0;
-    int started = 0;
-    while ((rc = w.rc) == AR_OK) {
-        ar_record **recs;
-        size_t n;
-        void *page;
-        if ((rc = ar_export_runs_page(&io, &q, started ? &key : NULL, &recs, &n, &page)))
-            break;
-        started = 1;
-        for (size_t i = 0; rc == AR_OK && i < n; i++) {
-            if (filters && agent_add(&agents, recs[i]->agent))
-                rc = ar_fail(&store->err, AR_ENOMEM, "out of memory exporting runs");
-            else if ((rc = export_run(&io, &w, recs[i])) == AR_OK)
-                rep.runs++;
-        }
-        if (n)
-            key = ar_id_tick(recs[n - 1]->id);
-        ar_export_page_free(store, page);
-        if (rc || n < RUN_PAGE)
-            break;
-    }
+    line_walk lw = { filters ? &agents : NULL };
+    const ar_export_walker wk = { line_run, line_step, line_end, &lw };
+    rc = ar_export_walk(&io, &w, &q, &wk, &rep.runs);
     if (rc == AR_OK)
         rc = export_events(&io, &w, &agents, !filters, &rep.events);
     if (rc == AR_OK)

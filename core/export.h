@@ -30,16 +30,22 @@ void ar_export_io_end(ar_export_io *io);
  * filters, to be listed whole in id order; *filters is 0 when the query
  * selects every run. AR_EMISUSE on a bad query. */
 int ar_export_query_check(ar_store *store, const ar_run_query *q, ar_run_query *out, int *filters);
-/* The next page of runs of q (checked) after key *after (from the start when
- * NULL), ascending: *out[0..*n) owned by *page (ar_export_page_free). A page
- * shorter than its size is the last. */
-int ar_export_runs_page(ar_export_io *io, const ar_run_query *q, const int64_t *after, ar_record ***out,
-                        size_t *n, void **page);
-void ar_export_page_free(ar_store *store, void *page);
-/* The next batch of steps of run `key` from seq `from` into `arena`; a batch
- * shorter than its size is the last. */
-int ar_export_steps_batch(ar_export_io *io, int64_t key, const char *run_id, int64_t from, ar_arena *arena,
-                          ar_step **out, size_t *n);
+
+/* What a walk over the selected runs writes: for each run, `run` (its part
+ * before its steps; it may read through io), `step` for each of its steps
+ * in seq order (first: the run's first), `run_end` after them. */
+typedef struct ar_export_walker {
+    int (*run)(ar_export_io *io, ar_jsonw *w, ar_record *r, void *ud);
+    void (*step)(ar_jsonw *w, const ar_step *s, int first, void *ud);
+    void (*run_end)(ar_jsonw *w, void *ud);
+    void *ud;
+} ar_export_walker;
+
+/* Walks the runs q (checked) selects, in id order, a page of runs and a
+ * batch of steps at a time, writing each through wk into w; *runs counts
+ * the runs written whole. Stops at the first failure, also of w. */
+int ar_export_walk(ar_export_io *io, ar_jsonw *w, const ar_run_query *q, const ar_export_walker *wk, int64_t *runs);
+
 #define AR_EXPORT_STEP_BATCH 256
 #define AR_EXPORT_RUN_PAGE 64
 

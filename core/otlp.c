@@ -271,39 +271,40 @@ static void put_step_span(ar_jsonw *w, const ar_step *s, const char *trace, uint
     ar_jsonw_lit(w, "}");
 }
 
-static int otlp_run(ar_export_io *io, ar_jsonw *w, const ar_record *r, int content)
-{
-    ar_store *store = io->store;
-    uint64_t h = id_hash(r->id);
+/* The OTLP walk: a request a run, its root span and a span a step, all
+ * under the run's trace. */
+typedef struct span_walk {
+    int content;
+    uint64_t h;
     char trace[33], root[17];
-    trace_id(trace, h);
-    span_id(root, h, 0);
+} span_walk;
+
+static int span_run(ar_export_io *io, ar_jsonw *w, ar_record *r, void *ud)
+{
+    (void)io;
+    span_walk *sw = ud;
+    sw->h = id_hash(r->id);
+    trace_id(sw->trace, sw->h);
+    span_id(sw->root, sw->h, 0);
     ar_jsonw_lit(w, "{\"resourceSpans\":[{\"resource\":{\"attributes\":[");
     int first = 1;
     attr_cstr(w, &first, "service.name", r->agent);
     ar_jsonw_lit(w, "]},\"scopeSpans\":[{\"scope\":{\"name\":\"agentrun\",\"version\":\"" AR_VERSION "\"},\"spans\":[");
-    put_root(w, r, trace, root, content);
-    ar_arena arena = { &store->alloc, NULL };
-    int64_t key = ar_id_tick(r->id), from = 1;
-    int rc;
-    for (;;) {
-        ar_step *steps;
-        size_t n;
-        if ((rc = ar_export_steps_batch(io, key, r->id, from, &arena, &steps, &n)))
-            break;
-        for (size_t i = 0; i < n; i++)
-            put_step_span(w, &steps[i], trace, h, root, content);
-        if (n)
-            from = steps[n - 1].seq + 1;
-        ar_arena_release(&arena);
-        if ((rc = w->rc) || n < AR_EXPORT_STEP_BATCH)
-            break;
-    }
-    ar_arena_release(&arena);
-    if (rc)
-        return rc;
-    ar_jsonw_lit(w, "]}]}]}\n");
+    put_root(w, r, sw->trace, sw->root, sw->content);
     return w->rc;
+}
+
+static void span_step(ar_jsonw *w, const ar_step *s, int first, void *ud)
+{
+    (void)first;
+    span_walk *sw = ud;
+    put_step_span(w, s, sw->trace, sw->h, sw->root, sw->content);
+}
+
+static void span_end(ar_jsonw *w, void *ud)
+{
+    (void)ud;
+    ar_jsonw_lit(w, "]}]}]}\n");
 }
 
 int ar_store_otlp(ar_export_report *out, ar_store *store, const ar_run_query *query, int flags, ar_write_fn write,
@@ -326,24 +327,9 @@ int ar_store_otlp(ar_export_report *out, ar_store *store, const ar_run_query *qu
     ar_jsonw w;
     ar_export_io io;
     ar_export_io_init(&io, &w, store, write, ud);
-    int64_t key = 0;
-    int started = 0;
-    for (;;) {
-        ar_record **recs;
-        size_t n;
-        void *page;
-        if ((rc = ar_export_runs_page(&io, &q, started ? &key : NULL, &recs, &n, &page)))
-            break;
-        started = 1;
-        for (size_t i = 0; rc == AR_OK && i < n; i++)
-            if ((rc = otlp_run(&io, &w, recs[i], flags & AR_OTLP_CONTENT)) == AR_OK)
-                rep.runs++;
-        if (n)
-            key = ar_id_tick(recs[n - 1]->id);
-        ar_export_page_free(store, page);
-        if (rc || n < AR_EXPORT_RUN_PAGE)
-            break;
-    }
+    span_walk sw = { flags & AR_OTLP_CONTENT, 0, "", "" };
+    const ar_export_walker wk = { span_run, span_step, span_end, &sw };
+    rc = ar_export_walk(&io, &w, &q, &wk, &rep.runs);
     if (rc == AR_OK)
         rc = ar_jsonw_flush(&w);
     ar_export_io_end(&io);
