@@ -107,6 +107,29 @@ int pg_event_insert(ar_db *db, const ar_event *e, int64_t *id, ar_err *err)
     return rc;
 }
 
+/* Visits each event row (EVENT_COLUMNS) of res, a result of db's last
+ * statement; the caller clears res. */
+static int visit_rows(ar_db *db, PGresult *res, ar_db_event_visit visit, void *ud)
+{
+    /* the rows stay ours while the visitor runs, whatever it calls on db */
+    db->last = NULL;
+    for (int i = 0, n = PQntuples(res); i < n; i++) {
+        ar_db_event_row row;
+        row.id = pg_bigint(res, i, 0);
+        row.agent = pg_text(res, i, 1);
+        row.session = pg_bigint(res, i, 2);
+        row.type = pg_text(res, i, 3);
+        row.content = pg_text(res, i, 4);
+        row.metadata = pg_text(res, i, 5);
+        row.run = pg_text(res, i, 6);
+        row.at = pg_bigint(res, i, 7);
+        int rc = visit(ud, &row);
+        if (rc)
+            return rc;
+    }
+    return AR_OK;
+}
+
 int pg_events_list(ar_db *db, const ar_event_query *q, const int64_t *key, int ascending, int64_t limit,
                    ar_db_event_visit visit, void *ud, ar_err *err)
 {
@@ -132,21 +155,7 @@ int pg_events_list(ar_db *db, const ar_event_query *q, const int64_t *key, int a
     }
     if ((rc = pg_run_sql(db, s.p, &p, 1, &res, "listing events", err)))
         goto cleanup;
-    /* the rows stay ours while the visitor runs, whatever it calls on db */
-    db->last = NULL;
-    for (int i = 0, n = PQntuples(res); i < n; i++) {
-        ar_db_event_row row;
-        row.id = pg_bigint(res, i, 0);
-        row.agent = pg_text(res, i, 1);
-        row.session = pg_bigint(res, i, 2);
-        row.type = pg_text(res, i, 3);
-        row.content = pg_text(res, i, 4);
-        row.metadata = pg_text(res, i, 5);
-        row.run = pg_text(res, i, 6);
-        row.at = pg_bigint(res, i, 7);
-        if ((rc = visit(ud, &row)))
-            break;
-    }
+    rc = visit_rows(db, res, visit, ud);
 cleanup:
     PQclear(res);
     pg_sql_free(&s);
@@ -246,21 +255,7 @@ int pg_events_scan(ar_db *db, const int64_t *after, int64_t limit, ar_db_event_v
     }
     if (rc)
         return rc;
-    /* the rows stay ours while the visitor runs, whatever it calls on db */
-    db->last = NULL;
-    for (int i = 0, n = PQntuples(res); i < n; i++) {
-        ar_db_event_row row;
-        row.id = pg_bigint(res, i, 0);
-        row.agent = pg_text(res, i, 1);
-        row.session = pg_bigint(res, i, 2);
-        row.type = pg_text(res, i, 3);
-        row.content = pg_text(res, i, 4);
-        row.metadata = pg_text(res, i, 5);
-        row.run = pg_text(res, i, 6);
-        row.at = pg_bigint(res, i, 7);
-        if ((rc = visit(ud, &row)))
-            break;
-    }
+    rc = visit_rows(db, res, visit, ud);
     PQclear(res);
     return rc;
 }

@@ -162,6 +162,32 @@ int sq_event_insert(ar_db *db, const ar_event *e, int64_t *id, ar_err *err)
     return rc == SQLITE_DONE ? AR_OK : sq_fail(db, err, rc, "recording the event");
 }
 
+/* Steps st (its parameters bound with result `bound`) and visits each
+ * event row (EVENT_COLUMNS) it yields; `what` names the read in messages. */
+static int visit_rows(ar_db *db, sqlite3_stmt *st, int bound, ar_db_event_visit visit, void *ud, ar_err *err,
+                      const char *what)
+{
+    int src = bound;
+    while (bound == SQLITE_OK && (src = sqlite3_step(st)) == SQLITE_ROW) {
+        ar_db_event_row row;
+        int nomem = 0;
+        row.id = sqlite3_column_int64(st, 0);
+        row.agent = sq_col_text(st, 1, &nomem);
+        row.session = sqlite3_column_int64(st, 2);
+        row.type = sq_col_text(st, 3, &nomem);
+        row.content = sq_col_text(st, 4, &nomem);
+        row.metadata = sq_col_text(st, 5, &nomem);
+        row.run = sq_col_text(st, 6, &nomem);
+        row.at = sqlite3_column_int64(st, 7);
+        if (nomem)
+            return sq_nomem(err, what);
+        int rc = visit(ud, &row);
+        if (rc)
+            return rc;
+    }
+    return src == SQLITE_DONE ? AR_OK : sq_fail(db, err, src, what);
+}
+
 int sq_events_list(ar_db *db, const ar_event_query *q, const int64_t *key, int ascending, int64_t limit,
                    ar_db_event_visit visit, void *ud, ar_err *err)
 {
@@ -176,27 +202,7 @@ int sq_events_list(ar_db *db, const ar_event_query *q, const int64_t *key, int a
     if (key)
         sq_bind_int64(st, i++, *key, &b);
     sq_bind_int64(st, i, limit, &b);
-    int src = b;
-    while (b == SQLITE_OK && (src = sqlite3_step(st)) == SQLITE_ROW) {
-        ar_db_event_row row;
-        int nomem = 0;
-        row.id = sqlite3_column_int64(st, 0);
-        row.agent = sq_col_text(st, 1, &nomem);
-        row.session = sqlite3_column_int64(st, 2);
-        row.type = sq_col_text(st, 3, &nomem);
-        row.content = sq_col_text(st, 4, &nomem);
-        row.metadata = sq_col_text(st, 5, &nomem);
-        row.run = sq_col_text(st, 6, &nomem);
-        row.at = sqlite3_column_int64(st, 7);
-        if (nomem) {
-            rc = sq_nomem(err, "listing events");
-            goto cleanup;
-        }
-        if ((rc = visit(ud, &row)))
-            goto cleanup;
-    }
-    if (src != SQLITE_DONE)
-        rc = sq_fail(db, err, src, "listing events");
+    rc = visit_rows(db, st, b, visit, ud, err, "listing events");
 cleanup:
     sqlite3_finalize(st);
     ar_mem_free(db->alloc, t.p);
@@ -390,28 +396,7 @@ int sq_events_scan(ar_db *db, const int64_t *after, int64_t limit, ar_db_event_v
     if (after)
         sq_bind_int64(st, i++, *after, &b);
     sq_bind_int64(st, i, limit, &b);
-    int src = b;
-    while (b == SQLITE_OK && (src = sqlite3_step(st)) == SQLITE_ROW) {
-        ar_db_event_row row;
-        int nomem = 0;
-        row.id = sqlite3_column_int64(st, 0);
-        row.agent = sq_col_text(st, 1, &nomem);
-        row.session = sqlite3_column_int64(st, 2);
-        row.type = sq_col_text(st, 3, &nomem);
-        row.content = sq_col_text(st, 4, &nomem);
-        row.metadata = sq_col_text(st, 5, &nomem);
-        row.run = sq_col_text(st, 6, &nomem);
-        row.at = sqlite3_column_int64(st, 7);
-        if (nomem) {
-            rc = sq_nomem(err, "reading events");
-            goto cleanup;
-        }
-        if ((rc = visit(ud, &row)))
-            goto cleanup;
-    }
-    if (src != SQLITE_DONE)
-        rc = sq_fail(db, err, src, "reading events");
-cleanup:
+    rc = visit_rows(db, st, b, visit, ud, err, "reading events");
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
     return rc;

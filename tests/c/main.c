@@ -125,6 +125,8 @@ static PGconn *pg_admin(void)
         PQfinish(conn);
         return NULL;
     }
+    /* the drops' "drop cascades to ..." notices would bury the counts */
+    PQclear(PQexec(conn, "SET client_min_messages = warning"));
     return conn;
 }
 
