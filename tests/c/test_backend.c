@@ -38,7 +38,7 @@ static void test_sqlite_backend_fills_every_required_member_of_this_version(void
         MEMBER(event_insert, 1), MEMBER(events_list, 1), MEMBER(events_count, 1), MEMBER(events_summary, 1),
         MEMBER(events_delete, 1), MEMBER(events_delete_before, 1), MEMBER(events_keep_last, 1),
         MEMBER(events_scan, 1), MEMBER(event_put, 1),
-        MEMBER(integrity, 0),
+        MEMBER(integrity, 0), MEMBER(read_begin, 0), MEMBER(read_end, 0),
     };
     /* every function pointer of the struct is listed above: a member added
      * to the table without a line here fails this count */
@@ -50,10 +50,13 @@ static void test_sqlite_backend_fills_every_required_member_of_this_version(void
             fail();
         }
     }
-    /* an SQLite file has sizes, can be compacted and checks its own pages */
+    /* an SQLite file has sizes, can be compacted, checks its own pages and
+     * reads in snapshots */
     assert_non_null(be->sizes);
     assert_non_null(be->compact);
     assert_non_null(be->integrity);
+    assert_non_null(be->read_begin);
+    assert_non_null(be->read_end);
 }
 
 static void test_location_picks_the_backend(void **state)

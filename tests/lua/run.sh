@@ -29,6 +29,7 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+: > "$tmp/counts"
 status=0
 for backend in sqlite postgresql; do
     if [ $backend = postgresql ]; then
@@ -53,14 +54,14 @@ for backend in sqlite postgresql; do
     # A pass that hangs is stopped after AGENTRUN_TEST_TIMEOUT seconds and
     # names the test it was in.
     limit=${AGENTRUN_TEST_TIMEOUT:-1800}
-    rc=0 before=$(wc -l < "$tmp/counts" 2>/dev/null || echo 0)
+    rc=0 before=$(wc -l < "$tmp/counts")
     AGENTRUN_TEST_BACKEND=$backend AGENTRUN_TEST_TMP="$tmp/$backend" AGENTRUN_TEST_SCHEMA_PREFIX=$prefix \
         AGENTRUN_TEST_COUNTS="$tmp/counts" AGENTRUN_TEST_CURRENT="$tmp/current" \
         timeout --foreground -k 10 "$limit" "$@" $exclude || rc=$?
     if [ $rc = 124 ] || [ $rc = 137 ]; then
         echo "$backend: stopped after ${limit}s in: $(cat "$tmp/current" 2>/dev/null || echo '(no test started)')"
         echo "0 1" >> "$tmp/counts"
-    elif [ "$(wc -l < "$tmp/counts" 2>/dev/null || echo 0)" = "$before" ]; then
+    elif [ "$(wc -l < "$tmp/counts")" = "$before" ]; then
         # busted died (a sanitizer's abort, a signal) before its summary
         echo "$backend: busted ended (status $rc) without a count, in: $(cat "$tmp/current" 2>/dev/null || echo '(no test started)')"
         echo "0 1" >> "$tmp/counts"
