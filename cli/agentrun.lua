@@ -76,28 +76,38 @@ end
 
 local function json(v) return agentrun.json_encode(v) end
 
+-- The first `max` bytes of s, back to a character boundary (a sequence
+-- the cut would split goes whole).
+local function head(s, max)
+  if #s <= max then return s end
+  local keep = max
+  for k = max, math.max(1, max - 3), -1 do
+    local b = s:byte(k)
+    if b < 0x80 then break end
+    if b >= 0xC0 then
+      if k + (b >= 0xF0 and 3 or b >= 0xE0 and 2 or 1) > max then keep = k - 1 end
+      break
+    end
+  end
+  return s:sub(1, keep)
+end
+
 -- One line of text for any value: a string as it is, anything else as JSON;
 -- control characters and runs of white space become one space. With `max`,
--- only its first `max` bytes (cut at a character boundary) are looked at:
--- a table cell shows no more, and a long transcript stays quick to print.
+-- at most its first `max` bytes after that: a table cell shows no more, and
+-- only a bounded head of a long value is ever looked at, so a long
+-- transcript stays quick to print.
 local function oneline(v, max)
   if v == nil then return "" end
-  local s = type(v) == "string" and v or json(v)
-  if max and #s > max then
-    -- back to a character boundary: a sequence the cut splits goes whole
-    local keep = max
-    for k = max, math.max(1, max - 3), -1 do
-      local b = s:byte(k)
-      if b < 0x80 then break end
-      if b >= 0xC0 then
-        if k + (b >= 0xF0 and 3 or b >= 0xE0 and 2 or 1) > max then keep = k - 1 end
-        break
-      end
-    end
-    s = s:sub(1, keep)
-  end
+  local whole = type(v) == "string" and v or json(v)
+  local s = max and head(whole, max) or whole
   -- (a lone space stays as it is: most text needs no rewriting at all)
-  if s:find("%c") or s:find("%s%s") then s = s:gsub("[%c%s]+", " ") end
+  if s:find("%c") or s:find("%s%s") then
+    -- white space collapses, so a larger head fills the line
+    if max then s = head(whole, 4 * max) end
+    s = s:gsub("[%c%s]+", " ")
+    if max then s = head(s, max) end
+  end
   return s
 end
 
@@ -108,7 +118,7 @@ end
 local function content_line(s, max)
   local text = s.content_json
   if text == nil then return oneline(s.content, max) end
-  if text:byte(1) == 34 then return oneline(agentrun.json_decode(text), max) end
+  if text:find('^%s*"') then return oneline(agentrun.json_decode(text), max) end
   return oneline(text, max)
 end
 

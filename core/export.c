@@ -500,6 +500,9 @@ static int export_events(ar_export_io *io, ar_jsonw *w, const agent_set *agents,
             (*count)++;
         }
         ar_arena_release(&arena);
+        /* a filtered export may scan many pages writing nothing: the
+         * snapshot is not held across the whole table */
+        ar_export_io_end(io);
         if ((rc = w->rc) || f.n < EVENT_PAGE)
             break;
         after = f.last;

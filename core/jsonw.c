@@ -187,11 +187,20 @@ void ar_jsonw_json(ar_jsonw *w, const char *s, size_t n)
     if (n == 0)
         return;
     const char *p = s, *end = s + n;
+    /* the next of each kind (end: none left), searched for again only once
+     * passed, so that text of many breaks of one kind stays linear */
+    const char *nl = NULL, *cr = NULL;
     for (;;) {
-        const char *nl = memchr(p, '\n', (size_t)(end - p));
-        const char *cr = memchr(p, '\r', (size_t)((nl ? nl : end) - p));
-        const char *at = cr ? cr : nl;
-        if (!at)
+        if (!nl || nl < p)
+            nl = memchr(p, '\n', (size_t)(end - p));
+        if (!nl)
+            nl = end;
+        if (!cr || cr < p)
+            cr = memchr(p, '\r', (size_t)(end - p));
+        if (!cr)
+            cr = end;
+        const char *at = nl < cr ? nl : cr;
+        if (at == end)
             break;
         ar_jsonw_raw(w, p, (size_t)(at - p));
         ar_jsonw_raw(w, " ", 1);

@@ -884,9 +884,9 @@ typedef struct ar_export_report {
  * become spaces; costs are exact decimals of the stored nano-units; other
  * numbers the shortest text that reads back the same.
  *
- * Between two calls of write, the reads share one snapshot of the store;
- * write may use the store (record, read), and what it records is
- * acknowledged at once, as anywhere else.
+ * On SQLite the reads between two calls of write share one read
+ * transaction. write may use the store (record, read), and what it records
+ * is acknowledged at once, as anywhere else.
  *
  * out (may be NULL) gets the counts, also on failure (what was written).
  * query may be NULL (every run). Returns AR_OK, AR_EMISUSE (store not open,

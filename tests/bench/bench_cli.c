@@ -53,8 +53,14 @@ static double run_once(char *const argv[])
     if (rc != 0)
         bench_die("cannot start %s: %s", argv[0], strerror(rc));
     int status = 0;
-    if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
-        bench_die("%s %s failed (status %d)", argv[0], argv[1], status);
+    if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        char line[1024] = "";
+        for (int i = 0; argv[i] && strlen(line) + strlen(argv[i]) + 2 < sizeof line; i++) {
+            strcat(line, i ? " " : "");
+            strcat(line, argv[i]);
+        }
+        bench_die("%s failed (status %d)", line, status);
+    }
     return bench_us(t0, bench_now_ns()) / 1000.0;
 }
 

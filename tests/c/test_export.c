@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
 #include "agentrun.h"
 
 /* ---- output into memory ---------------------------------------------------- */
@@ -631,13 +633,16 @@ static void test_export_memory_does_not_grow_with_the_store(void **state)
 
 /* ---- the write function using the store -------------------------------- */
 
-/* A write function that, at every fourth call, records a whole run through
- * the store being exported and checks that a second handle sees it at once:
- * the export's read snapshot must be released while the caller writes. */
+/* A write function that, at every fourth call, records through the store
+ * being exported a step of a run begun before (one statement: inside a held
+ * read transaction it would stay uncommitted) and a whole run (its begin
+ * opens a write transaction, which fails inside one), and checks that a
+ * second handle sees both at once. */
 typedef struct reentrant {
     ar_store *store;
     const char *location;
     const ar_open_opts *opts;
+    ar_run *open_run;   /* begun before the export: a step is one statement */
     int calls, runs;
     char failure[256];
 } reentrant;
@@ -656,7 +661,14 @@ static int write_then_record(void *ud, const char *data, size_t len)
     ar_step s = AR_STEP_INIT;
     s.kind = "llm";
     s.content = "\"written mid-export\"";
-    int rc = ar_run_begin(&run, r->store, &spec);
+    int64_t seq = 0;
+    int rc = ar_run_step(&seq, r->open_run, &s);
+    if (rc) {
+        snprintf(r->failure, sizeof r->failure, "a step inside the write function: %s: %s", ar_code_name(rc),
+                 ar_run_errmsg(r->open_run));
+        return 1;
+    }
+    rc = ar_run_begin(&run, r->store, &spec);
     if (rc == AR_OK && (rc = ar_run_step(NULL, run, &s)) == AR_OK)
         rc = ar_run_complete(NULL, run, "\"ok\"", AR_NUL_TERMINATED);
     char id[40] = "";
@@ -678,6 +690,14 @@ static int write_then_record(void *ud, const char *data, size_t len)
         rc = 1;
     }
     ar_record_free(rec);
+    rec = NULL;
+    if (rc == AR_OK && ((rc = ar_store_get(&rec, other, ar_run_id(r->open_run), 0)) || !rec ||
+                        rec->iterations != seq)) {
+        snprintf(r->failure, sizeof r->failure, "a second handle does not see step %lld: %s", (long long)seq,
+                 ar_code_name(rc));
+        rc = 1;
+    }
+    ar_record_free(rec);
     ar_store_close(other);
     r->runs++;
     return rc ? 1 : 0;
@@ -693,8 +713,13 @@ static void test_the_write_function_may_record_through_the_store_it_exports(void
     assert_int_equal(ar_store_open(&store, location, &opts), AR_OK);
     /* enough runs for the output to go out in many chunks */
     add_runs(store, 400);
+    ar_run *open_run = NULL;
+    ar_run_spec spec = AR_RUN_SPEC_INIT;
+    spec.agent = "open";
+    spec.goal = "steps recorded while exporting";
+    assert_int_equal(ar_run_begin(&open_run, store, &spec), AR_OK);
     for (int otlp = 0; otlp < 2; otlp++) {
-        reentrant r = { store, location, &opts, 0, 0, "" };
+        reentrant r = { store, location, &opts, open_run, 0, 0, "" };
         ar_export_report rep;
         int rc = otlp ? ar_store_otlp(&rep, store, NULL, AR_OTLP_CONTENT, write_then_record, &r)
                       : ar_store_export(&rep, store, NULL, write_then_record, &r);
@@ -705,8 +730,110 @@ static void test_the_write_function_may_record_through_the_store_it_exports(void
         assert_true(r.runs >= 2);
         assert_true(rep.runs >= 400);
     }
+    ar_run_close(open_run);
     ar_store_close(store);
     free(location);
+}
+
+/* ---- a long run, and an export from inside a retention rule -------------- */
+
+/* A run of 600 steps spans three step batches: its export line parses, with
+ * every step once in order, and its OTLP request holds a span a step. */
+static void test_a_run_longer_than_a_batch_exports_whole(void **state)
+{
+    (void)state;
+    ar_store *store = test_store_new();
+    ar_run *run = test_begin(store, "long");
+    for (int i = 1; i <= 600; i++) {
+        char content[48];
+        snprintf(content, sizeof content, "{\"n\":%d}", i);
+        ar_step s = AR_STEP_INIT;
+        s.kind = i % 2 ? "llm" : "tool";
+        s.name = "m";
+        s.content = content;
+        assert_int_equal(ar_run_step(NULL, run, &s), AR_OK);
+    }
+    assert_int_equal(ar_run_complete(NULL, run, "\"done\"", AR_NUL_TERMINATED), AR_OK);
+    ar_run_close(run);
+    for (int otlp = 0; otlp < 2; otlp++) {
+        sink out = { NULL, 0, 0, 0 };
+        int rc = otlp ? ar_store_otlp(NULL, store, NULL, 0, sink_write, &out)
+                      : ar_store_export(NULL, store, NULL, sink_write, &out);
+        assert_int_equal(rc, AR_OK);
+        /* JSON Lines: the header, then the run; OTLP: the run's request */
+        const char *line = otlp ? out.data : strchr(out.data, '\n') + 1;
+        cJSON *doc = cJSON_ParseWithOpts(line, NULL, 0);
+        assert_non_null(doc);
+        if (otlp) {
+            cJSON *spans = cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(cJSON_GetArrayItem(
+                cJSON_GetObjectItem(doc, "resourceSpans"), 0), "scopeSpans"), 0), "spans");
+            assert_int_equal(cJSON_GetArraySize(spans), 601);
+        } else {
+            cJSON *steps = cJSON_GetObjectItem(doc, "steps");
+            assert_int_equal(cJSON_GetArraySize(steps), 600);
+            int seq = 0;
+            cJSON *step;
+            cJSON_ArrayForEach(step, steps) {
+                assert_int_equal(cJSON_GetObjectItem(step, "seq")->valuedouble, ++seq);
+                assert_int_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(step, "content"), "n")->valuedouble, seq);
+            }
+        }
+        cJSON_Delete(doc);
+        free(out.data);
+    }
+    ar_store_close(store);
+}
+
+typedef struct rule_export {
+    ar_store *store;
+    int exports;
+    int64_t runs_seen;
+    int rc;
+} rule_export;
+
+static int export_in_rule(void *ud, const ar_record *run, double age, int *verdict)
+{
+    (void)run;
+    (void)age;
+    rule_export *e = ud;
+    *verdict = AR_RULE_KEEP;
+    if (e->exports++ < 2) {
+        size_t bytes = 0;
+        ar_export_report rep;
+        e->rc = ar_store_export(&rep, e->store, NULL, count_bytes, &bytes);
+        e->runs_seen = rep.runs;
+        if (e->rc)
+            return 1;
+    }
+    return 0;
+}
+
+/* A retention rule may read its store: an export from inside one (where
+ * the scan's own reads are under way) works, and the scan goes on. */
+static void test_an_export_from_inside_a_retention_rule_reads_and_the_scan_goes_on(void **state)
+{
+    (void)state;
+    ar_store *store = test_store_new();
+    add_runs(store, 30);
+    rule_export e = { store, 0, 0, AR_OK };
+    ar_retention p = AR_RETENTION_INIT;
+    p.rule = export_in_rule;
+    p.rule_ud = &e;
+    ar_retention_report rep;
+    int rc = ar_store_retain(&rep, store, &p);
+    if (rc || e.rc) {
+        print_error("retain: %s, export: %s: %s\n", ar_code_name(rc), ar_code_name(e.rc), ar_store_errmsg(store));
+        fail();
+    }
+    assert_int_equal(rep.considered, 30);
+    assert_int_equal(rep.deleted, 0);
+    assert_int_equal(e.runs_seen, 30);
+    /* and the store goes on afterwards */
+    size_t bytes = 0;
+    assert_int_equal(ar_store_export(NULL, store, NULL, count_bytes, &bytes), AR_OK);
+    ar_run *run = test_begin(store, "after");
+    ar_run_close(run);
+    ar_store_close(store);
 }
 
 static const struct CMUnitTest tests[] = {
@@ -718,6 +845,8 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_otlp_is_the_same_at_every_export),
     cmocka_unit_test(test_export_memory_does_not_grow_with_the_store),
     cmocka_unit_test(test_the_write_function_may_record_through_the_store_it_exports),
+    cmocka_unit_test(test_a_run_longer_than_a_batch_exports_whole),
+    cmocka_unit_test(test_an_export_from_inside_a_retention_rule_reads_and_the_scan_goes_on),
 };
 
 TEST_GROUP(export_group, "export", tests);

@@ -232,6 +232,7 @@ local r = s:begin { agent = "wide", goal = "multi-byte contents" }
 -- 1 to 4 ASCII bytes before 2-, 3- and 4-byte characters: every cut position
 for n = 1, 4 do r:step { kind = "llm", content = ("x"):rep(n) .. ("\u{e9}\u{20ac}\u{1f600}"):rep(60) } end
 r:step { kind = "tool", content = { note = "tab\there" } }
+r:step { kind = "llm", content = ("\n"):rep(200) .. "after the blank lines" }
 print(r:complete().id)
 LUA
 )
@@ -244,6 +245,8 @@ LUA
   # a string shows as its text, anything else as its JSON, escapes and all
   grep -qE '^ +1 +llm +.* xé€😀é€' "$D/out"
   has out '{"note":"tab\there"}'
+  # white space collapses before the cut: a line of text, not of blanks
+  grep -qE '^ +6 +llm +.* after the blank lines$' "$D/out"
 }
 
 show_json_prints_the_record_then_each_step_with_every_field() {
