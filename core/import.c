@@ -603,6 +603,23 @@ static int text_eq(ar_db_text t, const char *s, size_t len)
     return t.len == len && memcmp(t.s, s, len) == 0;
 }
 
+/* Whether stored metadata is what an export of it reads back as: the export
+ * writes none as {} and line breaks between tokens as spaces. */
+static int metadata_eq(ar_db_text t, const char *s)
+{
+    const char *a = t.s ? t.s : "{}", *b = s ? s : "{}";
+    size_t n = t.s ? t.len : 2;
+    if (strlen(b) != n)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char x = a[i] == '\n' || a[i] == '\r' ? ' ' : a[i];
+        char y = b[i] == '\n' || b[i] == '\r' ? ' ' : b[i];
+        if (x != y)
+            return 0;
+    }
+    return 1;
+}
+
 static int compare_event(void *ud, const ar_db_event_row *row)
 {
     same_event *x = ud;
@@ -610,7 +627,7 @@ static int compare_event(void *ud, const ar_db_event_row *row)
     x->same = row->id == e->id && row->session == e->session && row->at == e->at &&
               text_eq(row->agent, e->agent, strlen(e->agent)) && text_eq(row->type, e->type, strlen(e->type)) &&
               text_eq(row->content, e->content, e->content ? e->content_len : 0) &&
-              text_eq(row->metadata, e->metadata, e->metadata ? strlen(e->metadata) : 0) &&
+              metadata_eq(row->metadata, e->metadata) &&
               text_eq(row->run, e->run, e->run ? strlen(e->run) : 0);
     return 0;
 }

@@ -303,6 +303,47 @@ static void test_importing_twice_skips_what_is_there(void **state)
     ar_store_close(c);
 }
 
+/* An export imported back into the store it came from adds nothing: the
+ * events it holds are found the same, also those stored without metadata
+ * (exported as {}) or with line breaks in their metadata (exported as
+ * spaces), which once came back as new copies at every import. */
+static void test_an_export_imported_into_its_own_store_adds_nothing(void **state)
+{
+    (void)state;
+    ar_store *a = test_store_new();
+    ar_run *open_run;
+    fill(a, &open_run);
+    ar_run_close(open_run);
+    const char *metadata[] = { NULL, "{}", "{\n  \"k\": 1\n}", "{\"a\":[1,\r\n2]}" };
+    for (int i = 0; i < 4; i++) {
+        ar_event e = AR_EVENT_INIT;
+        e.agent = "backup";
+        e.type = "log";
+        e.metadata = metadata[i];
+        e.content = i % 2 ? "" : "text";
+        assert_int_equal(ar_event_append(NULL, a, &e), AR_OK);
+    }
+    ar_store_info before, after;
+    assert_int_equal(ar_store_info_get(&before, a), AR_OK);
+    char *text = export_all(a, NULL);
+    for (int round = 0; round < 2; round++) {
+        ar_import_report ir;
+        import_ok(&ir, a, text);
+        assert_int_equal(ir.runs, 0);
+        assert_int_equal(ir.events, 0);
+        assert_int_equal(ir.skipped, before.runs + before.events);
+    }
+    assert_int_equal(ar_store_info_get(&after, a), AR_OK);
+    assert_int_equal(after.events, before.events);
+    assert_int_equal(after.runs, before.runs);
+    /* and the export is the same bytes */
+    char *again = export_all(a, NULL);
+    assert_string_equal(body(text), body(again));
+    free(again);
+    free(text);
+    ar_store_close(a);
+}
+
 /* Replaces each @ID@ and @AT@ in tmpl by id and at (malloc'ed). */
 static char *fill_in(const char *tmpl, const char *id, long long at)
 {
@@ -839,6 +880,7 @@ static void test_an_export_from_inside_a_retention_rule_reads_and_the_scan_goes_
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_export_import_export_gives_the_same_bytes),
     cmocka_unit_test(test_importing_twice_skips_what_is_there),
+    cmocka_unit_test(test_an_export_imported_into_its_own_store_adds_nothing),
     cmocka_unit_test(test_a_bad_line_names_its_number_and_stores_nothing_of_it),
     cmocka_unit_test(test_copy_between_stores_and_backends_keeps_every_byte),
     cmocka_unit_test(test_export_selects_runs_and_their_agents_events),
