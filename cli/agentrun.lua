@@ -76,6 +76,22 @@ end
 
 local function json(v) return agentrun.json_encode(v) end
 
+-- A control character made visible in caret notation (ESC is ^[, DEL ^?).
+local function caret(c)
+  local b = c:byte()
+  return b == 127 and "^?" or "^" .. string.char(b + 64)
+end
+
+-- Text safe to print on a terminal: what is stored (an agent's name, a
+-- model's tool name) cannot move the cursor, retitle the window or recolour
+-- the output. Control characters show in caret notation and C1 controls
+-- (U+0080..U+009F) as U+FFFD; with `lines`, tabs and line feeds stay.
+local function safe(s, lines)
+  if not s:find("[%c\xC2]") then return s end
+  s = s:gsub(lines and "[%z\1-\8\11-\31\127]" or "%c", caret)
+  return (s:gsub("\xC2[\x80-\x9F]", "\u{FFFD}"))
+end
+
 -- The first `max` bytes of s, back to a character boundary (a sequence
 -- the cut would split goes whole).
 local function head(s, max)
@@ -108,7 +124,7 @@ local function oneline(v, max)
     s = s:gsub("[%c%s]+", " ")
     if max then s = head(s, max) end
   end
-  return s
+  return safe(s)
 end
 
 -- A step's content on one line, from its decoded `content` or from the
@@ -123,7 +139,7 @@ local function content_line(s, max)
 end
 
 local function full_text(v)
-  if type(v) == "string" then return v end
+  if type(v) == "string" then return safe(v, true) end
   return json(v)
 end
 
@@ -185,7 +201,13 @@ local function print_table(cols, rows)
     local m = {}
     for i = 1, #cols do
       local cell = row[i]
-      local n = width_of(type(cell) == "table" and cell[1] or cell or "")
+      if type(cell) == "table" then
+        cell[1] = safe(cell[1] or "")
+      else
+        cell = safe(cell or "")
+        row[i] = cell
+      end
+      local n = width_of(type(cell) == "table" and cell[1] or cell)
       m[i] = n
       if n > w[i] and not cols[i].flex then w[i] = n end
     end
@@ -616,13 +638,13 @@ end
 
 local function show_record(r, full)
   local fields = {
-    { "run", r.id }, { "agent", r.agent }, { "status", paint(r.status, STATUS_COLOR[r.status]) },
-    { "goal", full and r.goal or cut(oneline(r.goal), terminal().width - 12) },
+    { "run", r.id }, { "agent", safe(r.agent) }, { "status", paint(r.status, STATUS_COLOR[r.status]) },
+    { "goal", full and full_text(r.goal) or cut(oneline(r.goal), terminal().width - 12) },
   }
   local function add(k, v) if v ~= nil and v ~= "" then fields[#fields + 1] = { k, v } end end
-  add("user", r.user)
-  add("edition", r.edition)
-  add("parent", r.parent)
+  add("user", r.user and safe(r.user))
+  add("edition", r.edition and safe(r.edition))
+  add("parent", r.parent and safe(r.parent))
   if r.forked_from then add("forked from", ("%s after step %d"):format(r.forked_from.run, r.forked_from.seq)) end
   add("created", fmt_when(r.created_at))
   if r.finished_at then add("finished", fmt_when(r.finished_at) .. ", took " .. fmt_duration(r.latency_ms)) end
@@ -636,7 +658,7 @@ local function show_record(r, full)
       limit_figure(r.limit.name, r.limit.reached)))
   end
   if r.output ~= nil then add("output", full and full_text(r.output) or cut(oneline(r.output), terminal().width - 12)) end
-  if r.error then add("error", full and r.error or cut(oneline(r.error), terminal().width - 12)) end
+  if r.error then add("error", full and full_text(r.error) or cut(oneline(r.error), terminal().width - 12)) end
   if r.metadata and next(r.metadata) ~= nil then add("metadata", cut(json(r.metadata), terminal().width - 12)) end
   if r.checkpoint then
     local state = r.checkpoint.state
@@ -708,6 +730,7 @@ one line per intent ({"intent": key, "name", "args", "status", "result",
       if o.full then
         for s in store:steps(id) do
           local row = step_row(s)
+          for i, cell in ipairs(row) do row[i] = safe(cell) end
           say(paint(("#%s  %s%s"):format(row[1], row[2], row[3] ~= "" and "  " .. row[3] or ""), "1")
             .. ("  %s  %s  %s"):format(row[4], row[5], row[6]):gsub("%s+$", ""))
           if s.content ~= nil then say(full_text(s.content)) end
@@ -749,6 +772,7 @@ local function tail_line(cells, widths)
   for i, c in ipairs(cells) do
     local t, colour = c, nil
     if type(c) == "table" then t, colour = c[1], c[2] end
+    t = safe(t)
     if widths[i] then
       t = cut(t, widths[i])
       t = t .. (" "):rep(widths[i] - width_of(t))

@@ -249,6 +249,32 @@ LUA
   grep -qE '^ +6 +llm +.* after the blank lines$' "$D/out"
 }
 
+show_ls_and_tail_never_hand_stored_control_characters_to_the_terminal() {
+  local id c
+  id=$(lua - "$S" <<'LUA'
+local s = require("open_store")(arg[1])
+local r = s:begin { agent = "a\27[31mred", goal = "g\27]0;title\7", user = "u\u{9b}2J", edition = "e\8" }
+r:step { kind = "llm", name = "tool\27]0;owned\7", content = "c\27[2J" }
+s:event { agent = "a\27[31mred", type = "log\27[1m", content = "x\27[5m" }
+print(r:fail("boom\27[31m\nsecond line").id)
+LUA
+)
+  for c in "ls $S" "show $S $id" "show $S $id --full" "tail $S $id" "stats $S" "events $S a"; do
+    # shellcheck disable=SC2086
+    run 0 ar $c
+    if LC_ALL=C grep -q $'[\x01-\x08\x0b-\x1f\x7f]\|\xc2[\x80-\x9f]' "$D/out"; then
+      echo "agentrun $c printed a control character:" >&2; cat -A "$D/out" >&2; return 1
+    fi
+  done
+  # shown, in caret notation, not dropped
+  run 0 ar show "$S" "$id" --full
+  has out 'a^[[31mred'
+  has out 'tool^[]0;owned^G'
+  has out 'u�2J'
+  # --full keeps the error's line break
+  has out 'second line'
+}
+
 show_json_prints_the_record_then_each_step_with_every_field() {
   fixture
   run 0 ar --json show "$S" "$done"
