@@ -1508,6 +1508,7 @@ local function parse(argv)
           elseif kind == "list" then
             opts[name] = opts[name] or {}
             for item in v:gmatch("[^,]+") do table.insert(opts[name], item) end
+            if #opts[name] == 0 then usage_error(cmd.name, "--%s needs at least one value", name) end
           elseif kind == "time" then
             opts[name] = parse_time(cmd.name, "--" .. name, v)
           elseif kind == "duration" then
@@ -1548,6 +1549,13 @@ local function run(argv)
   end
   for _, r in ipairs(cmd.required or {}) do
     if opts[r] == nil then usage_error(cmd.name, "%s needs --%s", cmd.name, r) end
+  end
+  if ctx.store == "" then usage_error(cmd.name, "STORE is empty") end
+  for k = 1, nargs do
+    if pos[k] == "" then usage_error(cmd.name, "%s is empty", cmd.args[k]) end
+  end
+  for name, v in pairs(opts) do
+    if v == "" then usage_error(cmd.name, "--%s is empty", name) end
   end
   return cmd.run(ctx, opts, table.unpack(pos, 1, nargs))
 end

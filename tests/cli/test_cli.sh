@@ -45,6 +45,18 @@ unknown_option_is_a_usage_error_with_the_commands_usage() {
   has err "--agent needs a value"
   run 2 ar show "$S" --full=yes "$done"
   usage_error
+  # empty values are the command line's fault, not a store error
+  run 2 ar ls "$S" --status=,
+  usage_error
+  has err "--status needs at least one value"
+  run 2 ar events "$S" alpha --type ,
+  usage_error
+  run 2 ar events "$S" ''
+  usage_error
+  has err "AGENT is empty"
+  run 2 ar ls "$S" --agent=
+  usage_error
+  has err "--agent is empty"
 }
 
 malformed_time_count_status_or_duration_is_a_usage_error() {
