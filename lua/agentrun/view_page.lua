@@ -180,7 +180,10 @@ M.tail = [==[</script>
     if (c === 0) return '0';
     if (c >= 100) return String(Number(c.toFixed(2)));
     if (c >= 1) return String(Number(c.toFixed(3)));
-    return c.toPrecision(3).replace(/0+$/, '').replace(/\.$/, '');
+    // three significant digits in plain decimals (8e-7 is 0.0000008), to
+    // the nano-unit a cost is stored in
+    var places = Math.min(9, Math.max(2, 2 - Math.floor(Math.log10(c))));
+    return c.toFixed(places).replace(/0+$/, '').replace(/\.$/, '');
   }
   function dur(ms) {
     if (ms === undefined || ms === null) return '';

@@ -109,7 +109,7 @@ expected.main_steps = #main_steps
 -- A sub-run of it: linked both ways through `parent`.
 local sub = agentrun.records.completed { agent = "searcher", goal = "Find the Q3 report", parent = main.id,
   created_at = T0 + 2100, finished_at = T0 + 2900, output = "q3.pdf",
-  steps = { { kind = "tool", name = "search", duration_ms = 600, at = T0 + 2800, content = { q = "Q3" } } } }
+  steps = { { kind = "tool", name = "search", duration_ms = 600, at = T0 + 2800, content = { q = "Q3" }, cost = 8e-7 } } }
 sub.id = store:write(sub)
 count(sub)
 expected.ids.sub = sub.id

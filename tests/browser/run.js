@@ -136,6 +136,8 @@ test('a failed or budget-exhausted run says why in its row', async () => {
   const why = (id) => s.page.textContent(`#runs-table tr[data-id="${id}"] .why`);
   assert((await why(fx.x.ids.failed)).startsWith('tool crashed: segfault in the PDF parser'), 'failed run shows its error');
   eq(await why(fx.x.ids.exhausted), 'limit max_cost reached (0.0112 \u2265 0.01)', 'exhausted run shows its limit');
+  // a tiny cost reads as a plain decimal, never in exponent notation
+  eq(await s.page.textContent(`#runs-table tr[data-id="${fx.x.ids.sub}"] td.num:nth-child(6)`), '0.0000008', 'tiny cost');
   await close(s);
 });
 
