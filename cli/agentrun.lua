@@ -152,6 +152,11 @@ local function commas(n)
   return sign .. digits:reverse():gsub("(%d%d%d)", "%1,"):reverse():gsub("^,", "")
 end
 
+-- "1 step", "2 steps": n with commas and its noun.
+local function counted(n, noun)
+  return commas(n) .. " " .. noun .. (n == 1 and "" or "s")
+end
+
 local function fmt_cost(c)
   if not c or c == 0 then return "$0" end
   if c >= 0.0001 then return ("$%.4f"):format(c) end
@@ -864,8 +869,8 @@ record.]==],
           if ctx.json then
             say(json(r))
           else
-            say(("run %s %s: %s steps, %s tokens, %s"):format(id, paint(r.status, STATUS_COLOR[r.status]),
-              commas(r.iterations), commas(tokens_of(r.usage)), fmt_cost(r.usage.cost)))
+            say(("run %s %s: %s, %s, %s"):format(id, paint(r.status, STATUS_COLOR[r.status]),
+              counted(r.iterations, "step"), counted(tokens_of(r.usage), "token"), fmt_cost(r.usage.cost)))
           end
           return 0
         end
@@ -1125,8 +1130,8 @@ With --json, one object per problem ({"kind": "file", "run", "step",
       -- the message names the row (run, step, event) and the field
       say(paint("damaged", "31") .. "  " .. (p.kind == "file" and "file: " or "") .. oneline(p.message))
     end
-    say(("%s: %s runs, %s steps, %s events read; %d problem%s"):format(rep.ok and "ok" or "DAMAGED",
-      commas(rep.runs), commas(rep.steps), commas(rep.events), #rep.problems, #rep.problems == 1 and "" or "s"))
+    say(("%s: %s, %s, %s read; %s"):format(rep.ok and "ok" or "DAMAGED", counted(rep.runs, "run"),
+      counted(rep.steps, "step"), counted(rep.events, "event"), counted(#rep.problems, "problem")))
     return rep.ok and 0 or 1
   end,
 })
@@ -1395,8 +1400,7 @@ With --json, {"file", "runs", "steps", "bytes", "trimmed", "steps_left_out"}.]==
       say(json(sum))
       return 0
     end
-    say(("%s: %s run%s, %s steps, %s"):format(o.output, commas(sum.runs), sum.runs == 1 and "" or "s",
-      commas(sum.steps), bytes(sum.bytes)))
+    say(("%s: %s, %s, %s"):format(o.output, counted(sum.runs, "run"), counted(sum.steps, "step"), bytes(sum.bytes)))
     return 0
   end,
 })
