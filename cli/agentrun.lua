@@ -87,6 +87,7 @@ end
 -- the output. Control characters show in caret notation and C1 controls
 -- (U+0080..U+009F) as U+FFFD; with `lines`, tabs and line feeds stay.
 local function safe(s, lines)
+  if type(s) ~= "string" then s = tostring(s) end
   if not s:find("[%c\xC2]") then return s end
   s = s:gsub(lines and "[%z\1-\8\11-\31\127]" or "%c", caret)
   return (s:gsub("\xC2[\x80-\x9F]", "\u{FFFD}"))
